@@ -1,0 +1,269 @@
+//! gRPC `slip.v1.Control`: thin translations onto [`ControlPlane`].
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use slip_proto::link_pb::{
+    CloseConnection, Message, channel_event, connection_command::Op, message,
+};
+use slip_proto::pb::control_server::{Control, ControlServer};
+use slip_proto::pb::{
+    ChannelInfo, CloseChannelReply, CloseChannelRequest, CloseReply, CloseRequest, ConnectionInfo,
+    GetChannelRequest, GetConnectionRequest, PublishReply, PublishRequest, PublishStreamReply,
+    SendReply, SendRequest, SetMetadataReply, SetMetadataRequest, SubscriptionReply,
+    SubscriptionRequest, publish_request, send_request,
+};
+use slip_proto::route;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth;
+use crate::plane::{ControlError, ControlPlane, Published};
+
+/// The most a `PublishStream` call may carry before it is cut off.
+pub const MAX_STREAM_PUBLISHES: u64 = 100_000_000;
+
+impl From<ControlError> for Status {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Invalid(m) => Status::invalid_argument(m),
+            ControlError::NotFound(m) => Status::not_found(m),
+            ControlError::Unavailable(m) => Status::unavailable(m),
+        }
+    }
+}
+
+pub struct ControlService {
+    plane: Arc<ControlPlane>,
+}
+
+/// Refuses calls without a valid `authorization: Bearer <jwt>`.
+#[derive(Clone)]
+pub struct Authenticator {
+    secret: Arc<[u8]>,
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match auth::check(&self.secret, header) {
+            Ok(()) => Ok(request),
+            Err(e) => Err(Status::unauthenticated(e.to_string())),
+        }
+    }
+}
+
+/// The gRPC service behind the JWT check.
+pub fn service(
+    plane: Arc<ControlPlane>,
+    secret: Arc<[u8]>,
+) -> InterceptedService<ControlServer<ControlService>, Authenticator> {
+    ControlServer::with_interceptor(ControlService { plane }, Authenticator { secret })
+}
+
+fn publish_body(message: Option<publish_request::Message>) -> Result<channel_event::Body, Status> {
+    match message {
+        Some(publish_request::Message::Text(text)) => Ok(channel_event::Body::Text(text)),
+        Some(publish_request::Message::Binary(data)) => Ok(channel_event::Body::Binary(data)),
+        None => Err(Status::invalid_argument("publish needs text or binary")),
+    }
+}
+
+fn check_size(len: usize) -> Result<(), Status> {
+    if len > slip_proto::limits::MAX_MESSAGE_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "message is {len} bytes, the limit is {}",
+            slip_proto::limits::MAX_MESSAGE_BYTES
+        )));
+    }
+    Ok(())
+}
+
+impl ControlService {
+    fn publish_one(&self, request: PublishRequest) -> Result<Published, Status> {
+        let body = publish_body(request.message)?;
+        if let channel_event::Body::Text(t) = &body {
+            check_size(t.len())?;
+        }
+        if let channel_event::Body::Binary(b) = &body {
+            check_size(b.len())?;
+        }
+        Ok(self.plane.publish(route::publish(request.channel, body))?)
+    }
+
+    async fn command(&self, connection_id: String, op: Op) -> Result<(), Status> {
+        Ok(self
+            .plane
+            .connection_command(route::connection(connection_id, op), true)
+            .await?)
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishReply>, Status> {
+        let published = self.publish_one(request.into_inner())?;
+        Ok(Response::new(PublishReply {
+            offset: published.offset,
+            edges: published.edges,
+        }))
+    }
+
+    async fn publish_stream(
+        &self,
+        request: Request<Streaming<PublishRequest>>,
+    ) -> Result<Response<PublishStreamReply>, Status> {
+        let mut stream = request.into_inner();
+        let mut published = 0;
+        while let Some(next) = stream.next().await {
+            self.publish_one(next?)?;
+            published += 1;
+            if published >= MAX_STREAM_PUBLISHES {
+                return Err(Status::resource_exhausted(
+                    "publish stream too long; open a new one",
+                ));
+            }
+        }
+        Ok(Response::new(PublishStreamReply { published }))
+    }
+
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendReply>, Status> {
+        let request = request.into_inner();
+        let body = match request.message {
+            Some(send_request::Message::Text(t)) => {
+                check_size(t.len())?;
+                message::Body::Text(t)
+            }
+            Some(send_request::Message::Binary(b)) => {
+                check_size(b.len())?;
+                message::Body::Binary(b)
+            }
+            None => return Err(Status::invalid_argument("send needs text or binary")),
+        };
+        self.command(
+            request.connection_id,
+            Op::Send(Message { body: Some(body) }),
+        )
+        .await?;
+        Ok(Response::new(SendReply {}))
+    }
+
+    async fn close(&self, request: Request<CloseRequest>) -> Result<Response<CloseReply>, Status> {
+        let request = request.into_inner();
+        let code = if request.code == 0 {
+            u32::from(route::DEFAULT_CLOSE_CODE)
+        } else {
+            request.code
+        };
+        let sendable = u16::try_from(code).is_ok_and(slip_proto::command::is_sendable_close_code);
+        if !sendable {
+            return Err(Status::invalid_argument(format!(
+                "close code {code} may not be sent"
+            )));
+        }
+        let close = CloseConnection {
+            code,
+            reason: request.reason,
+        };
+        self.command(request.connection_id, Op::Close(close))
+            .await?;
+        Ok(Response::new(CloseReply {}))
+    }
+
+    async fn close_channel(
+        &self,
+        request: Request<CloseChannelRequest>,
+    ) -> Result<Response<CloseChannelReply>, Status> {
+        let channel = request.into_inner().channel;
+        self.plane.publish(route::publish(
+            channel,
+            channel_event::Body::CloseChannel(true),
+        ))?;
+        Ok(Response::new(CloseChannelReply {}))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscriptionRequest>,
+    ) -> Result<Response<SubscriptionReply>, Status> {
+        let request = request.into_inner();
+        slip_proto::channel::validate(&request.channel)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.command(request.connection_id, Op::Subscribe(request.channel))
+            .await?;
+        Ok(Response::new(SubscriptionReply {}))
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: Request<SubscriptionRequest>,
+    ) -> Result<Response<SubscriptionReply>, Status> {
+        let request = request.into_inner();
+        slip_proto::channel::validate(&request.channel)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.command(request.connection_id, Op::Unsubscribe(request.channel))
+            .await?;
+        Ok(Response::new(SubscriptionReply {}))
+    }
+
+    async fn set_metadata(
+        &self,
+        request: Request<SetMetadataRequest>,
+    ) -> Result<Response<SetMetadataReply>, Status> {
+        let request = request.into_inner();
+        let json = if request.metadata_json.trim().is_empty() {
+            "null".to_owned()
+        } else {
+            request.metadata_json
+        };
+        let value: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| Status::invalid_argument(format!("metadata is not JSON: {e}")))?;
+        let compact = value.to_string();
+        if compact.len() > slip_proto::limits::MAX_METADATA_BYTES {
+            return Err(Status::invalid_argument("metadata too large"));
+        }
+        self.command(request.connection_id, Op::SetMetadata(compact))
+            .await?;
+        Ok(Response::new(SetMetadataReply {}))
+    }
+
+    async fn get_connection(
+        &self,
+        request: Request<GetConnectionRequest>,
+    ) -> Result<Response<ConnectionInfo>, Status> {
+        let state = self
+            .plane
+            .get_connection(&request.into_inner().connection_id)
+            .await?;
+        Ok(Response::new(ConnectionInfo {
+            connection_id: state.connection_id,
+            metadata_json: state.metadata_json,
+            channels: state.channels,
+            edge: state.edge,
+            region: state.region,
+        }))
+    }
+
+    async fn get_channel(
+        &self,
+        request: Request<GetChannelRequest>,
+    ) -> Result<Response<ChannelInfo>, Status> {
+        let summary = self
+            .plane
+            .get_channel(&request.into_inner().channel)
+            .await?;
+        Ok(Response::new(ChannelInfo {
+            channel: summary.channel,
+            subscribers: summary.subscribers,
+            edges: summary.edges,
+            owner: summary.owner,
+            last_offset: summary.last_offset,
+        }))
+    }
+}

@@ -1,0 +1,133 @@
+//! The channel-interest table a channel's owner keeps, as pure code: which
+//! edges have local subscribers of each channel (edge-level, never
+//! per-connection), and each channel's publish offset.
+//!
+//! A channel's entry lives while some edge is interested; its offset starts
+//! again from 1 when the channel comes back after being empty.
+
+use std::collections::{HashMap, HashSet};
+
+use slip_proto::ids::NodeId;
+
+#[derive(Default)]
+struct Channel {
+    edges: Vec<NodeId>,
+    offset: u64,
+}
+
+#[derive(Default)]
+pub struct InterestTable {
+    channels: HashMap<String, Channel>,
+    by_edge: HashMap<NodeId, HashSet<String>>,
+}
+
+impl InterestTable {
+    /// Records that `edge` has subscribers of `channel`; true if that is new.
+    pub fn add(&mut self, edge: &NodeId, channel: &str) -> bool {
+        let entry = self.channels.entry(channel.to_owned()).or_default();
+        if entry.edges.contains(edge) {
+            return false;
+        }
+        entry.edges.push(edge.clone());
+        self.by_edge
+            .entry(edge.clone())
+            .or_default()
+            .insert(channel.to_owned());
+        true
+    }
+
+    /// Records that `edge` has no more subscribers of `channel`; true if it had.
+    pub fn remove(&mut self, edge: &NodeId, channel: &str) -> bool {
+        let Some(entry) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let Some(at) = entry.edges.iter().position(|e| e == edge) else {
+            return false;
+        };
+        entry.edges.swap_remove(at);
+        if entry.edges.is_empty() {
+            self.channels.remove(channel);
+        }
+        if let Some(channels) = self.by_edge.get_mut(edge) {
+            channels.remove(channel);
+            if channels.is_empty() {
+                self.by_edge.remove(edge);
+            }
+        }
+        true
+    }
+
+    /// Forgets everything about an edge (its link died); returns how many channels it had.
+    pub fn drop_edge(&mut self, edge: &NodeId) -> usize {
+        let Some(channels) = self.by_edge.remove(edge) else {
+            return 0;
+        };
+        for channel in &channels {
+            if let Some(entry) = self.channels.get_mut(channel) {
+                entry.edges.retain(|e| e != edge);
+                if entry.edges.is_empty() {
+                    self.channels.remove(channel);
+                }
+            }
+        }
+        channels.len()
+    }
+
+    /// Assigns the next offset of a publish to `channel` and names the edges
+    /// to forward it to; `None` when no edge is interested.
+    pub fn stamp(&mut self, channel: &str) -> Option<(u64, Vec<NodeId>)> {
+        let entry = self.channels.get_mut(channel)?;
+        entry.offset += 1;
+        Some((entry.offset, entry.edges.clone()))
+    }
+
+    pub fn edges(&self, channel: &str) -> &[NodeId] {
+        self.channels.get(channel).map_or(&[], |c| &c.edges)
+    }
+
+    pub fn last_offset(&self, channel: &str) -> u64 {
+        self.channels.get(channel).map_or(0, |c| c.offset)
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(s: &str) -> NodeId {
+        NodeId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn one_entry_per_edge_and_offsets_count_up() {
+        let mut t = InterestTable::default();
+        assert!(t.add(&node("e1"), "c"));
+        assert!(!t.add(&node("e1"), "c"));
+        assert!(t.add(&node("e2"), "c"));
+        assert_eq!(t.stamp("c"), Some((1, vec![node("e1"), node("e2")])));
+        assert_eq!(t.stamp("c").map(|(o, _)| o), Some(2));
+        assert_eq!(t.stamp("nobody"), None);
+        assert!(t.remove(&node("e1"), "c"));
+        assert!(!t.remove(&node("e1"), "c"));
+        assert_eq!(t.edges("c"), &[node("e2")]);
+        assert!(t.remove(&node("e2"), "c"));
+        assert_eq!(t.channels(), 0);
+    }
+
+    #[test]
+    fn a_dead_edge_leaves_nothing_behind() {
+        let mut t = InterestTable::default();
+        for i in 0..100 {
+            t.add(&node("dead"), &format!("c{i}"));
+        }
+        t.add(&node("alive"), "c1");
+        assert_eq!(t.drop_edge(&node("dead")), 100);
+        assert_eq!(t.channels(), 1);
+        assert_eq!(t.edges("c1"), &[node("alive")]);
+        assert_eq!(t.drop_edge(&node("dead")), 0);
+    }
+}

@@ -1,0 +1,11 @@
+//! The control plane: the gRPC and HTTP JSON control APIs, channel ownership
+//! on the ring, the channel-interest table and fan-out to edges.
+
+pub mod auth;
+pub mod grpc;
+pub mod http_api;
+pub mod interest;
+pub mod plane;
+pub mod server;
+
+pub use plane::{ControlFrames, ControlPlane};

@@ -1,0 +1,350 @@
+//! The control plane as a node: owns channels on the ring, keeps the
+//! interest table, stamps and forwards publishes once per interested edge,
+//! and routes connection commands to the edge named in the connection id.
+//! Both control APIs (gRPC, HTTP JSON) call into this; it does no I/O
+//! beyond queueing frames on links.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use slip_link::{FrameHandler, Link, Peers};
+use slip_proto::channel;
+use slip_proto::ids::{ConnectionId, NodeId};
+use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
+use slip_proto::link_pb::{
+    ConnectionCommand, ConnectionState, Deliver, Frame, Publish, Query, WaitForConnection,
+    frame::Kind, query, reply,
+};
+use slip_proto::ring::Ring;
+use tokio::sync::oneshot;
+
+use crate::interest::InterestTable;
+
+/// How long a question to an edge may take before the caller gets UNAVAILABLE.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Questions to edges awaiting an answer, at most.
+pub const MAX_PENDING_QUERIES: usize = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    /// The channel offset the owner gave this publish (0 if forwarded or nobody listens).
+    pub offset: u64,
+    pub edges: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSummary {
+    pub channel: String,
+    pub subscribers: u64,
+    pub edges: u32,
+    pub owner: String,
+    pub last_offset: u64,
+}
+
+pub struct ControlPlane {
+    node_id: NodeId,
+    /// Links to edges and to other control nodes.
+    peers: Peers,
+    ring: RwLock<Ring>,
+    interest: Mutex<InterestTable>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
+    next_query: AtomicU64,
+}
+
+impl ControlPlane {
+    pub fn new(node_id: NodeId) -> Arc<Self> {
+        Arc::new(Self {
+            ring: RwLock::new(Ring::new([node_id.clone()])),
+            node_id,
+            peers: Peers::default(),
+            interest: Mutex::new(InterestTable::default()),
+            pending: Mutex::new(HashMap::new()),
+            next_query: AtomicU64::new(1),
+        })
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    pub fn add_edge_link(&self, link: Arc<dyn Link>) {
+        self.peers.insert(link);
+    }
+
+    /// An edge's link is gone: its interest goes with it.
+    pub fn edge_gone(&self, edge: &NodeId) {
+        self.peers.remove(edge);
+        let dropped = self.interest.lock().drop_edge(edge);
+        tracing::info!(edge = %edge, channels = dropped, "edge gone; interest dropped");
+    }
+
+    /// Publishes to a channel (text, binary, or close-channel).
+    pub fn publish(&self, publish: Publish) -> Result<Published, ControlError> {
+        channel::validate(&publish.channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if publish
+            .event
+            .as_ref()
+            .and_then(|e| e.body.as_ref())
+            .is_none()
+        {
+            return Err(ControlError::Invalid("publish without a message".into()));
+        }
+        let owner = self.ring.read().owner(&publish.channel).cloned();
+        match owner {
+            Some(owner) if owner != self.node_id => {
+                self.peers
+                    .send(
+                        owner.as_str(),
+                        Frame {
+                            kind: Some(Kind::Publish(publish)),
+                        },
+                    )
+                    .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+                Ok(Published::default())
+            }
+            _ => Ok(self.fan_out(publish)),
+        }
+    }
+
+    /// As the owner: stamp the publish and forward it once per interested edge.
+    fn fan_out(&self, publish: Publish) -> Published {
+        let Some((offset, edges)) = self.interest.lock().stamp(&publish.channel) else {
+            return Published::default();
+        };
+        let mut sent = 0;
+        let deliver = Deliver {
+            channel: publish.channel,
+            offset,
+            event: publish.event,
+        };
+        for edge in &edges {
+            let frame = Frame {
+                kind: Some(Kind::Deliver(deliver.clone())),
+            };
+            match self.peers.send(edge.as_str(), frame) {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::warn!(edge = %edge, error = %e, "delivery to edge dropped"),
+            }
+        }
+        Published {
+            offset,
+            edges: sent,
+        }
+    }
+
+    /// Sends a command to the connection's edge. With `confirm`, waits for the
+    /// edge to say whether the connection exists (NOT_FOUND if not).
+    pub async fn connection_command(
+        &self,
+        mut command: ConnectionCommand,
+        confirm: bool,
+    ) -> Result<(), ControlError> {
+        let id = ConnectionId::parse(&command.connection_id)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if !confirm {
+            command.ack = 0;
+            let frame = Frame {
+                kind: Some(Kind::Command(command)),
+            };
+            return self
+                .peers
+                .send(id.edge(), frame)
+                .map_err(|e| ControlError::Unavailable(e.to_string()));
+        }
+        let (ack, answer) = self.expect_reply()?;
+        command.ack = ack;
+        let frame = Frame {
+            kind: Some(Kind::Command(command)),
+        };
+        match self
+            .ask(id.edge(), ack, frame, answer, QUERY_TIMEOUT)
+            .await?
+        {
+            reply::Kind::Found(true) => Ok(()),
+            _ => Err(ControlError::NotFound(format!("connection {id}"))),
+        }
+    }
+
+    pub async fn get_connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<ConnectionState, ControlError> {
+        let id =
+            ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let (qid, answer) = self.expect_reply()?;
+        let query = Query {
+            id: qid,
+            kind: Some(query::Kind::Connection(id.to_string())),
+        };
+        let frame = Frame {
+            kind: Some(Kind::Query(query)),
+        };
+        match self
+            .ask(id.edge(), qid, frame, answer, QUERY_TIMEOUT)
+            .await?
+        {
+            reply::Kind::Connection(state) => Ok(state),
+            _ => Err(ControlError::NotFound(format!("connection {id}"))),
+        }
+    }
+
+    /// Waits up to `timeout_ms` for a connection to exist; true if it does.
+    pub async fn poll_for_connection(
+        &self,
+        connection_id: &str,
+        timeout_ms: u64,
+    ) -> Result<bool, ControlError> {
+        let id =
+            ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let timeout_ms = timeout_ms.min(MAX_POLL_TIMEOUT_MS);
+        let (qid, answer) = self.expect_reply()?;
+        let wait = WaitForConnection {
+            connection_id: id.to_string(),
+            timeout_ms: timeout_ms as u32,
+        };
+        let frame = Frame {
+            kind: Some(Kind::Query(Query {
+                id: qid,
+                kind: Some(query::Kind::Wait(wait)),
+            })),
+        };
+        let patience = Duration::from_millis(timeout_ms) + QUERY_TIMEOUT;
+        Ok(matches!(
+            self.ask(id.edge(), qid, frame, answer, patience).await?,
+            reply::Kind::Found(true)
+        ))
+    }
+
+    /// The channel as its owner sees it, with subscriber counts from each interested edge.
+    pub async fn get_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
+        channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let owner = self
+            .ring
+            .read()
+            .owner(channel)
+            .cloned()
+            .unwrap_or_else(|| self.node_id.clone());
+        let (edges, last_offset) = {
+            let table = self.interest.lock();
+            (table.edges(channel).to_vec(), table.last_offset(channel))
+        };
+        let mut subscribers = 0;
+        for edge in &edges {
+            let (qid, answer) = self.expect_reply()?;
+            let frame = Frame {
+                kind: Some(Kind::Query(Query {
+                    id: qid,
+                    kind: Some(query::Kind::Channel(channel.into())),
+                })),
+            };
+            if let reply::Kind::Channel(state) = self
+                .ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT)
+                .await?
+            {
+                subscribers += state.subscribers;
+            }
+        }
+        Ok(ChannelSummary {
+            channel: channel.to_owned(),
+            subscribers,
+            edges: edges.len() as u32,
+            owner: owner.to_string(),
+            last_offset,
+        })
+    }
+
+    fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {
+        let mut pending = self.pending.lock();
+        if pending.len() >= MAX_PENDING_QUERIES {
+            return Err(ControlError::Unavailable(
+                "too many questions to edges in flight".into(),
+            ));
+        }
+        let id = self.next_query.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        pending.insert(id, tx);
+        Ok((id, rx))
+    }
+
+    async fn ask(
+        &self,
+        node: &str,
+        id: u64,
+        frame: Frame,
+        answer: oneshot::Receiver<reply::Kind>,
+        patience: Duration,
+    ) -> Result<reply::Kind, ControlError> {
+        if let Err(e) = self.peers.send(node, frame) {
+            self.pending.lock().remove(&id);
+            return Err(ControlError::Unavailable(e.to_string()));
+        }
+        let answered = tokio::time::timeout(patience, answer).await;
+        self.pending.lock().remove(&id);
+        match answered {
+            Ok(Ok(kind)) => Ok(kind),
+            _ => Err(ControlError::Unavailable(format!(
+                "node {node} did not answer"
+            ))),
+        }
+    }
+}
+
+/// Frames from edges and other control nodes.
+pub struct ControlFrames(pub Arc<ControlPlane>);
+
+impl FrameHandler for ControlFrames {
+    fn on_frame(&self, from: &NodeId, frame: Frame) {
+        let plane = &self.0;
+        match frame.kind {
+            Some(Kind::Interest(interest)) => {
+                if channel::validate(&interest.channel).is_err() {
+                    return;
+                }
+                let mut table = plane.interest.lock();
+                if interest.present {
+                    table.add(from, &interest.channel);
+                } else {
+                    table.remove(from, &interest.channel);
+                }
+            }
+            Some(Kind::Publish(publish)) => {
+                if let Err(e) = plane.publish(publish) {
+                    tracing::warn!(from = %from, error = %e, "publish from peer dropped");
+                }
+            }
+            Some(Kind::Command(command)) => {
+                // An edge addressing a connection on another edge: pass it on.
+                if let Ok(id) = ConnectionId::parse(&command.connection_id) {
+                    let frame = Frame {
+                        kind: Some(Kind::Command(command)),
+                    };
+                    if let Err(e) = plane.peers.send(id.edge(), frame) {
+                        tracing::debug!(error = %e, "command for a connection dropped");
+                    }
+                }
+            }
+            Some(Kind::Reply(reply)) => {
+                let waiter = plane.pending.lock().remove(&reply.id);
+                if let (Some(waiter), Some(kind)) = (waiter, reply.kind) {
+                    let _ = waiter.send(kind);
+                }
+            }
+            Some(Kind::Hello(_)) | Some(Kind::Deliver(_)) | Some(Kind::Query(_)) | None => {
+                tracing::debug!(from = %from, "unexpected frame on a control node ignored");
+            }
+        }
+    }
+}

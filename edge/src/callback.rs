@@ -1,0 +1,173 @@
+//! The callback client: POSTs socket events to the backend, signed, and
+//! parses the commands it answers with.
+//!
+//! Layers, outermost first: retry (not for OPEN), timeout, the POST itself.
+//! Retry policy after OPEN: on a network error, a timeout or a 5xx answer the
+//! same batch is sent again after 250 ms, 1 s and 4 s; then the connection is
+//! closed with 1011. A 2xx whose body is not a valid batch, or a 4xx, is not
+//! retried: the backend has spoken, and its batch is dropped and logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slip_proto::callback::{CONTENT_TYPE, Event};
+use slip_proto::command::{self, Command, CommandError, Source};
+use slip_proto::jwt;
+use slip_proto::limits::MAX_COMMAND_BODY_BYTES;
+
+/// Default time a backend has to answer one callback.
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits between attempts of a failed callback after OPEN.
+pub const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+];
+/// Idle keep-alive connections kept to the backend.
+const POOL_MAX_IDLE: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("backend did not answer within the callback timeout")]
+    Timeout,
+    #[error("backend unreachable: {0}")]
+    Network(String),
+    #[error("backend answered HTTP {0}")]
+    Status(u16),
+    #[error("backend reply rejected: {0}")]
+    Reply(#[from] CommandError),
+}
+
+impl CallbackError {
+    /// Worth sending the same batch again?
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallbackError::Timeout | CallbackError::Network(_) => true,
+            CallbackError::Status(code) => *code >= 500,
+            CallbackError::Reply(_) => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CallbackClient {
+    http: reqwest::Client,
+    target: Arc<str>,
+    secret: Arc<[u8]>,
+    timeout: Duration,
+}
+
+impl CallbackClient {
+    pub fn new(target: &str, secret: &[u8], timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            target: target.into(),
+            secret: secret.into(),
+            timeout,
+        })
+    }
+
+    /// One attempt: POST the events of one connection and parse the reply.
+    /// `metadata` is the connection's metadata as serialized JSON.
+    pub async fn post(
+        &self,
+        connection_id: &str,
+        metadata: &str,
+        events: &[Event],
+    ) -> Result<Vec<Command>, CallbackError> {
+        let body = body(connection_id, metadata, events);
+        let token = jwt::sign(&self.secret, jwt::AUD_WEBSOCKET_EVENT, jwt::now());
+        let sent = self
+            .http
+            .post(&*self.target)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
+            .timeout(self.timeout)
+            .body(body)
+            .send()
+            .await;
+        let mut response = sent.map_err(classify)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(CallbackError::Status(status.as_u16()));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_COMMAND_BODY_BYTES)
+        {
+            return Err(
+                CommandError::TooLarge(response.content_length().unwrap_or(0) as usize).into(),
+            );
+        }
+        let mut reply = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if reply.len() + chunk.len() > MAX_COMMAND_BODY_BYTES {
+                return Err(CommandError::TooLarge(reply.len() + chunk.len()).into());
+            }
+            reply.extend_from_slice(&chunk);
+        }
+        Ok(command::parse(&reply, Source::CallbackReply)?)
+    }
+
+    /// Attempts with the retry policy above; returns the last error if all fail.
+    pub async fn post_with_retry(
+        &self,
+        connection_id: &str,
+        metadata: &str,
+        events: &[Event],
+    ) -> Result<Vec<Command>, CallbackError> {
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            match self.post(connection_id, metadata, events).await {
+                Err(e) if e.is_transient() => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(connection = connection_id, error = %e, ?delay, "callback failed, retrying");
+                        tokio::time::sleep(*delay).await;
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+}
+
+fn classify(e: reqwest::Error) -> CallbackError {
+    if e.is_timeout() {
+        CallbackError::Timeout
+    } else {
+        CallbackError::Network(e.to_string())
+    }
+}
+
+/// The callback body; `metadata` is embedded as the JSON text it already is.
+pub fn body(connection_id: &str, metadata: &str, events: &[Event]) -> Vec<u8> {
+    let id = serde_json::Value::String(connection_id.to_owned());
+    let events = serde_json::to_string(events).unwrap_or_else(|_| "[]".into());
+    format!(r#"{{"connectionId":{id},"metadata":{metadata},"events":{events}}}"#).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slip_proto::callback::CallbackRequest;
+
+    #[test]
+    fn body_is_a_valid_callback_request() {
+        let events = vec![Event::Text {
+            connection_id: "a\"b".into(),
+            data: "hi".into(),
+        }];
+        let parsed: CallbackRequest =
+            serde_json::from_slice(&body("a\"b", r#"{"x":1}"#, &events)).unwrap();
+        assert_eq!(parsed.connection_id, "a\"b");
+        assert_eq!(parsed.metadata, serde_json::json!({"x": 1}));
+        assert_eq!(parsed.events, events);
+    }
+}

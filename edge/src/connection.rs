@@ -1,0 +1,335 @@
+//! One accepted WebSocket connection: a reader that turns frames into ordered
+//! callbacks, and a writer that drains the connection's outbox.
+//!
+//! The reader waits for readability with no buffer and reads only once bytes
+//! are there, so an idle connection holds no read buffer. The writer takes
+//! every queued frame on a wakeup and writes them with one vectored write.
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use slip_proto::callback::Event;
+use slip_proto::command::{Command, encode_binary};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
+
+use crate::batcher::Batcher;
+use crate::callback::CallbackError;
+use crate::frame::{self, Decoder, Message};
+use crate::node::Edge;
+use crate::outbox::{CloseOrder, Outbox};
+
+/// Bytes read per read syscall (more when a large frame is known to be coming).
+const READ_CHUNK: usize = 4096;
+/// Frames written per vectored write, at most.
+const MAX_WRITE_BATCH: usize = 256;
+/// Time the client has to answer our close frame before the socket is dropped.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Close code for binary frames sent to a target that did not opt in.
+const UNSUPPORTED_DATA: u16 = 1003;
+/// Close code when the backend keeps failing after the retries.
+const BACKEND_FAILED: u16 = 1011;
+/// Close code reported to the backend when the peer vanished without a close frame.
+const ABNORMAL: u16 = 1006;
+
+type InFlight = Pin<Box<dyn Future<Output = Result<Vec<Command>, CallbackError>> + Send>>;
+
+/// How the connection ended, as reported in the CLOSE event.
+struct Ending {
+    code: u16,
+    reason: String,
+}
+
+/// Runs an accepted connection to its end. `early` holds bytes the client
+/// sent right behind its handshake; `metadata` is serialized JSON.
+pub(crate) async fn run(
+    edge: Arc<Edge>,
+    id: String,
+    stream: TcpStream,
+    early: Bytes,
+    metadata: Arc<str>,
+    commands: Vec<Command>,
+) {
+    let outbox = Arc::new(Outbox::new(edge.config.outbox));
+    edge.hub.register(&id, outbox.clone(), metadata);
+    // Commands after ACCEPT run before the first client frame is read.
+    edge.apply(commands);
+
+    let (read, write) = stream.into_split();
+    let writer = tokio::spawn(write_loop(write, outbox.clone(), edge.config.ping_interval));
+    let mut reader = Reader::new(&edge, &id, &outbox, early);
+    let ending = reader.run(&read).await;
+    edge.connection_closed(&id);
+    tracing::debug!(connection = %id, code = ending.code, "connection ended");
+
+    // Make sure the writer finishes: it sends our close frame if one is due.
+    outbox.close(ending.code, &ending.reason);
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, writer).await;
+    tokio::join!(linger(read), reader.finish(ending));
+}
+
+/// Reads and discards until the client closes its side, for a short while:
+/// closing a socket with unread bytes sends a reset, which can destroy our
+/// close frame before the client reads it.
+async fn linger(read: OwnedReadHalf) {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+        let mut scratch = [0u8; 512];
+        loop {
+            if read.readable().await.is_err() {
+                return;
+            }
+            match read.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+struct Reader<'a> {
+    edge: &'a Arc<Edge>,
+    id: &'a str,
+    outbox: &'a Arc<Outbox>,
+    buf: BytesMut,
+    decoder: Decoder,
+    batcher: Batcher,
+    in_flight: Option<InFlight>,
+    failed: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(edge: &'a Arc<Edge>, id: &'a str, outbox: &'a Arc<Outbox>, early: Bytes) -> Self {
+        Self {
+            edge,
+            id,
+            outbox,
+            buf: BytesMut::from(&early[..]),
+            decoder: Decoder::new(edge.config.max_message_bytes),
+            batcher: Batcher::new(edge.config.max_pending_events),
+            in_flight: None,
+            failed: false,
+        }
+    }
+
+    async fn run(&mut self, read: &OwnedReadHalf) -> Ending {
+        let mut last_seen = Instant::now();
+        loop {
+            if let Some(ending) = self.decode() {
+                return ending;
+            }
+            if self.buf.is_empty() {
+                // Give the buffer back while idle.
+                self.buf = BytesMut::new();
+            }
+            let can_read = !self.batcher.is_full();
+            tokio::select! {
+                ready = read.readable(), if can_read => {
+                    if ready.is_err() {
+                        return Ending { code: ABNORMAL, reason: String::new() };
+                    }
+                    let want = self.decoder.wanted(&self.buf).unwrap_or(0).clamp(READ_CHUNK, self.edge.config.max_message_bytes + 16);
+                    self.buf.reserve(want);
+                    match read.try_read_buf(&mut self.buf) {
+                        Ok(0) => return Ending { code: ABNORMAL, reason: String::new() },
+                        Ok(_) => last_seen = Instant::now(),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Ending { code: ABNORMAL, reason: String::new() },
+                    }
+                }
+                result = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
+                    self.in_flight = None;
+                    self.answered(result);
+                    let next = self.batcher.complete();
+                    self.start(next);
+                }
+                _ = self.outbox.closed() => {
+                    let order = self.outbox.close_order().unwrap_or(CloseOrder { code: 1000, reason: String::new() });
+                    return Ending { code: order.code, reason: order.reason };
+                }
+                _ = tokio::time::sleep_until(last_seen + self.edge.config.dead_peer_timeout) => {
+                    return Ending { code: ABNORMAL, reason: "no data from client".into() };
+                }
+            }
+        }
+    }
+
+    /// Decodes what has arrived into events; returns an ending if the client
+    /// closed or broke the protocol.
+    fn decode(&mut self) -> Option<Ending> {
+        while !self.batcher.is_full() {
+            let message = match self.decoder.decode(&mut self.buf) {
+                Ok(Some(message)) => message,
+                Ok(None) => return None,
+                Err(e) => {
+                    let code = e.close_code();
+                    tracing::debug!(connection = self.id, error = %e, "closing on bad input");
+                    self.outbox.close(code, &e.to_string());
+                    return Some(Ending {
+                        code,
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            let connection_id = self.id.to_owned();
+            let event = match message {
+                Message::Text(data) => Event::Text {
+                    connection_id,
+                    data,
+                },
+                Message::Binary(data) if self.edge.config.binary_events => Event::Binary {
+                    connection_id,
+                    data: encode_binary(&data),
+                },
+                Message::Binary(_) => {
+                    let reason = "binary messages are not accepted";
+                    self.outbox.close(UNSUPPORTED_DATA, reason);
+                    return Some(Ending {
+                        code: UNSUPPORTED_DATA,
+                        reason: reason.into(),
+                    });
+                }
+                Message::Ping(payload) => {
+                    self.outbox.push(frame::pong(&payload));
+                    continue;
+                }
+                Message::Pong => continue,
+                Message::Close { code, reason } => {
+                    // Echo the client's code, as RFC 6455 §5.5.1 asks.
+                    self.outbox.close(code.unwrap_or(1000), "");
+                    return Some(Ending {
+                        code: code.unwrap_or(1005),
+                        reason,
+                    });
+                }
+            };
+            let next = self.batcher.push(event);
+            self.start(next);
+        }
+        None
+    }
+
+    fn start(&mut self, batch: Option<Vec<Event>>) {
+        let Some(events) = batch else { return };
+        if self.failed {
+            return;
+        }
+        let edge = self.edge.clone();
+        let id = self.id.to_owned();
+        let metadata = self
+            .edge
+            .hub
+            .metadata(self.id)
+            .unwrap_or_else(|| Arc::from("null"));
+        self.in_flight = Some(Box::pin(async move {
+            edge.callbacks
+                .post_with_retry(&id, &metadata, &events)
+                .await
+        }));
+    }
+
+    fn answered(&mut self, result: Result<Vec<Command>, CallbackError>) {
+        match result {
+            Ok(commands) => self.edge.apply(commands),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(connection = self.id, error = %e, "callback failed after retries; closing");
+                self.failed = true;
+                self.outbox.close(BACKEND_FAILED, "backend unavailable");
+            }
+            Err(e) => tracing::warn!(connection = self.id, error = %e, "callback reply dropped"),
+        }
+    }
+
+    /// After the socket is done: the CLOSE event goes last, after any
+    /// callback still in flight or waiting, so the backend sees them in order.
+    async fn finish(mut self, ending: Ending) {
+        let code = (ending.code != 1005).then_some(ending.code);
+        let reason = (!ending.reason.is_empty()).then_some(ending.reason);
+        let close = Event::Close {
+            connection_id: self.id.to_owned(),
+            code,
+            reason,
+        };
+        // One attempt at the CLOSE event even after a backend failure.
+        self.failed = false;
+        let next = self.batcher.push(close);
+        self.start(next);
+        while let Some(in_flight) = self.in_flight.take() {
+            let result = in_flight.await;
+            if let Ok(commands) = result {
+                self.edge.apply(commands);
+            }
+            let next = self.batcher.complete();
+            self.start(next);
+        }
+    }
+}
+
+async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interval: Duration) {
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    loop {
+        let batch = outbox.take(MAX_WRITE_BATCH);
+        if !batch.frames.is_empty() && write_frames(&mut write, &batch.frames).await.is_err() {
+            outbox.close(ABNORMAL, "write failed");
+            return;
+        }
+        if let Some(close) = batch.close {
+            if close.code != ABNORMAL {
+                let _ = write
+                    .write_all(&frame::close(close.code, &close.reason))
+                    .await;
+            }
+            let _ = write.shutdown().await;
+            return;
+        }
+        if batch.frames.len() == MAX_WRITE_BATCH {
+            continue;
+        }
+        tokio::select! {
+            _ = outbox.ready() => {}
+            _ = ping.tick() => {
+                if write.write_all(&frame::ping(b"")).await.is_err() {
+                    outbox.close(ABNORMAL, "write failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes frames with as few syscalls as the kernel allows.
+async fn write_frames(write: &mut OwnedWriteHalf, frames: &[Bytes]) -> std::io::Result<()> {
+    if let [only] = frames {
+        return write.write_all(only).await;
+    }
+    let (mut index, mut offset) = (0, 0);
+    while index < frames.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&frames[index][offset..]))
+            .chain(frames[index + 1..].iter().map(|f| IoSlice::new(f)))
+            .collect();
+        let mut written = write.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && index < frames.len() {
+            let rest = frames[index].len() - offset;
+            if written >= rest {
+                written -= rest;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! The local hub: this edge's connections, which channels each is subscribed
+//! to, and local fan-out. No sockets and no clock: frames go into each
+//! connection's [`Outbox`], the connection's own task writes them.
+//!
+//! The hub reports when a channel gains its first or loses its last local
+//! subscriber, which is when the edge tells the channel's owner (interest).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+
+use crate::outbox::{Outbox, Push};
+
+/// Default bound on channels one connection may be subscribed to.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// The first local subscriber of this channel: announce interest.
+    First,
+    Added,
+    Already,
+    NoConnection,
+    TooMany,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The last local subscriber left: withdraw interest.
+    Last,
+    Removed,
+    NotSubscribed,
+    NoConnection,
+}
+
+/// What the hub knows about one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionView {
+    pub metadata: Arc<str>,
+    pub channels: Vec<String>,
+}
+
+struct Entry {
+    key: u64,
+    outbox: Arc<Outbox>,
+    /// Serialized JSON, embedded as is in every callback body.
+    metadata: Arc<str>,
+    channels: Vec<Box<str>>,
+}
+
+#[derive(Default)]
+struct State {
+    connections: HashMap<Box<str>, Entry>,
+    /// channel → (connection key → outbox): fan-out walks this map only.
+    channels: HashMap<Box<str>, HashMap<u64, Arc<Outbox>>>,
+    next_key: u64,
+}
+
+pub struct Hub {
+    state: RwLock<State>,
+    max_subscriptions: usize,
+    /// Signalled whenever a connection registers (for POLL_FOR_CONNECTION).
+    registered: Notify,
+}
+
+/// What a delivery reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub queued: usize,
+    /// Connections closed as slow consumers by this delivery.
+    pub overflowed: usize,
+}
+
+impl Hub {
+    pub fn new(max_subscriptions: usize) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            max_subscriptions,
+            registered: Notify::new(),
+        }
+    }
+
+    pub fn register(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>) {
+        let mut state = self.state.write();
+        state.next_key += 1;
+        let key = state.next_key;
+        state.connections.insert(
+            id.into(),
+            Entry {
+                key,
+                outbox,
+                metadata,
+                channels: Vec::new(),
+            },
+        );
+        drop(state);
+        self.registered.notify_waiters();
+    }
+
+    /// Removes a connection; returns the channels it was the last local subscriber of.
+    pub fn unregister(&self, id: &str) -> Vec<String> {
+        let mut state = self.state.write();
+        let Some(entry) = state.connections.remove(id) else {
+            return Vec::new();
+        };
+        let mut emptied = Vec::new();
+        for channel in entry.channels {
+            if let Some(subscribers) = state.channels.get_mut(&channel) {
+                subscribers.remove(&entry.key);
+                if subscribers.is_empty() {
+                    state.channels.remove(&channel);
+                    emptied.push(channel.into());
+                }
+            }
+        }
+        emptied
+    }
+
+    pub fn subscribe(&self, id: &str, channel: &str) -> Subscribed {
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        let Some(entry) = state.connections.get_mut(id) else {
+            return Subscribed::NoConnection;
+        };
+        if entry.channels.iter().any(|c| &**c == channel) {
+            return Subscribed::Already;
+        }
+        if entry.channels.len() >= self.max_subscriptions {
+            return Subscribed::TooMany;
+        }
+        entry.channels.push(channel.into());
+        let subscribers = state.channels.entry(channel.into()).or_default();
+        subscribers.insert(entry.key, entry.outbox.clone());
+        if subscribers.len() == 1 {
+            Subscribed::First
+        } else {
+            Subscribed::Added
+        }
+    }
+
+    pub fn unsubscribe(&self, id: &str, channel: &str) -> Unsubscribed {
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        let Some(entry) = state.connections.get_mut(id) else {
+            return Unsubscribed::NoConnection;
+        };
+        let Some(at) = entry.channels.iter().position(|c| &**c == channel) else {
+            return Unsubscribed::NotSubscribed;
+        };
+        entry.channels.swap_remove(at);
+        let key = entry.key;
+        let Some(subscribers) = state.channels.get_mut(channel) else {
+            return Unsubscribed::Removed;
+        };
+        subscribers.remove(&key);
+        if subscribers.is_empty() {
+            state.channels.remove(channel);
+            Unsubscribed::Last
+        } else {
+            Unsubscribed::Removed
+        }
+    }
+
+    /// Queues one encoded frame for every local subscriber of `channel`.
+    pub fn deliver(&self, channel: &str, frame: &Bytes) -> Delivered {
+        let state = self.state.read();
+        let mut delivered = Delivered::default();
+        if let Some(subscribers) = state.channels.get(channel) {
+            for outbox in subscribers.values() {
+                match outbox.push(frame.clone()) {
+                    Push::Queued => delivered.queued += 1,
+                    Push::Overflowed => delivered.overflowed += 1,
+                    Push::Closing => {}
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Orders every local subscriber of `channel` closed; returns how many.
+    pub fn close_channel(&self, channel: &str, code: u16, reason: &str) -> usize {
+        let state = self.state.read();
+        state.channels.get(channel).map_or(0, |subscribers| {
+            subscribers
+                .values()
+                .filter(|outbox| outbox.close(code, reason))
+                .count()
+        })
+    }
+
+    /// Queues a frame for one connection; `None` if it is not here.
+    pub fn send(&self, id: &str, frame: Bytes) -> Option<Push> {
+        let outbox = self
+            .state
+            .read()
+            .connections
+            .get(id)
+            .map(|e| e.outbox.clone())?;
+        Some(outbox.push(frame))
+    }
+
+    /// Orders one connection closed; false if it is not here.
+    pub fn close(&self, id: &str, code: u16, reason: &str) -> bool {
+        let outbox = self
+            .state
+            .read()
+            .connections
+            .get(id)
+            .map(|e| e.outbox.clone());
+        outbox.map(|o| o.close(code, reason)).is_some()
+    }
+
+    pub fn metadata(&self, id: &str) -> Option<Arc<str>> {
+        self.state
+            .read()
+            .connections
+            .get(id)
+            .map(|e| e.metadata.clone())
+    }
+
+    pub fn set_metadata(&self, id: &str, metadata: Arc<str>) -> bool {
+        match self.state.write().connections.get_mut(id) {
+            Some(entry) => {
+                entry.metadata = metadata;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn view(&self, id: &str) -> Option<ConnectionView> {
+        self.state
+            .read()
+            .connections
+            .get(id)
+            .map(|e| ConnectionView {
+                metadata: e.metadata.clone(),
+                channels: e.channels.iter().map(|c| c.to_string()).collect(),
+            })
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.state.read().connections.contains_key(id)
+    }
+
+    /// Local subscribers of a channel.
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.state
+            .read()
+            .channels
+            .get(channel)
+            .map_or(0, HashMap::len)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.read().connections.len()
+    }
+
+    /// Waits until the connection is registered, up to `timeout`.
+    pub async fn wait_for(&self, id: &str, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let registered = self.registered.notified();
+            if self.contains(id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, registered).await.is_err() {
+                return self.contains(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::OutboxLimits;
+
+    fn hub_with(ids: &[&str]) -> (Hub, Vec<Arc<Outbox>>) {
+        let hub = Hub::new(2);
+        let outboxes = ids
+            .iter()
+            .map(|id| {
+                let outbox = Arc::new(Outbox::new(OutboxLimits::default()));
+                hub.register(id, outbox.clone(), Arc::from("null"));
+                outbox
+            })
+            .collect();
+        (hub, outboxes)
+    }
+
+    #[test]
+    fn first_and_last_subscriber_are_reported() {
+        let (hub, _) = hub_with(&["a", "b"]);
+        assert_eq!(hub.subscribe("a", "ch"), Subscribed::First);
+        assert_eq!(hub.subscribe("b", "ch"), Subscribed::Added);
+        assert_eq!(hub.subscribe("b", "ch"), Subscribed::Already);
+        assert_eq!(hub.subscribe("zz", "ch"), Subscribed::NoConnection);
+        assert_eq!(hub.unsubscribe("a", "ch"), Unsubscribed::Removed);
+        assert_eq!(hub.unsubscribe("a", "ch"), Unsubscribed::NotSubscribed);
+        assert_eq!(hub.unsubscribe("b", "ch"), Unsubscribed::Last);
+        assert_eq!(hub.subscribers("ch"), 0);
+    }
+
+    #[test]
+    fn unregister_reports_emptied_channels() {
+        let (hub, _) = hub_with(&["a", "b"]);
+        hub.subscribe("a", "solo");
+        hub.subscribe("a", "shared");
+        hub.subscribe("b", "shared");
+        assert_eq!(hub.unregister("a"), vec!["solo".to_string()]);
+        assert_eq!(hub.subscribers("shared"), 1);
+        assert!(hub.unregister("a").is_empty());
+    }
+
+    #[test]
+    fn subscriptions_per_connection_are_bounded() {
+        let (hub, _) = hub_with(&["a"]);
+        hub.subscribe("a", "1");
+        hub.subscribe("a", "2");
+        assert_eq!(hub.subscribe("a", "3"), Subscribed::TooMany);
+    }
+
+    #[test]
+    fn deliver_reaches_exactly_the_subscribers() {
+        let (hub, outboxes) = hub_with(&["a", "b", "c"]);
+        hub.subscribe("a", "ch");
+        hub.subscribe("c", "ch");
+        let frame = Bytes::from_static(b"x");
+        assert_eq!(
+            hub.deliver("ch", &frame),
+            Delivered {
+                queued: 2,
+                overflowed: 0
+            }
+        );
+        let counts: Vec<usize> = outboxes.iter().map(|o| o.take(10).frames.len()).collect();
+        assert_eq!(counts, vec![1, 0, 1]);
+        assert_eq!(hub.close_channel("ch", 1000, ""), 2);
+        assert!(outboxes[0].close_order().is_some());
+        assert!(outboxes[1].close_order().is_none());
+    }
+}

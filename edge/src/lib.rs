@@ -1,0 +1,17 @@
+//! The edge: holds WebSocket clients, turns their events into callbacks to
+//! the backend, and delivers what the backend and the control plane send.
+
+pub mod batcher;
+pub mod callback;
+pub mod config;
+mod connection;
+pub mod frame;
+pub mod hub;
+pub mod metadata;
+pub mod node;
+pub mod open;
+pub mod outbox;
+pub mod server;
+
+pub use config::EdgeConfig;
+pub use node::{Edge, EdgeFrames};

@@ -1,0 +1,291 @@
+//! The edge as a node: routes commands to local connections or over links,
+//! keeps channel owners told of local interest, and answers frames from
+//! control nodes. Everything here is synchronous and non-blocking; sockets
+//! live in `connection` and `server`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use slip_link::{FrameHandler, Link, LinkError, Peers};
+use slip_proto::command::Command;
+use slip_proto::ids::NodeId;
+use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
+use slip_proto::link_pb::{
+    ChannelState, ConnectionCommand, ConnectionState, Deliver, Frame, Interest, Publish, Query,
+    Reply, channel_event, connection_command::Op, frame::Kind, message, query, reply,
+};
+use slip_proto::ring::Ring;
+use slip_proto::route::{self, Action};
+
+use crate::callback::CallbackClient;
+use crate::config::EdgeConfig;
+use crate::frame;
+use crate::hub::{Hub, Subscribed, Unsubscribed};
+use crate::outbox::Push;
+
+/// Close code sent to subscribers of a closed channel.
+const CHANNEL_CLOSED_CODE: u16 = 1000;
+
+pub struct Edge {
+    pub config: EdgeConfig,
+    pub hub: Hub,
+    pub callbacks: CallbackClient,
+    /// Links to control nodes.
+    control: Peers,
+    /// Owners of channels among the control nodes.
+    ring: RwLock<Ring>,
+}
+
+impl Edge {
+    pub fn new(config: EdgeConfig) -> Result<Arc<Self>, reqwest::Error> {
+        let callbacks = CallbackClient::new(
+            &config.target_url,
+            &config.jwt_secret,
+            config.callback_timeout,
+        )?;
+        Ok(Arc::new(Self {
+            hub: Hub::new(config.max_subscriptions),
+            callbacks,
+            control: Peers::default(),
+            ring: RwLock::new(Ring::default()),
+            config,
+        }))
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.config.node_id
+    }
+
+    /// Adds a link to a control node and makes it a member of the ring.
+    pub fn add_control_link(&self, link: Arc<dyn Link>) {
+        self.control.insert(link);
+        *self.ring.write() = Ring::new(self.control.ids());
+    }
+
+    /// Runs commands from a callback reply, in order.
+    pub fn apply(&self, commands: Vec<Command>) {
+        for command in commands {
+            match route::action(command) {
+                Action::Connection(command) => self.connection_command(command),
+                Action::Channel(publish) => self.publish(publish),
+                Action::Accept => tracing::debug!("ACCEPT outside a reply to OPEN ignored"),
+                Action::Poll { .. } => {}
+            }
+        }
+    }
+
+    /// Runs a command on a local connection, or sends it toward the edge holding it.
+    pub fn connection_command(&self, command: ConnectionCommand) {
+        if self.is_local(&command.connection_id) {
+            self.run_local(&command);
+        } else {
+            let via = self.ring.read().owner(&command.connection_id).cloned();
+            let frame = Frame {
+                kind: Some(Kind::Command(command)),
+            };
+            self.send_to(via, frame);
+        }
+    }
+
+    /// Sends a publish (or CLOSE_CHANNEL) to the channel's owner.
+    pub fn publish(&self, publish: Publish) {
+        let owner = self.ring.read().owner(&publish.channel).cloned();
+        self.send_to(
+            owner,
+            Frame {
+                kind: Some(Kind::Publish(publish)),
+            },
+        );
+    }
+
+    /// A connection ended: forget it and withdraw interest where it was the last.
+    pub fn connection_closed(&self, connection_id: &str) {
+        for channel in self.hub.unregister(connection_id) {
+            self.interest(channel, false);
+        }
+    }
+
+    fn is_local(&self, connection_id: &str) -> bool {
+        connection_id
+            .rsplit_once('.')
+            .is_some_and(|(node, _)| node == self.node_id().as_str())
+    }
+
+    /// Applies a connection command here; false if the connection is not here.
+    fn run_local(&self, command: &ConnectionCommand) -> bool {
+        let id = command.connection_id.as_str();
+        let Some(op) = &command.op else {
+            return self.hub.contains(id);
+        };
+        match op {
+            Op::Send(msg) => {
+                let frame = match &msg.body {
+                    Some(message::Body::Text(text)) => frame::text(text),
+                    Some(message::Body::Binary(data)) => frame::binary(data),
+                    None => return self.hub.contains(id),
+                };
+                match self.hub.send(id, frame) {
+                    Some(Push::Overflowed) => {
+                        tracing::info!(connection = id, "slow consumer closed")
+                    }
+                    Some(_) => {}
+                    None => return false,
+                }
+                true
+            }
+            Op::Close(close) => {
+                let code = u16::try_from(close.code).unwrap_or(route::DEFAULT_CLOSE_CODE);
+                self.hub.close(id, code, &close.reason)
+            }
+            Op::Subscribe(channel) => match self.hub.subscribe(id, channel) {
+                Subscribed::First => {
+                    self.interest(channel.clone(), true);
+                    true
+                }
+                Subscribed::TooMany => {
+                    tracing::warn!(connection = id, channel, "subscription limit reached");
+                    true
+                }
+                Subscribed::Added | Subscribed::Already => true,
+                Subscribed::NoConnection => false,
+            },
+            Op::Unsubscribe(channel) => match self.hub.unsubscribe(id, channel) {
+                Unsubscribed::Last => {
+                    self.interest(channel.clone(), false);
+                    true
+                }
+                Unsubscribed::Removed | Unsubscribed::NotSubscribed => true,
+                Unsubscribed::NoConnection => false,
+            },
+            Op::SetMetadata(json) => self.hub.set_metadata(id, Arc::from(json.as_str())),
+        }
+    }
+
+    fn interest(&self, channel: String, present: bool) {
+        let owner = self.ring.read().owner(&channel).cloned();
+        self.send_to(
+            owner,
+            Frame {
+                kind: Some(Kind::Interest(Interest { channel, present })),
+            },
+        );
+    }
+
+    fn send_to(&self, node: Option<NodeId>, frame: Frame) {
+        let result = match &node {
+            Some(node) => self.control.send(node.as_str(), frame),
+            None => Err(LinkError::NoPeer("(no control node)".into())),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "frame to control plane dropped");
+        }
+    }
+
+    fn deliver(&self, deliver: Deliver) {
+        let Some(body) = deliver.event.and_then(|e| e.body) else {
+            return;
+        };
+        match body {
+            channel_event::Body::Text(text) => self.fan_out(&deliver.channel, frame::text(&text)),
+            channel_event::Body::Binary(data) => {
+                self.fan_out(&deliver.channel, frame::binary(&data))
+            }
+            channel_event::Body::CloseChannel(_) => {
+                self.hub
+                    .close_channel(&deliver.channel, CHANNEL_CLOSED_CODE, "channel closed");
+            }
+        }
+    }
+
+    fn fan_out(&self, channel: &str, frame: Bytes) {
+        let delivered = self.hub.deliver(channel, &frame);
+        if delivered.overflowed > 0 {
+            tracing::info!(
+                channel,
+                slow_consumers = delivered.overflowed,
+                "slow consumers closed"
+            );
+        }
+    }
+
+    fn answer(self: &Arc<Self>, from: &NodeId, query: Query) {
+        let id = query.id;
+        let kind = match query.kind {
+            Some(query::Kind::Connection(connection_id)) => match self.hub.view(&connection_id) {
+                Some(view) => reply::Kind::Connection(ConnectionState {
+                    connection_id,
+                    metadata_json: view.metadata.to_string(),
+                    channels: view.channels,
+                    edge: self.node_id().to_string(),
+                    region: self.config.region.clone(),
+                }),
+                None => reply::Kind::Found(false),
+            },
+            Some(query::Kind::Channel(channel)) => {
+                let subscribers = self.hub.subscribers(&channel) as u64;
+                reply::Kind::Channel(ChannelState {
+                    channel,
+                    subscribers,
+                })
+            }
+            Some(query::Kind::Wait(wait)) => {
+                // Waiting must not hold up the link's other frames.
+                let edge = self.clone();
+                let from = from.clone();
+                tokio::spawn(async move {
+                    let timeout =
+                        Duration::from_millis(u64::from(wait.timeout_ms).min(MAX_POLL_TIMEOUT_MS));
+                    let found = edge.hub.wait_for(&wait.connection_id, timeout).await;
+                    edge.reply(&from, id, reply::Kind::Found(found));
+                });
+                return;
+            }
+            None => reply::Kind::Found(false),
+        };
+        self.reply(from, id, kind);
+    }
+
+    fn reply(&self, to: &NodeId, id: u64, kind: reply::Kind) {
+        let frame = Frame {
+            kind: Some(Kind::Reply(Reply {
+                id,
+                kind: Some(kind),
+            })),
+        };
+        self.send_to(Some(to.clone()), frame);
+    }
+}
+
+/// Frames from control nodes. Implemented on `Arc<Edge>` so waiting queries
+/// can keep the edge alive.
+pub struct EdgeFrames(pub Arc<Edge>);
+
+impl FrameHandler for EdgeFrames {
+    fn on_frame(&self, from: &NodeId, frame: Frame) {
+        let edge = &self.0;
+        match frame.kind {
+            Some(Kind::Deliver(deliver)) => edge.deliver(deliver),
+            Some(Kind::Command(command)) => {
+                let ack = command.ack;
+                let found = if edge.is_local(&command.connection_id) {
+                    edge.run_local(&command)
+                } else {
+                    false
+                };
+                if ack != 0 {
+                    edge.reply(from, ack, reply::Kind::Found(found));
+                }
+            }
+            Some(Kind::Query(query)) => edge.answer(from, query),
+            Some(Kind::Hello(_))
+            | Some(Kind::Reply(_))
+            | Some(Kind::Interest(_))
+            | Some(Kind::Publish(_))
+            | None => {
+                tracing::debug!(from = %from, "unexpected frame on an edge ignored");
+            }
+        }
+    }
+}

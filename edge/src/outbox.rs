@@ -1,0 +1,212 @@
+//! A connection's outbound queue: encoded frames waiting for the writer.
+//!
+//! Bounded in frames and in bytes. A consumer too slow to keep up is not
+//! allowed to grow memory: the first push past a bound drops what is queued
+//! and closes the connection with 1013, and every other connection goes on.
+//! An empty queue holds no allocation, so idle connections cost nothing here.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// Close code for a consumer that could not keep up ("try again later").
+pub const SLOW_CONSUMER_CODE: u16 = 1013;
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    pub max_frames: usize,
+    pub max_bytes: usize,
+}
+
+/// Default bound on queued frames per connection.
+pub const DEFAULT_OUTBOX_FRAMES: usize = 1024;
+/// Default bound on queued bytes per connection.
+pub const DEFAULT_OUTBOX_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        Self {
+            max_frames: DEFAULT_OUTBOX_FRAMES,
+            max_bytes: DEFAULT_OUTBOX_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseOrder {
+    pub code: u16,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// This push overflowed the queue; the connection is now closing with 1013.
+    Overflowed,
+    /// The connection is closing; the frame was dropped.
+    Closing,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    close: Option<CloseOrder>,
+}
+
+pub struct Outbox {
+    state: Mutex<State>,
+    limits: OutboxLimits,
+    /// Wakes the writer: frames were queued or a close was ordered.
+    wake: Notify,
+    /// Wakes the reader: a close was ordered.
+    closing: Notify,
+}
+
+/// What the writer takes on one wakeup.
+pub struct Batch {
+    pub frames: Vec<Bytes>,
+    pub close: Option<CloseOrder>,
+}
+
+impl Outbox {
+    pub fn new(limits: OutboxLimits) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            limits,
+            wake: Notify::new(),
+            closing: Notify::new(),
+        }
+    }
+
+    pub fn push(&self, frame: Bytes) -> Push {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return Push::Closing;
+        }
+        if state.frames.len() >= self.limits.max_frames
+            || state.bytes + frame.len() > self.limits.max_bytes
+        {
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            state.close = Some(CloseOrder {
+                code: SLOW_CONSUMER_CODE,
+                reason: "slow consumer".into(),
+            });
+            drop(state);
+            self.wake.notify_one();
+            self.closing.notify_one();
+            return Push::Overflowed;
+        }
+        state.bytes += frame.len();
+        state.frames.push_back(frame);
+        drop(state);
+        self.wake.notify_one();
+        Push::Queued
+    }
+
+    /// Orders the connection closed once what is queued has been written.
+    /// The first order wins. Returns false if a close was already ordered.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        state.close = Some(CloseOrder {
+            code,
+            reason: reason.to_owned(),
+        });
+        drop(state);
+        self.wake.notify_one();
+        self.closing.notify_one();
+        true
+    }
+
+    pub fn close_order(&self) -> Option<CloseOrder> {
+        self.state.lock().close.clone()
+    }
+
+    /// Takes up to `max` queued frames, and the close order once the queue is empty.
+    pub fn take(&self, max: usize) -> Batch {
+        let mut state = self.state.lock();
+        let n = state.frames.len().min(max);
+        let frames: Vec<Bytes> = state.frames.drain(..n).collect();
+        state.bytes -= frames.iter().map(Bytes::len).sum::<usize>();
+        if state.frames.is_empty() && state.frames.capacity() > 64 {
+            // Give a burst's memory back once the burst is written.
+            state.frames = VecDeque::new();
+        }
+        let close = if state.frames.is_empty() {
+            state.close.clone()
+        } else {
+            None
+        };
+        Batch { frames, close }
+    }
+
+    /// Waits until there is something for the writer.
+    pub async fn ready(&self) {
+        self.wake.notified().await
+    }
+
+    /// Waits until a close is ordered (returns at once if one was).
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closing.notified();
+            if self.state.lock().close.is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_in_order_then_closes_after_draining() {
+        let outbox = Outbox::new(OutboxLimits::default());
+        assert_eq!(outbox.push(Bytes::from_static(b"a")), Push::Queued);
+        assert_eq!(outbox.push(Bytes::from_static(b"b")), Push::Queued);
+        assert!(outbox.close(1000, "bye"));
+        assert!(!outbox.close(1001, "again"));
+        assert_eq!(outbox.push(Bytes::from_static(b"c")), Push::Closing);
+        let first = outbox.take(1);
+        assert_eq!(first.frames, vec![Bytes::from_static(b"a")]);
+        assert_eq!(first.close, None);
+        let second = outbox.take(10);
+        assert_eq!(second.frames, vec![Bytes::from_static(b"b")]);
+        assert_eq!(
+            second.close,
+            Some(CloseOrder {
+                code: 1000,
+                reason: "bye".into()
+            })
+        );
+    }
+
+    #[test]
+    fn overflow_in_frames_or_bytes_closes_with_1013() {
+        let outbox = Outbox::new(OutboxLimits {
+            max_frames: 2,
+            max_bytes: 100,
+        });
+        outbox.push(Bytes::from_static(b"1"));
+        outbox.push(Bytes::from_static(b"2"));
+        assert_eq!(outbox.push(Bytes::from_static(b"3")), Push::Overflowed);
+        let batch = outbox.take(10);
+        assert!(batch.frames.is_empty());
+        assert_eq!(batch.close.map(|c| c.code), Some(SLOW_CONSUMER_CODE));
+
+        let outbox = Outbox::new(OutboxLimits {
+            max_frames: 100,
+            max_bytes: 10,
+        });
+        assert_eq!(outbox.push(Bytes::from(vec![0; 8])), Push::Queued);
+        assert_eq!(outbox.push(Bytes::from(vec![0; 8])), Push::Overflowed);
+    }
+}

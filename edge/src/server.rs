@@ -1,0 +1,155 @@
+//! The edge's listener: HTTP/1.1 on any path. A WebSocket upgrade runs the
+//! OPEN callback before anything is answered; `/healthz` and `/readyz` answer
+//! plain requests.
+//!
+//! Outcomes of an upgrade: ACCEPT → 101; no ACCEPT → 403; backend error or bad
+//! reply → 502; backend timeout → 504. Only a 101 leaves a connection behind.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use slip_proto::callback::Event;
+use slip_proto::ids::ConnectionId;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::callback::CallbackError;
+use crate::config::HANDSHAKE_TIMEOUT;
+use crate::connection;
+use crate::metadata;
+use crate::node::Edge;
+use crate::open::{self, Decision};
+
+type Body = Full<Bytes>;
+
+/// Accepts connections until the listener fails.
+pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_http(edge.clone(), stream, peer));
+    }
+}
+
+async fn serve_http(edge: Arc<Edge>, stream: TcpStream, peer: SocketAddr) {
+    let service = service_fn(move |request| handle(edge.clone(), peer, request));
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+async fn handle(
+    edge: Arc<Edge>,
+    peer: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return Ok(match request.uri().path() {
+            "/healthz" | "/readyz" => plain(StatusCode::OK, "ok\n"),
+            _ => plain(
+                StatusCode::UPGRADE_REQUIRED,
+                "this is a WebSocket endpoint\n",
+            ),
+        });
+    }
+    let id = ConnectionId::generate(edge.node_id()).to_string();
+    let metadata: Arc<str> = metadata::from_handshake(&request, peer).to_string().into();
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "bad upgrade request");
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                "bad WebSocket upgrade request\n",
+            ));
+        }
+    };
+    let open = [Event::Open {
+        connection_id: id.clone(),
+    }];
+    let decision = match edge.callbacks.post(&id, &metadata, &open).await {
+        Ok(commands) => open::decide(&id, commands),
+        Err(CallbackError::Timeout) => {
+            tracing::warn!(connection = %id, "OPEN callback timed out");
+            return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n"));
+        }
+        Err(e) => {
+            tracing::warn!(connection = %id, error = %e, "OPEN callback failed");
+            return Ok(plain(StatusCode::BAD_GATEWAY, "backend failed\n"));
+        }
+    };
+    let Decision::Accept { protocol, commands } = decision else {
+        return Ok(plain(
+            StatusCode::FORBIDDEN,
+            "connection refused by the backend\n",
+        ));
+    };
+    let mut response = response.map(|_| Full::new(Bytes::new()));
+    if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    tokio::spawn(async move {
+        match upgraded_stream(upgrade).await {
+            Ok((stream, early)) => {
+                connection::run(edge, id, stream, early, metadata, commands).await
+            }
+            Err(e) => {
+                // Accepted but gone before the upgrade finished: the backend
+                // still hears that the connection closed.
+                tracing::debug!(connection = %id, error = %e, "upgrade failed after ACCEPT");
+                let close = [Event::Close {
+                    connection_id: id.clone(),
+                    code: Some(1006),
+                    reason: None,
+                }];
+                let _ = edge.callbacks.post(&id, &metadata, &close).await;
+            }
+        }
+    });
+    Ok(response)
+}
+
+/// The raw TCP stream under a finished upgrade, and any bytes hyper read past
+/// the handshake. fastwebsockets' own reader keeps an 8 KiB buffer per socket
+/// for its whole life; we read frames ourselves with none while idle.
+async fn upgraded_stream(
+    upgrade: fastwebsockets::upgrade::UpgradeFut,
+) -> Result<(TcpStream, Bytes), String> {
+    let ws = upgrade.await.map_err(|e| e.to_string())?;
+    let upgraded = ws.into_inner().into_inner();
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| "upgraded connection is not a TCP stream".to_string())?;
+    Ok((parts.io.into_inner(), parts.read_buf))
+}

@@ -1,0 +1,40 @@
+//! Links between nodes: how frames of [`slip_proto::link_pb`] travel from one
+//! node to another. Knows nothing of channels or sockets.
+//!
+//! A [`Link`] is one direction to one peer: `send` queues a frame and never
+//! waits. Frames arriving from peers are handed to the node's [`FrameHandler`],
+//! one at a time per link, in the order they were sent.
+
+pub mod memory;
+mod peers;
+
+pub use peers::Peers;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::Frame;
+
+/// Frames a link may hold queued for its peer before `send` refuses more.
+pub const LINK_QUEUE_FRAMES: usize = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("no link to node {0}")]
+    NoPeer(String),
+    #[error("link to node {0} is down")]
+    Down(String),
+    #[error("link to node {0} is full ({LINK_QUEUE_FRAMES} frames queued)")]
+    Full(String),
+}
+
+/// One direction of a connection to a peer node.
+pub trait Link: Send + Sync {
+    /// The node at the other end.
+    fn peer(&self) -> &NodeId;
+    /// Queues a frame for the peer without waiting.
+    fn send(&self, frame: Frame) -> Result<(), LinkError>;
+}
+
+/// What a node does with frames from its peers. Called from the link's own
+/// task: it must not block, and anything it sends goes through `Link::send`.
+pub trait FrameHandler: Send + Sync + 'static {
+    fn on_frame(&self, from: &NodeId, frame: Frame);
+}

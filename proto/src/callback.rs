@@ -1,0 +1,102 @@
+//! The SLIP v4 callback: what the edge POSTs to a backend for socket events.
+//!
+//! ```text
+//! POST <target>  Authorization: Bearer <jwt aud=WebSocketEvent>
+//!                Content-Type: application/websocket-events
+//! {"connectionId":"…","metadata":{…},"events":[{"type":"OPEN","connectionId":"…"}]}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Content type of callback requests (and of the original's replies).
+pub const CONTENT_TYPE: &str = "application/websocket-events";
+
+/// The body of one callback request: one connection, one or more events in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackRequest {
+    pub connection_id: String,
+    pub metadata: Value,
+    pub events: Vec<Event>,
+}
+
+/// One socket event. `BINARY` goes only to targets that opted in: an old
+/// backend rejects types it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Event {
+    #[serde(rename_all = "camelCase")]
+    Open { connection_id: String },
+    #[serde(rename_all = "camelCase")]
+    Text { connection_id: String, data: String },
+    /// `data` is base64 (standard alphabet, padded).
+    #[serde(rename_all = "camelCase")]
+    Binary { connection_id: String, data: String },
+    /// `code` and `reason` are additive: present when the peer sent a close frame.
+    #[serde(rename_all = "camelCase")]
+    Close {
+        connection_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl Event {
+    pub fn connection_id(&self) -> &str {
+        match self {
+            Event::Open { connection_id }
+            | Event::Text { connection_id, .. }
+            | Event::Binary { connection_id, .. }
+            | Event::Close { connection_id, .. } => connection_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exact_shapes() {
+        let body = CallbackRequest {
+            connection_id: "n.0".into(),
+            metadata: Value::Null,
+            events: vec![
+                Event::Open {
+                    connection_id: "n.0".into(),
+                },
+                Event::Text {
+                    connection_id: "n.0".into(),
+                    data: "hi".into(),
+                },
+                Event::Close {
+                    connection_id: "n.0".into(),
+                    code: None,
+                    reason: None,
+                },
+                Event::Close {
+                    connection_id: "n.0".into(),
+                    code: Some(1000),
+                    reason: Some("bye".into()),
+                },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({
+                "connectionId": "n.0",
+                "metadata": null,
+                "events": [
+                    {"type": "OPEN", "connectionId": "n.0"},
+                    {"type": "TEXT", "connectionId": "n.0", "data": "hi"},
+                    {"type": "CLOSE", "connectionId": "n.0"},
+                    {"type": "CLOSE", "connectionId": "n.0", "code": 1000, "reason": "bye"},
+                ]
+            })
+        );
+    }
+}

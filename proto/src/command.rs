@@ -1,0 +1,348 @@
+//! SLIP v4 commands: what a backend answers a callback with, and what it
+//! POSTs to the HTTP control API. Both are `{"events":[{"type":…}, …]}`.
+//!
+//! A batch is all or nothing: bad JSON, an unknown `type`, a missing field or
+//! a value that breaks a rule (connection id, channel name, size) rejects the
+//! whole batch before any command runs.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::channel;
+use crate::ids::ConnectionId;
+use crate::limits::{
+    MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES,
+};
+
+/// One command, with the exact field names of SLIP v4 (`channel` on
+/// SUBSCRIBE/UNSUBSCRIBE, `channelId` on PUBLISH_TEXT/CLOSE_CHANNEL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Command {
+    /// Accept the opening connection; only in reply to OPEN. `protocol`
+    /// (additive) picks the WebSocket subprotocol echoed in the 101.
+    #[serde(rename_all = "camelCase")]
+    Accept {
+        connection_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Text { connection_id: String, data: String },
+    /// Additive: a binary message, `data` in base64.
+    #[serde(rename_all = "camelCase")]
+    Binary { connection_id: String, data: String },
+    #[serde(rename_all = "camelCase")]
+    Subscribe {
+        connection_id: String,
+        channel: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Unsubscribe {
+        connection_id: String,
+        channel: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    PublishText { channel_id: String, data: String },
+    /// Additive: publish a binary message, `data` in base64.
+    #[serde(rename_all = "camelCase")]
+    PublishBinary { channel_id: String, data: String },
+    #[serde(rename_all = "camelCase")]
+    CloseChannel { channel_id: String },
+    /// Replace the connection's metadata; `null` (or no field) clears it.
+    #[serde(rename_all = "camelCase")]
+    SetMetadata {
+        connection_id: String,
+        #[serde(default)]
+        metadata: Value,
+    },
+    /// Close the connection; `code`/`reason` are additive (default 1000).
+    #[serde(rename_all = "camelCase")]
+    Close {
+        connection_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Control API only: wait up to `timeout` ms for the connection to exist.
+    #[serde(rename_all = "camelCase")]
+    PollForConnection {
+        connection_id: String,
+        #[serde(default)]
+        timeout: u64,
+    },
+}
+
+/// The envelope of a callback reply or a control request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub events: Vec<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("body is {0} bytes, the limit is {MAX_COMMAND_BODY_BYTES}")]
+    TooLarge(usize),
+    #[error("body is not a valid command batch: {0}")]
+    Json(String),
+    #[error("batch has {0} commands, the limit is {MAX_COMMANDS_PER_BATCH}")]
+    TooMany(usize),
+    #[error("command {index} ({kind}) is not allowed here")]
+    NotAllowed { index: usize, kind: &'static str },
+    #[error("command {index}: {reason}")]
+    Invalid { index: usize, reason: String },
+}
+
+/// Where a batch came from decides which commands it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A backend's reply to a callback: ACCEPT allowed, POLL_FOR_CONNECTION not.
+    CallbackReply,
+    /// The HTTP control API: POLL_FOR_CONNECTION allowed, ACCEPT not.
+    ControlRequest,
+}
+
+impl Command {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Accept { .. } => "ACCEPT",
+            Command::Text { .. } => "TEXT",
+            Command::Binary { .. } => "BINARY",
+            Command::Subscribe { .. } => "SUBSCRIBE",
+            Command::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Command::PublishText { .. } => "PUBLISH_TEXT",
+            Command::PublishBinary { .. } => "PUBLISH_BINARY",
+            Command::CloseChannel { .. } => "CLOSE_CHANNEL",
+            Command::SetMetadata { .. } => "SET_METADATA",
+            Command::Close { .. } => "CLOSE",
+            Command::PollForConnection { .. } => "POLL_FOR_CONNECTION",
+        }
+    }
+
+    /// The connection this command addresses, if it addresses one.
+    pub fn connection_id(&self) -> Option<&str> {
+        match self {
+            Command::Accept { connection_id, .. }
+            | Command::Text { connection_id, .. }
+            | Command::Binary { connection_id, .. }
+            | Command::Subscribe { connection_id, .. }
+            | Command::Unsubscribe { connection_id, .. }
+            | Command::SetMetadata { connection_id, .. }
+            | Command::Close { connection_id, .. }
+            | Command::PollForConnection { connection_id, .. } => Some(connection_id),
+            Command::PublishText { .. }
+            | Command::PublishBinary { .. }
+            | Command::CloseChannel { .. } => None,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(id) = self.connection_id() {
+            ConnectionId::parse(id).map_err(|e| e.to_string())?;
+        }
+        match self {
+            Command::Subscribe { channel, .. } | Command::Unsubscribe { channel, .. } => {
+                channel::validate(channel).map_err(|e| e.to_string())
+            }
+            Command::PublishText { channel_id, data } => {
+                channel::validate(channel_id).map_err(|e| e.to_string())?;
+                check_size(data.len())
+            }
+            Command::PublishBinary { channel_id, data } => {
+                channel::validate(channel_id).map_err(|e| e.to_string())?;
+                check_size(decode_binary(data)?.len())
+            }
+            Command::CloseChannel { channel_id } => {
+                channel::validate(channel_id).map_err(|e| e.to_string())
+            }
+            Command::Text { data, .. } => check_size(data.len()),
+            Command::Binary { data, .. } => check_size(decode_binary(data)?.len()),
+            Command::SetMetadata { metadata, .. } => {
+                let len = serde_json::to_string(metadata)
+                    .map(|s| s.len())
+                    .unwrap_or(usize::MAX);
+                if len > MAX_METADATA_BYTES {
+                    return Err(format!(
+                        "metadata is {len} bytes, the limit is {MAX_METADATA_BYTES}"
+                    ));
+                }
+                Ok(())
+            }
+            Command::Close { code, reason, .. } => {
+                if let Some(code) = code {
+                    if !is_sendable_close_code(*code) {
+                        return Err(format!("close code {code} may not be sent"));
+                    }
+                }
+                if reason.as_ref().is_some_and(|r| r.len() > 123) {
+                    return Err("close reason is longer than 123 bytes".into());
+                }
+                Ok(())
+            }
+            Command::Accept { protocol, .. } => match protocol {
+                Some(p)
+                    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') =>
+                {
+                    Err(format!("protocol {p:?} is not a subprotocol token"))
+                }
+                _ => Ok(()),
+            },
+            Command::PollForConnection { .. } => Ok(()),
+        }
+    }
+}
+
+fn check_size(len: usize) -> Result<(), String> {
+    if len > MAX_MESSAGE_BYTES {
+        Err(format!(
+            "message is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Decodes the base64 `data` of BINARY commands and events.
+pub fn decode_binary(data: &str) -> Result<Vec<u8>, String> {
+    STANDARD
+        .decode(data)
+        .map_err(|e| format!("data is not base64: {e}"))
+}
+
+/// Encodes bytes for the base64 `data` of BINARY commands and events.
+pub fn encode_binary(data: &[u8]) -> String {
+    STANDARD.encode(data)
+}
+
+/// Close codes an endpoint may put in a close frame (RFC 6455 §7.4).
+pub fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Parses and checks a whole batch. An empty body means no commands (a
+/// backend may answer a TEXT event with a bare 200 or 204).
+pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> {
+    if body.len() > MAX_COMMAND_BODY_BYTES {
+        return Err(CommandError::TooLarge(body.len()));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let batch: Batch =
+        serde_json::from_slice(body).map_err(|e| CommandError::Json(e.to_string()))?;
+    if batch.events.len() > MAX_COMMANDS_PER_BATCH {
+        return Err(CommandError::TooMany(batch.events.len()));
+    }
+    for (index, command) in batch.events.iter().enumerate() {
+        let allowed = match (source, command) {
+            (Source::CallbackReply, Command::PollForConnection { .. }) => false,
+            (Source::ControlRequest, Command::Accept { .. }) => false,
+            _ => true,
+        };
+        if !allowed {
+            return Err(CommandError::NotAllowed {
+                index,
+                kind: command.kind(),
+            });
+        }
+        command
+            .check()
+            .map_err(|reason| CommandError::Invalid { index, reason })?;
+    }
+    Ok(batch.events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ID: &str = "n1.0123456789abcdef0123";
+
+    #[test]
+    fn parses_every_command_with_exact_field_names() {
+        let body = json!({"events": [
+            {"type": "ACCEPT", "connectionId": ID},
+            {"type": "TEXT", "connectionId": ID, "data": "hi"},
+            {"type": "SUBSCRIBE", "connectionId": ID, "channel": "c"},
+            {"type": "UNSUBSCRIBE", "connectionId": ID, "channel": "c"},
+            {"type": "PUBLISH_TEXT", "channelId": "c", "data": "all"},
+            {"type": "CLOSE_CHANNEL", "channelId": "c"},
+            {"type": "SET_METADATA", "connectionId": ID, "metadata": {"user": 1}},
+            {"type": "CLOSE", "connectionId": ID},
+        ]});
+        let commands = parse(body.to_string().as_bytes(), Source::CallbackReply).unwrap();
+        let kinds: Vec<_> = commands.iter().map(Command::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ACCEPT",
+                "TEXT",
+                "SUBSCRIBE",
+                "UNSUBSCRIBE",
+                "PUBLISH_TEXT",
+                "CLOSE_CHANNEL",
+                "SET_METADATA",
+                "CLOSE"
+            ]
+        );
+        assert_eq!(
+            commands[6],
+            Command::SetMetadata {
+                connection_id: ID.into(),
+                metadata: json!({"user": 1})
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_whole_batch_on_any_bad_command() {
+        let cases = [
+            json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x"}, {"type": "NOPE"}]}),
+            json!({"events": [{"type": "SUBSCRIBE", "connectionId": ID, "channelId": "c"}]}),
+            json!({"events": [{"type": "PUBLISH_TEXT", "channel": "c", "data": "x"}]}),
+            json!({"events": [{"type": "TEXT", "connectionId": "bogus", "data": "x"}]}),
+            json!({"events": [{"type": "SUBSCRIBE", "connectionId": ID, "channel": ""}]}),
+            json!({"events": [{"type": "CLOSE", "connectionId": ID, "code": 1005}]}),
+            json!({"events": "nope"}),
+            json!([1, 2]),
+        ];
+        for case in cases {
+            assert!(
+                parse(case.to_string().as_bytes(), Source::CallbackReply).is_err(),
+                "{case}"
+            );
+        }
+        assert!(parse(b"{not json", Source::CallbackReply).is_err());
+        let too_big = json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x".repeat(MAX_MESSAGE_BYTES + 1)}]});
+        assert!(parse(too_big.to_string().as_bytes(), Source::CallbackReply).is_err());
+    }
+
+    #[test]
+    fn source_decides_accept_and_poll() {
+        let accept = json!({"events": [{"type": "ACCEPT", "connectionId": ID}]}).to_string();
+        let poll = json!({"events": [{"type": "POLL_FOR_CONNECTION", "connectionId": ID, "timeout": 100}]}).to_string();
+        assert!(parse(accept.as_bytes(), Source::CallbackReply).is_ok());
+        assert!(parse(accept.as_bytes(), Source::ControlRequest).is_err());
+        assert!(parse(poll.as_bytes(), Source::ControlRequest).is_ok());
+        assert!(parse(poll.as_bytes(), Source::CallbackReply).is_err());
+    }
+
+    #[test]
+    fn empty_body_is_no_commands() {
+        assert_eq!(parse(b"", Source::CallbackReply), Ok(vec![]));
+        assert_eq!(parse(b" \n", Source::CallbackReply), Ok(vec![]));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let body = json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x", "extra": 1}], "more": true});
+        assert_eq!(
+            parse(body.to_string().as_bytes(), Source::CallbackReply).map(|c| c.len()),
+            Ok(1)
+        );
+    }
+}

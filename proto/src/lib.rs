@@ -1,0 +1,30 @@
+//! Every wire format of SLIP Sockets, and nothing that does I/O.
+//!
+//! - [`pb`]: the gRPC control API (`slip.v1`), generated from `proto/slip/v1/control.proto`.
+//! - [`link_pb`]: frames between nodes (`slip.link.v1`), generated from `proto/slip/link/v1/link.proto`.
+//! - [`callback`]: the SLIP v4 callback body the edge POSTs to a backend.
+//! - [`command`]: the SLIP v4 commands a backend sends back (callback replies, HTTP control API).
+//! - [`jwt`]: the HS256 tokens both directions are signed with.
+//! - [`ids`], [`channel`]: the rules for node ids, connection ids and channel names.
+//! - [`ring`]: which control node owns a channel; every node must compute the same answer.
+
+pub mod callback;
+pub mod channel;
+pub mod command;
+pub mod ids;
+pub mod jwt;
+pub mod limits;
+pub mod ring;
+pub mod route;
+
+/// The gRPC control API, package `slip.v1`.
+#[allow(clippy::all)]
+pub mod pb {
+    tonic::include_proto!("slip.v1");
+}
+
+/// Frames between nodes, package `slip.link.v1`.
+#[allow(clippy::all)]
+pub mod link_pb {
+    tonic::include_proto!("slip.link.v1");
+}

@@ -1,0 +1,16 @@
+//! Limits that are part of the wire contract: both sides of a boundary check them.
+
+/// Largest WebSocket message, in or out, in bytes (the original's limit, 128 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// Largest callback reply or control request body the gateway reads, in bytes.
+pub const MAX_COMMAND_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most commands in one callback reply or control request.
+pub const MAX_COMMANDS_PER_BATCH: usize = 10_000;
+
+/// Largest metadata value (serialized JSON) kept per connection, in bytes.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Longest `POLL_FOR_CONNECTION` wait, in milliseconds; longer requests are clamped.
+pub const MAX_POLL_TIMEOUT_MS: u64 = 30_000;

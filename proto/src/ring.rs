@@ -1,0 +1,110 @@
+//! Which control node owns a channel: a consistent-hash ring with virtual nodes.
+//!
+//! Every node builds the ring from the same member list and so computes the
+//! same owner; adding one member of N moves about 1/N of the channels.
+
+use sha2::{Digest, Sha256};
+
+use crate::ids::NodeId;
+
+/// Virtual nodes per member: enough that shares stay within a few percent.
+pub const VIRTUAL_NODES: usize = 128;
+
+#[derive(Debug, Clone, Default)]
+pub struct Ring {
+    members: Vec<NodeId>,
+    /// (point on the ring, index into `members`), sorted by point.
+    points: Vec<(u64, usize)>,
+}
+
+fn point(data: &[u8]) -> u64 {
+    let digest = Sha256::digest(data);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+impl Ring {
+    pub fn new(members: impl IntoIterator<Item = NodeId>) -> Self {
+        let mut members: Vec<NodeId> = members.into_iter().collect();
+        members.sort();
+        members.dedup();
+        let mut points = Vec::with_capacity(members.len() * VIRTUAL_NODES);
+        for (index, member) in members.iter().enumerate() {
+            for v in 0..VIRTUAL_NODES {
+                points.push((point(format!("{member}#{v}").as_bytes()), index));
+            }
+        }
+        points.sort_unstable();
+        Self { members, points }
+    }
+
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    /// The owner of `channel`, or `None` for an empty ring.
+    pub fn owner(&self, channel: &str) -> Option<&NodeId> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let p = point(channel.as_bytes());
+        let at = self.points.partition_point(|(q, _)| *q < p);
+        let (_, index) = self.points[at % self.points.len()];
+        self.members.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(n: usize) -> Vec<NodeId> {
+        (0..n)
+            .map(|i| NodeId::parse(&format!("control-{i}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_member_owns_everything() {
+        let ring = Ring::new(nodes(1));
+        assert_eq!(ring.owner("a").map(NodeId::as_str), Some("control-0"));
+        assert_eq!(Ring::new([]).owner("a"), None);
+    }
+
+    #[test]
+    fn same_members_same_owner_in_any_order() {
+        let mut reversed = nodes(3);
+        reversed.reverse();
+        let (a, b) = (Ring::new(nodes(3)), Ring::new(reversed));
+        for i in 0..1000 {
+            let ch = format!("ch-{i}");
+            assert_eq!(a.owner(&ch), b.owner(&ch));
+        }
+    }
+
+    #[test]
+    fn adding_a_member_moves_about_one_nth() {
+        let before = Ring::new(nodes(4));
+        let after = Ring::new(nodes(5));
+        let total = 20_000;
+        let moved = (0..total)
+            .filter(|i| {
+                let ch = format!("ch-{i}");
+                before.owner(&ch) != after.owner(&ch)
+            })
+            .count();
+        let share = moved as f64 / total as f64;
+        assert!(
+            (0.12..0.28).contains(&share),
+            "moved {share} of channels, expected about 1/5"
+        );
+        // Everything that moved went to the new member.
+        for i in 0..total {
+            let ch = format!("ch-{i}");
+            if before.owner(&ch) != after.owner(&ch) {
+                assert_eq!(after.owner(&ch).map(NodeId::as_str), Some("control-4"));
+            }
+        }
+    }
+}

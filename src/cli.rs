@@ -1,0 +1,103 @@
+//! Command line and environment: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "slip",
+    version,
+    about = "SLIP Sockets: a realtime WebSocket gateway for HTTP backends"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Edge and control plane in one process, on loopback by default (the default command).
+    Dev(DevArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// The backend's callback URL (SLIP v4 format).
+    #[arg(long, env = "SLIP_TARGET_URL")]
+    pub target_url: Option<String>,
+
+    /// Shared HS256 secret for callbacks and the control APIs [default: a random secret, printed].
+    #[arg(long, env = "SLIP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// WebSocket (and health) listener.
+    #[arg(long, env = "SLIP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// gRPC and HTTP JSON control API listener (one port for both).
+    #[arg(long, env = "SLIP_CONTROL_LISTEN", default_value = "127.0.0.1:7070")]
+    pub control_listen: SocketAddr,
+
+    /// This node's id [default: FLY_MACHINE_ID, else random].
+    #[arg(long, env = "SLIP_NODE_ID")]
+    pub node_id: Option<String>,
+
+    #[command(flatten)]
+    pub edge: EdgeTuning,
+}
+
+/// Limits and timings of the edge; the defaults are the documented ones.
+#[derive(Args, Debug, Clone)]
+pub struct EdgeTuning {
+    /// The target accepts BINARY events (base64 `data`); without it a client's binary frame closes with 1003.
+    #[arg(long, env = "SLIP_TARGET_BINARY", default_value_t = false)]
+    pub target_binary: bool,
+
+    /// Time the backend has to answer one callback, in milliseconds.
+    #[arg(long, env = "SLIP_CALLBACK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub callback_timeout_ms: u64,
+
+    /// Seconds between server pings on a quiet connection.
+    #[arg(long, env = "SLIP_PING_INTERVAL_SECS", default_value_t = 25)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds without any bytes from a client before it is taken for dead.
+    #[arg(long, env = "SLIP_DEAD_PEER_SECS", default_value_t = 60)]
+    pub dead_peer_secs: u64,
+
+    /// Largest message in either direction, in bytes (larger client messages close with 1009).
+    #[arg(long, env = "SLIP_MAX_MESSAGE_BYTES", default_value_t = slip_proto::limits::MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Frames queued for one connection before it is closed as a slow consumer (1013).
+    #[arg(long, env = "SLIP_OUTBOX_MAX_MESSAGES", default_value_t = slip_edge::outbox::DEFAULT_OUTBOX_FRAMES)]
+    pub outbox_max_messages: usize,
+
+    /// Bytes queued for one connection before it is closed as a slow consumer (1013).
+    #[arg(long, env = "SLIP_OUTBOX_MAX_BYTES", default_value_t = slip_edge::outbox::DEFAULT_OUTBOX_BYTES)]
+    pub outbox_max_bytes: usize,
+
+    /// Channels one connection may be subscribed to.
+    #[arg(long, env = "SLIP_MAX_SUBSCRIPTIONS", default_value_t = slip_edge::hub::DEFAULT_MAX_SUBSCRIPTIONS)]
+    pub max_subscriptions: usize,
+
+    /// Events waiting behind a connection's in-flight callback before its socket is no longer read.
+    #[arg(long, env = "SLIP_MAX_PENDING_EVENTS", default_value_t = slip_edge::batcher::DEFAULT_MAX_PENDING_EVENTS)]
+    pub max_pending_events: usize,
+}
+
+impl EdgeTuning {
+    pub fn apply(&self, config: &mut slip_edge::EdgeConfig) {
+        config.binary_events = self.target_binary;
+        config.callback_timeout = Duration::from_millis(self.callback_timeout_ms.max(1));
+        config.ping_interval = Duration::from_secs(self.ping_interval_secs.max(1));
+        config.dead_peer_timeout = Duration::from_secs(self.dead_peer_secs.max(1));
+        config.max_message_bytes = self.max_message_bytes;
+        config.outbox.max_frames = self.outbox_max_messages.max(1);
+        config.outbox.max_bytes = self.outbox_max_bytes.max(1);
+        config.max_subscriptions = self.max_subscriptions;
+        config.max_pending_events = self.max_pending_events.max(1);
+    }
+}

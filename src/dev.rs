@@ -1,0 +1,68 @@
+//! `slip dev`: an edge and a control plane in one process, joined by the
+//! in-memory link, so the same routing code runs as in a cluster.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use slip_control_plane::{ControlFrames, ControlPlane};
+use slip_edge::{Edge, EdgeConfig, EdgeFrames};
+use slip_link::memory;
+use tokio::net::TcpListener;
+
+use crate::cli::DevArgs;
+use crate::node_id;
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let Some(target_url) = args.target_url.clone() else {
+        bail!(
+            "slip dev needs a backend: set SLIP_TARGET_URL (or --target-url) to the URL \
+             your backend takes SLIP v4 callbacks on, e.g. http://127.0.0.1:3000/ws"
+        );
+    };
+    let secret = args.jwt_secret.clone().unwrap_or_else(random_secret);
+    let node = node_id(args.node_id.as_deref())?;
+
+    let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
+    args.edge.apply(&mut config);
+    let edge = Edge::new(config).context("building the callback client")?;
+    let plane = ControlPlane::new(node.clone());
+
+    // The in-memory link, both ways: edge → control and control → edge.
+    edge.add_control_link(memory::link(
+        node.clone(),
+        node.clone(),
+        Arc::new(ControlFrames(plane.clone())),
+    ));
+    plane.add_edge_link(memory::link(
+        node.clone(),
+        node.clone(),
+        Arc::new(EdgeFrames(edge.clone())),
+    ));
+
+    let ws = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the WebSocket listener {}", args.listen))?;
+    let control = TcpListener::bind(args.control_listen)
+        .await
+        .with_context(|| format!("binding the control listener {}", args.control_listen))?;
+    let ws_addr = ws.local_addr()?;
+    let control_addr = control.local_addr()?;
+
+    println!("SLIP Sockets dev gateway, node {node}");
+    println!("  WebSocket:   ws://{ws_addr}/");
+    println!("  Control API: http://{control_addr} (gRPC slip.v1.Control and SLIP v4 HTTP JSON)");
+    println!("  Callbacks:   POST {target_url}");
+    println!("  JWT secret:  {secret}");
+
+    let secret_bytes = secret.into_bytes();
+    tokio::select! {
+        r = slip_edge::server::serve(edge, ws) => r.context("WebSocket listener failed")?,
+        r = slip_control_plane::server::serve(plane, &secret_bytes, control) => r.context("control listener failed")?,
+        _ = crate::shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+fn random_secret() -> String {
+    format!("dev-{:032x}", rand::random::<u128>())
+}

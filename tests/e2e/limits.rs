@@ -1,0 +1,124 @@
+//! Limits and bad input: each closes only the offending connection, with the
+//! right code, while everyone else keeps receiving.
+
+use futures_util::SinkExt;
+use serde_json::json;
+use slip_proto::pb::{PublishRequest, publish_request};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::support::*;
+
+/// Accepts and subscribes everyone to "all".
+fn everyone_in_all(request: &slip_proto::callback::CallbackRequest) -> Reply {
+    let mut reply = accept_all(request);
+    if let Some(slip_proto::callback::Event::Open { connection_id }) = request.events.first() {
+        reply.body["events"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": "all"}));
+    }
+    reply
+}
+
+async fn bystander_still_hears(gateway: &Gateway, bystander: &mut Client, text: &str) {
+    let mut grpc = gateway.grpc().await;
+    let request = PublishRequest {
+        channel: "all".into(),
+        message: Some(publish_request::Message::Text(text.into())),
+    };
+    grpc.publish(request).await.unwrap();
+    assert_eq!(bystander.text().await, text);
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let backend = Backend::start(everyone_in_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut bystander = Client::connect(&gateway).await;
+    let mut offender = Client::connect(&gateway).await;
+    offender.send(&"x".repeat(128 * 1024 + 1)).await;
+    assert_eq!(offender.close_code().await, 1009);
+    bystander_still_hears(&gateway, &mut bystander, "still here").await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let backend = Backend::start(everyone_in_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut bystander = Client::connect(&gateway).await;
+    let mut offender = Client::connect(&gateway).await;
+    let frame = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+    offender.ws.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(offender.close_code().await, 1007);
+    bystander_still_hears(&gateway, &mut bystander, "still here").await;
+}
+
+#[tokio::test]
+async fn binary_without_opt_in_closes_with_1003() {
+    let backend = Backend::start(everyone_in_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut bystander = Client::connect(&gateway).await;
+    let mut offender = Client::connect(&gateway).await;
+    offender
+        .ws
+        .send(Message::binary(vec![1, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(offender.close_code().await, 1003);
+    bystander_still_hears(&gateway, &mut bystander, "still here").await;
+    // The backend never saw a BINARY event it did not ask for.
+    assert!(
+        backend
+            .seen()
+            .iter()
+            .flat_map(|r| r.events.iter())
+            .all(|e| !matches!(e, slip_proto::callback::Event::Binary { .. }))
+    );
+}
+
+#[tokio::test]
+async fn binary_with_opt_in_reaches_the_backend_as_base64() {
+    let backend = Backend::start(everyone_in_all).await;
+    let gateway = Gateway::start_with(&backend.url, &["--target-binary"]).await;
+    let mut client = Client::connect(&gateway).await;
+    client
+        .ws
+        .send(Message::binary(vec![1, 2, 3]))
+        .await
+        .unwrap();
+    backend
+        .wait_until("a BINARY event", |seen| {
+            seen.iter().flat_map(|r| r.events.iter()).any(
+                |e| matches!(e, slip_proto::callback::Event::Binary { data, .. } if data == "AQID"),
+            )
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_with_1013_and_others_keep_receiving() {
+    let backend = Backend::start(everyone_in_all).await;
+    let gateway = Gateway::start_with(&backend.url, &["--outbox-max-bytes", "1048576"]).await;
+    let mut fast = Client::connect(&gateway).await;
+    // Never read from this one until the end: its kernel buffers fill, then its outbox.
+    let mut slow = Client::connect(&gateway).await;
+    let mut grpc = gateway.grpc().await;
+    let payload = "p".repeat(64 * 1024);
+    for i in 0..400 {
+        let text = format!("{i}:{payload}");
+        let request = PublishRequest {
+            channel: "all".into(),
+            message: Some(publish_request::Message::Text(text.clone())),
+        };
+        grpc.publish(request).await.unwrap();
+        assert_eq!(
+            fast.text().await,
+            text,
+            "the fast client missed publish {i}"
+        );
+    }
+    assert_eq!(slow.close_code().await, 1013);
+    bystander_still_hears(&gateway, &mut fast, "after").await;
+}

@@ -1,0 +1,452 @@
+//! What every end-to-end test stands on: a real backend (axum, verifying the
+//! JWT of every callback), the real `slip` binary as a child process, real
+//! WebSocket clients (tokio-tungstenite) and real control clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use slip_proto::callback::{CallbackRequest, Event};
+use slip_proto::jwt;
+use slip_proto::pb::control_client::ControlClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub const SECRET: &str = "test-secret";
+/// How long a test waits for something it expects before failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// What the backend answers one callback with.
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn commands(commands: Vec<Value>) -> Self {
+        Self {
+            status: 200,
+            body: json!({ "events": commands }),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            body: json!({}),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Logic = dyn Fn(&CallbackRequest) -> Reply + Send + Sync;
+
+#[derive(Clone)]
+struct BackendState {
+    logic: Arc<Logic>,
+    seen: Arc<Mutex<Vec<CallbackRequest>>>,
+    bad_tokens: Arc<Mutex<usize>>,
+}
+
+/// A real HTTP backend on loopback speaking SLIP v4.
+pub struct Backend {
+    pub url: String,
+    seen: Arc<Mutex<Vec<CallbackRequest>>>,
+    bad_tokens: Arc<Mutex<usize>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn callback(
+    State(state): State<BackendState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, String) {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(jwt::bearer);
+    let content_type_ok = headers.get("content-type").and_then(|v| v.to_str().ok())
+        == Some("application/websocket-events");
+    let token_ok = token.is_some_and(|t| {
+        jwt::verify(t, SECRET.as_bytes(), jwt::AUD_WEBSOCKET_EVENT, jwt::now()).is_ok()
+    });
+    if !token_ok || !content_type_ok {
+        *state.bad_tokens.lock() += 1;
+        return (
+            StatusCode::FORBIDDEN,
+            HeaderMap::new(),
+            "Invalid token".into(),
+        );
+    }
+    let request: CallbackRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, HeaderMap::new(), e.to_string()),
+    };
+    let reply = (state.logic)(&request);
+    state.seen.lock().push(request);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    (
+        StatusCode::from_u16(reply.status).unwrap(),
+        headers,
+        reply.body.to_string(),
+    )
+}
+
+impl Backend {
+    pub async fn start(logic: impl Fn(&CallbackRequest) -> Reply + Send + Sync + 'static) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let bad_tokens = Arc::new(Mutex::new(0));
+        let state = BackendState {
+            logic: Arc::new(logic),
+            seen: seen.clone(),
+            bad_tokens: bad_tokens.clone(),
+        };
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(callback))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            url: format!("http://{addr}/callback"),
+            seen,
+            bad_tokens,
+            task,
+        }
+    }
+
+    /// Every callback so far, in arrival order.
+    pub fn seen(&self) -> Vec<CallbackRequest> {
+        self.seen.lock().clone()
+    }
+
+    pub fn bad_tokens(&self) -> usize {
+        *self.bad_tokens.lock()
+    }
+
+    /// Every event so far for one connection, flattened in order.
+    pub fn events_of(&self, connection_id: &str) -> Vec<Event> {
+        self.seen()
+            .into_iter()
+            .filter(|r| r.connection_id == connection_id)
+            .flat_map(|r| r.events)
+            .collect()
+    }
+
+    /// Connection ids that were sent an OPEN, in order.
+    pub fn opened(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .flat_map(|r| r.events.iter())
+            .filter_map(|e| match e {
+                Event::Open { connection_id } => Some(connection_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until `check` holds over the callbacks seen.
+    pub async fn wait_until(&self, what: &str, check: impl Fn(&[CallbackRequest]) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !check(&self.seen()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backend never saw: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The chat of the original README, as a backend.
+pub fn chat(request: &CallbackRequest) -> Reply {
+    let mut out = Vec::new();
+    for event in &request.events {
+        match event {
+            Event::Open { connection_id } => {
+                out.push(json!({"type": "ACCEPT", "connectionId": connection_id}));
+                out.push(json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": "cool-channel"}));
+                out.push(json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": "New connection has joined!"}));
+                out.push(json!({"type": "TEXT", "connectionId": connection_id, "data": "Welcome to the cool channel, be nice or get out"}));
+            }
+            Event::Close { .. } => {
+                out.push(json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": "A Connection has left"}));
+            }
+            Event::Text {
+                connection_id,
+                data,
+            } if data == "quit" => {
+                out.push(json!({"type": "CLOSE", "connectionId": connection_id}));
+            }
+            Event::Text {
+                connection_id,
+                data,
+            } => {
+                out.push(json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": format!("{connection_id} says {data}")}));
+            }
+            Event::Binary { .. } => {}
+        }
+    }
+    Reply::commands(out)
+}
+
+/// Accepts every connection and does nothing else.
+pub fn accept_all(request: &CallbackRequest) -> Reply {
+    let commands = request
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Open { connection_id } => {
+                Some(json!({"type": "ACCEPT", "connectionId": connection_id}))
+            }
+            _ => None,
+        })
+        .collect();
+    Reply::commands(commands)
+}
+
+/// A `slip dev` process.
+pub struct Gateway {
+    child: Child,
+    pub ws: String,
+    pub control: String,
+}
+
+impl Gateway {
+    pub async fn start(target: &str) -> Self {
+        Self::start_with(target, &[]).await
+    }
+
+    pub async fn start_with(target: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_slip"))
+            .args([
+                "dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--control-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--target-url", target, "--jwt-secret", SECRET])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start slip");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut ws, mut control) = (None, None);
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.trim().strip_prefix("WebSocket:") {
+                    ws = Some(url.trim().trim_end_matches('/').to_owned());
+                }
+                if let Some(rest) = line.trim().strip_prefix("Control API:") {
+                    control = rest.split_whitespace().next().map(str::to_owned);
+                }
+                if ws.is_some() && control.is_some() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .expect("slip dev printed its addresses");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            ws: ws.expect("WebSocket URL"),
+            control: control.expect("control URL"),
+        }
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws.trim_start_matches("ws://").parse().unwrap()
+    }
+
+    pub async fn grpc(&self) -> Grpc {
+        grpc_client(&self.control, Some(control_token())).await
+    }
+
+    pub async fn grpc_without_token(&self) -> Grpc {
+        grpc_client(&self.control, None).await
+    }
+
+    /// POSTs a SLIP v4 control request; returns the status and JSON body.
+    pub async fn control_post(&self, token: &str, body: &str) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/", self.control))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+pub fn control_token() -> String {
+    jwt::sign(SECRET.as_bytes(), jwt::AUD_CONTROL_EVENT, jwt::now())
+}
+
+#[derive(Clone)]
+pub struct Auth(Option<String>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        Ok(request)
+    }
+}
+
+pub type Grpc = ControlClient<InterceptedService<Channel, Auth>>;
+
+async fn grpc_client(url: &str, token: Option<String>) -> Grpc {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ControlClient::with_interceptor(channel, Auth(token))
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client.
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    pub async fn connect(gateway: &Gateway) -> Self {
+        Self::connect_path(gateway, "/").await
+    }
+
+    pub async fn connect_path(gateway: &Gateway, path: &str) -> Self {
+        let (ws, response) = tokio_tungstenite::connect_async(format!("{}{path}", gateway.ws))
+            .await
+            .expect("upgrade");
+        assert_eq!(response.status(), 101);
+        Self { ws }
+    }
+
+    /// Tries to connect; returns the HTTP status of a refused handshake.
+    pub async fn refused_status(gateway: &Gateway) -> u16 {
+        match tokio_tungstenite::connect_async(format!("{}/", gateway.ws)).await {
+            Ok(_) => panic!("handshake was accepted"),
+            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(e) => panic!("handshake failed without an HTTP answer: {e}"),
+        }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next text message (pings and pongs skipped).
+    pub async fn text(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time")
+            {
+                Some(Ok(Message::Text(t))) => return t.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected text, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next `n` text messages.
+    pub async fn texts(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.text().await);
+        }
+        out
+    }
+
+    /// Reads until the close frame; returns its code (texts before it are skipped).
+    pub async fn close_code(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a close in time")
+            {
+                Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return u16::from(code),
+                Some(Ok(Message::Close(None))) => return 1005,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing but pings arrives for a while.
+    pub async fn silent_for(&mut self, wait: Duration) {
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(wait, self.ws.next()).await {
+            assert!(
+                matches!(m, Message::Ping(_) | Message::Pong(_)),
+                "expected silence, got {m:?}"
+            );
+        }
+    }
+}
+
+/// Waits for the OPEN of the `n`-th connection (0-based) and returns its id.
+pub async fn nth_open(backend: &Backend, n: usize) -> String {
+    backend
+        .wait_until("an OPEN", |seen| {
+            seen.iter()
+                .flat_map(|r| r.events.iter())
+                .filter(|e| matches!(e, Event::Open { .. }))
+                .count()
+                > n
+        })
+        .await;
+    backend.opened()[n].clone()
+}
