@@ -107,10 +107,10 @@ mod tests {
             if let Some(batch) = b.push(text(i)) {
                 sent.extend(data(&batch));
             }
-            if i % 7 == 0 {
-                if let Some(batch) = b.complete() {
-                    sent.extend(data(&batch));
-                }
+            if i % 7 == 0
+                && let Some(batch) = b.complete()
+            {
+                sent.extend(data(&batch));
             }
         }
         while let Some(batch) = b.complete() {

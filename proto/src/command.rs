@@ -172,10 +172,8 @@ impl Command {
                 Ok(())
             }
             Command::Close { code, reason, .. } => {
-                if let Some(code) = code {
-                    if !is_sendable_close_code(*code) {
-                        return Err(format!("close code {code} may not be sent"));
-                    }
+                if let Some(code) = code.filter(|c| !is_sendable_close_code(*c)) {
+                    return Err(format!("close code {code} may not be sent"));
                 }
                 if reason.as_ref().is_some_and(|r| r.len() > 123) {
                     return Err("close reason is longer than 123 bytes".into());
@@ -237,11 +235,10 @@ pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> 
         return Err(CommandError::TooMany(batch.events.len()));
     }
     for (index, command) in batch.events.iter().enumerate() {
-        let allowed = match (source, command) {
-            (Source::CallbackReply, Command::PollForConnection { .. }) => false,
-            (Source::ControlRequest, Command::Accept { .. }) => false,
-            _ => true,
-        };
+        let allowed = !matches!(
+            (source, command),
+            (Source::CallbackReply, Command::PollForConnection { .. }) | (Source::ControlRequest, Command::Accept { .. })
+        );
         if !allowed {
             return Err(CommandError::NotAllowed {
                 index,

@@ -1,12 +1,15 @@
 //! End-to-end tests: the real `slip` binary, a real backend, real clients,
 //! everything on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod chat;
 mod control_grpc;
 mod control_http;
 mod handshake;
+mod keepalive;
 mod limits;
 mod metadata;
 mod ordering;
