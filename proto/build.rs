@@ -6,10 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.bytes(["."]);
     tonic_prost_build::configure().compile_with_config(
         config,
-        &[
-            "proto/slip/v1/control.proto",
-            "proto/slip/link/v1/link.proto",
-        ],
+        &["proto/slip/v1/control.proto", "proto/slip/link/v1/link.proto"],
         &["proto"],
     )?;
     Ok(())

@@ -6,11 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "slip",
-    version,
-    about = "SLIP Sockets: a realtime WebSocket gateway for HTTP backends"
-)]
+#[command(name = "slip", version, about = "SLIP Sockets: a realtime WebSocket gateway for HTTP backends")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -20,6 +16,82 @@ pub struct Cli {
 pub enum Command {
     /// Edge and control plane in one process, on loopback by default (the default command).
     Dev(DevArgs),
+    /// An edge node: holds WebSocket clients, links to every control node.
+    Edge(EdgeArgs),
+    /// A control node: the control APIs, a share of the channels, links to edges and other control nodes.
+    Control(ControlArgs),
+    /// Writes a new cluster CA (ca.pem, ca-key.pem) for SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY.
+    GenCa(GenCaArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenCaArgs {
+    /// Directory to write ca.pem and ca-key.pem into (created if missing).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+/// What every cluster node needs.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// This node's id [default: FLY_MACHINE_ID, else random].
+    #[arg(long, env = "SLIP_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Control nodes' link addresses (host:port, UDP), comma-separated.
+    #[arg(long, env = "SLIP_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// Cluster CA certificate: a path or the PEM text.
+    #[arg(long, env = "SLIP_CLUSTER_CA", hide_env_values = true)]
+    pub cluster_ca: String,
+
+    /// Cluster CA private key: a path or the PEM text.
+    #[arg(long, env = "SLIP_CLUSTER_CA_KEY", hide_env_values = true)]
+    pub cluster_ca_key: String,
+
+    /// Region this node runs in, reported by GetConnection [default: FLY_REGION].
+    #[arg(long, env = "SLIP_REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EdgeArgs {
+    /// The backend's callback URL (SLIP v4 format).
+    #[arg(long, env = "SLIP_TARGET_URL")]
+    pub target_url: String,
+
+    /// Shared HS256 secret for callbacks and the control APIs.
+    #[arg(long, env = "SLIP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// WebSocket (and health) listener.
+    #[arg(long, env = "SLIP_LISTEN", default_value = "[::]:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub edge: EdgeTuning,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ControlArgs {
+    /// Shared HS256 secret for the control APIs.
+    #[arg(long, env = "SLIP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// gRPC and HTTP JSON control API listener (one port for both).
+    #[arg(long, env = "SLIP_CONTROL_LISTEN", default_value = "[::]:7070")]
+    pub control_listen: SocketAddr,
+
+    /// QUIC link endpoint (UDP) that edges and other control nodes dial.
+    #[arg(long, env = "SLIP_LINK_LISTEN", default_value = "[::]:7071")]
+    pub link_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug, Clone)]

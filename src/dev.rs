@@ -28,16 +28,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let plane = ControlPlane::new(node.clone());
 
     // The in-memory link, both ways: edge → control and control → edge.
-    edge.add_control_link(memory::link(
-        node.clone(),
-        node.clone(),
-        Arc::new(ControlFrames(plane.clone())),
-    ));
-    plane.add_edge_link(memory::link(
-        node.clone(),
-        node.clone(),
-        Arc::new(EdgeFrames(edge.clone())),
-    ));
+    edge.add_control_link(memory::link(node.clone(), node.clone(), Arc::new(ControlFrames(plane.clone()))));
+    plane.add_edge_link(memory::link(node.clone(), node.clone(), Arc::new(EdgeFrames(edge.clone()))));
 
     let ws = TcpListener::bind(args.listen)
         .await

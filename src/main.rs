@@ -1,6 +1,7 @@
 //! `slip`: the one binary. Parses configuration and starts the libraries.
 
 mod cli;
+mod cluster;
 mod dev;
 
 use anyhow::Context;
@@ -11,35 +12,29 @@ use crate::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     // No subcommand means `slip dev`, with its defaults and environment.
-    let command = match cli
-        .command
-        .or_else(|| Cli::parse_from(["slip", "dev"]).command)
-    {
+    let command = match cli.command.or_else(|| Cli::parse_from(["slip", "dev"]).command) {
         Some(command) => command,
         None => unreachable!("`slip dev` always parses to a command"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match command {
             Command::Dev(args) => dev::run(args).await,
+            Command::Edge(args) => cluster::edge(args).await,
+            Command::Control(args) => cluster::control(args).await,
+            Command::GenCa(args) => cluster::gen_ca(args),
         }
     })
 }
 
 /// This node's id: the flag, else `FLY_MACHINE_ID`, else random.
 pub(crate) fn node_id(flag: Option<&str>) -> anyhow::Result<NodeId> {
-    let given = flag
-        .map(str::to_owned)
-        .or_else(|| std::env::var("FLY_MACHINE_ID").ok());
+    let given = flag.map(str::to_owned).or_else(|| std::env::var("FLY_MACHINE_ID").ok());
     match given {
         Some(id) => NodeId::parse(&id).context("SLIP_NODE_ID"),
         None => Ok(NodeId::random()),
@@ -50,11 +45,10 @@ pub(crate) fn node_id(flag: Option<&str>) -> anyhow::Result<NodeId> {
 pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -95,13 +95,22 @@ async fn idle(gateway: &Gateway, connections: usize) -> anyhow::Result<()> {
     println!("idle: {connections} connections");
     println!("  gateway RSS before: {before} KiB, after: {after} KiB");
     println!("  RSS per idle connection: {per:.0} bytes ({:.2} KiB)", per / 1024.0);
-    println!("  connected in {connect_secs:.2} s ({:.0} connections/s with the OPEN callback)", connections as f64 / connect_secs);
+    println!(
+        "  connected in {connect_secs:.2} s ({:.0} connections/s with the OPEN callback)",
+        connections as f64 / connect_secs
+    );
     drop(held);
     drop(warm);
     Ok(())
 }
 
-async fn fanout(gateway: &Gateway, subscribers: usize, messages: usize, window: usize, payload: usize) -> anyhow::Result<()> {
+async fn fanout(
+    gateway: &Gateway,
+    subscribers: usize,
+    messages: usize,
+    window: usize,
+    payload: usize,
+) -> anyhow::Result<()> {
     let clients = connect_many(&gateway.ws, subscribers).await?;
     // Every subscriber reports (message index, latency) as it receives.
     let (tx, mut rx) = mpsc::channel::<(usize, usize, Duration)>(65_536);
@@ -139,7 +148,8 @@ async fn fanout(gateway: &Gateway, subscribers: usize, messages: usize, window: 
         // Closed loop: publish while within the window of what client 0 has seen.
         while sent < messages && sent < checked_up_to + window {
             let text = format!("{sent} {} {filler}", stats::now_nanos());
-            let request = PublishRequest { channel: "bench".into(), message: Some(publish_request::Message::Text(text)) };
+            let request =
+                PublishRequest { channel: "bench".into(), message: Some(publish_request::Message::Text(text)) };
             grpc.publish(request).await.context("publishing")?;
             sent += 1;
         }

@@ -3,15 +3,12 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use slip_proto::link_pb::{
-    CloseConnection, Message, channel_event, connection_command::Op, message,
-};
+use slip_proto::link_pb::{CloseConnection, Message, channel_event, connection_command::Op, message};
 use slip_proto::pb::control_server::{Control, ControlServer};
 use slip_proto::pb::{
-    ChannelInfo, CloseChannelReply, CloseChannelRequest, CloseReply, CloseRequest, ConnectionInfo,
-    GetChannelRequest, GetConnectionRequest, PublishReply, PublishRequest, PublishStreamReply,
-    SendReply, SendRequest, SetMetadataReply, SetMetadataRequest, SubscriptionReply,
-    SubscriptionRequest, publish_request, send_request,
+    ChannelInfo, CloseChannelReply, CloseChannelRequest, CloseReply, CloseRequest, ConnectionInfo, GetChannelRequest,
+    GetConnectionRequest, PublishReply, PublishRequest, PublishStreamReply, SendReply, SendRequest, SetMetadataReply,
+    SetMetadataRequest, SubscriptionReply, SubscriptionRequest, publish_request, send_request,
 };
 use slip_proto::route;
 use tonic::service::interceptor::InterceptedService;
@@ -45,10 +42,7 @@ pub struct Authenticator {
 
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         match auth::check(&self.secret, header) {
             Ok(()) => Ok(request),
             Err(e) => Err(Status::unauthenticated(e.to_string())),
@@ -95,24 +89,15 @@ impl ControlService {
     }
 
     async fn command(&self, connection_id: String, op: Op) -> Result<(), Status> {
-        Ok(self
-            .plane
-            .connection_command(route::connection(connection_id, op), true)
-            .await?)
+        Ok(self.plane.connection_command(route::connection(connection_id, op), true).await?)
     }
 }
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn publish(
-        &self,
-        request: Request<PublishRequest>,
-    ) -> Result<Response<PublishReply>, Status> {
+    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishReply>, Status> {
         let published = self.publish_one(request.into_inner())?;
-        Ok(Response::new(PublishReply {
-            offset: published.offset,
-            edges: published.edges,
-        }))
+        Ok(Response::new(PublishReply { offset: published.offset, edges: published.edges }))
     }
 
     async fn publish_stream(
@@ -125,9 +110,7 @@ impl Control for ControlService {
             self.publish_one(next?)?;
             published += 1;
             if published >= MAX_STREAM_PUBLISHES {
-                return Err(Status::resource_exhausted(
-                    "publish stream too long; open a new one",
-                ));
+                return Err(Status::resource_exhausted("publish stream too long; open a new one"));
             }
         }
         Ok(Response::new(PublishStreamReply { published }))
@@ -146,33 +129,19 @@ impl Control for ControlService {
             }
             None => return Err(Status::invalid_argument("send needs text or binary")),
         };
-        self.command(
-            request.connection_id,
-            Op::Send(Message { body: Some(body) }),
-        )
-        .await?;
+        self.command(request.connection_id, Op::Send(Message { body: Some(body) })).await?;
         Ok(Response::new(SendReply {}))
     }
 
     async fn close(&self, request: Request<CloseRequest>) -> Result<Response<CloseReply>, Status> {
         let request = request.into_inner();
-        let code = if request.code == 0 {
-            u32::from(route::DEFAULT_CLOSE_CODE)
-        } else {
-            request.code
-        };
+        let code = if request.code == 0 { u32::from(route::DEFAULT_CLOSE_CODE) } else { request.code };
         let sendable = u16::try_from(code).is_ok_and(slip_proto::command::is_sendable_close_code);
         if !sendable {
-            return Err(Status::invalid_argument(format!(
-                "close code {code} may not be sent"
-            )));
+            return Err(Status::invalid_argument(format!("close code {code} may not be sent")));
         }
-        let close = CloseConnection {
-            code,
-            reason: request.reason,
-        };
-        self.command(request.connection_id, Op::Close(close))
-            .await?;
+        let close = CloseConnection { code, reason: request.reason };
+        self.command(request.connection_id, Op::Close(close)).await?;
         Ok(Response::new(CloseReply {}))
     }
 
@@ -181,66 +150,39 @@ impl Control for ControlService {
         request: Request<CloseChannelRequest>,
     ) -> Result<Response<CloseChannelReply>, Status> {
         let channel = request.into_inner().channel;
-        self.plane.publish(route::publish(
-            channel,
-            channel_event::Body::CloseChannel(true),
-        ))?;
+        self.plane.publish(route::publish(channel, channel_event::Body::CloseChannel(true)))?;
         Ok(Response::new(CloseChannelReply {}))
     }
 
-    async fn subscribe(
-        &self,
-        request: Request<SubscriptionRequest>,
-    ) -> Result<Response<SubscriptionReply>, Status> {
+    async fn subscribe(&self, request: Request<SubscriptionRequest>) -> Result<Response<SubscriptionReply>, Status> {
         let request = request.into_inner();
-        slip_proto::channel::validate(&request.channel)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.command(request.connection_id, Op::Subscribe(request.channel))
-            .await?;
+        slip_proto::channel::validate(&request.channel).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.command(request.connection_id, Op::Subscribe(request.channel)).await?;
         Ok(Response::new(SubscriptionReply {}))
     }
 
-    async fn unsubscribe(
-        &self,
-        request: Request<SubscriptionRequest>,
-    ) -> Result<Response<SubscriptionReply>, Status> {
+    async fn unsubscribe(&self, request: Request<SubscriptionRequest>) -> Result<Response<SubscriptionReply>, Status> {
         let request = request.into_inner();
-        slip_proto::channel::validate(&request.channel)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.command(request.connection_id, Op::Unsubscribe(request.channel))
-            .await?;
+        slip_proto::channel::validate(&request.channel).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.command(request.connection_id, Op::Unsubscribe(request.channel)).await?;
         Ok(Response::new(SubscriptionReply {}))
     }
 
-    async fn set_metadata(
-        &self,
-        request: Request<SetMetadataRequest>,
-    ) -> Result<Response<SetMetadataReply>, Status> {
+    async fn set_metadata(&self, request: Request<SetMetadataRequest>) -> Result<Response<SetMetadataReply>, Status> {
         let request = request.into_inner();
-        let json = if request.metadata_json.trim().is_empty() {
-            "null".to_owned()
-        } else {
-            request.metadata_json
-        };
-        let value: serde_json::Value = serde_json::from_str(&json)
-            .map_err(|e| Status::invalid_argument(format!("metadata is not JSON: {e}")))?;
+        let json = if request.metadata_json.trim().is_empty() { "null".to_owned() } else { request.metadata_json };
+        let value: serde_json::Value =
+            serde_json::from_str(&json).map_err(|e| Status::invalid_argument(format!("metadata is not JSON: {e}")))?;
         let compact = value.to_string();
         if compact.len() > slip_proto::limits::MAX_METADATA_BYTES {
             return Err(Status::invalid_argument("metadata too large"));
         }
-        self.command(request.connection_id, Op::SetMetadata(compact))
-            .await?;
+        self.command(request.connection_id, Op::SetMetadata(compact)).await?;
         Ok(Response::new(SetMetadataReply {}))
     }
 
-    async fn get_connection(
-        &self,
-        request: Request<GetConnectionRequest>,
-    ) -> Result<Response<ConnectionInfo>, Status> {
-        let state = self
-            .plane
-            .get_connection(&request.into_inner().connection_id)
-            .await?;
+    async fn get_connection(&self, request: Request<GetConnectionRequest>) -> Result<Response<ConnectionInfo>, Status> {
+        let state = self.plane.get_connection(&request.into_inner().connection_id).await?;
         Ok(Response::new(ConnectionInfo {
             connection_id: state.connection_id,
             metadata_json: state.metadata_json,
@@ -250,14 +192,8 @@ impl Control for ControlService {
         }))
     }
 
-    async fn get_channel(
-        &self,
-        request: Request<GetChannelRequest>,
-    ) -> Result<Response<ChannelInfo>, Status> {
-        let summary = self
-            .plane
-            .get_channel(&request.into_inner().channel)
-            .await?;
+    async fn get_channel(&self, request: Request<GetChannelRequest>) -> Result<Response<ChannelInfo>, Status> {
+        let summary = self.plane.get_channel(&request.into_inner().channel).await?;
         Ok(Response::new(ChannelInfo {
             channel: summary.channel,
             subscribers: summary.subscribers,

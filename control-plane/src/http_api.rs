@@ -24,9 +24,7 @@ pub struct HttpApi {
 }
 
 pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Bytes) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(e) = auth::check(&api.secret, authorization) {
         tracing::debug!(error = %e, "control request refused");
         return (StatusCode::FORBIDDEN, "Invalid token").into_response();
@@ -48,23 +46,14 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Bytes)
             // Confirmed, so a SUBSCRIBE has taken effect before a PUBLISH after it runs.
             Action::Connection(command) => api.plane.connection_command(command, true).await,
             Action::Channel(publish) => api.plane.publish(publish).map(|_| ()),
-            Action::Poll {
-                connection_id,
-                timeout_ms,
-            } => api
-                .plane
-                .poll_for_connection(&connection_id, timeout_ms)
-                .await
-                .map(|_| ()),
+            Action::Poll { connection_id, timeout_ms } => {
+                api.plane.poll_for_connection(&connection_id, timeout_ms).await.map(|_| ())
+            }
             Action::Accept => Ok(()),
         };
         if let Err(e) = outcome {
             tracing::debug!(command = kind, error = %e, "control command skipped");
         }
     }
-    (
-        StatusCode::OK,
-        axum::Json(json!({"message": "processed successfully"})),
-    )
-        .into_response()
+    (StatusCode::OK, axum::Json(json!({"message": "processed successfully"}))).into_response()
 }

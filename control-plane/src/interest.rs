@@ -29,10 +29,7 @@ impl InterestTable {
             return false;
         }
         entry.edges.push(edge.clone());
-        self.by_edge
-            .entry(edge.clone())
-            .or_default()
-            .insert(channel.to_owned());
+        self.by_edge.entry(edge.clone()).or_default().insert(channel.to_owned());
         true
     }
 
@@ -71,6 +68,24 @@ impl InterestTable {
             }
         }
         channels.len()
+    }
+
+    /// Keeps only the channels `keep` says yes to; returns how many went.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let gone: Vec<String> = self.channels.keys().filter(|c| !keep(c)).cloned().collect();
+        for channel in &gone {
+            if let Some(entry) = self.channels.remove(channel) {
+                for edge in entry.edges {
+                    if let Some(channels) = self.by_edge.get_mut(&edge) {
+                        channels.remove(channel);
+                        if channels.is_empty() {
+                            self.by_edge.remove(&edge);
+                        }
+                    }
+                }
+            }
+        }
+        gone.len()
     }
 
     /// Assigns the next offset of a publish to `channel` and names the edges
@@ -129,5 +144,17 @@ mod tests {
         assert_eq!(t.channels(), 1);
         assert_eq!(t.edges("c1"), &[node("alive")]);
         assert_eq!(t.drop_edge(&node("dead")), 0);
+    }
+
+    #[test]
+    fn retain_forgets_channels_and_their_edges() {
+        let mut t = InterestTable::default();
+        t.add(&node("e1"), "keep");
+        t.add(&node("e1"), "move");
+        t.add(&node("e2"), "move");
+        assert_eq!(t.retain(|c| c == "keep"), 1);
+        assert_eq!(t.edges("move"), &[] as &[NodeId]);
+        assert_eq!(t.drop_edge(&node("e2")), 0);
+        assert_eq!(t.drop_edge(&node("e1")), 1);
     }
 }

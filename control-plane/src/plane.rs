@@ -15,8 +15,8 @@ use slip_proto::channel;
 use slip_proto::ids::{ConnectionId, NodeId};
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ConnectionCommand, ConnectionState, Deliver, Frame, Publish, Query, WaitForConnection,
-    frame::Kind, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Deliver, Frame, Hello, Publish, Query, Reply, Role,
+    WaitForConnection, frame::Kind, query, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::sync::oneshot;
@@ -58,6 +58,8 @@ pub struct ControlPlane {
     node_id: NodeId,
     /// Links to edges and to other control nodes.
     peers: Peers,
+    /// Control nodes with a live link (the ring is these and this node).
+    controls: RwLock<Vec<NodeId>>,
     ring: RwLock<Ring>,
     interest: Mutex<InterestTable>,
     pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
@@ -69,6 +71,7 @@ impl ControlPlane {
         Arc::new(Self {
             ring: RwLock::new(Ring::new([node_id.clone()])),
             node_id,
+            controls: RwLock::new(Vec::new()),
             peers: Peers::default(),
             interest: Mutex::new(InterestTable::default()),
             pending: Mutex::new(HashMap::new()),
@@ -84,34 +87,61 @@ impl ControlPlane {
         self.peers.insert(link);
     }
 
-    /// An edge's link is gone: its interest goes with it.
-    pub fn edge_gone(&self, edge: &NodeId) {
-        self.peers.remove(edge);
-        let dropped = self.interest.lock().drop_edge(edge);
-        tracing::info!(edge = %edge, channels = dropped, "edge gone; interest dropped");
+    /// A link is up. Another control node joins the ring.
+    pub fn link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
+        let peer = link.peer().clone();
+        if self.peers.insert(link) && hello.role == Role::Control as i32 {
+            self.controls.write().push(peer);
+            self.ring_changed();
+        }
+    }
+
+    /// A link is down. When it was the peer's last: an edge's interest goes
+    /// with it; a control node leaves the ring.
+    pub fn link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
+        if !self.peers.remove_link(link) {
+            return;
+        }
+        let was_control = {
+            let mut controls = self.controls.write();
+            let before = controls.len();
+            controls.retain(|c| c != peer);
+            controls.len() != before
+        };
+        if was_control {
+            self.ring_changed();
+        } else {
+            let dropped = self.interest.lock().drop_edge(peer);
+            tracing::info!(edge = %peer, channels = dropped, "edge gone; its interest dropped");
+        }
+    }
+
+    /// Rebuilds the ring and forgets interest in channels this node no
+    /// longer owns (the edges announce it to the new owners).
+    fn ring_changed(&self) {
+        let members: Vec<NodeId> = self.controls.read().iter().cloned().chain([self.node_id.clone()]).collect();
+        let ring = Ring::new(members);
+        let dropped = self.interest.lock().retain(|channel| ring.owner(channel) == Some(&self.node_id));
+        tracing::info!(members = ring.members().len(), dropped_channels = dropped, "control ring changed");
+        *self.ring.write() = ring;
+    }
+
+    /// Control nodes in the ring, this one included.
+    pub fn members(&self) -> Vec<NodeId> {
+        self.ring.read().members().to_vec()
     }
 
     /// Publishes to a channel (text, binary, or close-channel).
     pub fn publish(&self, publish: Publish) -> Result<Published, ControlError> {
         channel::validate(&publish.channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        if publish
-            .event
-            .as_ref()
-            .and_then(|e| e.body.as_ref())
-            .is_none()
-        {
+        if publish.event.as_ref().and_then(|e| e.body.as_ref()).is_none() {
             return Err(ControlError::Invalid("publish without a message".into()));
         }
         let owner = self.ring.read().owner(&publish.channel).cloned();
         match owner {
             Some(owner) if owner != self.node_id => {
                 self.peers
-                    .send(
-                        owner.as_str(),
-                        Frame {
-                            kind: Some(Kind::Publish(publish)),
-                        },
-                    )
+                    .send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
                     .map_err(|e| ControlError::Unavailable(e.to_string()))?;
                 Ok(Published::default())
             }
@@ -120,123 +150,89 @@ impl ControlPlane {
     }
 
     /// As the owner: stamp the publish and forward it once per interested edge.
+    /// A publish another control node forwarded here comes straight here, even
+    /// if this node's view of the ring differs: one hop, never a loop.
     fn fan_out(&self, publish: Publish) -> Published {
         let Some((offset, edges)) = self.interest.lock().stamp(&publish.channel) else {
             return Published::default();
         };
         let mut sent = 0;
-        let deliver = Deliver {
-            channel: publish.channel,
-            offset,
-            event: publish.event,
-        };
+        let deliver = Deliver { channel: publish.channel, offset, event: publish.event };
         for edge in &edges {
-            let frame = Frame {
-                kind: Some(Kind::Deliver(deliver.clone())),
-            };
+            let frame = Frame { kind: Some(Kind::Deliver(deliver.clone())) };
             match self.peers.send(edge.as_str(), frame) {
                 Ok(()) => sent += 1,
                 Err(e) => tracing::warn!(edge = %edge, error = %e, "delivery to edge dropped"),
             }
         }
-        Published {
-            offset,
-            edges: sent,
-        }
+        Published { offset, edges: sent }
     }
 
     /// Sends a command to the connection's edge. With `confirm`, waits for the
     /// edge to say whether the connection exists (NOT_FOUND if not).
-    pub async fn connection_command(
-        &self,
-        mut command: ConnectionCommand,
-        confirm: bool,
-    ) -> Result<(), ControlError> {
-        let id = ConnectionId::parse(&command.connection_id)
-            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+    pub async fn connection_command(&self, mut command: ConnectionCommand, confirm: bool) -> Result<(), ControlError> {
+        let id = ConnectionId::parse(&command.connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
         if !confirm {
             command.ack = 0;
-            let frame = Frame {
-                kind: Some(Kind::Command(command)),
-            };
-            return self
-                .peers
-                .send(id.edge(), frame)
-                .map_err(|e| ControlError::Unavailable(e.to_string()));
+            let frame = Frame { kind: Some(Kind::Command(command)) };
+            return self.peers.send(id.edge(), frame).map_err(|e| ControlError::Unavailable(e.to_string()));
         }
         let (ack, answer) = self.expect_reply()?;
         command.ack = ack;
-        let frame = Frame {
-            kind: Some(Kind::Command(command)),
-        };
-        match self
-            .ask(id.edge(), ack, frame, answer, QUERY_TIMEOUT)
-            .await?
-        {
+        let frame = Frame { kind: Some(Kind::Command(command)) };
+        match self.ask(id.edge(), ack, frame, answer, QUERY_TIMEOUT).await? {
             reply::Kind::Found(true) => Ok(()),
             _ => Err(ControlError::NotFound(format!("connection {id}"))),
         }
     }
 
-    pub async fn get_connection(
-        &self,
-        connection_id: &str,
-    ) -> Result<ConnectionState, ControlError> {
-        let id =
-            ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    pub async fn get_connection(&self, connection_id: &str) -> Result<ConnectionState, ControlError> {
+        let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let (qid, answer) = self.expect_reply()?;
-        let query = Query {
-            id: qid,
-            kind: Some(query::Kind::Connection(id.to_string())),
-        };
-        let frame = Frame {
-            kind: Some(Kind::Query(query)),
-        };
-        match self
-            .ask(id.edge(), qid, frame, answer, QUERY_TIMEOUT)
-            .await?
-        {
+        let query = Query { id: qid, kind: Some(query::Kind::Connection(id.to_string())) };
+        let frame = Frame { kind: Some(Kind::Query(query)) };
+        match self.ask(id.edge(), qid, frame, answer, QUERY_TIMEOUT).await? {
             reply::Kind::Connection(state) => Ok(state),
             _ => Err(ControlError::NotFound(format!("connection {id}"))),
         }
     }
 
     /// Waits up to `timeout_ms` for a connection to exist; true if it does.
-    pub async fn poll_for_connection(
-        &self,
-        connection_id: &str,
-        timeout_ms: u64,
-    ) -> Result<bool, ControlError> {
-        let id =
-            ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    pub async fn poll_for_connection(&self, connection_id: &str, timeout_ms: u64) -> Result<bool, ControlError> {
+        let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let timeout_ms = timeout_ms.min(MAX_POLL_TIMEOUT_MS);
         let (qid, answer) = self.expect_reply()?;
-        let wait = WaitForConnection {
-            connection_id: id.to_string(),
-            timeout_ms: timeout_ms as u32,
-        };
-        let frame = Frame {
-            kind: Some(Kind::Query(Query {
-                id: qid,
-                kind: Some(query::Kind::Wait(wait)),
-            })),
-        };
+        let wait = WaitForConnection { connection_id: id.to_string(), timeout_ms: timeout_ms as u32 };
+        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Wait(wait)) })) };
         let patience = Duration::from_millis(timeout_ms) + QUERY_TIMEOUT;
-        Ok(matches!(
-            self.ask(id.edge(), qid, frame, answer, patience).await?,
-            reply::Kind::Found(true)
-        ))
+        Ok(matches!(self.ask(id.edge(), qid, frame, answer, patience).await?, reply::Kind::Found(true)))
     }
 
     /// The channel as its owner sees it, with subscriber counts from each interested edge.
     pub async fn get_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
         channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let owner = self
-            .ring
-            .read()
-            .owner(channel)
-            .cloned()
-            .unwrap_or_else(|| self.node_id.clone());
+        let owner = self.ring.read().owner(channel).cloned().unwrap_or_else(|| self.node_id.clone());
+        if owner != self.node_id {
+            let (qid, answer) = self.expect_reply()?;
+            let frame =
+                Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
+            return match self.ask(owner.as_str(), qid, frame, answer, QUERY_TIMEOUT * 2).await? {
+                reply::Kind::Channel(state) => Ok(ChannelSummary {
+                    channel: state.channel,
+                    subscribers: state.subscribers,
+                    edges: state.edges,
+                    owner: state.owner,
+                    last_offset: state.last_offset,
+                }),
+                _ => Err(ControlError::Unavailable(format!("owner {owner} gave no answer"))),
+            };
+        }
+        self.owned_channel(channel).await
+    }
+
+    /// The channel as its owner (this node) sees it.
+    async fn owned_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
+        let owner = self.node_id.clone();
         let (edges, last_offset) = {
             let table = self.interest.lock();
             (table.edges(channel).to_vec(), table.last_offset(channel))
@@ -244,16 +240,9 @@ impl ControlPlane {
         let mut subscribers = 0;
         for edge in &edges {
             let (qid, answer) = self.expect_reply()?;
-            let frame = Frame {
-                kind: Some(Kind::Query(Query {
-                    id: qid,
-                    kind: Some(query::Kind::Channel(channel.into())),
-                })),
-            };
-            if let reply::Kind::Channel(state) = self
-                .ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT)
-                .await?
-            {
+            let frame =
+                Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
+            if let reply::Kind::Channel(state) = self.ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT).await? {
                 subscribers += state.subscribers;
             }
         }
@@ -269,9 +258,7 @@ impl ControlPlane {
     fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {
         let mut pending = self.pending.lock();
         if pending.len() >= MAX_PENDING_QUERIES {
-            return Err(ControlError::Unavailable(
-                "too many questions to edges in flight".into(),
-            ));
+            return Err(ControlError::Unavailable("too many questions to edges in flight".into()));
         }
         let id = self.next_query.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -295,9 +282,7 @@ impl ControlPlane {
         self.pending.lock().remove(&id);
         match answered {
             Ok(Ok(kind)) => Ok(kind),
-            _ => Err(ControlError::Unavailable(format!(
-                "node {node} did not answer"
-            ))),
+            _ => Err(ControlError::Unavailable(format!("node {node} did not answer"))),
         }
     }
 }
@@ -321,16 +306,33 @@ impl FrameHandler for ControlFrames {
                 }
             }
             Some(Kind::Publish(publish)) => {
-                if let Err(e) = plane.publish(publish) {
+                if plane.controls.read().contains(from) {
+                    plane.fan_out(publish);
+                } else if let Err(e) = plane.publish(publish) {
                     tracing::warn!(from = %from, error = %e, "publish from peer dropped");
                 }
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::Channel(channel)) })) => {
+                // Another control node asks the owner about a channel.
+                let plane = plane.clone();
+                let from = from.clone();
+                tokio::spawn(async move {
+                    let Ok(summary) = plane.owned_channel(&channel).await else { return };
+                    let state = ChannelState {
+                        channel: summary.channel,
+                        subscribers: summary.subscribers,
+                        edges: summary.edges,
+                        owner: summary.owner,
+                        last_offset: summary.last_offset,
+                    };
+                    let reply = Reply { id, kind: Some(reply::Kind::Channel(state)) };
+                    let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+                });
             }
             Some(Kind::Command(command)) => {
                 // An edge addressing a connection on another edge: pass it on.
                 if let Ok(id) = ConnectionId::parse(&command.connection_id) {
-                    let frame = Frame {
-                        kind: Some(Kind::Command(command)),
-                    };
+                    let frame = Frame { kind: Some(Kind::Command(command)) };
                     if let Err(e) = plane.peers.send(id.edge(), frame) {
                         tracing::debug!(error = %e, "command for a connection dropped");
                     }
@@ -346,5 +348,13 @@ impl FrameHandler for ControlFrames {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }
         }
+    }
+
+    fn on_link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
+        self.0.link_up(hello, link);
+    }
+
+    fn on_link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
+        self.0.link_down(peer, link);
     }
 }

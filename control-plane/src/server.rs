@@ -18,20 +18,11 @@ pub fn router(plane: Arc<ControlPlane>, secret: &[u8]) -> axum::Router {
     let http = axum::Router::new()
         .fallback(post(http_api::handle))
         .layer(DefaultBodyLimit::max(MAX_COMMAND_BODY_BYTES))
-        .with_state(HttpApi {
-            plane: plane.clone(),
-            secret: secret.clone(),
-        });
-    tonic::service::Routes::new(grpc::service(plane, secret))
-        .into_axum_router()
-        .fallback_service(http)
+        .with_state(HttpApi { plane: plane.clone(), secret: secret.clone() });
+    tonic::service::Routes::new(grpc::service(plane, secret)).into_axum_router().fallback_service(http)
 }
 
 /// Serves both APIs until the listener fails.
-pub async fn serve(
-    plane: Arc<ControlPlane>,
-    secret: &[u8],
-    listener: TcpListener,
-) -> std::io::Result<()> {
+pub async fn serve(plane: Arc<ControlPlane>, secret: &[u8], listener: TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router(plane, secret)).await
 }

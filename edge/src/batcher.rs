@@ -21,11 +21,7 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(max_pending: usize) -> Self {
-        Self {
-            pending: VecDeque::new(),
-            in_flight: false,
-            max_pending: max_pending.max(1),
-        }
+        Self { pending: VecDeque::new(), in_flight: false, max_pending: max_pending.max(1) }
     }
 
     /// Adds an event; returns a batch to send now if nothing is in flight.
@@ -68,10 +64,7 @@ mod tests {
     use super::*;
 
     fn text(i: usize) -> Event {
-        Event::Text {
-            connection_id: "c".into(),
-            data: i.to_string(),
-        }
+        Event::Text { connection_id: "c".into(), data: i.to_string() }
     }
 
     fn data(batch: &[Event]) -> Vec<String> {

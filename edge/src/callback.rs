@@ -18,11 +18,7 @@ use slip_proto::limits::MAX_COMMAND_BODY_BYTES;
 /// Default time a backend has to answer one callback.
 pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waits between attempts of a failed callback after OPEN.
-pub const RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_millis(250),
-    Duration::from_secs(1),
-    Duration::from_secs(4),
-];
+pub const RETRY_DELAYS: [Duration; 3] = [Duration::from_millis(250), Duration::from_secs(1), Duration::from_secs(4)];
 /// Idle keep-alive connections kept to the backend.
 const POOL_MAX_IDLE: usize = 1024;
 
@@ -65,12 +61,7 @@ impl CallbackClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(timeout)
             .build()?;
-        Ok(Self {
-            http,
-            target: target.into(),
-            secret: secret.into(),
-            timeout,
-        })
+        Ok(Self { http, target: target.into(), secret: secret.into(), timeout })
     }
 
     /// One attempt: POST the events of one connection and parse the reply.
@@ -97,13 +88,8 @@ impl CallbackClient {
         if !status.is_success() {
             return Err(CallbackError::Status(status.as_u16()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n as usize > MAX_COMMAND_BODY_BYTES)
-        {
-            return Err(
-                CommandError::TooLarge(response.content_length().unwrap_or(0) as usize).into(),
-            );
+        if response.content_length().is_some_and(|n| n as usize > MAX_COMMAND_BODY_BYTES) {
+            return Err(CommandError::TooLarge(response.content_length().unwrap_or(0) as usize).into());
         }
         let mut reply = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
@@ -139,11 +125,7 @@ impl CallbackClient {
 }
 
 fn classify(e: reqwest::Error) -> CallbackError {
-    if e.is_timeout() {
-        CallbackError::Timeout
-    } else {
-        CallbackError::Network(e.to_string())
-    }
+    if e.is_timeout() { CallbackError::Timeout } else { CallbackError::Network(e.to_string()) }
 }
 
 /// The callback body; `metadata` is embedded as the JSON text it already is.
@@ -160,12 +142,8 @@ mod tests {
 
     #[test]
     fn body_is_a_valid_callback_request() {
-        let events = vec![Event::Text {
-            connection_id: "a\"b".into(),
-            data: "hi".into(),
-        }];
-        let parsed: CallbackRequest =
-            serde_json::from_slice(&body("a\"b", r#"{"x":1}"#, &events)).unwrap();
+        let events = vec![Event::Text { connection_id: "a\"b".into(), data: "hi".into() }];
+        let parsed: CallbackRequest = serde_json::from_slice(&body("a\"b", r#"{"x":1}"#, &events)).unwrap();
         assert_eq!(parsed.connection_id, "a\"b");
         assert_eq!(parsed.metadata, serde_json::json!({"x": 1}));
         assert_eq!(parsed.events, events);

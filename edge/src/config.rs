@@ -39,11 +39,7 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
-    pub fn new(
-        node_id: NodeId,
-        target_url: impl Into<String>,
-        jwt_secret: impl Into<Vec<u8>>,
-    ) -> Self {
+    pub fn new(node_id: NodeId, target_url: impl Into<String>, jwt_secret: impl Into<Vec<u8>>) -> Self {
         Self {
             node_id,
             region: String::new(),

@@ -173,29 +173,19 @@ impl<'a> Reader<'a> {
                     let code = e.close_code();
                     tracing::debug!(connection = self.id, error = %e, "closing on bad input");
                     self.outbox.close(code, &e.to_string());
-                    return Some(Ending {
-                        code,
-                        reason: e.to_string(),
-                    });
+                    return Some(Ending { code, reason: e.to_string() });
                 }
             };
             let connection_id = self.id.to_owned();
             let event = match message {
-                Message::Text(data) => Event::Text {
-                    connection_id,
-                    data,
-                },
-                Message::Binary(data) if self.edge.config.binary_events => Event::Binary {
-                    connection_id,
-                    data: encode_binary(&data),
-                },
+                Message::Text(data) => Event::Text { connection_id, data },
+                Message::Binary(data) if self.edge.config.binary_events => {
+                    Event::Binary { connection_id, data: encode_binary(&data) }
+                }
                 Message::Binary(_) => {
                     let reason = "binary messages are not accepted";
                     self.outbox.close(UNSUPPORTED_DATA, reason);
-                    return Some(Ending {
-                        code: UNSUPPORTED_DATA,
-                        reason: reason.into(),
-                    });
+                    return Some(Ending { code: UNSUPPORTED_DATA, reason: reason.into() });
                 }
                 Message::Ping(payload) => {
                     self.outbox.push(frame::pong(&payload));
@@ -205,10 +195,7 @@ impl<'a> Reader<'a> {
                 Message::Close { code, reason } => {
                     // Echo the client's code, as RFC 6455 §5.5.1 asks.
                     self.outbox.close(code.unwrap_or(1000), "");
-                    return Some(Ending {
-                        code: code.unwrap_or(1005),
-                        reason,
-                    });
+                    return Some(Ending { code: code.unwrap_or(1005), reason });
                 }
             };
             let next = self.batcher.push(event);
@@ -224,16 +211,8 @@ impl<'a> Reader<'a> {
         }
         let edge = self.edge.clone();
         let id = self.id.to_owned();
-        let metadata = self
-            .edge
-            .hub
-            .metadata(self.id)
-            .unwrap_or_else(|| Arc::from("null"));
-        self.in_flight = Some(Box::pin(async move {
-            edge.callbacks
-                .post_with_retry(&id, &metadata, &events)
-                .await
-        }));
+        let metadata = self.edge.hub.metadata(self.id).unwrap_or_else(|| Arc::from("null"));
+        self.in_flight = Some(Box::pin(async move { edge.callbacks.post_with_retry(&id, &metadata, &events).await }));
     }
 
     fn answered(&mut self, result: Result<Vec<Command>, CallbackError>) {
@@ -253,11 +232,7 @@ impl<'a> Reader<'a> {
     async fn finish(mut self, ending: Ending) {
         let code = (ending.code != 1005).then_some(ending.code);
         let reason = (!ending.reason.is_empty()).then_some(ending.reason);
-        let close = Event::Close {
-            connection_id: self.id.to_owned(),
-            code,
-            reason,
-        };
+        let close = Event::Close { connection_id: self.id.to_owned(), code, reason };
         // One attempt at the CLOSE event even after a backend failure.
         self.failed = false;
         let next = self.batcher.push(close);
@@ -283,9 +258,7 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
         }
         if let Some(close) = batch.close {
             if close.code != ABNORMAL {
-                let _ = write
-                    .write_all(&frame::close(close.code, &close.reason))
-                    .await;
+                let _ = write.write_all(&frame::close(close.code, &close.reason)).await;
             }
             let _ = write.shutdown().await;
             return;

@@ -67,9 +67,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     }
     let fin = buf[0] & 0x80 != 0;
     if buf[0] & 0x70 != 0 {
-        return Err(FrameError::Protocol(
-            "reserved bits set without an extension",
-        ));
+        return Err(FrameError::Protocol("reserved bits set without an extension"));
     }
     let opcode = buf[0] & 0x0F;
     if buf[1] & 0x80 == 0 {
@@ -103,13 +101,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     let mut mask = [0u8; 4];
     mask.copy_from_slice(&buf[2 + len_bytes..header_len]);
     let payload_len = usize::try_from(payload_len).map_err(|_| FrameError::TooBig(usize::MAX))?;
-    Ok(Some(Header {
-        fin,
-        opcode,
-        mask,
-        header_len,
-        payload_len,
-    }))
+    Ok(Some(Header { fin, opcode, mask, header_len, payload_len }))
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
@@ -134,10 +126,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(max_message: usize) -> Self {
-        Self {
-            max_message,
-            partial: None,
-        }
+        Self { max_message, partial: None }
     }
 
     /// How many more bytes the frame at the front of `buf` needs, if known.
@@ -210,9 +199,7 @@ impl Decoder {
 
 fn finish(opcode: u8, data: Bytes) -> Result<Message, FrameError> {
     if opcode == OP_TEXT {
-        String::from_utf8(data.into())
-            .map(Message::Text)
-            .map_err(|_| FrameError::InvalidUtf8)
+        String::from_utf8(data.into()).map(Message::Text).map_err(|_| FrameError::InvalidUtf8)
     } else {
         Ok(Message::Binary(data))
     }
@@ -220,10 +207,7 @@ fn finish(opcode: u8, data: Bytes) -> Result<Message, FrameError> {
 
 fn close_message(payload: &[u8]) -> Result<Message, FrameError> {
     match payload.len() {
-        0 => Ok(Message::Close {
-            code: None,
-            reason: String::new(),
-        }),
+        0 => Ok(Message::Close { code: None, reason: String::new() }),
         1 => Err(FrameError::Protocol("close frame with a one-byte payload")),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
@@ -231,10 +215,7 @@ fn close_message(payload: &[u8]) -> Result<Message, FrameError> {
                 return Err(FrameError::Protocol("close code not allowed on the wire"));
             }
             let reason = std::str::from_utf8(&payload[2..]).map_err(|_| FrameError::InvalidUtf8)?;
-            Ok(Message::Close {
-                code: Some(code),
-                reason: reason.to_owned(),
-            })
+            Ok(Message::Close { code: Some(code), reason: reason.to_owned() })
         }
     }
 }
@@ -332,10 +313,7 @@ mod tests {
                 Message::Text("héllo".into()),
                 Message::Binary(Bytes::from_static(&[0, 1, 2])),
                 Message::Ping(Bytes::from_static(b"p")),
-                Message::Close {
-                    code: Some(1000),
-                    reason: "ok".into()
-                },
+                Message::Close { code: Some(1000), reason: "ok".into() },
             ]
         );
     }
@@ -345,10 +323,7 @@ mod tests {
         let mut bytes = client_frame(false, OP_TEXT, b"hel");
         bytes.extend(client_frame(true, OP_PING, b""));
         bytes.extend(client_frame(true, OP_CONTINUATION, b"lo"));
-        assert_eq!(
-            decode_all(&bytes, 1024).unwrap(),
-            vec![Message::Ping(Bytes::new()), Message::Text("hello".into())]
-        );
+        assert_eq!(decode_all(&bytes, 1024).unwrap(), vec![Message::Ping(Bytes::new()), Message::Text("hello".into())]);
     }
 
     #[test]
@@ -368,51 +343,18 @@ mod tests {
     fn refuses_bad_input_with_the_right_close_code() {
         let too_big = client_frame(true, OP_TEXT, &[b'a'; 2000]);
         // The limit is enforced from the header, before the payload arrives.
-        assert_eq!(
-            decode_all(&too_big[..8], 1024).unwrap_err().close_code(),
-            1009
-        );
+        assert_eq!(decode_all(&too_big[..8], 1024).unwrap_err().close_code(), 1009);
         let mut fragments = client_frame(false, OP_BINARY, &[0; 600]);
         fragments.extend(client_frame(true, OP_CONTINUATION, &[0; 600]));
         assert_eq!(decode_all(&fragments, 1024).unwrap_err().close_code(), 1009);
-        assert_eq!(
-            decode_all(&client_frame(true, OP_TEXT, &[0xff, 0xfe]), 1024)
-                .unwrap_err()
-                .close_code(),
-            1007
-        );
+        assert_eq!(decode_all(&client_frame(true, OP_TEXT, &[0xff, 0xfe]), 1024).unwrap_err().close_code(), 1007);
         let unmasked = [0x81, 0x01, b'a'];
         assert_eq!(decode_all(&unmasked, 1024).unwrap_err().close_code(), 1002);
-        assert_eq!(
-            decode_all(&client_frame(true, 0x3, b""), 1024)
-                .unwrap_err()
-                .close_code(),
-            1002
-        );
-        assert_eq!(
-            decode_all(&client_frame(true, OP_CONTINUATION, b"x"), 1024)
-                .unwrap_err()
-                .close_code(),
-            1002
-        );
-        assert_eq!(
-            decode_all(&client_frame(false, OP_PING, b""), 1024)
-                .unwrap_err()
-                .close_code(),
-            1002
-        );
-        assert_eq!(
-            decode_all(&client_frame(true, OP_CLOSE, &[3]), 1024)
-                .unwrap_err()
-                .close_code(),
-            1002
-        );
-        assert_eq!(
-            decode_all(&client_frame(true, OP_CLOSE, &[0x03, 0xED]), 1024)
-                .unwrap_err()
-                .close_code(),
-            1002
-        );
+        assert_eq!(decode_all(&client_frame(true, 0x3, b""), 1024).unwrap_err().close_code(), 1002);
+        assert_eq!(decode_all(&client_frame(true, OP_CONTINUATION, b"x"), 1024).unwrap_err().close_code(), 1002);
+        assert_eq!(decode_all(&client_frame(false, OP_PING, b""), 1024).unwrap_err().close_code(), 1002);
+        assert_eq!(decode_all(&client_frame(true, OP_CLOSE, &[3]), 1024).unwrap_err().close_code(), 1002);
+        assert_eq!(decode_all(&client_frame(true, OP_CLOSE, &[0x03, 0xED]), 1024).unwrap_err().close_code(), 1002);
     }
 
     #[test]

@@ -76,26 +76,14 @@ pub struct Delivered {
 
 impl Hub {
     pub fn new(max_subscriptions: usize) -> Self {
-        Self {
-            state: RwLock::new(State::default()),
-            max_subscriptions,
-            registered: Notify::new(),
-        }
+        Self { state: RwLock::new(State::default()), max_subscriptions, registered: Notify::new() }
     }
 
     pub fn register(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>) {
         let mut state = self.state.write();
         state.next_key += 1;
         let key = state.next_key;
-        state.connections.insert(
-            id.into(),
-            Entry {
-                key,
-                outbox,
-                metadata,
-                channels: Vec::new(),
-            },
-        );
+        state.connections.insert(id.into(), Entry { key, outbox, metadata, channels: Vec::new() });
         drop(state);
         self.registered.notify_waiters();
     }
@@ -134,11 +122,7 @@ impl Hub {
         entry.channels.push(channel.into());
         let subscribers = state.channels.entry(channel.into()).or_default();
         subscribers.insert(entry.key, entry.outbox.clone());
-        if subscribers.len() == 1 {
-            Subscribed::First
-        } else {
-            Subscribed::Added
-        }
+        if subscribers.len() == 1 { Subscribed::First } else { Subscribed::Added }
     }
 
     pub fn unsubscribe(&self, id: &str, channel: &str) -> Unsubscribed {
@@ -183,42 +167,26 @@ impl Hub {
     /// Orders every local subscriber of `channel` closed; returns how many.
     pub fn close_channel(&self, channel: &str, code: u16, reason: &str) -> usize {
         let state = self.state.read();
-        state.channels.get(channel).map_or(0, |subscribers| {
-            subscribers
-                .values()
-                .filter(|outbox| outbox.close(code, reason))
-                .count()
-        })
+        state
+            .channels
+            .get(channel)
+            .map_or(0, |subscribers| subscribers.values().filter(|outbox| outbox.close(code, reason)).count())
     }
 
     /// Queues a frame for one connection; `None` if it is not here.
     pub fn send(&self, id: &str, frame: Bytes) -> Option<Push> {
-        let outbox = self
-            .state
-            .read()
-            .connections
-            .get(id)
-            .map(|e| e.outbox.clone())?;
+        let outbox = self.state.read().connections.get(id).map(|e| e.outbox.clone())?;
         Some(outbox.push(frame))
     }
 
     /// Orders one connection closed; false if it is not here.
     pub fn close(&self, id: &str, code: u16, reason: &str) -> bool {
-        let outbox = self
-            .state
-            .read()
-            .connections
-            .get(id)
-            .map(|e| e.outbox.clone());
+        let outbox = self.state.read().connections.get(id).map(|e| e.outbox.clone());
         outbox.map(|o| o.close(code, reason)).is_some()
     }
 
     pub fn metadata(&self, id: &str) -> Option<Arc<str>> {
-        self.state
-            .read()
-            .connections
-            .get(id)
-            .map(|e| e.metadata.clone())
+        self.state.read().connections.get(id).map(|e| e.metadata.clone())
     }
 
     pub fn set_metadata(&self, id: &str, metadata: Arc<str>) -> bool {
@@ -232,14 +200,10 @@ impl Hub {
     }
 
     pub fn view(&self, id: &str) -> Option<ConnectionView> {
-        self.state
-            .read()
-            .connections
-            .get(id)
-            .map(|e| ConnectionView {
-                metadata: e.metadata.clone(),
-                channels: e.channels.iter().map(|c| c.to_string()).collect(),
-            })
+        self.state.read().connections.get(id).map(|e| ConnectionView {
+            metadata: e.metadata.clone(),
+            channels: e.channels.iter().map(|c| c.to_string()).collect(),
+        })
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -248,11 +212,12 @@ impl Hub {
 
     /// Local subscribers of a channel.
     pub fn subscribers(&self, channel: &str) -> usize {
-        self.state
-            .read()
-            .channels
-            .get(channel)
-            .map_or(0, HashMap::len)
+        self.state.read().channels.get(channel).map_or(0, HashMap::len)
+    }
+
+    /// Channels with at least one local subscriber.
+    pub fn channels(&self) -> Vec<String> {
+        self.state.read().channels.keys().map(|c| c.to_string()).collect()
     }
 
     pub fn connections(&self) -> usize {
@@ -330,13 +295,7 @@ mod tests {
         hub.subscribe("a", "ch");
         hub.subscribe("c", "ch");
         let frame = Bytes::from_static(b"x");
-        assert_eq!(
-            hub.deliver("ch", &frame),
-            Delivered {
-                queued: 2,
-                overflowed: 0
-            }
-        );
+        assert_eq!(hub.deliver("ch", &frame), Delivered { queued: 2, overflowed: 0 });
         let counts: Vec<usize> = outboxes.iter().map(|o| o.take(10).frames.len()).collect();
         assert_eq!(counts, vec![1, 0, 1]);
         assert_eq!(hub.close_channel("ch", 1000, ""), 2);

@@ -13,8 +13,8 @@ use slip_proto::command::Command;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Deliver, Frame, Interest, Publish, Query,
-    Reply, channel_event, connection_command::Op, frame::Kind, message, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Deliver, Frame, Hello, Interest, Publish, Query, Reply, Role,
+    channel_event, connection_command::Op, frame::Kind, message, query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
@@ -40,11 +40,7 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(config: EdgeConfig) -> Result<Arc<Self>, reqwest::Error> {
-        let callbacks = CallbackClient::new(
-            &config.target_url,
-            &config.jwt_secret,
-            config.callback_timeout,
-        )?;
+        let callbacks = CallbackClient::new(&config.target_url, &config.jwt_secret, config.callback_timeout)?;
         Ok(Arc::new(Self {
             hub: Hub::new(config.max_subscriptions),
             callbacks,
@@ -58,10 +54,37 @@ impl Edge {
         &self.config.node_id
     }
 
-    /// Adds a link to a control node and makes it a member of the ring.
+    /// A link to a control node is up: it joins the ring, and it is told of
+    /// every local channel it now owns.
     pub fn add_control_link(&self, link: Arc<dyn Link>) {
-        self.control.insert(link);
-        *self.ring.write() = Ring::new(self.control.ids());
+        let peer = link.peer().clone();
+        if self.control.insert(link) {
+            self.ring_changed(Some(&peer));
+        }
+    }
+
+    /// A link to a control node is down: if it was the last one to that
+    /// node, the node leaves the ring and its channels' new owners are told.
+    pub fn remove_control_link(&self, link: &Arc<dyn Link>) {
+        if self.control.remove_link(link) {
+            self.ring_changed(None);
+        }
+    }
+
+    /// Rebuilds the ring from the live control links and re-announces local
+    /// interest wherever a channel's owner changed (or is the node just up).
+    fn ring_changed(&self, joined: Option<&NodeId>) {
+        let new = Ring::new(self.control.ids());
+        let old = std::mem::replace(&mut *self.ring.write(), new.clone());
+        let mut moved = 0;
+        for channel in self.hub.channels() {
+            let owner = new.owner(&channel);
+            if owner != old.owner(&channel) || (owner.is_some() && owner == joined) {
+                moved += 1;
+                self.send_to(owner.cloned(), Frame { kind: Some(Kind::Interest(Interest { channel, present: true })) });
+            }
+        }
+        tracing::info!(members = new.members().len(), reannounced = moved, "control ring changed");
     }
 
     /// Runs commands from a callback reply, in order.
@@ -82,9 +105,7 @@ impl Edge {
             self.run_local(&command);
         } else {
             let via = self.ring.read().owner(&command.connection_id).cloned();
-            let frame = Frame {
-                kind: Some(Kind::Command(command)),
-            };
+            let frame = Frame { kind: Some(Kind::Command(command)) };
             self.send_to(via, frame);
         }
     }
@@ -92,12 +113,7 @@ impl Edge {
     /// Sends a publish (or CLOSE_CHANNEL) to the channel's owner.
     pub fn publish(&self, publish: Publish) {
         let owner = self.ring.read().owner(&publish.channel).cloned();
-        self.send_to(
-            owner,
-            Frame {
-                kind: Some(Kind::Publish(publish)),
-            },
-        );
+        self.send_to(owner, Frame { kind: Some(Kind::Publish(publish)) });
     }
 
     /// A connection ended: forget it and withdraw interest where it was the last.
@@ -108,9 +124,7 @@ impl Edge {
     }
 
     fn is_local(&self, connection_id: &str) -> bool {
-        connection_id
-            .rsplit_once('.')
-            .is_some_and(|(node, _)| node == self.node_id().as_str())
+        connection_id.rsplit_once('.').is_some_and(|(node, _)| node == self.node_id().as_str())
     }
 
     /// Applies a connection command here; false if the connection is not here.
@@ -165,12 +179,7 @@ impl Edge {
 
     fn interest(&self, channel: String, present: bool) {
         let owner = self.ring.read().owner(&channel).cloned();
-        self.send_to(
-            owner,
-            Frame {
-                kind: Some(Kind::Interest(Interest { channel, present })),
-            },
-        );
+        self.send_to(owner, Frame { kind: Some(Kind::Interest(Interest { channel, present })) });
     }
 
     fn send_to(&self, node: Option<NodeId>, frame: Frame) {
@@ -189,12 +198,9 @@ impl Edge {
         };
         match body {
             channel_event::Body::Text(text) => self.fan_out(&deliver.channel, frame::text(&text)),
-            channel_event::Body::Binary(data) => {
-                self.fan_out(&deliver.channel, frame::binary(&data))
-            }
+            channel_event::Body::Binary(data) => self.fan_out(&deliver.channel, frame::binary(&data)),
             channel_event::Body::CloseChannel(_) => {
-                self.hub
-                    .close_channel(&deliver.channel, CHANNEL_CLOSED_CODE, "channel closed");
+                self.hub.close_channel(&deliver.channel, CHANNEL_CLOSED_CODE, "channel closed");
             }
         }
     }
@@ -202,11 +208,7 @@ impl Edge {
     fn fan_out(&self, channel: &str, frame: Bytes) {
         let delivered = self.hub.deliver(channel, &frame);
         if delivered.overflowed > 0 {
-            tracing::info!(
-                channel,
-                slow_consumers = delivered.overflowed,
-                "slow consumers closed"
-            );
+            tracing::info!(channel, slow_consumers = delivered.overflowed, "slow consumers closed");
         }
     }
 
@@ -225,18 +227,14 @@ impl Edge {
             },
             Some(query::Kind::Channel(channel)) => {
                 let subscribers = self.hub.subscribers(&channel) as u64;
-                reply::Kind::Channel(ChannelState {
-                    channel,
-                    subscribers,
-                })
+                reply::Kind::Channel(ChannelState { channel, subscribers, ..Default::default() })
             }
             Some(query::Kind::Wait(wait)) => {
                 // Waiting must not hold up the link's other frames.
                 let edge = self.clone();
                 let from = from.clone();
                 tokio::spawn(async move {
-                    let timeout =
-                        Duration::from_millis(u64::from(wait.timeout_ms).min(MAX_POLL_TIMEOUT_MS));
+                    let timeout = Duration::from_millis(u64::from(wait.timeout_ms).min(MAX_POLL_TIMEOUT_MS));
                     let found = edge.hub.wait_for(&wait.connection_id, timeout).await;
                     edge.reply(&from, id, reply::Kind::Found(found));
                 });
@@ -248,12 +246,7 @@ impl Edge {
     }
 
     fn reply(&self, to: &NodeId, id: u64, kind: reply::Kind) {
-        let frame = Frame {
-            kind: Some(Kind::Reply(Reply {
-                id,
-                kind: Some(kind),
-            })),
-        };
+        let frame = Frame { kind: Some(Kind::Reply(Reply { id, kind: Some(kind) })) };
         self.send_to(Some(to.clone()), frame);
     }
 }
@@ -269,23 +262,25 @@ impl FrameHandler for EdgeFrames {
             Some(Kind::Deliver(deliver)) => edge.deliver(deliver),
             Some(Kind::Command(command)) => {
                 let ack = command.ack;
-                let found = if edge.is_local(&command.connection_id) {
-                    edge.run_local(&command)
-                } else {
-                    false
-                };
+                let found = if edge.is_local(&command.connection_id) { edge.run_local(&command) } else { false };
                 if ack != 0 {
                     edge.reply(from, ack, reply::Kind::Found(found));
                 }
             }
             Some(Kind::Query(query)) => edge.answer(from, query),
-            Some(Kind::Hello(_))
-            | Some(Kind::Reply(_))
-            | Some(Kind::Interest(_))
-            | Some(Kind::Publish(_))
-            | None => {
+            Some(Kind::Hello(_)) | Some(Kind::Reply(_)) | Some(Kind::Interest(_)) | Some(Kind::Publish(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");
             }
         }
+    }
+
+    fn on_link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
+        if hello.role == Role::Control as i32 {
+            self.0.add_control_link(link);
+        }
+    }
+
+    fn on_link_down(&self, _peer: &NodeId, link: &Arc<dyn Link>) {
+        self.0.remove_control_link(link);
     }
 }

@@ -19,9 +19,7 @@ pub enum Decision {
 }
 
 pub fn decide(connection_id: &str, commands: Vec<Command>) -> Decision {
-    let first_for_us = commands
-        .iter()
-        .position(|c| c.connection_id() == Some(connection_id));
+    let first_for_us = commands.iter().position(|c| c.connection_id() == Some(connection_id));
     let Some(at) = first_for_us else {
         return Decision::Refuse;
     };
@@ -44,33 +42,18 @@ mod tests {
     const OTHER: &str = "n.ffffffffffffffffffff";
 
     fn accept(id: &str) -> Command {
-        Command::Accept {
-            connection_id: id.into(),
-            protocol: None,
-        }
+        Command::Accept { connection_id: id.into(), protocol: None }
     }
 
     fn text(id: &str) -> Command {
-        Command::Text {
-            connection_id: id.into(),
-            data: "x".into(),
-        }
+        Command::Text { connection_id: id.into(), data: "x".into() }
     }
 
     #[test]
     fn accept_then_commands_in_order() {
-        let publish = Command::PublishText {
-            channel_id: "c".into(),
-            data: "joined".into(),
-        };
+        let publish = Command::PublishText { channel_id: "c".into(), data: "joined".into() };
         let d = decide(ID, vec![publish.clone(), accept(ID), text(ID), text(OTHER)]);
-        assert_eq!(
-            d,
-            Decision::Accept {
-                protocol: None,
-                commands: vec![publish, text(ID), text(OTHER)]
-            }
-        );
+        assert_eq!(d, Decision::Accept { protocol: None, commands: vec![publish, text(ID), text(OTHER)] });
     }
 
     #[test]
@@ -78,26 +61,13 @@ mod tests {
         assert_eq!(decide(ID, vec![]), Decision::Refuse);
         assert_eq!(decide(ID, vec![text(ID), accept(ID)]), Decision::Refuse);
         assert_eq!(decide(ID, vec![accept(OTHER)]), Decision::Refuse);
-        let close = Command::Close {
-            connection_id: ID.into(),
-            code: None,
-            reason: None,
-        };
+        let close = Command::Close { connection_id: ID.into(), code: None, reason: None };
         assert_eq!(decide(ID, vec![close]), Decision::Refuse);
     }
 
     #[test]
     fn protocol_is_carried() {
-        let a = Command::Accept {
-            connection_id: ID.into(),
-            protocol: Some("chat.v2".into()),
-        };
-        assert_eq!(
-            decide(ID, vec![a]),
-            Decision::Accept {
-                protocol: Some("chat.v2".into()),
-                commands: vec![]
-            }
-        );
+        let a = Command::Accept { connection_id: ID.into(), protocol: Some("chat.v2".into()) };
+        assert_eq!(decide(ID, vec![a]), Decision::Accept { protocol: Some("chat.v2".into()), commands: vec![] });
     }
 }

@@ -27,10 +27,7 @@ pub const DEFAULT_OUTBOX_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for OutboxLimits {
     fn default() -> Self {
-        Self {
-            max_frames: DEFAULT_OUTBOX_FRAMES,
-            max_bytes: DEFAULT_OUTBOX_BYTES,
-        }
+        Self { max_frames: DEFAULT_OUTBOX_FRAMES, max_bytes: DEFAULT_OUTBOX_BYTES }
     }
 }
 
@@ -73,12 +70,7 @@ pub struct Batch {
 
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            limits,
-            wake: Notify::new(),
-            closing: Notify::new(),
-        }
+        Self { state: Mutex::new(State::default()), limits, wake: Notify::new(), closing: Notify::new() }
     }
 
     pub fn push(&self, frame: Bytes) -> Push {
@@ -86,15 +78,10 @@ impl Outbox {
         if state.close.is_some() {
             return Push::Closing;
         }
-        if state.frames.len() >= self.limits.max_frames
-            || state.bytes + frame.len() > self.limits.max_bytes
-        {
+        if state.frames.len() >= self.limits.max_frames || state.bytes + frame.len() > self.limits.max_bytes {
             state.frames = VecDeque::new();
             state.bytes = 0;
-            state.close = Some(CloseOrder {
-                code: SLOW_CONSUMER_CODE,
-                reason: "slow consumer".into(),
-            });
+            state.close = Some(CloseOrder { code: SLOW_CONSUMER_CODE, reason: "slow consumer".into() });
             drop(state);
             self.wake.notify_one();
             self.closing.notify_one();
@@ -114,10 +101,7 @@ impl Outbox {
         if state.close.is_some() {
             return false;
         }
-        state.close = Some(CloseOrder {
-            code,
-            reason: reason.to_owned(),
-        });
+        state.close = Some(CloseOrder { code, reason: reason.to_owned() });
         drop(state);
         self.wake.notify_one();
         self.closing.notify_one();
@@ -138,11 +122,7 @@ impl Outbox {
             // Give a burst's memory back once the burst is written.
             state.frames = VecDeque::new();
         }
-        let close = if state.frames.is_empty() {
-            state.close.clone()
-        } else {
-            None
-        };
+        let close = if state.frames.is_empty() { state.close.clone() } else { None };
         Batch { frames, close }
     }
 
@@ -180,21 +160,12 @@ mod tests {
         assert_eq!(first.close, None);
         let second = outbox.take(10);
         assert_eq!(second.frames, vec![Bytes::from_static(b"b")]);
-        assert_eq!(
-            second.close,
-            Some(CloseOrder {
-                code: 1000,
-                reason: "bye".into()
-            })
-        );
+        assert_eq!(second.close, Some(CloseOrder { code: 1000, reason: "bye".into() }));
     }
 
     #[test]
     fn overflow_in_frames_or_bytes_closes_with_1013() {
-        let outbox = Outbox::new(OutboxLimits {
-            max_frames: 2,
-            max_bytes: 100,
-        });
+        let outbox = Outbox::new(OutboxLimits { max_frames: 2, max_bytes: 100 });
         outbox.push(Bytes::from_static(b"1"));
         outbox.push(Bytes::from_static(b"2"));
         assert_eq!(outbox.push(Bytes::from_static(b"3")), Push::Overflowed);
@@ -202,10 +173,7 @@ mod tests {
         assert!(batch.frames.is_empty());
         assert_eq!(batch.close.map(|c| c.code), Some(SLOW_CONSUMER_CODE));
 
-        let outbox = Outbox::new(OutboxLimits {
-            max_frames: 100,
-            max_bytes: 10,
-        });
+        let outbox = Outbox::new(OutboxLimits { max_frames: 100, max_bytes: 10 });
         assert_eq!(outbox.push(Bytes::from(vec![0; 8])), Push::Queued);
         assert_eq!(outbox.push(Bytes::from(vec![0; 8])), Push::Overflowed);
     }

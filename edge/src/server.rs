@@ -61,9 +61,7 @@ async fn serve_http(edge: Arc<Edge>, stream: TcpStream, peer: SocketAddr) {
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
 
@@ -75,10 +73,7 @@ async fn handle(
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return Ok(match request.uri().path() {
             "/healthz" | "/readyz" => plain(StatusCode::OK, "ok\n"),
-            _ => plain(
-                StatusCode::UPGRADE_REQUIRED,
-                "this is a WebSocket endpoint\n",
-            ),
+            _ => plain(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint\n"),
         });
     }
     let id = ConnectionId::generate(edge.node_id()).to_string();
@@ -87,15 +82,10 @@ async fn handle(
         Ok(upgrade) => upgrade,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad upgrade request");
-            return Ok(plain(
-                StatusCode::BAD_REQUEST,
-                "bad WebSocket upgrade request\n",
-            ));
+            return Ok(plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n"));
         }
     };
-    let open = [Event::Open {
-        connection_id: id.clone(),
-    }];
+    let open = [Event::Open { connection_id: id.clone() }];
     let decision = match edge.callbacks.post(&id, &metadata, &open).await {
         Ok(commands) => open::decide(&id, commands),
         Err(CallbackError::Timeout) => {
@@ -108,31 +98,20 @@ async fn handle(
         }
     };
     let Decision::Accept { protocol, commands } = decision else {
-        return Ok(plain(
-            StatusCode::FORBIDDEN,
-            "connection refused by the backend\n",
-        ));
+        return Ok(plain(StatusCode::FORBIDDEN, "connection refused by the backend\n"));
     };
     let mut response = response.map(|_| Full::new(Bytes::new()));
     if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+        response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
     tokio::spawn(async move {
         match upgraded_stream(upgrade).await {
-            Ok((stream, early)) => {
-                connection::run(edge, id, stream, early, metadata, commands).await
-            }
+            Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, commands).await,
             Err(e) => {
                 // Accepted but gone before the upgrade finished: the backend
                 // still hears that the connection closed.
                 tracing::debug!(connection = %id, error = %e, "upgrade failed after ACCEPT");
-                let close = [Event::Close {
-                    connection_id: id.clone(),
-                    code: Some(1006),
-                    reason: None,
-                }];
+                let close = [Event::Close { connection_id: id.clone(), code: Some(1006), reason: None }];
                 let _ = edge.callbacks.post(&id, &metadata, &close).await;
             }
         }
@@ -143,13 +122,10 @@ async fn handle(
 /// The raw TCP stream under a finished upgrade, and any bytes hyper read past
 /// the handshake. fastwebsockets' own reader keeps an 8 KiB buffer per socket
 /// for its whole life; we read frames ourselves with none while idle.
-async fn upgraded_stream(
-    upgrade: fastwebsockets::upgrade::UpgradeFut,
-) -> Result<(TcpStream, Bytes), String> {
+async fn upgraded_stream(upgrade: fastwebsockets::upgrade::UpgradeFut) -> Result<(TcpStream, Bytes), String> {
     let ws = upgrade.await.map_err(|e| e.to_string())?;
     let upgraded = ws.into_inner().into_inner();
-    let parts = upgraded
-        .downcast::<TokioIo<TcpStream>>()
-        .map_err(|_| "upgraded connection is not a TCP stream".to_string())?;
+    let parts =
+        upgraded.downcast::<TokioIo<TcpStream>>().map_err(|_| "upgraded connection is not a TCP stream".to_string())?;
     Ok((parts.io.into_inner(), parts.read_buf))
 }

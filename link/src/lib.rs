@@ -5,12 +5,17 @@
 //! waits. Frames arriving from peers are handed to the node's [`FrameHandler`],
 //! one at a time per link, in the order they were sent.
 
+pub mod framing;
 pub mod memory;
 mod peers;
+pub mod quic;
+pub mod tls;
 
 pub use peers::Peers;
 use slip_proto::ids::NodeId;
-use slip_proto::link_pb::Frame;
+use std::sync::Arc;
+
+use slip_proto::link_pb::{Frame, Hello};
 
 /// Frames a link may hold queued for its peer before `send` refuses more.
 pub const LINK_QUEUE_FRAMES: usize = 65_536;
@@ -37,4 +42,11 @@ pub trait Link: Send + Sync {
 /// task: it must not block, and anything it sends goes through `Link::send`.
 pub trait FrameHandler: Send + Sync + 'static {
     fn on_frame(&self, from: &NodeId, frame: Frame);
+
+    /// A link to a peer is up (after both Hellos). The in-memory link of
+    /// `slip dev` is wired by hand and never calls this.
+    fn on_link_up(&self, _hello: &Hello, _link: Arc<dyn Link>) {}
+
+    /// That link is down; other links to the same peer may still be up.
+    fn on_link_down(&self, _peer: &NodeId, _link: &Arc<dyn Link>) {}
 }

@@ -72,12 +72,7 @@ mod tests {
         let link = link(a, b.clone(), record.clone());
         assert_eq!(link.peer(), &b);
         for i in 0..1000 {
-            let frame = Frame {
-                kind: Some(Kind::Interest(Interest {
-                    channel: i.to_string(),
-                    present: true,
-                })),
-            };
+            let frame = Frame { kind: Some(Kind::Interest(Interest { channel: i.to_string(), present: true })) };
             link.send(frame).unwrap();
         }
         for _ in 0..100 {
@@ -88,10 +83,6 @@ mod tests {
         }
         let got = record.0.lock().clone();
         assert_eq!(got.len(), 1000);
-        assert!(
-            got.iter()
-                .enumerate()
-                .all(|(i, (from, ch))| from == "a" && ch == &i.to_string())
-        );
+        assert!(got.iter().enumerate().all(|(i, (from, ch))| from == "a" && ch == &i.to_string()));
     }
 }

@@ -1,4 +1,6 @@
-//! The links a node currently has, by peer node id.
+//! The links a node currently has, by peer node id. A peer may have more
+//! than one (two control nodes that dialed each other); frames go on the
+//! oldest, and the peer is gone only when its last link is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,16 +13,43 @@ use crate::{Link, LinkError};
 
 #[derive(Default)]
 pub struct Peers {
-    links: RwLock<HashMap<NodeId, Arc<dyn Link>>>,
+    links: RwLock<HashMap<NodeId, Vec<Arc<dyn Link>>>>,
+}
+
+fn same(a: &Arc<dyn Link>, b: &Arc<dyn Link>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
 impl Peers {
-    pub fn insert(&self, link: Arc<dyn Link>) {
-        self.links.write().insert(link.peer().clone(), link);
+    /// Adds a link; true if its peer had none before.
+    pub fn insert(&self, link: Arc<dyn Link>) -> bool {
+        let mut links = self.links.write();
+        let entry = links.entry(link.peer().clone()).or_default();
+        entry.push(link);
+        entry.len() == 1
     }
 
-    pub fn remove(&self, peer: &NodeId) -> Option<Arc<dyn Link>> {
-        self.links.write().remove(peer)
+    /// Removes one link; true if that was its peer's last.
+    pub fn remove_link(&self, link: &Arc<dyn Link>) -> bool {
+        let mut links = self.links.write();
+        let peer = link.peer().clone();
+        let Some(entry) = links.get_mut(&peer) else { return false };
+        let before = entry.len();
+        entry.retain(|l| !same(l, link));
+        if entry.is_empty() {
+            links.remove(&peer);
+            return before > 0;
+        }
+        false
+    }
+
+    /// Forgets a peer and all its links.
+    pub fn remove(&self, peer: &NodeId) -> bool {
+        self.links.write().remove(peer).is_some()
+    }
+
+    pub fn contains(&self, peer: &NodeId) -> bool {
+        self.links.read().contains_key(peer)
     }
 
     pub fn ids(&self) -> Vec<NodeId> {
@@ -33,7 +62,7 @@ impl Peers {
         let link = {
             let links = self.links.read();
             let id = NodeId::parse(peer).map_err(|_| LinkError::NoPeer(peer.to_owned()))?;
-            links.get(&id).cloned()
+            links.get(&id).and_then(|l| l.first()).cloned()
         };
         match link {
             Some(link) => link.send(frame),

@@ -66,23 +66,10 @@ mod tests {
             connection_id: "n.0".into(),
             metadata: Value::Null,
             events: vec![
-                Event::Open {
-                    connection_id: "n.0".into(),
-                },
-                Event::Text {
-                    connection_id: "n.0".into(),
-                    data: "hi".into(),
-                },
-                Event::Close {
-                    connection_id: "n.0".into(),
-                    code: None,
-                    reason: None,
-                },
-                Event::Close {
-                    connection_id: "n.0".into(),
-                    code: Some(1000),
-                    reason: Some("bye".into()),
-                },
+                Event::Open { connection_id: "n.0".into() },
+                Event::Text { connection_id: "n.0".into(), data: "hi".into() },
+                Event::Close { connection_id: "n.0".into(), code: None, reason: None },
+                Event::Close { connection_id: "n.0".into(), code: Some(1000), reason: Some("bye".into()) },
             ],
         };
         assert_eq!(

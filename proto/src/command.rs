@@ -12,9 +12,7 @@ use serde_json::Value;
 
 use crate::channel;
 use crate::ids::ConnectionId;
-use crate::limits::{
-    MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES,
-};
+use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES};
 
 /// One command, with the exact field names of SLIP v4 (`channel` on
 /// SUBSCRIBE/UNSUBSCRIBE, `channelId` on PUBLISH_TEXT/CLOSE_CHANNEL).
@@ -35,15 +33,9 @@ pub enum Command {
     #[serde(rename_all = "camelCase")]
     Binary { connection_id: String, data: String },
     #[serde(rename_all = "camelCase")]
-    Subscribe {
-        connection_id: String,
-        channel: String,
-    },
+    Subscribe { connection_id: String, channel: String },
     #[serde(rename_all = "camelCase")]
-    Unsubscribe {
-        connection_id: String,
-        channel: String,
-    },
+    Unsubscribe { connection_id: String, channel: String },
     #[serde(rename_all = "camelCase")]
     PublishText { channel_id: String, data: String },
     /// Additive: publish a binary message, `data` in base64.
@@ -133,9 +125,7 @@ impl Command {
             | Command::SetMetadata { connection_id, .. }
             | Command::Close { connection_id, .. }
             | Command::PollForConnection { connection_id, .. } => Some(connection_id),
-            Command::PublishText { .. }
-            | Command::PublishBinary { .. }
-            | Command::CloseChannel { .. } => None,
+            Command::PublishText { .. } | Command::PublishBinary { .. } | Command::CloseChannel { .. } => None,
         }
     }
 
@@ -155,19 +145,13 @@ impl Command {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
                 check_size(decode_binary(data)?.len())
             }
-            Command::CloseChannel { channel_id } => {
-                channel::validate(channel_id).map_err(|e| e.to_string())
-            }
+            Command::CloseChannel { channel_id } => channel::validate(channel_id).map_err(|e| e.to_string()),
             Command::Text { data, .. } => check_size(data.len()),
             Command::Binary { data, .. } => check_size(decode_binary(data)?.len()),
             Command::SetMetadata { metadata, .. } => {
-                let len = serde_json::to_string(metadata)
-                    .map(|s| s.len())
-                    .unwrap_or(usize::MAX);
+                let len = serde_json::to_string(metadata).map(|s| s.len()).unwrap_or(usize::MAX);
                 if len > MAX_METADATA_BYTES {
-                    return Err(format!(
-                        "metadata is {len} bytes, the limit is {MAX_METADATA_BYTES}"
-                    ));
+                    return Err(format!("metadata is {len} bytes, the limit is {MAX_METADATA_BYTES}"));
                 }
                 Ok(())
             }
@@ -181,9 +165,7 @@ impl Command {
                 Ok(())
             }
             Command::Accept { protocol, .. } => match protocol {
-                Some(p)
-                    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') =>
-                {
+                Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') => {
                     Err(format!("protocol {p:?} is not a subprotocol token"))
                 }
                 _ => Ok(()),
@@ -195,9 +177,7 @@ impl Command {
 
 fn check_size(len: usize) -> Result<(), String> {
     if len > MAX_MESSAGE_BYTES {
-        Err(format!(
-            "message is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"
-        ))
+        Err(format!("message is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"))
     } else {
         Ok(())
     }
@@ -205,9 +185,7 @@ fn check_size(len: usize) -> Result<(), String> {
 
 /// Decodes the base64 `data` of BINARY commands and events.
 pub fn decode_binary(data: &str) -> Result<Vec<u8>, String> {
-    STANDARD
-        .decode(data)
-        .map_err(|e| format!("data is not base64: {e}"))
+    STANDARD.decode(data).map_err(|e| format!("data is not base64: {e}"))
 }
 
 /// Encodes bytes for the base64 `data` of BINARY commands and events.
@@ -229,25 +207,20 @@ pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> 
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let batch: Batch =
-        serde_json::from_slice(body).map_err(|e| CommandError::Json(e.to_string()))?;
+    let batch: Batch = serde_json::from_slice(body).map_err(|e| CommandError::Json(e.to_string()))?;
     if batch.events.len() > MAX_COMMANDS_PER_BATCH {
         return Err(CommandError::TooMany(batch.events.len()));
     }
     for (index, command) in batch.events.iter().enumerate() {
         let allowed = !matches!(
             (source, command),
-            (Source::CallbackReply, Command::PollForConnection { .. }) | (Source::ControlRequest, Command::Accept { .. })
+            (Source::CallbackReply, Command::PollForConnection { .. })
+                | (Source::ControlRequest, Command::Accept { .. })
         );
         if !allowed {
-            return Err(CommandError::NotAllowed {
-                index,
-                kind: command.kind(),
-            });
+            return Err(CommandError::NotAllowed { index, kind: command.kind() });
         }
-        command
-            .check()
-            .map_err(|reason| CommandError::Invalid { index, reason })?;
+        command.check().map_err(|reason| CommandError::Invalid { index, reason })?;
     }
     Ok(batch.events)
 }
@@ -275,24 +248,9 @@ mod tests {
         let kinds: Vec<_> = commands.iter().map(Command::kind).collect();
         assert_eq!(
             kinds,
-            [
-                "ACCEPT",
-                "TEXT",
-                "SUBSCRIBE",
-                "UNSUBSCRIBE",
-                "PUBLISH_TEXT",
-                "CLOSE_CHANNEL",
-                "SET_METADATA",
-                "CLOSE"
-            ]
+            ["ACCEPT", "TEXT", "SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH_TEXT", "CLOSE_CHANNEL", "SET_METADATA", "CLOSE"]
         );
-        assert_eq!(
-            commands[6],
-            Command::SetMetadata {
-                connection_id: ID.into(),
-                metadata: json!({"user": 1})
-            }
-        );
+        assert_eq!(commands[6], Command::SetMetadata { connection_id: ID.into(), metadata: json!({"user": 1}) });
     }
 
     #[test]
@@ -308,13 +266,11 @@ mod tests {
             json!([1, 2]),
         ];
         for case in cases {
-            assert!(
-                parse(case.to_string().as_bytes(), Source::CallbackReply).is_err(),
-                "{case}"
-            );
+            assert!(parse(case.to_string().as_bytes(), Source::CallbackReply).is_err(), "{case}");
         }
         assert!(parse(b"{not json", Source::CallbackReply).is_err());
-        let too_big = json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x".repeat(MAX_MESSAGE_BYTES + 1)}]});
+        let too_big =
+            json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x".repeat(MAX_MESSAGE_BYTES + 1)}]});
         assert!(parse(too_big.to_string().as_bytes(), Source::CallbackReply).is_err());
     }
 
@@ -337,9 +293,6 @@ mod tests {
     #[test]
     fn unknown_fields_are_ignored() {
         let body = json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x", "extra": 1}], "more": true});
-        assert_eq!(
-            parse(body.to_string().as_bytes(), Source::CallbackReply).map(|c| c.len()),
-            Ok(1)
-        );
+        assert_eq!(parse(body.to_string().as_bytes(), Source::CallbackReply).map(|c| c.len()), Ok(1));
     }
 }

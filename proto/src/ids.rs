@@ -26,13 +26,8 @@ impl NodeId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_NODE_ID_BYTES
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(IdError::BadNodeId(s.to_owned()))
-        }
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok { Ok(Self(s.to_owned())) } else { Err(IdError::BadNodeId(s.to_owned())) }
     }
 
     /// A fresh random id (16 hex digits), for nodes not given one.
@@ -66,10 +61,8 @@ impl ConnectionId {
         let bad = || IdError::BadConnectionId(s.chars().take(100).collect());
         let (node, token) = s.rsplit_once('.').ok_or_else(bad)?;
         NodeId::parse(node).map_err(|_| bad())?;
-        let token_ok = token.len() == TOKEN_HEX_DIGITS
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let token_ok =
+            token.len() == TOKEN_HEX_DIGITS && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !token_ok {
             return Err(bad());
         }
@@ -107,18 +100,8 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in [
-            "",
-            "abc",
-            ".0123456789abcdef0123",
-            "n.xyz",
-            "n.0123456789ABCDEF0123",
-            "a b.0123456789abcdef0123",
-        ] {
-            assert!(
-                ConnectionId::parse(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
+        for bad in ["", "abc", ".0123456789abcdef0123", "n.xyz", "n.0123456789ABCDEF0123", "a b.0123456789abcdef0123"] {
+            assert!(ConnectionId::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         for bad in ["", "has space", "dot.ted", &"x".repeat(65)] {
             assert!(NodeId::parse(bad).is_err(), "{bad:?} should be rejected");

@@ -100,30 +100,20 @@ pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Cl
         return Err(JwtError::TooLong);
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(claims), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed);
     };
     let signed = &token[..header.len() + 1 + claims.len()];
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| JwtError::Malformed)?;
+    let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| JwtError::Malformed)?;
     let header: Header = serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
     if header.alg != "HS256" {
         return Err(JwtError::Algorithm);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| JwtError::Malformed)?;
-    mac(secret, signed.as_bytes())
-        .verify_slice(&signature)
-        .map_err(|_| JwtError::Signature)?;
-    let claims_json = URL_SAFE_NO_PAD
-        .decode(claims)
-        .map_err(|_| JwtError::Malformed)?;
-    let claims: Claims =
-        serde_json::from_slice(&claims_json).map_err(|e| JwtError::Claims(e.to_string()))?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed)?;
+    mac(secret, signed.as_bytes()).verify_slice(&signature).map_err(|_| JwtError::Signature)?;
+    let claims_json = URL_SAFE_NO_PAD.decode(claims).map_err(|_| JwtError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&claims_json).map_err(|e| JwtError::Claims(e.to_string()))?;
     if claims.iss != ISSUER {
         return Err(JwtError::Issuer(claims.iss));
     }
@@ -147,16 +137,13 @@ pub fn bearer(header_value: &str) -> Option<&str> {
 
 /// The current Unix time in seconds.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn mac(secret: &[u8], data: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(data);
     mac
 }
@@ -178,27 +165,17 @@ mod tests {
     #[test]
     fn rejects_wrong_secret_audience_and_time() {
         let token = sign(SECRET, AUD_CONTROL_EVENT, 1000);
-        assert_eq!(
-            verify(&token, b"other", AUD_CONTROL_EVENT, 1000),
-            Err(JwtError::Signature)
-        );
-        assert!(matches!(
-            verify(&token, SECRET, AUD_WEBSOCKET_EVENT, 1000),
-            Err(JwtError::Audience(_))
-        ));
+        assert_eq!(verify(&token, b"other", AUD_CONTROL_EVENT, 1000), Err(JwtError::Signature));
+        assert!(matches!(verify(&token, SECRET, AUD_WEBSOCKET_EVENT, 1000), Err(JwtError::Audience(_))));
         // Zero leeway: valid up to, not including, exp.
         assert!(verify(&token, SECRET, AUD_CONTROL_EVENT, 1059).is_ok());
-        assert_eq!(
-            verify(&token, SECRET, AUD_CONTROL_EVENT, 1060),
-            Err(JwtError::Expired)
-        );
+        assert_eq!(verify(&token, SECRET, AUD_CONTROL_EVENT, 1060), Err(JwtError::Expired));
     }
 
     #[test]
     fn accepts_audience_arrays() {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
-        let claims = URL_SAFE_NO_PAD
-            .encode(br#"{"iss":"slip-sockets","aud":["x","ControlEvent"],"iat":1,"exp":100}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"slip-sockets","aud":["x","ControlEvent"],"iat":1,"exp":100}"#);
         let unsigned = format!("{header}.{claims}");
         let sig = URL_SAFE_NO_PAD.encode(mac(SECRET, unsigned.as_bytes()).finalize().into_bytes());
         let token = format!("{unsigned}.{sig}");
@@ -208,13 +185,9 @@ mod tests {
     #[test]
     fn rejects_alg_none_and_garbage() {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        let claims = URL_SAFE_NO_PAD
-            .encode(br#"{"iss":"slip-sockets","aud":"ControlEvent","iat":1,"exp":100}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"slip-sockets","aud":"ControlEvent","iat":1,"exp":100}"#);
         let token = format!("{header}.{claims}.");
-        assert_eq!(
-            verify(&token, SECRET, AUD_CONTROL_EVENT, 50),
-            Err(JwtError::Algorithm)
-        );
+        assert_eq!(verify(&token, SECRET, AUD_CONTROL_EVENT, 50), Err(JwtError::Algorithm));
         for garbage in ["", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"] {
             assert!(verify(garbage, SECRET, AUD_CONTROL_EVENT, 50).is_err());
         }

@@ -60,9 +60,7 @@ mod tests {
     use super::*;
 
     fn nodes(n: usize) -> Vec<NodeId> {
-        (0..n)
-            .map(|i| NodeId::parse(&format!("control-{i}")).unwrap())
-            .collect()
+        (0..n).map(|i| NodeId::parse(&format!("control-{i}")).unwrap()).collect()
     }
 
     #[test]
@@ -95,10 +93,7 @@ mod tests {
             })
             .count();
         let share = moved as f64 / total as f64;
-        assert!(
-            (0.12..0.28).contains(&share),
-            "moved {share} of channels, expected about 1/5"
-        );
+        assert!((0.12..0.28).contains(&share), "moved {share} of channels, expected about 1/5");
         // Everything that moved went to the new member.
         for i in 0..total {
             let ch = format!("ch-{i}");

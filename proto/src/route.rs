@@ -6,8 +6,7 @@ use bytes::Bytes;
 
 use crate::command::{Command, decode_binary};
 use crate::link_pb::{
-    ChannelEvent, CloseConnection, ConnectionCommand, Message, Publish, channel_event,
-    connection_command, message,
+    ChannelEvent, CloseConnection, ConnectionCommand, Message, Publish, channel_event, connection_command, message,
 };
 
 /// Close code used when a command gives none.
@@ -26,24 +25,15 @@ pub enum Action {
 }
 
 pub fn text(data: String) -> Message {
-    Message {
-        body: Some(message::Body::Text(data)),
-    }
+    Message { body: Some(message::Body::Text(data)) }
 }
 
 pub fn connection(connection_id: String, op: connection_command::Op) -> ConnectionCommand {
-    ConnectionCommand {
-        connection_id,
-        op: Some(op),
-        ack: 0,
-    }
+    ConnectionCommand { connection_id, op: Some(op), ack: 0 }
 }
 
 pub fn publish(channel: String, body: channel_event::Body) -> Publish {
-    Publish {
-        channel,
-        event: Some(ChannelEvent { body: Some(body) }),
-    }
+    Publish { channel, event: Some(ChannelEvent { body: Some(body) }) }
 }
 
 /// Turns a checked command (see [`crate::command::parse`]) into its action.
@@ -51,40 +41,22 @@ pub fn action(command: Command) -> Action {
     use connection_command::Op;
     match command {
         Command::Accept { .. } => Action::Accept,
-        Command::Text {
-            connection_id,
-            data,
-        } => Action::Connection(connection(connection_id, Op::Send(text(data)))),
-        Command::Binary {
-            connection_id,
-            data,
-        } => {
+        Command::Text { connection_id, data } => Action::Connection(connection(connection_id, Op::Send(text(data)))),
+        Command::Binary { connection_id, data } => {
             let bytes = Bytes::from(decode_binary(&data).unwrap_or_default());
-            let msg = Message {
-                body: Some(message::Body::Binary(bytes)),
-            };
+            let msg = Message { body: Some(message::Body::Binary(bytes)) };
             Action::Connection(connection(connection_id, Op::Send(msg)))
         }
-        Command::Subscribe {
-            connection_id,
-            channel,
-        } => Action::Connection(connection(connection_id, Op::Subscribe(channel))),
-        Command::Unsubscribe {
-            connection_id,
-            channel,
-        } => Action::Connection(connection(connection_id, Op::Unsubscribe(channel))),
-        Command::SetMetadata {
-            connection_id,
-            metadata,
-        } => Action::Connection(connection(
-            connection_id,
-            Op::SetMetadata(metadata.to_string()),
-        )),
-        Command::Close {
-            connection_id,
-            code,
-            reason,
-        } => {
+        Command::Subscribe { connection_id, channel } => {
+            Action::Connection(connection(connection_id, Op::Subscribe(channel)))
+        }
+        Command::Unsubscribe { connection_id, channel } => {
+            Action::Connection(connection(connection_id, Op::Unsubscribe(channel)))
+        }
+        Command::SetMetadata { connection_id, metadata } => {
+            Action::Connection(connection(connection_id, Op::SetMetadata(metadata.to_string())))
+        }
+        Command::Close { connection_id, code, reason } => {
             let close = CloseConnection {
                 code: u32::from(code.unwrap_or(DEFAULT_CLOSE_CODE)),
                 reason: reason.unwrap_or_default(),
@@ -101,12 +73,6 @@ pub fn action(command: Command) -> Action {
         Command::CloseChannel { channel_id } => {
             Action::Channel(publish(channel_id, channel_event::Body::CloseChannel(true)))
         }
-        Command::PollForConnection {
-            connection_id,
-            timeout,
-        } => Action::Poll {
-            connection_id,
-            timeout_ms: timeout,
-        },
+        Command::PollForConnection { connection_id, timeout } => Action::Poll { connection_id, timeout_ms: timeout },
     }
 }

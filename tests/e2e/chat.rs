@@ -10,24 +10,12 @@ async fn chat_of_the_original_readme() {
     let mut ann = Client::connect(&gateway).await;
     let mut first = ann.texts(2).await;
     first.sort();
-    assert_eq!(
-        first,
-        [
-            "New connection has joined!",
-            "Welcome to the cool channel, be nice or get out"
-        ]
-    );
+    assert_eq!(first, ["New connection has joined!", "Welcome to the cool channel, be nice or get out"]);
 
     let mut bob = Client::connect(&gateway).await;
     let mut greeting = bob.texts(2).await;
     greeting.sort();
-    assert_eq!(
-        greeting,
-        [
-            "New connection has joined!",
-            "Welcome to the cool channel, be nice or get out"
-        ]
-    );
+    assert_eq!(greeting, ["New connection has joined!", "Welcome to the cool channel, be nice or get out"]);
     // Ann hears Bob join.
     assert_eq!(ann.text().await, "New connection has joined!");
 

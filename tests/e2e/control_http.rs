@@ -9,9 +9,7 @@ fn subscribe_to(channel: &'static str) -> impl Fn(&slip_proto::callback::Callbac
         let mut reply = accept_all(request);
         if let Some(slip_proto::callback::Event::Open { connection_id }) = request.events.first() {
             let commands = reply.body["events"].as_array_mut().unwrap();
-            commands.push(
-                json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": channel}),
-            );
+            commands.push(json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": channel}));
         }
         reply
     }
@@ -31,40 +29,21 @@ async fn publish_send_and_errors() {
     ]});
     let (status, reply) = gateway.control_post(&token, &body.to_string()).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        serde_json::from_str::<Value>(&reply).unwrap(),
-        json!({"message": "processed successfully"})
-    );
+    assert_eq!(serde_json::from_str::<Value>(&reply).unwrap(), json!({"message": "processed successfully"}));
     assert_eq!(client.texts(2).await, ["extra!", "just you"]);
 
     // A bad token is refused.
-    let wrong = slip_proto::jwt::sign(
-        b"not the secret",
-        slip_proto::jwt::AUD_CONTROL_EVENT,
-        slip_proto::jwt::now(),
-    );
+    let wrong = slip_proto::jwt::sign(b"not the secret", slip_proto::jwt::AUD_CONTROL_EVENT, slip_proto::jwt::now());
     let (status, reply) = gateway.control_post(&wrong, &body.to_string()).await;
     assert_eq!((status, reply.as_str()), (403, "Invalid token"));
-    let callback_audience = slip_proto::jwt::sign(
-        SECRET.as_bytes(),
-        slip_proto::jwt::AUD_WEBSOCKET_EVENT,
-        slip_proto::jwt::now(),
-    );
-    assert_eq!(
-        gateway
-            .control_post(&callback_audience, &body.to_string())
-            .await
-            .0,
-        403
-    );
+    let callback_audience =
+        slip_proto::jwt::sign(SECRET.as_bytes(), slip_proto::jwt::AUD_WEBSOCKET_EVENT, slip_proto::jwt::now());
+    assert_eq!(gateway.control_post(&callback_audience, &body.to_string()).await.0, 403);
 
     // Bad JSON is a 400.
     let (status, reply) = gateway.control_post(&token, "{not json").await;
     assert_eq!(status, 400);
-    assert_eq!(
-        serde_json::from_str::<Value>(&reply).unwrap()["message"],
-        "invalid commands"
-    );
+    assert_eq!(serde_json::from_str::<Value>(&reply).unwrap()["message"], "invalid commands");
 
     // An unknown type rejects the whole batch: the TEXT before it never runs.
     let mixed = json!({"events": [
@@ -74,10 +53,7 @@ async fn publish_send_and_errors() {
     let (status, _) = gateway.control_post(&token, &mixed.to_string()).await;
     assert_eq!(status, 400);
     let marker = json!({"events": [{"type": "TEXT", "connectionId": id, "data": "marker"}]});
-    assert_eq!(
-        gateway.control_post(&token, &marker.to_string()).await.0,
-        200
-    );
+    assert_eq!(gateway.control_post(&token, &marker.to_string()).await.0, 200);
     assert_eq!(client.text().await, "marker");
 }
 

@@ -37,28 +37,14 @@ async fn refusal_never_yields_101_and_runs_nothing() {
 
     let refused = nth_open(&backend, 1).await;
     let mut grpc = gateway.grpc().await;
-    let channel = grpc
-        .get_channel(slip_proto::pb::GetChannelRequest {
-            channel: "leak".into(),
-        })
-        .await
-        .unwrap();
+    let channel = grpc.get_channel(slip_proto::pb::GetChannelRequest { channel: "leak".into() }).await.unwrap();
     assert_eq!(channel.into_inner().subscribers, 0);
-    let gone = grpc
-        .get_connection(slip_proto::pb::GetConnectionRequest {
-            connection_id: refused.clone(),
-        })
-        .await
-        .unwrap_err();
+    let gone =
+        grpc.get_connection(slip_proto::pb::GetConnectionRequest { connection_id: refused.clone() }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     watcher.silent_for(Duration::from_millis(300)).await;
     // A refused connection never opened, so the backend hears no CLOSE for it.
-    assert!(
-        backend
-            .events_of(&refused)
-            .iter()
-            .all(|e| !matches!(e, Event::Close { .. }))
-    );
+    assert!(backend.events_of(&refused).iter().all(|e| !matches!(e, Event::Close { .. })));
 }
 
 #[tokio::test]
@@ -90,11 +76,7 @@ async fn backend_down_is_502_and_nothing_leaks() {
 async fn backend_error_and_bad_reply_are_502() {
     let backend = Backend::start(|request| {
         if request.metadata["path"] == "/garbage" {
-            Reply {
-                status: 200,
-                body: json!({"events": [{"type": "NOPE"}]}),
-                delay: Duration::ZERO,
-            }
+            Reply { status: 200, body: json!({"events": [{"type": "NOPE"}]}), delay: Duration::ZERO }
         } else {
             Reply::status(500)
         }
@@ -120,18 +102,13 @@ async fn backend_timeout_is_504() {
 async fn accept_can_choose_a_subprotocol() {
     let backend = Backend::start(|request| {
         let id = request.connection_id.clone();
-        Reply::commands(vec![
-            json!({"type": "ACCEPT", "connectionId": id, "protocol": "chat.v2"}),
-        ])
+        Reply::commands(vec![json!({"type": "ACCEPT", "connectionId": id, "protocol": "chat.v2"})])
     })
     .await;
     let gateway = Gateway::start(&backend.url).await;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = format!("{}/", gateway.ws).into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "chat.v1, chat.v2".parse().unwrap(),
-    );
+    request.headers_mut().insert("sec-websocket-protocol", "chat.v1, chat.v2".parse().unwrap());
     let (_ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "chat.v2");
 }

@@ -32,9 +32,9 @@ async fn pings_keep_readers_alive_and_silent_peers_are_dropped() {
 
     backend
         .wait_until("CLOSE 1006 for the silent client", |seen| {
-            seen.iter().flat_map(|r| r.events.iter()).any(|e| {
-                matches!(e, Event::Close { connection_id, code: Some(1006), .. } if *connection_id == silent_id)
-            })
+            seen.iter().flat_map(|r| r.events.iter()).any(
+                |e| matches!(e, Event::Close { connection_id, code: Some(1006), .. } if *connection_id == silent_id),
+            )
         })
         .await;
     assert!(backend.events_of(&live_id).iter().all(|e| !matches!(e, Event::Close { .. })));

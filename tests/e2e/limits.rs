@@ -24,10 +24,7 @@ fn everyone_in_all(request: &slip_proto::callback::CallbackRequest) -> Reply {
 
 async fn bystander_still_hears(gateway: &Gateway, bystander: &mut Client, text: &str) {
     let mut grpc = gateway.grpc().await;
-    let request = PublishRequest {
-        channel: "all".into(),
-        message: Some(publish_request::Message::Text(text.into())),
-    };
+    let request = PublishRequest { channel: "all".into(), message: Some(publish_request::Message::Text(text.into())) };
     grpc.publish(request).await.unwrap();
     assert_eq!(bystander.text().await, text);
 }
@@ -61,11 +58,7 @@ async fn binary_without_opt_in_closes_with_1003() {
     let gateway = Gateway::start(&backend.url).await;
     let mut bystander = Client::connect(&gateway).await;
     let mut offender = Client::connect(&gateway).await;
-    offender
-        .ws
-        .send(Message::binary(vec![1, 2, 3]))
-        .await
-        .unwrap();
+    offender.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(offender.close_code().await, 1003);
     bystander_still_hears(&gateway, &mut bystander, "still here").await;
     // The backend never saw a BINARY event it did not ask for.
@@ -83,16 +76,12 @@ async fn binary_with_opt_in_reaches_the_backend_as_base64() {
     let backend = Backend::start(everyone_in_all).await;
     let gateway = Gateway::start_with(&backend.url, &["--target-binary"]).await;
     let mut client = Client::connect(&gateway).await;
-    client
-        .ws
-        .send(Message::binary(vec![1, 2, 3]))
-        .await
-        .unwrap();
+    client.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     backend
         .wait_until("a BINARY event", |seen| {
-            seen.iter().flat_map(|r| r.events.iter()).any(
-                |e| matches!(e, slip_proto::callback::Event::Binary { data, .. } if data == "AQID"),
-            )
+            seen.iter()
+                .flat_map(|r| r.events.iter())
+                .any(|e| matches!(e, slip_proto::callback::Event::Binary { data, .. } if data == "AQID"))
         })
         .await;
 }
@@ -108,16 +97,10 @@ async fn slow_consumer_is_closed_with_1013_and_others_keep_receiving() {
     let payload = "p".repeat(64 * 1024);
     for i in 0..400 {
         let text = format!("{i}:{payload}");
-        let request = PublishRequest {
-            channel: "all".into(),
-            message: Some(publish_request::Message::Text(text.clone())),
-        };
+        let request =
+            PublishRequest { channel: "all".into(), message: Some(publish_request::Message::Text(text.clone())) };
         grpc.publish(request).await.unwrap();
-        assert_eq!(
-            fast.text().await,
-            text,
-            "the fast client missed publish {i}"
-        );
+        assert_eq!(fast.text().await, text, "the fast client missed publish {i}");
     }
     assert_eq!(slow.close_code().await, 1013);
     bystander_still_hears(&gateway, &mut fast, "after").await;

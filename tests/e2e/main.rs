@@ -6,6 +6,7 @@
 mod support;
 
 mod chat;
+mod cluster;
 mod control_grpc;
 mod control_http;
 mod handshake;

@@ -14,9 +14,8 @@ async fn default_metadata_then_set_metadata_comes_back() {
         for event in &request.events {
             match event {
                 Event::Open { connection_id } => out.push(json!({"type": "ACCEPT", "connectionId": connection_id})),
-                Event::Text { connection_id, data } if data == "login" => out.push(
-                    json!({"type": "SET_METADATA", "connectionId": connection_id, "metadata": {"user": "ann"}}),
-                ),
+                Event::Text { connection_id, data } if data == "login" => out
+                    .push(json!({"type": "SET_METADATA", "connectionId": connection_id, "metadata": {"user": "ann"}})),
                 Event::Text { connection_id, data } if data == "logout" => {
                     out.push(json!({"type": "SET_METADATA", "connectionId": connection_id, "metadata": null}))
                 }
@@ -27,12 +26,8 @@ async fn default_metadata_then_set_metadata_comes_back() {
     })
     .await;
     let gateway = Gateway::start(&backend.url).await;
-    let mut request = format!("{}/room/7?name=ann&x=1", gateway.ws)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("x-custom", "hello".parse().unwrap());
+    let mut request = format!("{}/room/7?name=ann&x=1", gateway.ws).into_client_request().unwrap();
+    request.headers_mut().insert("x-custom", "hello".parse().unwrap());
     let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let mut client = Client { ws };
     let id = nth_open(&backend, 0).await;
@@ -48,47 +43,31 @@ async fn default_metadata_then_set_metadata_comes_back() {
     client.send("after login").await;
     backend
         .wait_until("the text after login", |seen| {
-            seen.iter().any(|r| {
-                r.events
-                    .iter()
-                    .any(|e| matches!(e, Event::Text { data, .. } if data == "after login"))
-            })
+            seen.iter().any(|r| r.events.iter().any(|e| matches!(e, Event::Text { data, .. } if data == "after login")))
         })
         .await;
     let after = backend
         .seen()
         .into_iter()
-        .find(|r| {
-            r.events
-                .iter()
-                .any(|e| matches!(e, Event::Text { data, .. } if data == "after login"))
-        })
+        .find(|r| r.events.iter().any(|e| matches!(e, Event::Text { data, .. } if data == "after login")))
         .unwrap();
     assert_eq!(after.metadata, json!({"user": "ann"}));
 
     // The control plane sees the same metadata.
     let mut grpc = gateway.grpc().await;
     let info = grpc
-        .get_connection(slip_proto::pb::GetConnectionRequest {
-            connection_id: id.clone(),
-        })
+        .get_connection(slip_proto::pb::GetConnectionRequest { connection_id: id.clone() })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&info.metadata_json).unwrap(),
-        json!({"user": "ann"})
-    );
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&info.metadata_json).unwrap(), json!({"user": "ann"}));
 
     client.send("logout").await;
     client.send("after logout").await;
     backend
         .wait_until("the text after logout", |seen| {
-            seen.iter().any(|r| {
-                r.events
-                    .iter()
-                    .any(|e| matches!(e, Event::Text { data, .. } if data == "after logout"))
-            })
+            seen.iter()
+                .any(|r| r.events.iter().any(|e| matches!(e, Event::Text { data, .. } if data == "after logout")))
         })
         .await;
     let last = backend.seen().pop().unwrap();

@@ -15,10 +15,7 @@ async fn two_hundred_commands_in_the_open_reply_arrive_in_order() {
         let id = request.connection_id.clone();
         let mut commands = vec![json!({"type": "ACCEPT", "connectionId": id})];
         if matches!(request.events.first(), Some(Event::Open { .. })) {
-            commands.extend(
-                (0..200)
-                    .map(|i| json!({"type": "TEXT", "connectionId": id, "data": i.to_string()})),
-            );
+            commands.extend((0..200).map(|i| json!({"type": "TEXT", "connectionId": id, "data": i.to_string()})));
         }
         Reply::commands(commands)
     })
@@ -32,8 +29,7 @@ async fn two_hundred_commands_in_the_open_reply_arrive_in_order() {
 #[tokio::test]
 async fn three_hundred_rapid_frames_reach_the_backend_once_each_in_order() {
     // A backend slower than the client, so events pile up behind each request.
-    let backend =
-        Backend::start(|request| accept_all(request).after(Duration::from_millis(20))).await;
+    let backend = Backend::start(|request| accept_all(request).after(Duration::from_millis(20))).await;
     let gateway = Gateway::start(&backend.url).await;
     let mut client = Client::connect(&gateway).await;
     let id = nth_open(&backend, 0).await;
@@ -42,11 +38,7 @@ async fn three_hundred_rapid_frames_reach_the_backend_once_each_in_order() {
     }
     backend
         .wait_until("300 texts", |seen| {
-            seen.iter()
-                .flat_map(|r| r.events.iter())
-                .filter(|e| matches!(e, Event::Text { .. }))
-                .count()
-                >= 300
+            seen.iter().flat_map(|r| r.events.iter()).filter(|e| matches!(e, Event::Text { .. })).count() >= 300
         })
         .await;
     let texts: Vec<String> = backend
@@ -60,17 +52,7 @@ async fn three_hundred_rapid_frames_reach_the_backend_once_each_in_order() {
     let expected: Vec<String> = (0..300).map(|i| i.to_string()).collect();
     assert_eq!(texts, expected);
     // They were batched: far fewer requests than frames.
-    let requests = backend
-        .seen()
-        .iter()
-        .filter(|r| r.events.iter().any(|e| matches!(e, Event::Text { .. })))
-        .count();
-    assert!(
-        requests < 300,
-        "{requests} requests for 300 frames: nothing was batched"
-    );
-    assert!(
-        backend.seen().iter().all(|r| r.events.len() <= 64),
-        "a batch exceeded its bound"
-    );
+    let requests = backend.seen().iter().filter(|r| r.events.iter().any(|e| matches!(e, Event::Text { .. }))).count();
+    assert!(requests < 300, "{requests} requests for 300 frames: nothing was batched");
+    assert!(backend.seen().iter().all(|r| r.events.len() <= 64), "a batch exceeded its bound");
 }

@@ -40,18 +40,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn commands(commands: Vec<Value>) -> Self {
-        Self {
-            status: 200,
-            body: json!({ "events": commands }),
-            delay: Duration::ZERO,
-        }
+        Self { status: 200, body: json!({ "events": commands }), delay: Duration::ZERO }
     }
     pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            body: json!({}),
-            delay: Duration::ZERO,
-        }
+        Self { status, body: json!({}), delay: Duration::ZERO }
     }
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
@@ -81,22 +73,14 @@ async fn callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, String) {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(jwt::bearer);
-    let content_type_ok = headers.get("content-type").and_then(|v| v.to_str().ok())
-        == Some("application/websocket-events");
-    let token_ok = token.is_some_and(|t| {
-        jwt::verify(t, SECRET.as_bytes(), jwt::AUD_WEBSOCKET_EVENT, jwt::now()).is_ok()
-    });
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(jwt::bearer);
+    let content_type_ok =
+        headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/websocket-events");
+    let token_ok =
+        token.is_some_and(|t| jwt::verify(t, SECRET.as_bytes(), jwt::AUD_WEBSOCKET_EVENT, jwt::now()).is_ok());
     if !token_ok || !content_type_ok {
         *state.bad_tokens.lock() += 1;
-        return (
-            StatusCode::FORBIDDEN,
-            HeaderMap::new(),
-            "Invalid token".into(),
-        );
+        return (StatusCode::FORBIDDEN, HeaderMap::new(), "Invalid token".into());
     }
     let request: CallbackRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -109,36 +93,21 @@ async fn callback(
     }
     let mut headers = HeaderMap::new();
     headers.insert("content-type", "application/json".parse().unwrap());
-    (
-        StatusCode::from_u16(reply.status).unwrap(),
-        headers,
-        reply.body.to_string(),
-    )
+    (StatusCode::from_u16(reply.status).unwrap(), headers, reply.body.to_string())
 }
 
 impl Backend {
     pub async fn start(logic: impl Fn(&CallbackRequest) -> Reply + Send + Sync + 'static) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let bad_tokens = Arc::new(Mutex::new(0));
-        let state = BackendState {
-            logic: Arc::new(logic),
-            seen: seen.clone(),
-            bad_tokens: bad_tokens.clone(),
-        };
-        let app = axum::Router::new()
-            .fallback(axum::routing::post(callback))
-            .with_state(state);
+        let state = BackendState { logic: Arc::new(logic), seen: seen.clone(), bad_tokens: bad_tokens.clone() };
+        let app = axum::Router::new().fallback(axum::routing::post(callback)).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self {
-            url: format!("http://{addr}/callback"),
-            seen,
-            bad_tokens,
-            task,
-        }
+        Self { url: format!("http://{addr}/callback"), seen, bad_tokens, task }
     }
 
     /// Every callback so far, in arrival order.
@@ -152,11 +121,7 @@ impl Backend {
 
     /// Every event so far for one connection, flattened in order.
     pub fn events_of(&self, connection_id: &str) -> Vec<Event> {
-        self.seen()
-            .into_iter()
-            .filter(|r| r.connection_id == connection_id)
-            .flat_map(|r| r.events)
-            .collect()
+        self.seen().into_iter().filter(|r| r.connection_id == connection_id).flat_map(|r| r.events).collect()
     }
 
     /// Connection ids that were sent an OPEN, in order.
@@ -175,10 +140,7 @@ impl Backend {
     pub async fn wait_until(&self, what: &str, check: impl Fn(&[CallbackRequest]) -> bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !check(&self.seen()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "backend never saw: {what}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "backend never saw: {what}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -198,22 +160,18 @@ pub fn chat(request: &CallbackRequest) -> Reply {
             Event::Open { connection_id } => {
                 out.push(json!({"type": "ACCEPT", "connectionId": connection_id}));
                 out.push(json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": "cool-channel"}));
-                out.push(json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": "New connection has joined!"}));
+                out.push(
+                    json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": "New connection has joined!"}),
+                );
                 out.push(json!({"type": "TEXT", "connectionId": connection_id, "data": "Welcome to the cool channel, be nice or get out"}));
             }
             Event::Close { .. } => {
                 out.push(json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": "A Connection has left"}));
             }
-            Event::Text {
-                connection_id,
-                data,
-            } if data == "quit" => {
+            Event::Text { connection_id, data } if data == "quit" => {
                 out.push(json!({"type": "CLOSE", "connectionId": connection_id}));
             }
-            Event::Text {
-                connection_id,
-                data,
-            } => {
+            Event::Text { connection_id, data } => {
                 out.push(json!({"type": "PUBLISH_TEXT", "channelId": "cool-channel", "data": format!("{connection_id} says {data}")}));
             }
             Event::Binary { .. } => {}
@@ -228,13 +186,42 @@ pub fn accept_all(request: &CallbackRequest) -> Reply {
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Open { connection_id } => {
-                Some(json!({"type": "ACCEPT", "connectionId": connection_id}))
-            }
+            Event::Open { connection_id } => Some(json!({"type": "ACCEPT", "connectionId": connection_id})),
             _ => None,
         })
         .collect();
     Reply::commands(commands)
+}
+
+/// Starts `slip` with `args` and waits for it to print a line starting with
+/// each of `labels` (after leading spaces); returns the rest of each line.
+pub async fn spawn_slip(args: &[&str], labels: &[&str]) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slip"))
+        .args(args)
+        .env("RUST_LOG", std::env::var("SLIP_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start slip");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut found: Vec<Option<String>> = vec![None; labels.len()];
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            for (label, slot) in labels.iter().zip(found.iter_mut()) {
+                if let Some(rest) = line.trim().strip_prefix(label) {
+                    *slot = Some(rest.trim().to_owned());
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read).await.unwrap_or_else(|_| panic!("slip {args:?} printed {labels:?}"));
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, found.into_iter().map(|f| f.unwrap_or_else(|| panic!("slip {args:?} exited early"))).collect())
 }
 
 /// A `slip dev` process.
@@ -250,47 +237,13 @@ impl Gateway {
     }
 
     pub async fn start_with(target: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_slip"))
-            .args([
-                "dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--control-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--target-url", target, "--jwt-secret", SECRET])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start slip");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut ws, mut control) = (None, None);
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.trim().strip_prefix("WebSocket:") {
-                    ws = Some(url.trim().trim_end_matches('/').to_owned());
-                }
-                if let Some(rest) = line.trim().strip_prefix("Control API:") {
-                    control = rest.split_whitespace().next().map(str::to_owned);
-                }
-                if ws.is_some() && control.is_some() {
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(PATIENCE, read)
-            .await
-            .expect("slip dev printed its addresses");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            child,
-            ws: ws.expect("WebSocket URL"),
-            control: control.expect("control URL"),
-        }
+        let mut args = vec!["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"];
+        args.extend(["--target-url", target, "--jwt-secret", SECRET]);
+        args.extend(extra);
+        let (child, lines) = spawn_slip(&args, &["WebSocket:", "Control API:"]).await;
+        let ws = lines[0].trim_end_matches('/').to_owned();
+        let control = lines[1].split_whitespace().next().unwrap().to_owned();
+        Self { child, ws, control }
     }
 
     pub fn ws_addr(&self) -> SocketAddr {
@@ -298,7 +251,7 @@ impl Gateway {
     }
 
     pub async fn grpc(&self) -> Grpc {
-        grpc_client(&self.control, Some(control_token())).await
+        grpc_to(&self.control).await
     }
 
     pub async fn grpc_without_token(&self) -> Grpc {
@@ -331,14 +284,9 @@ pub fn control_token() -> String {
 pub struct Auth(Option<String>);
 
 impl tonic::service::Interceptor for Auth {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(token) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
         Ok(request)
     }
@@ -346,12 +294,13 @@ impl tonic::service::Interceptor for Auth {
 
 pub type Grpc = ControlClient<InterceptedService<Channel, Auth>>;
 
+/// A gRPC client with a valid token for the control API at `url`.
+pub async fn grpc_to(url: &str) -> Grpc {
+    grpc_client(url, Some(control_token())).await
+}
+
 async fn grpc_client(url: &str, token: Option<String>) -> Grpc {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).unwrap().connect().await.unwrap();
     ControlClient::with_interceptor(channel, Auth(token))
 }
 
@@ -368,9 +317,11 @@ impl Client {
     }
 
     pub async fn connect_path(gateway: &Gateway, path: &str) -> Self {
-        let (ws, response) = tokio_tungstenite::connect_async(format!("{}{path}", gateway.ws))
-            .await
-            .expect("upgrade");
+        Self::connect_url(&format!("{}{path}", gateway.ws)).await
+    }
+
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, response) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
         assert_eq!(response.status(), 101);
         Self { ws }
     }
@@ -391,10 +342,7 @@ impl Client {
     /// The next text message (pings and pongs skipped).
     pub async fn text(&mut self) -> String {
         loop {
-            match tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a message in time")
-            {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a message in time") {
                 Some(Ok(Message::Text(t))) => return t.to_string(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected text, got {other:?}"),
@@ -414,10 +362,7 @@ impl Client {
     /// Reads until the close frame; returns its code (texts before it are skipped).
     pub async fn close_code(&mut self) -> u16 {
         loop {
-            match tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a close in time")
-            {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a close in time") {
                 Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return u16::from(code),
                 Some(Ok(Message::Close(None))) => return 1005,
                 Some(Ok(_)) => continue,
@@ -429,10 +374,7 @@ impl Client {
     /// Asserts nothing but pings arrives for a while.
     pub async fn silent_for(&mut self, wait: Duration) {
         if let Ok(Some(Ok(m))) = tokio::time::timeout(wait, self.ws.next()).await {
-            assert!(
-                matches!(m, Message::Ping(_) | Message::Pong(_)),
-                "expected silence, got {m:?}"
-            );
+            assert!(matches!(m, Message::Ping(_) | Message::Pong(_)), "expected silence, got {m:?}");
         }
     }
 }
@@ -441,11 +383,7 @@ impl Client {
 pub async fn nth_open(backend: &Backend, n: usize) -> String {
     backend
         .wait_until("an OPEN", |seen| {
-            seen.iter()
-                .flat_map(|r| r.events.iter())
-                .filter(|e| matches!(e, Event::Open { .. }))
-                .count()
-                > n
+            seen.iter().flat_map(|r| r.events.iter()).filter(|e| matches!(e, Event::Open { .. })).count() > n
         })
         .await;
     backend.opened()[n].clone()

@@ -1,0 +1,281 @@
+//! Links over QUIC (quinn). One connection per pair of nodes that talk; on
+//! it each side opens its own one-way streams: a control stream (Hello
+//! first, then commands, queries and replies) and [`DATA_LANES`] streams for
+//! channel traffic, a channel always on the same one. Frames queue per
+//! stream (bounded) and a writer per stream drains its queue in batches.
+//!
+//! Dialing retries forever with backoff; whoever dialed, both ends use the
+//! connection both ways. A peer that sends garbage has its connection closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::{Frame, Hello, frame::Kind};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use crate::framing::{self, DATA_LANES};
+use crate::tls::{Identity, SERVER_NAME, TlsError};
+use crate::{FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError};
+
+/// The peer must say Hello within this long of the connection opening.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and longest wait between attempts to dial a peer.
+pub const DIAL_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// Frames written per batch on one stream.
+const WRITE_BATCH: usize = 256;
+/// Bytes read per read call on one stream.
+const READ_CHUNK: usize = 16 * 1024;
+/// Application close codes.
+const CLOSE_SELF: u32 = 1;
+const CLOSE_BAD_FRAME: u32 = 2;
+
+pub struct QuicLink {
+    peer: NodeId,
+    control: mpsc::Sender<Frame>,
+    lanes: Vec<mpsc::Sender<Frame>>,
+}
+
+impl Link for QuicLink {
+    fn peer(&self) -> &NodeId {
+        &self.peer
+    }
+
+    fn send(&self, frame: Frame) -> Result<(), LinkError> {
+        let queue = match framing::lane(&frame) {
+            Some(lane) => &self.lanes[lane],
+            None => &self.control,
+        };
+        queue.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::Full(self.peer.to_string()),
+            mpsc::error::TrySendError::Closed(_) => LinkError::Down(self.peer.to_string()),
+        })
+    }
+}
+
+/// How a connection ended without an error.
+enum Ended {
+    Closed,
+    /// We dialed our own address (a peer list that names every node).
+    Myself,
+}
+
+/// This node's QUIC endpoint: dials peers and, if bound to listen, accepts them.
+pub struct QuicNode {
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    hello: Hello,
+    handler: Arc<dyn FrameHandler>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("binding the link endpoint on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+impl QuicNode {
+    /// An endpoint on `addr`; with `accept` it takes links from peers too.
+    pub fn bind(
+        addr: SocketAddr,
+        accept: bool,
+        identity: &Identity,
+        hello: Hello,
+        handler: Arc<dyn FrameHandler>,
+    ) -> Result<Arc<Self>, QuicError> {
+        let server = if accept { Some(identity.server_config()?) } else { None };
+        let socket = std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| QuicError::Bind { addr, source: std::io::Error::other("no async runtime") })?;
+        let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+            .map_err(|source| QuicError::Bind { addr, source })?;
+        let node = Arc::new(Self { endpoint, client: identity.client_config()?, hello, handler });
+        if accept {
+            tokio::spawn(node.clone().accept_loop());
+        }
+        Ok(node)
+    }
+
+    /// Closes every link of this node at once (peers hear it immediately).
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Keeps a link to `addr` up for as long as the node lives.
+    pub fn dial(self: &Arc<Self>, addr: SocketAddr) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let (first, longest) = DIAL_BACKOFF;
+            let mut wait = first;
+            loop {
+                match node.endpoint.connect_with(node.client.clone(), addr, SERVER_NAME) {
+                    Ok(connecting) => match connecting.await {
+                        Ok(connection) => {
+                            wait = first;
+                            match node.clone().run(connection).await {
+                                Ok(Ended::Myself) => {
+                                    tracing::debug!(%addr, "that address is this node; not dialing it");
+                                    return;
+                                }
+                                Ok(Ended::Closed) => {}
+                                Err(e) => tracing::debug!(%addr, error = %e, "link ended"),
+                            }
+                        }
+                        Err(e) => tracing::debug!(%addr, error = %e, "dialing a peer failed"),
+                    },
+                    Err(e) => tracing::warn!(%addr, error = %e, "cannot dial peer"),
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(longest);
+            }
+        });
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(connection) => {
+                        if let Err(e) = node.run(connection).await {
+                            tracing::debug!(error = %e, "accepted link ended");
+                        }
+                    }
+                    // Includes peers whose certificate does not chain to our CA.
+                    Err(e) => tracing::info!(error = %e, "refused a link"),
+                }
+            });
+        }
+    }
+
+    /// Runs one connection: Hello both ways, then streams until it closes.
+    async fn run(self: Arc<Self>, connection: quinn::Connection) -> Result<Ended, String> {
+        let mut control = connection.open_uni().await.map_err(|e| e.to_string())?;
+        let mut hello = BytesMut::new();
+        framing::encode(&Frame { kind: Some(Kind::Hello(self.hello.clone())) }, &mut hello)
+            .map_err(|e| e.to_string())?;
+        control.write_all(&hello).await.map_err(|e| e.to_string())?;
+
+        let mut their_control = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_uni())
+            .await
+            .map_err(|_| "peer sent no Hello in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::new();
+        let theirs = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut their_control, &mut buf))
+            .await
+            .map_err(|_| "peer sent no Hello in time".to_string())??;
+        let Some(Kind::Hello(their_hello)) = theirs.kind else {
+            connection.close(CLOSE_BAD_FRAME.into(), b"hello first");
+            return Err("peer's first frame was not Hello".into());
+        };
+        let Ok(peer) = NodeId::parse(&their_hello.node_id) else {
+            connection.close(CLOSE_BAD_FRAME.into(), b"bad node id");
+            return Err(format!("peer sent a bad node id {:?}", their_hello.node_id));
+        };
+        if peer.as_str() == self.hello.node_id {
+            connection.close(CLOSE_SELF.into(), b"that is me");
+            return Ok(Ended::Myself);
+        }
+
+        let (control_queue, control_frames) = mpsc::channel(LINK_QUEUE_FRAMES);
+        tokio::spawn(write_loop(control, control_frames));
+        let mut lanes = Vec::with_capacity(DATA_LANES);
+        for _ in 0..DATA_LANES {
+            let stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+            let (queue, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
+            tokio::spawn(write_loop(stream, frames));
+            lanes.push(queue);
+        }
+        let link: Arc<dyn Link> = Arc::new(QuicLink { peer: peer.clone(), control: control_queue, lanes });
+        tracing::info!(peer = %peer, role = their_hello.role, addr = %connection.remote_address(), "link up");
+        self.handler.on_link_up(&their_hello, link.clone());
+
+        tokio::spawn(read_loop(their_control, buf, peer.clone(), self.handler.clone(), connection.clone()));
+        loop {
+            tokio::select! {
+                stream = connection.accept_uni() => match stream {
+                    Ok(stream) => {
+                        tokio::spawn(read_loop(stream, BytesMut::new(), peer.clone(), self.handler.clone(), connection.clone()));
+                    }
+                    Err(_) => break,
+                },
+                _ = connection.closed() => break,
+            }
+        }
+        tracing::info!(peer = %peer, reason = %connection.close_reason().map(|r| r.to_string()).unwrap_or_default(), "link down");
+        self.handler.on_link_down(&peer, &link);
+        Ok(Ended::Closed)
+    }
+}
+
+async fn read_frame(stream: &mut quinn::RecvStream, buf: &mut BytesMut) -> Result<Frame, String> {
+    loop {
+        if let Some(frame) = framing::decode(buf).map_err(|e| e.to_string())? {
+            return Ok(frame);
+        }
+        buf.reserve(READ_CHUNK);
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("stream ended".into());
+        }
+    }
+}
+
+async fn read_loop(
+    mut stream: quinn::RecvStream,
+    mut buf: BytesMut,
+    peer: NodeId,
+    handler: Arc<dyn FrameHandler>,
+    connection: quinn::Connection,
+) {
+    loop {
+        match framing::decode(&mut buf) {
+            Ok(Some(frame)) => {
+                handler.on_frame(&peer, frame);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "bad frame; closing the link");
+                connection.close(CLOSE_BAD_FRAME.into(), b"bad frame");
+                return;
+            }
+        }
+        if buf.is_empty() {
+            buf = BytesMut::new();
+        }
+        buf.reserve(READ_CHUNK);
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn write_loop(mut stream: quinn::SendStream, mut frames: mpsc::Receiver<Frame>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut out = BytesMut::new();
+    while frames.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        for frame in batch.drain(..) {
+            if let Err(e) = framing::encode(&frame, &mut out) {
+                tracing::warn!(error = %e, "frame not sent");
+            }
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+        if out.capacity() > 1024 * 1024 {
+            out = BytesMut::new();
+        }
+    }
+    let _ = stream.finish();
+}

@@ -1,0 +1,137 @@
+//! `slip edge`, `slip control` and `slip gen-ca`: the nodes of a cluster,
+//! linked over QUIC with mutual TLS from the cluster CA.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use slip_control_plane::{ControlFrames, ControlPlane};
+use slip_edge::{Edge, EdgeConfig, EdgeFrames};
+use slip_link::quic::QuicNode;
+use slip_link::tls::ClusterCa;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::{Hello, Role};
+use tokio::net::TcpListener;
+
+use crate::cli::{ClusterArgs, ControlArgs, EdgeArgs, GenCaArgs};
+
+pub fn gen_ca(args: GenCaArgs) -> anyhow::Result<()> {
+    let ca = ClusterCa::generate()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let cert = args.out.join("ca.pem");
+    let key = args.out.join("ca-key.pem");
+    std::fs::write(&cert, &ca.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    write_private(&key, &ca.key_pem)?;
+    println!("wrote {} and {}", cert.display(), key.display());
+    println!("give every node both: SLIP_CLUSTER_CA={} SLIP_CLUSTER_CA_KEY={}", cert.display(), key.display());
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(pem.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, pem: &str) -> anyhow::Result<()> {
+    std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))
+}
+
+struct Node {
+    id: NodeId,
+    region: String,
+    ca: ClusterCa,
+    peers: Vec<SocketAddr>,
+}
+
+async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
+    let id = crate::node_id(args.node_id.as_deref())?;
+    let ca =
+        ClusterCa::load(&args.cluster_ca, &args.cluster_ca_key).context("SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY")?;
+    let mut peers = Vec::new();
+    for peer in args.peers.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        if peer.starts_with("dns:") {
+            bail!("SLIP_PEERS entry {peer:?}: DNS discovery is not supported yet; list host:port addresses");
+        }
+        let addr = tokio::net::lookup_host(peer)
+            .await
+            .with_context(|| format!("resolving SLIP_PEERS entry {peer:?}"))?
+            .next()
+            .with_context(|| format!("SLIP_PEERS entry {peer:?} resolves to no address"))?;
+        peers.push(addr);
+    }
+    let region = args.region.clone().or_else(|| std::env::var("FLY_REGION").ok()).unwrap_or_default();
+    Ok(Node { id, region, ca, peers })
+}
+
+fn hello(node: &Node, role: Role) -> Hello {
+    Hello { node_id: node.id.to_string(), role: role as i32, region: node.region.clone() }
+}
+
+pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
+    let node = node(&args.cluster).await?;
+    if node.peers.is_empty() {
+        bail!("an edge needs SLIP_PEERS: the link addresses of the control nodes");
+    }
+    let identity = node.ca.issue(&node.id)?;
+    let mut config = EdgeConfig::new(node.id.clone(), args.target_url.clone(), args.jwt_secret.as_bytes());
+    config.region = node.region.clone();
+    args.edge.apply(&mut config);
+    let edge = Edge::new(config).context("building the callback client")?;
+
+    // Edges only dial: they take no links.
+    let any: SocketAddr = if node.peers[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+    let links = QuicNode::bind(any, false, &identity, hello(&node, Role::Edge), Arc::new(EdgeFrames(edge.clone())))?;
+    for peer in &node.peers {
+        links.dial(*peer);
+    }
+    let ws = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    println!("SLIP Sockets edge, node {}", node.id);
+    println!("  WebSocket:   ws://{}/", ws.local_addr()?);
+    println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
+    tokio::select! {
+        r = slip_edge::server::serve(edge, ws) => r.context("WebSocket listener failed")?,
+        _ = crate::shutdown_signal() => tracing::info!("shutting down"),
+    }
+    links.close();
+    Ok(())
+}
+
+pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
+    let node = node(&args.cluster).await?;
+    let identity = node.ca.issue(&node.id)?;
+    let plane = ControlPlane::new(node.id.clone());
+    let links = QuicNode::bind(
+        args.link_listen,
+        true,
+        &identity,
+        hello(&node, Role::Control),
+        Arc::new(ControlFrames(plane.clone())),
+    )?;
+    // Dial every control node listed; dialing ourselves is noticed and dropped.
+    for peer in &node.peers {
+        links.dial(*peer);
+    }
+    let api =
+        TcpListener::bind(args.control_listen).await.with_context(|| format!("binding {}", args.control_listen))?;
+    println!("SLIP Sockets control node, node {}", node.id);
+    println!("  Control API: http://{} (gRPC slip.v1.Control and SLIP v4 HTTP JSON)", api.local_addr()?);
+    println!("  Link:        {} (QUIC, UDP)", links.local_addr()?);
+    let secret = args.jwt_secret.into_bytes();
+    tokio::select! {
+        r = slip_control_plane::server::serve(plane, &secret, api) => r.context("control listener failed")?,
+        _ = crate::shutdown_signal() => tracing::info!("shutting down"),
+    }
+    links.close();
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! The cluster: `slip control` and `slip edge` processes on loopback, linked
+//! over QUIC with the cluster CA, a real backend, real clients.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use slip_proto::callback::{CallbackRequest, Event};
+use slip_proto::pb::{
+    GetChannelRequest, GetConnectionRequest, PublishRequest, SendRequest, publish_request, send_request,
+};
+use tokio::process::Child;
+
+use crate::support::*;
+
+/// Subscribes each client to the channel named by its path; `pub:CH:TEXT`
+/// publishes, `send:ID:TEXT` sends to another connection.
+fn cluster_backend(request: &CallbackRequest) -> Reply {
+    let mut out = Vec::new();
+    for event in &request.events {
+        match event {
+            Event::Open { connection_id } => {
+                let channel = request.metadata["path"].as_str().unwrap_or("/").trim_start_matches('/').to_owned();
+                out.push(json!({"type": "ACCEPT", "connectionId": connection_id}));
+                if !channel.is_empty() {
+                    out.push(json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": channel}));
+                }
+            }
+            Event::Text { data, .. } => {
+                let mut parts = data.splitn(3, ':');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("pub"), Some(channel), Some(text)) => {
+                        out.push(json!({"type": "PUBLISH_TEXT", "channelId": channel, "data": text}))
+                    }
+                    (Some("send"), Some(id), Some(text)) => {
+                        out.push(json!({"type": "TEXT", "connectionId": id, "data": text}))
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Reply::commands(out)
+}
+
+fn free_port() -> u16 {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    // The same number must be free for UDP too (the link) when used for it.
+    drop(tcp);
+    port
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A cluster CA written by `slip gen-ca` into a fresh directory.
+struct CaDir(PathBuf);
+
+impl CaDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("slip-ca-{:016x}", rand_u64()));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+            .args(["gen-ca", "--out", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "slip gen-ca failed");
+        assert!(dir.join("ca.pem").exists() && dir.join("ca-key.pem").exists());
+        Self(dir)
+    }
+    fn cert(&self) -> String {
+        self.0.join("ca.pem").to_string_lossy().into_owned()
+    }
+    fn key(&self) -> String {
+        self.0.join("ca-key.pem").to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for CaDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+struct ControlNode {
+    id: String,
+    api_port: u16,
+    link_port: u16,
+    child: Option<Child>,
+}
+
+impl ControlNode {
+    fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+}
+
+struct EdgeNode {
+    ws: String,
+    child: Option<Child>,
+}
+
+struct Cluster {
+    ca: CaDir,
+    backend: String,
+    controls: Vec<ControlNode>,
+    edges: Vec<EdgeNode>,
+}
+
+impl Cluster {
+    async fn start(backend: &str, controls: usize, edges: usize) -> Self {
+        let mut cluster = Self {
+            ca: CaDir::new(),
+            backend: backend.to_owned(),
+            controls: (0..controls)
+                .map(|i| ControlNode {
+                    id: format!("control-{i}"),
+                    api_port: free_port(),
+                    link_port: free_udp_port(),
+                    child: None,
+                })
+                .collect(),
+            edges: Vec::new(),
+        };
+        for i in 0..controls {
+            cluster.start_control(i).await;
+        }
+        for i in 0..edges {
+            let edge = cluster.start_edge(&format!("edge-{i}"), &cluster.ca.cert(), &cluster.ca.key()).await;
+            cluster.edges.push(edge);
+        }
+        cluster
+    }
+
+    fn peers(&self) -> String {
+        self.controls.iter().map(|c| format!("127.0.0.1:{}", c.link_port)).collect::<Vec<_>>().join(",")
+    }
+
+    async fn start_control(&mut self, i: usize) {
+        let peers = self.peers();
+        let (cert, key) = (self.ca.cert(), self.ca.key());
+        let node = &mut self.controls[i];
+        let api = format!("127.0.0.1:{}", node.api_port);
+        let link = format!("127.0.0.1:{}", node.link_port);
+        let args = [
+            "control",
+            "--node-id",
+            &node.id,
+            "--control-listen",
+            &api,
+            "--link-listen",
+            &link,
+            "--peers",
+            &peers,
+            "--cluster-ca",
+            &cert,
+            "--cluster-ca-key",
+            &key,
+            "--jwt-secret",
+            SECRET,
+        ];
+        let (child, _) = spawn_slip(&args, &["Control API:", "Link:"]).await;
+        node.child = Some(child);
+    }
+
+    async fn start_edge(&self, id: &str, cert: &str, key: &str) -> EdgeNode {
+        let peers = self.peers();
+        let args = [
+            "edge",
+            "--node-id",
+            id,
+            "--listen",
+            "127.0.0.1:0",
+            "--peers",
+            &peers,
+            "--cluster-ca",
+            cert,
+            "--cluster-ca-key",
+            key,
+            "--target-url",
+            &self.backend,
+            "--jwt-secret",
+            SECRET,
+        ];
+        let (child, lines) = spawn_slip(&args, &["WebSocket:"]).await;
+        EdgeNode { ws: lines[0].trim_end_matches('/').to_owned(), child: Some(child) }
+    }
+
+    async fn kill_control(&mut self, i: usize) {
+        if let Some(mut child) = self.controls[i].child.take() {
+            child.kill().await.unwrap(); // SIGKILL: no goodbye on the links
+        }
+    }
+
+    async fn kill_edge(&mut self, i: usize) {
+        if let Some(mut child) = self.edges[i].child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    async fn grpc(&self, i: usize) -> Grpc {
+        grpc_to(&self.controls[i].api()).await
+    }
+
+    /// Waits until the channel's owner, asked through control node `via`, counts `edges` interested edges.
+    async fn wait_for_edges(&self, via: usize, channel: &str, edges: u32) -> slip_proto::pb::ChannelInfo {
+        let deadline = Instant::now() + PATIENCE * 2;
+        loop {
+            let mut grpc = self.grpc(via).await;
+            if let Ok(info) = grpc.get_channel(GetChannelRequest { channel: channel.into() }).await {
+                let info = info.into_inner();
+                if info.edges == edges {
+                    return info;
+                }
+            }
+            assert!(Instant::now() < deadline, "channel {channel} never had {edges} interested edges");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn publish(channel: &str, text: &str) -> PublishRequest {
+    PublishRequest { channel: channel.into(), message: Some(publish_request::Message::Text(text.into())) }
+}
+
+/// The connection id the backend saw opened on `edge`.
+async fn opened_on(backend: &Backend, edge: &str) -> String {
+    let prefix = format!("{edge}.");
+    backend.wait_until("an OPEN on the edge", |seen| seen.iter().any(|r| r.connection_id.starts_with(&prefix))).await;
+    backend.opened().into_iter().find(|id| id.starts_with(&prefix)).unwrap()
+}
+
+#[tokio::test]
+async fn publish_through_any_control_node_reaches_every_edge() {
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 3, 2).await;
+    let mut a = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    let mut b = Client::connect_url(&format!("{}/room", cluster.edges[1].ws)).await;
+    cluster.wait_for_edges(0, "room", 2).await;
+
+    for i in 0..3 {
+        let text = format!("via control-{i}");
+        cluster.grpc(i).await.publish(publish("room", &text)).await.unwrap();
+        assert_eq!(a.text().await, text);
+        assert_eq!(b.text().await, text);
+    }
+
+    // A PUBLISH_TEXT in a callback reply on edge 0 reaches edge 1.
+    a.send("pub:room:from a").await;
+    assert_eq!(a.text().await, "from a");
+    assert_eq!(b.text().await, "from a");
+
+    // Connection-addressed commands route by the edge inside the id.
+    let b_id = opened_on(&backend, "edge-1").await;
+    let send = SendRequest { connection_id: b_id.clone(), message: Some(send_request::Message::Text("direct".into())) };
+    cluster.grpc(2).await.send(send).await.unwrap();
+    assert_eq!(b.text().await, "direct");
+    let info =
+        cluster.grpc(0).await.get_connection(GetConnectionRequest { connection_id: b_id.clone() }).await.unwrap();
+    assert_eq!(info.into_inner().edge, "edge-1");
+    a.send(&format!("send:{b_id}:hi from edge 0")).await;
+    assert_eq!(b.text().await, "hi from edge 0");
+}
+
+#[tokio::test]
+async fn order_per_channel_and_channels_reach_only_their_own() {
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 3, 2).await;
+    let mut subscribers = Vec::new();
+    for i in 0..4 {
+        subscribers.push(Client::connect_url(&format!("{}/ordered", cluster.edges[i % 2].ws)).await);
+    }
+    cluster.wait_for_edges(1, "ordered", 2).await;
+    let mut grpc = cluster.grpc(1).await;
+    for i in 0..1000 {
+        grpc.publish(publish("ordered", &i.to_string())).await.unwrap();
+    }
+    let expected: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    for subscriber in &mut subscribers {
+        assert_eq!(subscriber.texts(1000).await, expected);
+    }
+
+    // 100 channels spread over the ring, one subscriber each, alternating edges.
+    let mut clients = Vec::new();
+    for i in 0..100 {
+        clients.push(Client::connect_url(&format!("{}/ch-{i}", cluster.edges[i % 2].ws)).await);
+    }
+    for i in 0..100 {
+        cluster.wait_for_edges(i % 3, &format!("ch-{i}"), 1).await;
+    }
+    let owners: std::collections::HashSet<String> = {
+        let mut owners = std::collections::HashSet::new();
+        for i in 0..100 {
+            let info =
+                cluster.grpc(0).await.get_channel(GetChannelRequest { channel: format!("ch-{i}") }).await.unwrap();
+            owners.insert(info.into_inner().owner);
+        }
+        owners
+    };
+    assert_eq!(owners.len(), 3, "100 channels should spread over all 3 control nodes");
+    for i in 0..100 {
+        cluster.grpc(i % 3).await.publish(publish(&format!("ch-{i}"), &format!("for ch-{i}"))).await.unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.text().await, format!("for ch-{i}"));
+    }
+    for client in clients.iter_mut().take(10) {
+        client.silent_for(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes probes through control node `via` until both clients got one; returns how long it took.
+async fn until_both_receive(cluster: &Cluster, via: usize, a: &mut Client, b: &mut Client) -> Duration {
+    let started = Instant::now();
+    let (mut a_got, mut b_got) = (false, false);
+    let mut n = 0;
+    while !(a_got && b_got) {
+        assert!(started.elapsed() < PATIENCE * 3, "publishes never reached both edges again");
+        let _ = cluster.grpc(via).await.publish(publish("room", &format!("probe {n}"))).await;
+        n += 1;
+        a_got |= receives_soon(a).await;
+        b_got |= receives_soon(b).await;
+    }
+    started.elapsed()
+}
+
+async fn receives_soon(client: &mut Client) -> bool {
+    use futures_util::StreamExt;
+    let mut got = false;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(100), client.ws.next()).await {
+        got |= message.is_text();
+    }
+    got
+}
+
+#[tokio::test]
+async fn losing_a_control_node_costs_seconds_not_subscriptions() {
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 3, 2).await;
+    let mut a = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    let mut b = Client::connect_url(&format!("{}/room", cluster.edges[1].ws)).await;
+    let info = cluster.wait_for_edges(0, "room", 2).await;
+    let owner = cluster.controls.iter().position(|c| c.id == info.owner).unwrap();
+    let survivor = (owner + 1) % 3;
+
+    cluster.kill_control(owner).await;
+    let recovered = until_both_receive(&cluster, survivor, &mut a, &mut b).await;
+    println!("after kill -9 of the owner, publishes reached both edges again in {recovered:?}");
+    let moved = cluster.wait_for_edges(survivor, "room", 2).await;
+    assert_ne!(moved.owner, info.owner);
+
+    cluster.start_control(owner).await;
+    let started = Instant::now();
+    loop {
+        let now = cluster.wait_for_edges(survivor, "room", 2).await;
+        if now.owner == info.owner {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE * 2, "the restarted node never took its channel back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("the restarted owner took its channel back in {:?}", started.elapsed());
+    let back = until_both_receive(&cluster, owner, &mut a, &mut b).await;
+    println!("publishes through the restarted owner reached both edges in {back:?}");
+}
+
+#[tokio::test]
+async fn a_dead_edge_loses_its_interest() {
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 2, 2).await;
+    let _a = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    let _b = Client::connect_url(&format!("{}/room", cluster.edges[1].ws)).await;
+    cluster.wait_for_edges(0, "room", 2).await;
+    cluster.kill_edge(1).await;
+    cluster.wait_for_edges(1, "room", 1).await;
+}
+
+#[tokio::test]
+async fn a_node_with_another_ca_cannot_link() {
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 2, 1).await;
+    let stranger_ca = CaDir::new();
+    let stranger = cluster.start_edge("stranger", &stranger_ca.cert(), &stranger_ca.key()).await;
+    let mut member = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    let mut outsider = Client::connect_url(&format!("{}/room", stranger.ws)).await;
+    cluster.wait_for_edges(0, "room", 1).await;
+    cluster.grpc(0).await.publish(publish("room", "members only")).await.unwrap();
+    assert_eq!(member.text().await, "members only");
+    outsider.silent_for(Duration::from_millis(1000)).await;
+    let info = cluster.wait_for_edges(1, "room", 1).await;
+    assert_eq!(info.subscribers, 1);
+}
