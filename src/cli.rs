@@ -90,6 +90,11 @@ pub struct ControlArgs {
     #[arg(long, env = "SLIP_LINK_LISTEN", default_value = "[::]:7071")]
     pub link_listen: SocketAddr,
 
+    /// The link address other nodes should dial, shared with them so they find every control node
+    /// [default: SLIP_LINK_LISTEN if it names an address, else FLY_PRIVATE_IP with its port].
+    #[arg(long, env = "SLIP_LINK_ADVERTISE")]
+    pub link_advertise: Option<SocketAddr>,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

@@ -74,8 +74,28 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
     Ok(Node { id, region, ca, peers })
 }
 
-fn hello(node: &Node, role: Role) -> Hello {
-    Hello { node_id: node.id.to_string(), role: role as i32, region: node.region.clone() }
+fn hello(node: &Node, role: Role, link_addr: Option<SocketAddr>) -> Hello {
+    Hello {
+        node_id: node.id.to_string(),
+        role: role as i32,
+        region: node.region.clone(),
+        link_addr: link_addr.map(|a| a.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Where other nodes can dial this control node's link.
+fn advertised(args: &ControlArgs, bound: SocketAddr) -> Option<SocketAddr> {
+    if args.link_advertise.is_some() {
+        return args.link_advertise;
+    }
+    if bound.port() == 0 {
+        return None;
+    }
+    if !bound.ip().is_unspecified() {
+        return Some(bound);
+    }
+    let private: std::net::IpAddr = std::env::var("FLY_PRIVATE_IP").ok()?.parse().ok()?;
+    Some(SocketAddr::new(private, bound.port()))
 }
 
 pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
@@ -91,7 +111,8 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
 
     // Edges only dial: they take no links.
     let any: SocketAddr = if node.peers[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-    let links = QuicNode::bind(any, false, &identity, hello(&node, Role::Edge), Arc::new(EdgeFrames(edge.clone())))?;
+    let links =
+        QuicNode::bind(any, false, &identity, hello(&node, Role::Edge, None), Arc::new(EdgeFrames(edge.clone())))?;
     for peer in &node.peers {
         links.dial(*peer);
     }
@@ -115,7 +136,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         args.link_listen,
         true,
         &identity,
-        hello(&node, Role::Control),
+        hello(&node, Role::Control, advertised(&args, args.link_listen)),
         Arc::new(ControlFrames(plane.clone())),
     )?;
     // Dial every control node listed; dialing ourselves is noticed and dropped.

@@ -4,7 +4,7 @@
 //! Both control APIs (gRPC, HTTP JSON) call into this; it does no I/O
 //! beyond queueing frames on links.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,6 +25,9 @@ use crate::interest::InterestTable;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the ring must hold still before interest in channels owned
+/// elsewhere is forgotten.
+pub const RING_SETTLE: Duration = Duration::from_secs(10);
 /// Questions to edges awaiting an answer, at most.
 pub const MAX_PENDING_QUERIES: usize = 65_536;
 
@@ -58,9 +61,13 @@ pub struct ControlPlane {
     node_id: NodeId,
     /// Links to edges and to other control nodes.
     peers: Peers,
-    /// Control nodes with a live link (the ring is these and this node).
-    controls: RwLock<Vec<NodeId>>,
+    /// Every control node that ever linked here. The ring is those of them
+    /// with a live link, and this node: derived from `peers` each time, so
+    /// links coming and going at once cannot leave the two disagreeing.
+    controls: RwLock<HashSet<NodeId>>,
     ring: RwLock<Ring>,
+    /// Counts ring changes, so a delayed prune knows whether the ring held still.
+    ring_version: AtomicU64,
     interest: Mutex<InterestTable>,
     pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_query: AtomicU64,
@@ -71,7 +78,8 @@ impl ControlPlane {
         Arc::new(Self {
             ring: RwLock::new(Ring::new([node_id.clone()])),
             node_id,
-            controls: RwLock::new(Vec::new()),
+            controls: RwLock::new(HashSet::new()),
+            ring_version: AtomicU64::new(0),
             peers: Peers::default(),
             interest: Mutex::new(InterestTable::default()),
             pending: Mutex::new(HashMap::new()),
@@ -88,42 +96,67 @@ impl ControlPlane {
     }
 
     /// A link is up. Another control node joins the ring.
-    pub fn link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
-        let peer = link.peer().clone();
-        if self.peers.insert(link) && hello.role == Role::Control as i32 {
-            self.controls.write().push(peer);
+    pub fn link_up(self: &Arc<Self>, hello: &Hello, link: Arc<dyn Link>) {
+        let is_control = hello.role == Role::Control as i32;
+        if is_control {
+            self.controls.write().insert(link.peer().clone());
+        }
+        if self.peers.insert(link) && is_control {
             self.ring_changed();
         }
     }
 
     /// A link is down. When it was the peer's last: an edge's interest goes
     /// with it; a control node leaves the ring.
-    pub fn link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
+    pub fn link_down(self: &Arc<Self>, peer: &NodeId, link: &Arc<dyn Link>) {
         if !self.peers.remove_link(link) {
             return;
         }
-        let was_control = {
-            let mut controls = self.controls.write();
-            let before = controls.len();
-            controls.retain(|c| c != peer);
-            controls.len() != before
-        };
-        if was_control {
+        if self.is_control(peer) {
             self.ring_changed();
-        } else {
-            let dropped = self.interest.lock().drop_edge(peer);
+            return;
+        }
+        // Under the interest lock: a new link from the same edge is in
+        // `peers` before any of its frames is handled, so if it is there now
+        // its interest is fresh and must stay.
+        let mut interest = self.interest.lock();
+        if !self.peers.contains(peer) {
+            let dropped = interest.drop_edge(peer);
             tracing::info!(edge = %peer, channels = dropped, "edge gone; its interest dropped");
         }
     }
 
+    fn is_control(&self, node: &NodeId) -> bool {
+        self.controls.read().contains(node)
+    }
+
     /// Rebuilds the ring and forgets interest in channels this node no
     /// longer owns (the edges announce it to the new owners).
-    fn ring_changed(&self) {
-        let members: Vec<NodeId> = self.controls.read().iter().cloned().chain([self.node_id.clone()]).collect();
-        let ring = Ring::new(members);
-        let dropped = self.interest.lock().retain(|channel| ring.owner(channel) == Some(&self.node_id));
-        tracing::info!(members = ring.members().len(), dropped_channels = dropped, "control ring changed");
-        *self.ring.write() = ring;
+    fn ring_changed(self: &Arc<Self>) {
+        let version = {
+            // Under the ring's lock, so the last of two concurrent changes saw both.
+            let mut ring = self.ring.write();
+            let members: Vec<NodeId> =
+                self.peers.ids().into_iter().filter(|p| self.is_control(p)).chain([self.node_id.clone()]).collect();
+            *ring = Ring::new(members);
+            tracing::info!(members = ring.members().len(), "control ring changed");
+            self.ring_version.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        // Forget interest in channels this node no longer owns, once the ring
+        // has held still: while nodes are still finding each other, a
+        // passing view must not throw away interest the final one needs.
+        let plane = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RING_SETTLE).await;
+            if plane.ring_version.load(Ordering::SeqCst) != version {
+                return;
+            }
+            let ring = plane.ring.read().clone();
+            let dropped = plane.interest.lock().retain(|channel| ring.owner(channel) == Some(&plane.node_id));
+            if dropped > 0 {
+                tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
+            }
+        });
     }
 
     /// Control nodes in the ring, this one included.
@@ -306,7 +339,7 @@ impl FrameHandler for ControlFrames {
                 }
             }
             Some(Kind::Publish(publish)) => {
-                if plane.controls.read().contains(from) {
+                if plane.is_control(from) {
                     plane.fan_out(publish);
                 } else if let Err(e) = plane.publish(publish) {
                     tracing::warn!(from = %from, error = %e, "publish from peer dropped");
@@ -344,7 +377,7 @@ impl FrameHandler for ControlFrames {
                     let _ = waiter.send(kind);
                 }
             }
-            Some(Kind::Hello(_)) | Some(Kind::Deliver(_)) | Some(Kind::Query(_)) | None => {
+            Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }
         }

@@ -74,8 +74,13 @@ impl Edge {
     /// Rebuilds the ring from the live control links and re-announces local
     /// interest wherever a channel's owner changed (or is the node just up).
     fn ring_changed(&self, joined: Option<&NodeId>) {
-        let new = Ring::new(self.control.ids());
-        let old = std::mem::replace(&mut *self.ring.write(), new.clone());
+        // Read the members under the ring's lock: of two links changing at
+        // once, the last to write must be the one that saw both.
+        let (old, new) = {
+            let mut ring = self.ring.write();
+            let new = Ring::new(self.control.ids());
+            (std::mem::replace(&mut *ring, new.clone()), new)
+        };
         let mut moved = 0;
         for channel in self.hub.channels() {
             let owner = new.owner(&channel);
@@ -268,7 +273,7 @@ impl FrameHandler for EdgeFrames {
                 }
             }
             Some(Kind::Query(query)) => edge.answer(from, query),
-            Some(Kind::Hello(_)) | Some(Kind::Reply(_)) | Some(Kind::Interest(_)) | Some(Kind::Publish(_)) | None => {
+            Some(Kind::Hello(_) | Kind::Reply(_) | Kind::Interest(_) | Kind::Publish(_) | Kind::Members(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");
             }
         }

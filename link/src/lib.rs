@@ -38,6 +38,11 @@ pub trait Link: Send + Sync {
     fn send(&self, frame: Frame) -> Result<(), LinkError>;
 }
 
+/// Whether two handles are the same link (not merely links to the same peer).
+pub(crate) fn same_link(a: &Arc<dyn Link>, b: &Arc<dyn Link>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
+}
+
 /// What a node does with frames from its peers. Called from the link's own
 /// task: it must not block, and anything it sends goes through `Link::send`.
 pub trait FrameHandler: Send + Sync + 'static {

@@ -1,6 +1,7 @@
 //! The links a node currently has, by peer node id. A peer may have more
-//! than one (two control nodes that dialed each other); frames go on the
-//! oldest, and the peer is gone only when its last link is.
+//! than one (two control nodes that dialed each other, or a restarted peer
+//! whose old link has not timed out yet); frames go on the newest, and the
+//! peer is gone only when its last link is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,15 +10,11 @@ use parking_lot::RwLock;
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::Frame;
 
-use crate::{Link, LinkError};
+use crate::{Link, LinkError, same_link};
 
 #[derive(Default)]
 pub struct Peers {
     links: RwLock<HashMap<NodeId, Vec<Arc<dyn Link>>>>,
-}
-
-fn same(a: &Arc<dyn Link>, b: &Arc<dyn Link>) -> bool {
-    std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }
 
 impl Peers {
@@ -35,7 +32,7 @@ impl Peers {
         let peer = link.peer().clone();
         let Some(entry) = links.get_mut(&peer) else { return false };
         let before = entry.len();
-        entry.retain(|l| !same(l, link));
+        entry.retain(|l| !same_link(l, link));
         if entry.is_empty() {
             links.remove(&peer);
             return before > 0;
@@ -62,7 +59,7 @@ impl Peers {
         let link = {
             let links = self.links.read();
             let id = NodeId::parse(peer).map_err(|_| LinkError::NoPeer(peer.to_owned()))?;
-            links.get(&id).and_then(|l| l.first()).cloned()
+            links.get(&id).and_then(|l| l.last()).cloned()
         };
         match link {
             Some(link) => link.send(frame),

@@ -7,19 +7,21 @@
 //! Dialing retries forever with backoff; whoever dialed, both ends use the
 //! connection both ways. A peer that sends garbage has its connection closed.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use parking_lot::Mutex;
 use slip_proto::ids::NodeId;
-use slip_proto::link_pb::{Frame, Hello, frame::Kind};
+use slip_proto::link_pb::{Frame, Hello, Member, Members, Role, frame::Kind};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::framing::{self, DATA_LANES};
 use crate::tls::{Identity, SERVER_NAME, TlsError};
-use crate::{FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError};
+use crate::{FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError, same_link};
 
 /// The peer must say Hello within this long of the connection opening.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,11 +66,19 @@ enum Ended {
 }
 
 /// This node's QUIC endpoint: dials peers and, if bound to listen, accepts them.
+///
+/// Membership lives here too: a control node tells every peer which control
+/// nodes it links to ([`Members`]), and any node dials members it has not
+/// dialed yet, so a node told of one control node finds them all.
 pub struct QuicNode {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     hello: Hello,
     handler: Arc<dyn FrameHandler>,
+    /// Addresses this node keeps a link to (dialing or linked).
+    dialing: Mutex<HashSet<SocketAddr>>,
+    /// Live links, with the peer's Hello.
+    live: Mutex<Vec<(Hello, Arc<dyn Link>)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +104,14 @@ impl QuicNode {
             .ok_or_else(|| QuicError::Bind { addr, source: std::io::Error::other("no async runtime") })?;
         let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
             .map_err(|source| QuicError::Bind { addr, source })?;
-        let node = Arc::new(Self { endpoint, client: identity.client_config()?, hello, handler });
+        let node = Arc::new(Self {
+            endpoint,
+            client: identity.client_config()?,
+            hello,
+            handler,
+            dialing: Mutex::new(HashSet::new()),
+            live: Mutex::new(Vec::new()),
+        });
         if accept {
             tokio::spawn(node.clone().accept_loop());
         }
@@ -110,8 +127,11 @@ impl QuicNode {
         self.endpoint.local_addr()
     }
 
-    /// Keeps a link to `addr` up for as long as the node lives.
+    /// Keeps a link to `addr` up for as long as the node lives (once per address).
     pub fn dial(self: &Arc<Self>, addr: SocketAddr) {
+        if !self.dialing.lock().insert(addr) {
+            return;
+        }
         let node = self.clone();
         tokio::spawn(async move {
             let (first, longest) = DIAL_BACKOFF;
@@ -124,6 +144,7 @@ impl QuicNode {
                             match node.clone().run(connection).await {
                                 Ok(Ended::Myself) => {
                                     tracing::debug!(%addr, "that address is this node; not dialing it");
+                                    // Keep it in `dialing`, so membership never dials it again either.
                                     return;
                                 }
                                 Ok(Ended::Closed) => {}
@@ -198,13 +219,15 @@ impl QuicNode {
         let link: Arc<dyn Link> = Arc::new(QuicLink { peer: peer.clone(), control: control_queue, lanes });
         tracing::info!(peer = %peer, role = their_hello.role, addr = %connection.remote_address(), "link up");
         self.handler.on_link_up(&their_hello, link.clone());
+        self.live.lock().push((their_hello.clone(), link.clone()));
+        self.members_changed(&their_hello, &link);
 
-        tokio::spawn(read_loop(their_control, buf, peer.clone(), self.handler.clone(), connection.clone()));
+        tokio::spawn(read_loop(their_control, buf, peer.clone(), self.clone(), connection.clone()));
         loop {
             tokio::select! {
                 stream = connection.accept_uni() => match stream {
                     Ok(stream) => {
-                        tokio::spawn(read_loop(stream, BytesMut::new(), peer.clone(), self.handler.clone(), connection.clone()));
+                        tokio::spawn(read_loop(stream, BytesMut::new(), peer.clone(), self.clone(), connection.clone()));
                     }
                     Err(_) => break,
                 },
@@ -212,8 +235,52 @@ impl QuicNode {
             }
         }
         tracing::info!(peer = %peer, reason = %connection.close_reason().map(|r| r.to_string()).unwrap_or_default(), "link down");
+        self.live.lock().retain(|(_, l)| !same_link(l, &link));
         self.handler.on_link_down(&peer, &link);
+        self.members_changed(&their_hello, &link);
         Ok(Ended::Closed)
+    }
+
+    /// A control node tells its peers of the control nodes it links to:
+    /// everyone when a control node came or went, the new peer when any did.
+    fn members_changed(&self, peer: &Hello, link: &Arc<dyn Link>) {
+        if self.hello.role != Role::Control as i32 {
+            return;
+        }
+        let live = self.live.lock().clone();
+        let mut members = vec![Member { node_id: self.hello.node_id.clone(), link_addr: self.hello.link_addr.clone() }];
+        for (hello, _) in live.iter().filter(|(h, _)| h.role == Role::Control as i32) {
+            if !members.iter().any(|m| m.node_id == hello.node_id) {
+                members.push(Member { node_id: hello.node_id.clone(), link_addr: hello.link_addr.clone() });
+            }
+        }
+        let frame = Frame { kind: Some(Kind::Members(Members { members })) };
+        let targets: Vec<Arc<dyn Link>> = if peer.role == Role::Control as i32 {
+            live.into_iter().map(|(_, l)| l).collect()
+        } else {
+            vec![link.clone()]
+        };
+        for target in targets {
+            let _ = target.send(frame.clone());
+        }
+    }
+
+    /// Frames from a peer: membership is ours, the rest the node's.
+    fn on_frame(self: &Arc<Self>, from: &NodeId, frame: Frame) {
+        let Some(Kind::Members(members)) = frame.kind else {
+            self.handler.on_frame(from, frame);
+            return;
+        };
+        for member in members.members {
+            if member.node_id == self.hello.node_id {
+                continue;
+            }
+            match member.link_addr.parse::<SocketAddr>() {
+                Ok(addr) => self.dial(addr),
+                Err(_) if member.link_addr.is_empty() => {}
+                Err(_) => tracing::debug!(addr = member.link_addr, "member address is not ip:port"),
+            }
+        }
     }
 }
 
@@ -233,13 +300,13 @@ async fn read_loop(
     mut stream: quinn::RecvStream,
     mut buf: BytesMut,
     peer: NodeId,
-    handler: Arc<dyn FrameHandler>,
+    node: Arc<QuicNode>,
     connection: quinn::Connection,
 ) {
     loop {
         match framing::decode(&mut buf) {
             Ok(Some(frame)) => {
-                handler.on_frame(&peer, frame);
+                node.on_frame(&peer, frame);
                 continue;
             }
             Ok(None) => {}

@@ -174,7 +174,10 @@ impl Cluster {
     }
 
     async fn start_edge(&self, id: &str, cert: &str, key: &str) -> EdgeNode {
-        let peers = self.peers();
+        self.start_edge_with_peers(id, cert, key, &self.peers()).await
+    }
+
+    async fn start_edge_with_peers(&self, id: &str, cert: &str, key: &str, peers: &str) -> EdgeNode {
         let args = [
             "edge",
             "--node-id",
@@ -217,13 +220,16 @@ impl Cluster {
         let deadline = Instant::now() + PATIENCE * 2;
         loop {
             let mut grpc = self.grpc(via).await;
-            if let Ok(info) = grpc.get_channel(GetChannelRequest { channel: channel.into() }).await {
-                let info = info.into_inner();
-                if info.edges == edges {
-                    return info;
-                }
+            let last = grpc.get_channel(GetChannelRequest { channel: channel.into() }).await.map(|i| i.into_inner());
+            if let Ok(info) = &last
+                && info.edges == edges
+            {
+                return info.clone();
             }
-            assert!(Instant::now() < deadline, "channel {channel} never had {edges} interested edges");
+            assert!(
+                Instant::now() < deadline,
+                "channel {channel} never had {edges} interested edges via control-{via}: {last:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -399,4 +405,26 @@ async fn a_node_with_another_ca_cannot_link() {
     outsider.silent_for(Duration::from_millis(1000)).await;
     let info = cluster.wait_for_edges(1, "room", 1).await;
     assert_eq!(info.subscribers, 1);
+}
+
+#[tokio::test]
+async fn an_edge_told_of_one_control_node_finds_the_others() {
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 3, 0).await;
+    let first_only = format!("127.0.0.1:{}", cluster.controls[0].link_port);
+    let edge = cluster.start_edge_with_peers("edge-0", &cluster.ca.cert(), &cluster.ca.key(), &first_only).await;
+    // Channels owned by every control node, each with a subscriber on the edge.
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        clients.push(Client::connect_url(&format!("{}/ch-{i}", edge.ws)).await);
+    }
+    let mut owners = std::collections::HashSet::new();
+    for i in 0..30 {
+        owners.insert(cluster.wait_for_edges(i % 3, &format!("ch-{i}"), 1).await.owner);
+    }
+    assert_eq!(owners.len(), 3, "the edge announced interest to all three owners");
+    for (i, client) in clients.iter_mut().enumerate() {
+        cluster.grpc(i % 3).await.publish(publish(&format!("ch-{i}"), "found you")).await.unwrap();
+        assert_eq!(client.text().await, "found you");
+    }
 }
