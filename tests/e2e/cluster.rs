@@ -185,7 +185,7 @@ impl Cluster {
             "--listen",
             "127.0.0.1:0",
             "--peers",
-            &peers,
+            peers,
             "--cluster-ca",
             cert,
             "--cluster-ca-key",
