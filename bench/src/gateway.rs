@@ -12,11 +12,52 @@ use tonic::transport::Channel;
 
 use crate::backend::Backend;
 
+/// The gateway under test: one `slip dev`, or a control node and edges.
 pub struct Gateway {
-    child: Child,
-    pub ws: String,
+    children: Vec<Child>,
+    /// WebSocket URLs, one per edge; clients are spread over them.
+    pub ws: Vec<String>,
     pub control: String,
     secret: String,
+    _ca: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn spawn(slip: &str, args: &[&str], labels: &[&str]) -> anyhow::Result<(Child, Vec<String>)> {
+    let mut child = Command::new(slip)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {slip} (build it with cargo build --release)"))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut found: Vec<Option<String>> = vec![None; labels.len()];
+    while let Some(line) = lines.next_line().await? {
+        for (label, slot) in labels.iter().zip(found.iter_mut()) {
+            if let Some(rest) = line.trim().strip_prefix(label) {
+                *slot = rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let found = found.into_iter().collect::<Option<Vec<_>>>().context("slip exited before printing its addresses")?;
+    Ok((child, found))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 #[derive(Clone)]
@@ -32,40 +73,78 @@ impl tonic::service::Interceptor for Auth {
 }
 
 impl Gateway {
-    pub async fn start(slip: &str, backend: &Backend) -> anyhow::Result<Self> {
-        let mut child = Command::new(slip)
-            .args(["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
-            .args(["--target-url", &backend.url, "--jwt-secret", &backend.secret])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {slip} (build it with cargo build --release)"))?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let (mut ws, mut control) = (None, None);
-        while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.trim().strip_prefix("WebSocket:") {
-                ws = Some(url.trim().to_owned());
-            }
-            if let Some(rest) = line.trim().strip_prefix("Control API:") {
-                control = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if ws.is_some() && control.is_some() {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    /// One `slip dev` process.
+    pub async fn dev(slip: &str, backend: &Backend) -> anyhow::Result<Self> {
+        let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--target-url", &backend.url];
+        let (child, found) =
+            spawn(slip, &[&args[..], &["--jwt-secret", &backend.secret]].concat(), &["WebSocket:", "Control API:"])
+                .await?;
         Ok(Self {
-            child,
-            ws: ws.context("no WebSocket URL printed")?,
-            control: control.context("no control URL printed")?,
+            children: vec![child],
+            ws: vec![found[0].clone()],
+            control: found[1].clone(),
             secret: backend.secret.clone(),
+            _ca: None,
         })
+    }
+
+    /// A cluster on loopback: one `slip control` and `edges` `slip edge` processes.
+    pub async fn cluster(slip: &str, backend: &Backend, edges: usize) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("slip-bench-ca-{}", std::process::id()));
+        let ca = TempDir(dir.clone());
+        let status = Command::new(slip).args(["gen-ca", "--out"]).arg(&dir).stdout(Stdio::null()).status().await?;
+        anyhow::ensure!(status.success(), "slip gen-ca failed");
+        let (cert, key) = (dir.join("ca.pem").display().to_string(), dir.join("ca-key.pem").display().to_string());
+        let link = format!("127.0.0.1:{}", free_port()?);
+        let control_args = [
+            "control",
+            "--node-id",
+            "control-0",
+            "--control-listen",
+            "127.0.0.1:0",
+            "--link-listen",
+            &link,
+            "--cluster-ca",
+            &cert,
+            "--cluster-ca-key",
+            &key,
+            "--jwt-secret",
+            &backend.secret,
+        ];
+        let (control, found) = spawn(slip, &control_args, &["Control API:"]).await?;
+        let mut children = vec![control];
+        let mut ws = Vec::new();
+        for i in 0..edges {
+            let id = format!("edge-{i}");
+            let edge_args = [
+                "edge",
+                "--node-id",
+                &id,
+                "--listen",
+                "127.0.0.1:0",
+                "--peers",
+                &link,
+                "--cluster-ca",
+                &cert,
+                "--cluster-ca-key",
+                &key,
+                "--target-url",
+                &backend.url,
+                "--jwt-secret",
+                &backend.secret,
+            ];
+            let (edge, url) = spawn(slip, &edge_args, &["WebSocket:"]).await?;
+            children.push(edge);
+            ws.push(url[0].clone());
+        }
+        // Let the edges link before clients arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        Ok(Self { children, ws, control: found[0].clone(), secret: backend.secret.clone(), _ca: Some(ca) })
     }
 
     /// Resident set size of the gateway process, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("gateway exited")?;
+        let pid = self.children[0].id().context("gateway exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
         Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)

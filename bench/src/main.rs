@@ -27,6 +27,9 @@ struct Cli {
     /// The `slip` binary to measure.
     #[arg(long, default_value = "target/release/slip")]
     slip: String,
+    /// Run a cluster (one control node, this many edges) instead of one `slip dev`.
+    #[arg(long)]
+    cluster: Option<usize>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -60,7 +63,10 @@ const CONNECT_CONCURRENCY: usize = 64;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let backend = backend::start().await?;
-    let gateway = Gateway::start(&cli.slip, &backend).await?;
+    let gateway = match cli.cluster {
+        Some(edges) => Gateway::cluster(&cli.slip, &backend, edges.max(1)).await?,
+        None => Gateway::dev(&cli.slip, &backend).await?,
+    };
     match cli.scenario {
         Scenario::Idle { connections } => idle(&gateway, connections).await,
         Scenario::Fanout { subscribers, messages, window, payload } => {
@@ -71,10 +77,12 @@ async fn main() -> anyhow::Result<()> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect_many(url: &str, n: usize) -> anyhow::Result<Vec<Ws>> {
+/// Opens `n` connections, spread round-robin over the edges' URLs.
+async fn connect_many(urls: &[String], n: usize) -> anyhow::Result<Vec<Ws>> {
     let mut out = Vec::with_capacity(n);
-    let mut pending = futures_util::stream::iter((0..n).map(|_| tokio_tungstenite::connect_async(url.to_owned())))
-        .buffer_unordered(CONNECT_CONCURRENCY);
+    let mut pending =
+        futures_util::stream::iter((0..n).map(|i| tokio_tungstenite::connect_async(urls[i % urls.len()].clone())))
+            .buffer_unordered(CONNECT_CONCURRENCY);
     while let Some(result) = pending.next().await {
         out.push(result.context("connecting")?.0);
     }
@@ -83,6 +91,7 @@ async fn connect_many(url: &str, n: usize) -> anyhow::Result<Vec<Ws>> {
 
 async fn idle(gateway: &Gateway, connections: usize) -> anyhow::Result<()> {
     // One connection first, so one-time allocations (pools, hub maps) are not counted per connection.
+    anyhow::ensure!(gateway.ws.len() == 1, "idle measures one slip dev process; drop --cluster");
     let warm = connect_many(&gateway.ws, 1).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = gateway.rss_kib()?;
@@ -166,7 +175,12 @@ async fn fanout(
     let elapsed = started.elapsed().as_secs_f64();
     let expected = subscribers * messages;
     let delivered = latencies.len();
-    println!("fanout: {subscribers} subscribers, {messages} messages of {payload} bytes, window {window}");
+    let shape = if gateway.ws.len() > 1 {
+        format!("cluster of 1 control node and {} edges", gateway.ws.len())
+    } else {
+        "slip dev".into()
+    };
+    println!("fanout ({shape}): {subscribers} subscribers, {messages} messages of {payload} bytes, window {window}");
     println!("  delivered {delivered} of {expected} in {elapsed:.2} s: {:.0} deliveries/s", delivered as f64 / elapsed);
     println!("  publish→receive latency: {}", stats::summary(&mut latencies));
     Ok(())

@@ -286,8 +286,16 @@ async fn order_per_channel_and_channels_reach_only_their_own() {
     for i in 0..4 {
         subscribers.push(Client::connect_url(&format!("{}/ordered", cluster.edges[i % 2].ws)).await);
     }
-    cluster.wait_for_edges(1, "ordered", 2).await;
-    let mut grpc = cluster.grpc(1).await;
+    let info = cluster.wait_for_edges(1, "ordered", 2).await;
+    assert_eq!(info.subscribers, 4);
+    // Through the owner: one link frame per interested edge, not per subscriber.
+    let owner = cluster.controls.iter().position(|c| c.id == info.owner).unwrap();
+    let mut grpc = cluster.grpc(owner).await;
+    let reply = grpc.publish(publish("ordered", "first")).await.unwrap().into_inner();
+    assert_eq!((reply.edges, reply.offset), (2, 1));
+    for subscriber in &mut subscribers {
+        assert_eq!(subscriber.text().await, "first");
+    }
     for i in 0..1000 {
         grpc.publish(publish("ordered", &i.to_string())).await.unwrap();
     }
