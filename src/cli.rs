@@ -101,7 +101,7 @@ pub struct ControlArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
-    /// The backend's callback URL (SLIP v4 format).
+    /// The backend's callback URL (SLIP v4 format) [default: the built-in demo chat backend].
     #[arg(long, env = "SLIP_TARGET_URL")]
     pub target_url: Option<String>,
 

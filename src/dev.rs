@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use slip_control_plane::{ControlFrames, ControlPlane};
 use slip_edge::{Edge, EdgeConfig, EdgeFrames};
 use slip_link::memory;
@@ -13,23 +13,8 @@ use crate::cli::DevArgs;
 use crate::node_id;
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let Some(target_url) = args.target_url.clone() else {
-        bail!(
-            "slip dev needs a backend: set SLIP_TARGET_URL (or --target-url) to the URL \
-             your backend takes SLIP v4 callbacks on, e.g. http://127.0.0.1:3000/ws"
-        );
-    };
     let secret = args.jwt_secret.clone().unwrap_or_else(random_secret);
     let node = node_id(args.node_id.as_deref())?;
-
-    let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
-    args.edge.apply(&mut config);
-    let edge = Edge::new(config).context("building the callback client")?;
-    let plane = ControlPlane::new(node.clone());
-
-    // The in-memory link, both ways: edge → control and control → edge.
-    edge.add_control_link(memory::link(node.clone(), node.clone(), Arc::new(ControlFrames(plane.clone()))));
-    plane.add_edge_link(memory::link(node.clone(), node.clone(), Arc::new(EdgeFrames(edge.clone()))));
 
     let ws = TcpListener::bind(args.listen)
         .await
@@ -40,10 +25,35 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let ws_addr = ws.local_addr()?;
     let control_addr = control.local_addr()?;
 
+    // No backend given: run the demo chat backend in this process.
+    let demo = args.target_url.is_none();
+    let target_url = match &args.target_url {
+        Some(url) => url.clone(),
+        None => crate::demo::start(&secret, &format!("http://{control_addr}")).await?,
+    };
+    let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
+    args.edge.apply(&mut config);
+    if demo {
+        config.landing_page = Some(crate::demo::PAGE.into());
+    }
+    let edge = Edge::new(config).context("building the callback client")?;
+    let plane = ControlPlane::new(node.clone());
+
+    // The in-memory link, both ways: edge → control and control → edge.
+    edge.add_control_link(memory::link(node.clone(), node.clone(), Arc::new(ControlFrames(plane.clone()))));
+    plane.add_edge_link(memory::link(node.clone(), node.clone(), Arc::new(EdgeFrames(edge.clone()))));
+
     println!("SLIP Sockets dev gateway, node {node}");
+    if demo {
+        println!("  Demo chat:   http://{ws_addr}/   (open it in two browser tabs)");
+    }
     println!("  WebSocket:   ws://{ws_addr}/");
     println!("  Control API: http://{control_addr} (gRPC slip.v1.Control and SLIP v4 HTTP JSON)");
-    println!("  Callbacks:   POST {target_url}");
+    if demo {
+        println!("  Callbacks:   the built-in demo backend (set SLIP_TARGET_URL to use your own)");
+    } else {
+        println!("  Callbacks:   POST {target_url}");
+    }
     println!("  JWT secret:  {secret}");
 
     let secret_bytes = secret.into_bytes();

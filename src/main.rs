@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster;
+mod demo;
 mod dev;
 
 use anyhow::Context;

@@ -36,6 +36,9 @@ pub struct EdgeConfig {
     pub outbox: OutboxLimits,
     pub max_subscriptions: usize,
     pub max_pending_events: usize,
+    /// An HTML page served at `GET /` to plain (non-WebSocket) requests: the
+    /// demo of `slip dev`. Without it, `/` answers 426 like any other path.
+    pub landing_page: Option<std::sync::Arc<str>>,
 }
 
 impl EdgeConfig {
@@ -53,6 +56,7 @@ impl EdgeConfig {
             outbox: OutboxLimits::default(),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_pending_events: DEFAULT_MAX_PENDING_EVENTS,
+            landing_page: None,
         }
     }
 }

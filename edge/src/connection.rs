@@ -65,6 +65,8 @@ pub(crate) async fn run(
     let writer = tokio::spawn(write_loop(write, outbox.clone(), edge.config.ping_interval));
     let mut reader = Reader::new(&edge, &id, &outbox, early);
     let ending = reader.run(&read).await;
+    // The CLOSE callback still carries the connection's metadata.
+    reader.last_metadata = edge.hub.metadata(&id);
     edge.connection_closed(&id);
     tracing::debug!(connection = %id, code = ending.code, "connection ended");
 
@@ -104,6 +106,8 @@ struct Reader<'a> {
     batcher: Batcher,
     in_flight: Option<InFlight>,
     failed: bool,
+    /// Metadata as it was when the connection left the hub.
+    last_metadata: Option<Arc<str>>,
 }
 
 impl<'a> Reader<'a> {
@@ -117,6 +121,7 @@ impl<'a> Reader<'a> {
             batcher: Batcher::new(edge.config.max_pending_events),
             in_flight: None,
             failed: false,
+            last_metadata: None,
         }
     }
 
@@ -211,7 +216,8 @@ impl<'a> Reader<'a> {
         }
         let edge = self.edge.clone();
         let id = self.id.to_owned();
-        let metadata = self.edge.hub.metadata(self.id).unwrap_or_else(|| Arc::from("null"));
+        let metadata =
+            self.edge.hub.metadata(self.id).or_else(|| self.last_metadata.clone()).unwrap_or_else(|| Arc::from("null"));
         self.in_flight = Some(Box::pin(async move { edge.callbacks.post_with_retry(&id, &metadata, &events).await }));
     }
 

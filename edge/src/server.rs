@@ -65,14 +65,21 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
+fn html(page: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::copy_from_slice(page.as_bytes())));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+}
+
 async fn handle(
     edge: Arc<Edge>,
     peer: SocketAddr,
     mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
-        return Ok(match request.uri().path() {
-            "/healthz" | "/readyz" => plain(StatusCode::OK, "ok\n"),
+        return Ok(match (request.uri().path(), &edge.config.landing_page) {
+            ("/healthz" | "/readyz", _) => plain(StatusCode::OK, "ok\n"),
+            ("/", Some(page)) => html(page),
             _ => plain(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint\n"),
         });
     }

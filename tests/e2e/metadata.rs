@@ -72,4 +72,21 @@ async fn default_metadata_then_set_metadata_comes_back() {
         .await;
     let last = backend.seen().pop().unwrap();
     assert_eq!(last.metadata, serde_json::Value::Null);
+
+    // The CLOSE event carries the metadata the connection had.
+    client.send("login").await;
+    client.send("again").await;
+    backend
+        .wait_until("the text after the second login", |seen| {
+            seen.iter().any(|r| r.events.iter().any(|e| matches!(e, Event::Text { data, .. } if data == "again")))
+        })
+        .await;
+    drop(client);
+    backend
+        .wait_until("the CLOSE event", |seen| {
+            seen.iter().any(|r| r.events.iter().any(|e| matches!(e, Event::Close { .. })))
+        })
+        .await;
+    let close = backend.seen().into_iter().find(|r| r.events.iter().any(|e| matches!(e, Event::Close { .. }))).unwrap();
+    assert_eq!(close.metadata, json!({"user": "ann"}));
 }

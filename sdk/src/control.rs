@@ -1,0 +1,183 @@
+//! Pushing through the control plane: one trait, two transports.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use slip_proto::command::{Batch, Command, decode_binary};
+use slip_proto::jwt;
+use slip_proto::pb::control_client::ControlClient;
+use slip_proto::pb::{
+    CloseChannelRequest, CloseRequest, GetConnectionRequest, PublishRequest, SendRequest, SetMetadataRequest,
+    SubscriptionRequest, publish_request, send_request,
+};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// Why a control request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("control plane unreachable: {0}")]
+    Unreachable(String),
+    #[error("control plane refused the token (check the JWT secret)")]
+    Unauthorized,
+    #[error("control plane rejected the commands: {0}")]
+    Rejected(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("control plane unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How commands reach the control plane.
+pub trait Transport: Send + Sync {
+    /// Runs the commands in order.
+    fn run(&self, commands: Vec<Command>) -> impl Future<Output = Result<(), ControlError>> + Send;
+}
+
+/// The SLIP v4 HTTP JSON control API: one POST per batch, as the original SDK did.
+#[derive(Clone)]
+pub struct HttpControl {
+    http: reqwest::Client,
+    url: String,
+    secret: Arc<[u8]>,
+}
+
+impl HttpControl {
+    /// A transport to the control API at `url` (e.g. `http://127.0.0.1:7070`).
+    ///
+    /// ```
+    /// let control = slip_sockets::HttpControl::new("http://127.0.0.1:7070", b"s3cret");
+    /// ```
+    pub fn new(url: impl Into<String>, secret: &[u8]) -> Self {
+        Self { http: reqwest::Client::new(), url: url.into(), secret: secret.into() }
+    }
+}
+
+impl Transport for HttpControl {
+    async fn run(&self, commands: Vec<Command>) -> Result<(), ControlError> {
+        let token = jwt::sign(&self.secret, jwt::AUD_CONTROL_EVENT, jwt::now());
+        let body =
+            serde_json::to_vec(&Batch { events: commands }).map_err(|e| ControlError::Rejected(e.to_string()))?;
+        let response = self
+            .http
+            .post(&self.url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ControlError::Unreachable(e.to_string()))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            403 => Err(ControlError::Unauthorized),
+            400 => Err(ControlError::Rejected(response.text().await.unwrap_or_default())),
+            status => Err(ControlError::Unavailable(format!("HTTP {status}"))),
+        }
+    }
+}
+
+/// Signs each gRPC call with a fresh token.
+#[derive(Clone)]
+pub struct Signer(Arc<[u8]>);
+
+impl tonic::service::Interceptor for Signer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let token = jwt::sign(&self.0, jwt::AUD_CONTROL_EVENT, jwt::now());
+        let value = format!("Bearer {token}").parse().map_err(|_| tonic::Status::internal("token is not ASCII"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+/// The gRPC control API (`slip.v1.Control`): one call per command.
+#[derive(Clone)]
+pub struct GrpcControl {
+    client: ControlClient<InterceptedService<Channel, Signer>>,
+}
+
+/// How often POLL_FOR_CONNECTION asks over gRPC.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+impl GrpcControl {
+    /// Connects to the control API at `url` (e.g. `http://127.0.0.1:7070`).
+    pub async fn connect(url: impl Into<String>, secret: &[u8]) -> Result<Self, ControlError> {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.into())
+            .map_err(|e| ControlError::Unreachable(e.to_string()))?;
+        let channel = endpoint.connect().await.map_err(|e| ControlError::Unreachable(e.to_string()))?;
+        Ok(Self { client: ControlClient::with_interceptor(channel, Signer(secret.into())) })
+    }
+
+    async fn one(&self, command: Command) -> Result<(), tonic::Status> {
+        let mut client = self.client.clone();
+        match command {
+            Command::Accept { .. } => return Err(tonic::Status::invalid_argument("ACCEPT only answers OPEN")),
+            Command::Text { connection_id, data } => {
+                client.send(SendRequest { connection_id, message: Some(send_request::Message::Text(data)) }).await?;
+            }
+            Command::Binary { connection_id, data } => {
+                let bytes = decode_binary(&data).map_err(tonic::Status::invalid_argument)?;
+                let message = Some(send_request::Message::Binary(bytes.into()));
+                client.send(SendRequest { connection_id, message }).await?;
+            }
+            Command::Subscribe { connection_id, channel } => {
+                client.subscribe(SubscriptionRequest { connection_id, channel }).await?;
+            }
+            Command::Unsubscribe { connection_id, channel } => {
+                client.unsubscribe(SubscriptionRequest { connection_id, channel }).await?;
+            }
+            Command::PublishText { channel_id, data } => {
+                let message = Some(publish_request::Message::Text(data));
+                client.publish(PublishRequest { channel: channel_id, message }).await?;
+            }
+            Command::PublishBinary { channel_id, data } => {
+                let bytes = decode_binary(&data).map_err(tonic::Status::invalid_argument)?;
+                let message = Some(publish_request::Message::Binary(bytes.into()));
+                client.publish(PublishRequest { channel: channel_id, message }).await?;
+            }
+            Command::CloseChannel { channel_id } => {
+                client.close_channel(CloseChannelRequest { channel: channel_id }).await?;
+            }
+            Command::SetMetadata { connection_id, metadata } => {
+                client.set_metadata(SetMetadataRequest { connection_id, metadata_json: metadata.to_string() }).await?;
+            }
+            Command::Close { connection_id, code, reason } => {
+                let request =
+                    CloseRequest { connection_id, code: code.map_or(0, u32::from), reason: reason.unwrap_or_default() };
+                client.close(request).await?;
+            }
+            Command::PollForConnection { connection_id, timeout } => {
+                let wait = timeout.min(slip_proto::limits::MAX_POLL_TIMEOUT_MS);
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+                loop {
+                    let request = GetConnectionRequest { connection_id: connection_id.clone() };
+                    match client.get_connection(request).await {
+                        Ok(_) => break,
+                        Err(status)
+                            if status.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(POLL_EVERY).await;
+                        }
+                        Err(status) if status.code() == tonic::Code::NotFound => break,
+                        Err(status) => return Err(status),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transport for GrpcControl {
+    async fn run(&self, commands: Vec<Command>) -> Result<(), ControlError> {
+        for command in commands {
+            self.one(command).await.map_err(|status| match status.code() {
+                tonic::Code::Unauthenticated => ControlError::Unauthorized,
+                tonic::Code::NotFound => ControlError::NotFound(status.message().to_owned()),
+                tonic::Code::InvalidArgument => ControlError::Rejected(status.message().to_owned()),
+                _ => ControlError::Unavailable(status.message().to_owned()),
+            })?;
+        }
+        Ok(())
+    }
+}

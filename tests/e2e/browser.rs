@@ -1,0 +1,110 @@
+//! The demo a newcomer sees first, in a real browser: headless Chromium
+//! driven through chromedriver opens the page twice, joins as two people,
+//! and a message sent in one shows up in the other.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+async fn browser(driver: &str, profile: &std::path::Path) -> Browser {
+    let mut caps = serde_json::Map::new();
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=900,700",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect::<Vec<_>>();
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+async fn join(browser: &Browser, page: &str, name: &str) {
+    browser.goto(page).await.unwrap();
+    browser.find(Locator::Id("name")).await.unwrap().send_keys(name).await.unwrap();
+    browser.find(Locator::Css("#join button")).await.unwrap().click().await.unwrap();
+    wait_for_text(browser, "status", &format!("connected as {name}")).await;
+}
+
+async fn wait_for_text(browser: &Browser, id: &str, want: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = browser.find(Locator::Id(id)).await.unwrap().text().await.unwrap();
+        if text.contains(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "#{id} never showed {want:?}; it shows {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_demo_chats_between_two_browsers() {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
+        );
+    }
+    // `slip dev` with no target URL: the built-in demo.
+    let (_gateway, lines) =
+        spawn_slip(&["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"], &["Demo chat:"]).await;
+    let page = lines[0].split_whitespace().next().unwrap().to_owned();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _driver = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    let driver = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + PATIENCE;
+    while reqwest::get(format!("{driver}/status")).await.is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let profiles = std::env::temp_dir().join(format!("slip-browser-{}", std::process::id()));
+    let ann = browser(&driver, &profiles.join("ann")).await;
+    let bob = browser(&driver, &profiles.join("bob")).await;
+    join(&ann, &page, "Ann").await;
+    join(&bob, &page, "Bob").await;
+    wait_for_text(&ann, "log", "Bob joined").await;
+
+    ann.find(Locator::Id("text")).await.unwrap().send_keys("hello from Ann").await.unwrap();
+    ann.find(Locator::Css("#say button")).await.unwrap().click().await.unwrap();
+    wait_for_text(&bob, "log", "hello from Ann").await;
+    wait_for_text(&ann, "log", "hello from Ann").await;
+
+    // What the README shows: Bob's window, written under target/.
+    let png = bob.screenshot().await.unwrap();
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo.png");
+    std::fs::write(&out, png).unwrap();
+
+    ann.close().await.unwrap();
+    wait_for_text(&bob, "log", "Ann left").await;
+    bob.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(profiles);
+}
