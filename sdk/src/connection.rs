@@ -179,6 +179,14 @@ impl Connection {
     }
 
     /// The commands, in the order they go out.
+    ///
+    /// ```
+    /// # let mut c = slip_sockets::Connection::new("n.0123456789abcdef0123", serde_json::Value::Null, vec![]);
+    /// c.close();
+    /// c.accept();
+    /// let kinds: Vec<_> = c.commands().iter().map(|c| c.kind()).collect();
+    /// assert_eq!(kinds, ["ACCEPT", "CLOSE"]);
+    /// ```
     pub fn commands(&self) -> Vec<Command> {
         let id = || self.connection_id.clone();
         let mut out = Vec::with_capacity(self.queued.len() + 3);

@@ -15,6 +15,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Why a control request failed.
+///
+/// ```
+/// let e = slip_sockets::ControlError::Unauthorized;
+/// assert_eq!(e.to_string(), "control plane refused the token (check the JWT secret)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     #[error("control plane unreachable: {0}")]
@@ -30,8 +35,16 @@ pub enum ControlError {
 }
 
 /// How commands reach the control plane.
+///
+/// ```no_run
+/// use slip_sockets::{Command, Transport};
+/// # async fn demo() -> Result<(), slip_sockets::ControlError> {
+/// let http = slip_sockets::HttpControl::new("http://127.0.0.1:7070", b"s3cret");
+/// http.run(vec![Command::CloseChannel { channel_id: "old-room".into() }]).await?;
+/// # Ok(()) }
+/// ```
 pub trait Transport: Send + Sync {
-    /// Runs the commands in order.
+    /// Runs the commands in order; stops at the first that fails.
     fn run(&self, commands: Vec<Command>) -> impl Future<Output = Result<(), ControlError>> + Send;
 }
 
@@ -77,9 +90,22 @@ impl Transport for HttpControl {
     }
 }
 
-/// Signs each gRPC call with a fresh token.
+/// Signs each gRPC call with a fresh token (the interceptor of [`GrpcControl`]).
+///
+/// ```
+/// use tonic::service::Interceptor;
+/// let mut signer = slip_sockets::Signer::new(b"s3cret");
+/// let request = signer.call(tonic::Request::new(())).unwrap();
+/// assert!(request.metadata().get("authorization").is_some());
+/// ```
 #[derive(Clone)]
 pub struct Signer(Arc<[u8]>);
+
+impl Signer {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(secret.into())
+    }
+}
 
 impl tonic::service::Interceptor for Signer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -91,6 +117,12 @@ impl tonic::service::Interceptor for Signer {
 }
 
 /// The gRPC control API (`slip.v1.Control`): one call per command.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), slip_sockets::ControlError> {
+/// let grpc = slip_sockets::GrpcControl::connect("http://127.0.0.1:7070", b"s3cret").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct GrpcControl {
     client: ControlClient<InterceptedService<Channel, Signer>>,
@@ -100,12 +132,13 @@ pub struct GrpcControl {
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
 impl GrpcControl {
-    /// Connects to the control API at `url` (e.g. `http://127.0.0.1:7070`).
+    /// Connects to the control API at `url` (e.g. `http://127.0.0.1:7070`);
+    /// see the type's example.
     pub async fn connect(url: impl Into<String>, secret: &[u8]) -> Result<Self, ControlError> {
         let endpoint = tonic::transport::Endpoint::from_shared(url.into())
             .map_err(|e| ControlError::Unreachable(e.to_string()))?;
         let channel = endpoint.connect().await.map_err(|e| ControlError::Unreachable(e.to_string()))?;
-        Ok(Self { client: ControlClient::with_interceptor(channel, Signer(secret.into())) })
+        Ok(Self { client: ControlClient::with_interceptor(channel, Signer::new(secret)) })
     }
 
     async fn one(&self, command: Command) -> Result<(), tonic::Status> {

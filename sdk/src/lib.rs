@@ -51,20 +51,36 @@ mod publisher;
 mod extract;
 
 pub use connection::Connection;
-pub use control::{ControlError, GrpcControl, HttpControl, Transport};
+pub use control::{ControlError, GrpcControl, HttpControl, Signer, Transport};
 #[cfg(feature = "axum")]
 pub use extract::Callback;
-pub use publisher::{Publisher, Verifier};
+pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// A command, as the gateway reads it (for [`Connection::queue_event`] and [`Transport::run`]).
+///
+/// ```
+/// let command = slip_sockets::Command::PublishText { channel_id: "news".into(), data: "hi".into() };
+/// assert_eq!(serde_json::to_string(&command).unwrap(), r#"{"type":"PUBLISH_TEXT","channelId":"news","data":"hi"}"#);
+/// ```
 pub use slip_proto::command::Command;
 
 /// One socket event from the gateway. Matching on it is exhaustive: a kind
 /// you did not handle is a compile error, not a surprise at run time.
+///
+/// ```
+/// use slip_sockets::InEvent;
+/// let event: InEvent = serde_json::from_str(r#"{"type":"TEXT","connectionId":"n.0123456789abcdef0123","data":"hi"}"#).unwrap();
+/// assert!(matches!(event, InEvent::Text { ref data, .. } if data == "hi"));
+/// ```
 pub use slip_proto::callback::Event as InEvent;
 
 /// Helpers for tests of backends: tokens as the gateway signs them.
 pub mod testing {
     /// A token as the gateway puts on callbacks, signed with `secret`, valid for 60 s.
+    ///
+    /// ```
+    /// let token = slip_sockets::testing::callback_token("s3cret");
+    /// assert_eq!(token.split('.').count(), 3);
+    /// ```
     pub fn callback_token(secret: &str) -> String {
         slip_proto::jwt::sign(secret.as_bytes(), slip_proto::jwt::AUD_WEBSOCKET_EVENT, slip_proto::jwt::now())
     }

@@ -1,0 +1,106 @@
+//! The example backends, unchanged, through a real edge: the Rust one with
+//! the SDK and the Python one with no SDK at all.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::*;
+
+#[path = "../../examples/chat.rs"]
+#[allow(dead_code)]
+mod chat_example;
+
+/// The chat of the original README, seen by two clients.
+async fn chat_works(gateway: &Gateway) {
+    let mut ann = Client::connect(gateway).await;
+    let mut first = ann.texts(2).await;
+    first.sort();
+    assert_eq!(first, ["New connection has joined!", "Welcome to the cool channel, be nice or get out"]);
+    let mut bob = Client::connect(gateway).await;
+    bob.texts(2).await;
+    assert_eq!(ann.text().await, "New connection has joined!");
+    ann.send("hello").await;
+    let said = ann.text().await;
+    assert!(said.ends_with(" says hello"), "{said}");
+    assert_eq!(bob.text().await, said);
+    ann.send("quit").await;
+    assert_eq!(ann.close_code().await, 1000);
+    assert_eq!(bob.text().await, "A Connection has left");
+}
+
+#[tokio::test]
+async fn the_rust_example_with_the_sdk() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let publisher = slip_sockets::Publisher::new("http://127.0.0.1:1", SECRET);
+    tokio::spawn(async move { axum::serve(listener, chat_example::app(publisher)).await });
+    let gateway = Gateway::start(&format!("http://{addr}/ws")).await;
+    chat_works(&gateway).await;
+}
+
+#[tokio::test]
+async fn the_python_example_without_an_sdk() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chat-python/server.py");
+    let mut python = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("PORT", port.to_string())
+        .env("SLIP_JWT_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs the example");
+    let mut lines = BufReader::new(python.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(ready.contains("/ws"), "{ready}");
+    let gateway = Gateway::start(&format!("http://127.0.0.1:{port}/ws")).await;
+    chat_works(&gateway).await;
+
+    // And it refuses callbacks that are not from the gateway.
+    let forged = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/ws"))
+        .header(
+            "authorization",
+            format!("Bearer {}", slip_proto::jwt::sign(b"wrong", "WebSocketEvent", slip_proto::jwt::now())),
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
+
+#[tokio::test]
+async fn the_sdk_publishes_over_http_and_grpc() {
+    use slip_sockets::{ControlError, Publisher};
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut client = Client::connect(&gateway).await;
+    let id = nth_open(&backend, 0).await;
+
+    let http = Publisher::new(gateway.control.clone(), SECRET);
+    http.poll_for_connection(&id, 1000).await.unwrap();
+    http.subscribe(&id, "news").await.unwrap();
+    http.publish_text("news", "via http").await.unwrap();
+    http.send_text(&id, "direct via http").await.unwrap();
+    assert_eq!(client.texts(2).await, ["via http", "direct via http"]);
+
+    let grpc = Publisher::grpc(gateway.control.clone(), SECRET).await.unwrap();
+    grpc.publish_text("news", "via grpc").await.unwrap();
+    grpc.send_text(&id, "direct via grpc").await.unwrap();
+    assert_eq!(client.texts(2).await, ["via grpc", "direct via grpc"]);
+    grpc.unsubscribe(&id, "news").await.unwrap();
+    grpc.publish_text("news", "nobody").await.unwrap();
+    grpc.set_metadata(&id, serde_json::json!({"vip": true})).await.unwrap();
+    let missing = format!("{}.00000000000000000000", id.split('.').next().unwrap());
+    assert!(matches!(grpc.send_text(&missing, "x").await, Err(ControlError::NotFound(_))));
+
+    let wrong = Publisher::new(gateway.control.clone(), "not the secret");
+    assert_eq!(wrong.publish_text("news", "x").await, Err(ControlError::Unauthorized));
+    let wrong = Publisher::grpc(gateway.control.clone(), "not the secret").await.unwrap();
+    assert_eq!(wrong.publish_text("news", "x").await, Err(ControlError::Unauthorized));
+
+    grpc.close(&id).await.unwrap();
+    assert_eq!(client.close_code().await, 1000);
+}
