@@ -1,16 +1,22 @@
-//! The minimal backend: accepts every connection and subscribes it to
-//! "bench"; answers everything else with no commands. Verifies nothing, so
-//! it is never the bottleneck.
+//! The minimal backend, in both callback formats so the same one serves both
+//! gateways: it accepts every connection and subscribes it to "bench", and
+//! answers everything else with nothing. It verifies nothing, so it is never
+//! the bottleneck.
 
 use axum::body::Bytes;
+use axum::http::header::{CONTENT_TYPE, HeaderName};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 
 pub struct Backend {
+    /// SLIP v4 callbacks.
     pub url: String,
+    /// Pushpin's WebSocket-over-HTTP, as `host:port` for its routes file.
+    pub over_http: String,
     pub secret: String,
 }
 
-async fn callback(body: Bytes) -> String {
+async fn slip(body: Bytes) -> String {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else { return String::new() };
     let opening = request["events"].as_array().is_some_and(|events| events.iter().any(|e| e["type"] == "OPEN"));
     if !opening {
@@ -24,10 +30,35 @@ async fn callback(body: Bytes) -> String {
     .to_string()
 }
 
+/// WebSocket-over-HTTP: events are `NAME\r\n` or `NAME <hex length>\r\n<bytes>\r\n`.
+async fn over_http(body: Bytes) -> ([(HeaderName, &'static str); 2], Vec<u8>) {
+    let headers =
+        [(CONTENT_TYPE, "application/websocket-events"), (HeaderName::from_static("sec-websocket-extensions"), "grip")];
+    let mut reply = Vec::new();
+    if body.starts_with(b"OPEN\r\n") {
+        let subscribe = br#"c:{"type":"subscribe","channel":"bench"}"#;
+        reply.extend_from_slice(b"OPEN\r\n");
+        reply.extend_from_slice(format!("TEXT {:x}\r\n", subscribe.len()).as_bytes());
+        reply.extend_from_slice(subscribe);
+        reply.extend_from_slice(b"\r\n");
+    }
+    (headers, reply)
+}
+
 pub async fn start() -> anyhow::Result<Backend> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(axum::routing::post(callback));
+    let app = axum::Router::new().fallback(axum::routing::post(slip));
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(Backend { url: format!("http://{addr}/"), secret: "bench-secret".into() })
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let over = listener.local_addr()?;
+    let app = axum::Router::new().fallback(axum::routing::post(over_http));
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Backend { url: format!("http://{addr}/"), over_http: over.to_string(), secret: "bench-secret".into() })
 }

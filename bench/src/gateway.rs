@@ -142,16 +142,20 @@ impl Gateway {
         Ok(Self { children, ws, control: found[0].clone(), secret: backend.secret.clone(), _ca: Some(ca) })
     }
 
-    /// Resident set size of the gateway process, in KiB.
+    /// Resident set size of the gateway's processes, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.children[0].id().context("gateway exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-        Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+        self.children.iter().map(|c| rss_of(c.id().context("gateway exited")?)).sum()
     }
 
     pub async fn grpc(&self) -> anyhow::Result<ControlClient<InterceptedService<Channel, Auth>>> {
         let channel = tonic::transport::Endpoint::from_shared(self.control.clone())?.connect().await?;
         Ok(ControlClient::with_interceptor(channel, Auth(self.secret.clone())))
     }
+}
+
+/// Resident set size of one process, in KiB.
+pub fn rss_of(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
 }

@@ -8,18 +8,20 @@
 
 mod backend;
 mod gateway;
+mod pushpin;
 mod stats;
+mod target;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
-use slip_proto::pb::{PublishRequest, publish_request};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::Gateway;
+use crate::target::Target;
 
 #[derive(Parser)]
 #[command(name = "slip-bench", about = "Measure a SLIP Sockets gateway on loopback")]
@@ -30,6 +32,9 @@ struct Cli {
     /// Run a cluster (one control node, this many edges) instead of one `slip dev`.
     #[arg(long)]
     cluster: Option<usize>,
+    /// Measure Pushpin (installed with apt-get install pushpin) instead.
+    #[arg(long)]
+    pushpin: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -40,6 +45,17 @@ enum Scenario {
     Idle {
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
+    },
+    /// Both gateways, one after the other, at each size: a markdown table with ratios.
+    Compare {
+        /// Connection counts for idle.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+        idle: Vec<usize>,
+        /// Subscriber counts for fanout.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        fanout: Vec<usize>,
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
     },
     /// N subscribers of one channel; deliveries per second and latency.
     Fanout {
@@ -63,16 +79,110 @@ const CONNECT_CONCURRENCY: usize = 64;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let backend = backend::start().await?;
-    let gateway = match cli.cluster {
-        Some(edges) => Gateway::cluster(&cli.slip, &backend, edges.max(1)).await?,
-        None => Gateway::dev(&cli.slip, &backend).await?,
-    };
-    match cli.scenario {
-        Scenario::Idle { connections } => idle(&gateway, connections).await,
-        Scenario::Fanout { subscribers, messages, window, payload } => {
-            fanout(&gateway, subscribers, messages, window, payload).await
-        }
+    if let Scenario::Compare { idle, fanout, messages } = cli.scenario {
+        return compare(&cli.slip, &backend, &idle, &fanout, messages).await;
     }
+    let target = start(&cli.slip, &backend, cli.cluster, cli.pushpin).await?;
+    match cli.scenario {
+        Scenario::Idle { connections } => {
+            let r = idle(&target, connections).await?;
+            println!("idle ({}): {connections} connections", target.name());
+            println!("  RSS before: {} KiB, after: {} KiB", r.before_kib, r.after_kib);
+            println!("  RSS per idle connection: {:.0} bytes ({:.2} KiB)", r.per_connection, r.per_connection / 1024.0);
+            println!(
+                "  connected in {:.2} s ({:.0} connections/s with the OPEN callback)",
+                r.connect_secs, r.connect_rate
+            );
+        }
+        Scenario::Fanout { subscribers, messages, window, payload } => {
+            let r = fanout(&target, subscribers, messages, window, payload).await?;
+            println!(
+                "fanout ({}): {subscribers} subscribers, {messages} messages of {payload} bytes, window {window}",
+                target.name()
+            );
+            println!("  delivered {} of {} in {:.2} s: {:.0} deliveries/s", r.delivered, r.expected, r.secs, r.rate);
+            println!("  publish→receive latency: {}", r.latency);
+        }
+        Scenario::Compare { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+async fn start(
+    slip: &str,
+    backend: &backend::Backend,
+    cluster: Option<usize>,
+    pushpin: bool,
+) -> anyhow::Result<Target> {
+    Ok(if pushpin {
+        Target::Pushpin(pushpin::Pushpin::start(&backend.over_http).await?)
+    } else {
+        match cluster {
+            Some(edges) => Target::Slip(Gateway::cluster(slip, backend, edges.max(1)).await?),
+            None => Target::Slip(Gateway::dev(slip, backend).await?),
+        }
+    })
+}
+
+/// Every scenario at every size on both gateways, as a markdown table.
+async fn compare(
+    slip: &str,
+    backend: &backend::Backend,
+    sizes: &[usize],
+    fanouts: &[usize],
+    messages: usize,
+) -> anyhow::Result<()> {
+    println!("| scenario | size | slip dev | Pushpin | slip / Pushpin |");
+    println!("|---|---|---|---|---|");
+    for &n in sizes {
+        let ours = idle(&start(slip, backend, None, false).await?, n).await?;
+        let theirs = idle(&start(slip, backend, None, true).await?, n).await?;
+        println!(
+            "| idle memory per connection | {n} | {:.1} KiB | {:.1} KiB | {:.2} |",
+            ours.per_connection / 1024.0,
+            theirs.per_connection / 1024.0,
+            ours.per_connection / theirs.per_connection
+        );
+        println!(
+            "| new connections/s (with OPEN callback) | {n} | {:.0} | {:.0} | {:.2} |",
+            ours.connect_rate,
+            theirs.connect_rate,
+            ours.connect_rate / theirs.connect_rate
+        );
+    }
+    for &n in fanouts {
+        let ours = fanout(&start(slip, backend, None, false).await?, n, messages, 32, 64).await?;
+        let theirs = fanout(&start(slip, backend, None, true).await?, n, messages, 32, 64).await?;
+        println!(
+            "| fan-out deliveries/s | {n} | {:.0} | {:.0} | {:.2} |",
+            ours.rate,
+            theirs.rate,
+            ours.rate / theirs.rate
+        );
+        println!("| fan-out latency p50 / p99 | {n} | {} | {} | |", ours.latency_short, theirs.latency_short);
+        println!(
+            "| fan-out delivered | {n} | {} of {} | {} of {} | |",
+            ours.delivered, ours.expected, theirs.delivered, theirs.expected
+        );
+    }
+    Ok(())
+}
+
+struct IdleResult {
+    before_kib: u64,
+    after_kib: u64,
+    per_connection: f64,
+    connect_secs: f64,
+    connect_rate: f64,
+}
+
+struct FanoutResult {
+    delivered: usize,
+    expected: usize,
+    secs: f64,
+    rate: f64,
+    latency: String,
+    latency_short: String,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -89,39 +199,39 @@ async fn connect_many(urls: &[String], n: usize) -> anyhow::Result<Vec<Ws>> {
     Ok(out)
 }
 
-async fn idle(gateway: &Gateway, connections: usize) -> anyhow::Result<()> {
-    // One connection first, so one-time allocations (pools, hub maps) are not counted per connection.
-    anyhow::ensure!(gateway.ws.len() == 1, "idle measures one slip dev process; drop --cluster");
-    let warm = connect_many(&gateway.ws, 1).await?;
+async fn idle(target: &Target, connections: usize) -> anyhow::Result<IdleResult> {
+    let urls = target.ws_urls();
+    // One connection first, so one-time allocations (pools, maps) are not counted per connection.
+    let warm = connect_many(&urls, 1).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = gateway.rss_kib()?;
+    let before = target.rss_kib()?;
     let started = Instant::now();
-    let held = connect_many(&gateway.ws, connections).await?;
+    let held = connect_many(&urls, connections).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = gateway.rss_kib()?;
-    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
-    println!("idle: {connections} connections");
-    println!("  gateway RSS before: {before} KiB, after: {after} KiB");
-    println!("  RSS per idle connection: {per:.0} bytes ({:.2} KiB)", per / 1024.0);
-    println!(
-        "  connected in {connect_secs:.2} s ({:.0} connections/s with the OPEN callback)",
-        connections as f64 / connect_secs
-    );
+    let after = target.rss_kib()?;
     drop(held);
     drop(warm);
-    Ok(())
+    Ok(IdleResult {
+        before_kib: before,
+        after_kib: after,
+        per_connection: after.saturating_sub(before) as f64 * 1024.0 / connections as f64,
+        connect_secs,
+        connect_rate: connections as f64 / connect_secs,
+    })
 }
 
 async fn fanout(
-    gateway: &Gateway,
+    target: &Target,
     subscribers: usize,
     messages: usize,
     window: usize,
     payload: usize,
-) -> anyhow::Result<()> {
-    let clients = connect_many(&gateway.ws, subscribers).await?;
-    // Every subscriber reports (message index, latency) as it receives.
+) -> anyhow::Result<FanoutResult> {
+    let clients = connect_many(&target.ws_urls(), subscribers).await?;
+    // Let subscriptions settle (Pushpin subscribes after the OPEN round trip).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every subscriber reports (client, message index, latency) as it receives.
     let (tx, mut rx) = mpsc::channel::<(usize, usize, Duration)>(65_536);
     for (client, ws) in clients.into_iter().enumerate() {
         let tx = tx.clone();
@@ -147,7 +257,7 @@ async fn fanout(
         });
     }
     drop(tx);
-    let mut grpc = gateway.grpc().await?;
+    let mut publisher = target.publisher().await?;
     let filler = "x".repeat(payload);
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(subscribers * messages);
@@ -156,10 +266,7 @@ async fn fanout(
     while sent < messages || latencies.len() < subscribers * messages {
         // Closed loop: publish while within the window of what client 0 has seen.
         while sent < messages && sent < checked_up_to + window {
-            let text = format!("{sent} {} {filler}", stats::now_nanos());
-            let request =
-                PublishRequest { channel: "bench".into(), message: Some(publish_request::Message::Text(text)) };
-            grpc.publish(request).await.context("publishing")?;
+            publisher.publish(format!("{sent} {} {filler}", stats::now_nanos())).await?;
             sent += 1;
         }
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
@@ -172,18 +279,17 @@ async fn fanout(
             Ok(None) | Err(_) => break,
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let expected = subscribers * messages;
+    let secs = started.elapsed().as_secs_f64();
     let delivered = latencies.len();
-    let shape = if gateway.ws.len() > 1 {
-        format!("cluster of 1 control node and {} edges", gateway.ws.len())
-    } else {
-        "slip dev".into()
-    };
-    println!("fanout ({shape}): {subscribers} subscribers, {messages} messages of {payload} bytes, window {window}");
-    println!("  delivered {delivered} of {expected} in {elapsed:.2} s: {:.0} deliveries/s", delivered as f64 / elapsed);
-    println!("  publish→receive latency: {}", stats::summary(&mut latencies));
-    Ok(())
+    let latency = stats::summary(&mut latencies);
+    Ok(FanoutResult {
+        delivered,
+        expected: subscribers * messages,
+        secs,
+        rate: delivered as f64 / secs,
+        latency,
+        latency_short: stats::p50_p99(&latencies),
+    })
 }
 
 fn parse(text: &str) -> Option<(usize, u128)> {

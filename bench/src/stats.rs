@@ -28,3 +28,12 @@ pub fn summary(samples: &mut [Duration]) -> String {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// "p50 / p99" in milliseconds, of samples already sorted by [`summary`].
+pub fn p50_p99(sorted: &[Duration]) -> String {
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    format!("{:.1} / {:.1} ms", ms(at(0.5)), ms(at(0.99)))
+}

@@ -1,0 +1,75 @@
+//! What is measured: our gateway (one `slip dev`, or a small cluster) or
+//! Pushpin, behind one interface so every scenario runs the same on both.
+
+use anyhow::Context;
+use slip_proto::pb::{PublishRequest, publish_request};
+
+use crate::gateway::{Auth, Gateway};
+use crate::pushpin::{PUBLISH_URL, Pushpin};
+
+pub enum Target {
+    Slip(Gateway),
+    Pushpin(Pushpin),
+}
+
+pub enum Publisher {
+    Grpc(
+        slip_proto::pb::control_client::ControlClient<
+            tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Auth>,
+        >,
+    ),
+    Http(reqwest::Client),
+}
+
+impl Target {
+    pub fn name(&self) -> String {
+        match self {
+            Target::Slip(g) if g.ws.len() > 1 => format!("slip (1 control, {} edges)", g.ws.len()),
+            Target::Slip(_) => "slip dev".into(),
+            Target::Pushpin(_) => "Pushpin".into(),
+        }
+    }
+
+    /// Client URLs; clients are spread over them round-robin.
+    pub fn ws_urls(&self) -> Vec<String> {
+        match self {
+            Target::Slip(g) => g.ws.clone(),
+            Target::Pushpin(p) => vec![p.ws_url()],
+        }
+    }
+
+    /// Resident memory of all the target's processes, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        match self {
+            Target::Slip(g) => g.rss_kib(),
+            Target::Pushpin(p) => p.rss_kib(),
+        }
+    }
+
+    pub async fn publisher(&self) -> anyhow::Result<Publisher> {
+        Ok(match self {
+            Target::Slip(g) => Publisher::Grpc(g.grpc().await?),
+            Target::Pushpin(_) => Publisher::Http(reqwest::Client::new()),
+        })
+    }
+}
+
+impl Publisher {
+    /// Publishes one text message to the channel "bench".
+    pub async fn publish(&mut self, text: String) -> anyhow::Result<()> {
+        match self {
+            Publisher::Grpc(client) => {
+                let request =
+                    PublishRequest { channel: "bench".into(), message: Some(publish_request::Message::Text(text)) };
+                client.publish(request).await.context("publishing over gRPC")?;
+            }
+            Publisher::Http(http) => {
+                let body =
+                    serde_json::json!({"items": [{"channel": "bench", "formats": {"ws-message": {"content": text}}}]});
+                let response = http.post(PUBLISH_URL).json(&body).send().await.context("publishing to Pushpin")?;
+                anyhow::ensure!(response.status().is_success(), "Pushpin answered {}", response.status());
+            }
+        }
+        Ok(())
+    }
+}
