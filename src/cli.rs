@@ -160,12 +160,25 @@ pub struct EdgeTuning {
     #[arg(long, env = "SLIP_MAX_SUBSCRIPTIONS", default_value_t = slip_edge::hub::DEFAULT_MAX_SUBSCRIPTIONS)]
     pub max_subscriptions: usize,
 
+    /// Connections this edge holds at most; more get 503 on upgrade.
+    #[arg(long, env = "SLIP_MAX_CONNECTIONS", default_value_t = slip_edge::admission::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Seconds a SIGTERM/SIGINT drain may take: sockets close with 1012 over most of it, then the process exits.
+    /// Keep it under the platform's kill timeout.
+    #[arg(long, env = "SLIP_DRAIN_SECONDS", default_value_t = 20)]
+    pub drain_seconds: u64,
+
     /// Events waiting behind a connection's in-flight callback before its socket is no longer read.
     #[arg(long, env = "SLIP_MAX_PENDING_EVENTS", default_value_t = slip_edge::batcher::DEFAULT_MAX_PENDING_EVENTS)]
     pub max_pending_events: usize,
 }
 
 impl EdgeTuning {
+    pub fn drain_grace(&self) -> Duration {
+        Duration::from_secs(self.drain_seconds)
+    }
+
     pub fn apply(&self, config: &mut slip_edge::EdgeConfig) {
         config.binary_events = self.target_binary;
         config.callback_timeout = Duration::from_millis(self.callback_timeout_ms.max(1));
@@ -176,5 +189,6 @@ impl EdgeTuning {
         config.outbox.max_bytes = self.outbox_max_bytes.max(1);
         config.max_subscriptions = self.max_subscriptions;
         config.max_pending_events = self.max_pending_events.max(1);
+        config.max_connections = self.max_connections;
     }
 }

@@ -120,9 +120,12 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     println!("SLIP Sockets edge, node {}", node.id);
     println!("  WebSocket:   ws://{}/", ws.local_addr()?);
     println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
+    let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     tokio::select! {
-        r = slip_edge::server::serve(edge, ws) => r.context("WebSocket listener failed")?,
-        _ = crate::shutdown_signal() => tracing::info!("shutting down"),
+        r = &mut websockets => r?.context("WebSocket listener failed")?,
+        _ = crate::shutdown_signal() => {
+            slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
+        }
     }
     links.close();
     Ok(())

@@ -57,10 +57,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  JWT secret:  {secret}");
 
     let secret_bytes = secret.into_bytes();
+    let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
+    let mut control_api =
+        tokio::spawn(async move { slip_control_plane::server::serve(plane, &secret_bytes, control).await });
     tokio::select! {
-        r = slip_edge::server::serve(edge, ws) => r.context("WebSocket listener failed")?,
-        r = slip_control_plane::server::serve(plane, &secret_bytes, control) => r.context("control listener failed")?,
-        _ = crate::shutdown_signal() => tracing::info!("shutting down"),
+        r = &mut websockets => r?.context("WebSocket listener failed")?,
+        r = &mut control_api => r?.context("control listener failed")?,
+        _ = crate::shutdown_signal() => {
+            // The listeners keep serving while draining: upgrades get 503, /readyz fails.
+            slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
+        }
     }
     Ok(())
 }

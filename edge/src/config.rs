@@ -6,6 +6,7 @@ use std::time::Duration;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_MESSAGE_BYTES;
 
+use crate::admission::DEFAULT_MAX_CONNECTIONS;
 use crate::batcher::DEFAULT_MAX_PENDING_EVENTS;
 use crate::callback::DEFAULT_CALLBACK_TIMEOUT;
 use crate::hub::DEFAULT_MAX_SUBSCRIPTIONS;
@@ -36,6 +37,8 @@ pub struct EdgeConfig {
     pub outbox: OutboxLimits,
     pub max_subscriptions: usize,
     pub max_pending_events: usize,
+    /// Connections this edge holds at most (more get 503 on upgrade).
+    pub max_connections: usize,
     /// An HTML page served at `GET /` to plain (non-WebSocket) requests: the
     /// demo of `slip dev`. Without it, `/` answers 426 like any other path.
     pub landing_page: Option<std::sync::Arc<str>>,
@@ -57,6 +60,7 @@ impl EdgeConfig {
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_pending_events: DEFAULT_MAX_PENDING_EVENTS,
             landing_page: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -215,6 +215,11 @@ impl Hub {
         self.state.read().channels.get(channel).map_or(0, HashMap::len)
     }
 
+    /// Every connection here.
+    pub fn connection_ids(&self) -> Vec<String> {
+        self.state.read().connections.keys().map(|c| c.to_string()).collect()
+    }
+
     /// Channels with at least one local subscriber.
     pub fn channels(&self) -> Vec<String> {
         self.state.read().channels.keys().map(|c| c.to_string()).collect()

@@ -1,10 +1,12 @@
 //! The edge: holds WebSocket clients, turns their events into callbacks to
 //! the backend, and delivers what the backend and the control plane send.
 
+pub mod admission;
 pub mod batcher;
 pub mod callback;
 pub mod config;
 mod connection;
+pub mod drain;
 pub mod frame;
 pub mod hub;
 pub mod metadata;

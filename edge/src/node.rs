@@ -19,6 +19,7 @@ use slip_proto::link_pb::{
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
 
+use crate::admission::Admission;
 use crate::callback::CallbackClient;
 use crate::config::EdgeConfig;
 use crate::frame;
@@ -32,6 +33,7 @@ pub struct Edge {
     pub config: EdgeConfig,
     pub hub: Hub,
     pub callbacks: CallbackClient,
+    pub admission: Arc<Admission>,
     /// Links to control nodes.
     control: Peers,
     /// Owners of channels among the control nodes.
@@ -44,6 +46,7 @@ impl Edge {
         Ok(Arc::new(Self {
             hub: Hub::new(config.max_subscriptions),
             callbacks,
+            admission: Admission::new(config.max_connections),
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
             config,
@@ -52,6 +55,11 @@ impl Edge {
 
     pub fn node_id(&self) -> &NodeId {
         &self.config.node_id
+    }
+
+    /// Ready for traffic: not draining, and linked to the control plane.
+    pub fn is_ready(&self) -> bool {
+        !self.admission.is_draining() && !self.control.ids().is_empty()
     }
 
     /// A link to a control node is up: it joins the ring, and it is told of

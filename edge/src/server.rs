@@ -19,6 +19,7 @@ use slip_proto::callback::Event;
 use slip_proto::ids::ConnectionId;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::admission::Refusal;
 use crate::callback::CallbackError;
 use crate::config::HANDSHAKE_TIMEOUT;
 use crate::connection;
@@ -78,11 +79,19 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return Ok(match (request.uri().path(), &edge.config.landing_page) {
-            ("/healthz" | "/readyz", _) => plain(StatusCode::OK, "ok\n"),
+            ("/healthz", _) => plain(StatusCode::OK, "ok\n"),
+            ("/readyz", _) if edge.is_ready() => plain(StatusCode::OK, "ready\n"),
+            ("/readyz", _) if edge.admission.is_draining() => plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+            ("/readyz", _) => plain(StatusCode::SERVICE_UNAVAILABLE, "no link to the control plane\n"),
             ("/", Some(page)) => html(page),
             _ => plain(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint\n"),
         });
     }
+    let slot = match edge.admission.admit() {
+        Ok(slot) => slot,
+        Err(Refusal::Draining) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "draining; connect again\n")),
+        Err(Refusal::Full) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n")),
+    };
     let id = ConnectionId::generate(edge.node_id()).to_string();
     let metadata: Arc<str> = metadata::from_handshake(&request, peer).to_string().into();
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
@@ -112,6 +121,8 @@ async fn handle(
         response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
     tokio::spawn(async move {
+        // The slot is held until the connection's last callback is done.
+        let _slot = slot;
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, commands).await,
             Err(e) => {

@@ -271,6 +271,18 @@ impl Gateway {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// Sends SIGTERM, as a platform does before it stops a machine.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("slip is running");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub async fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait()).await.ok().and_then(Result::ok)
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }

@@ -1,0 +1,52 @@
+//! Graceful shutdown of an edge: refuse new connections, fail readiness,
+//! close every socket with 1012 spread over most of the grace period (so
+//! clients do not all reconnect elsewhere at once), then wait for their
+//! CLOSE callbacks, all before the grace period ends.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::node::Edge;
+
+/// Close code for "the service is restarting; come back".
+pub const RESTART_CODE: u16 = 1012;
+/// Share of the grace period over which closes are spread.
+const SPREAD_SHARE: f64 = 0.6;
+/// Share of the grace period after which we stop waiting for callbacks.
+const WAIT_SHARE: f64 = 0.95;
+/// How often a batch of connections is closed.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub closed: usize,
+    /// Connections still finishing when the grace period ran out.
+    pub unfinished: usize,
+}
+
+pub async fn drain(edge: &Edge, grace: Duration) -> Drained {
+    let started = Instant::now();
+    edge.admission.start_draining();
+    let ids = edge.hub.connection_ids();
+    let ticks = (grace.mul_f64(SPREAD_SHARE).as_millis() / TICK.as_millis()).max(1) as usize;
+    let per_tick = ids.len().div_ceil(ticks).max(1);
+    tracing::info!(connections = ids.len(), ?grace, "draining");
+    let mut closed = 0;
+    for batch in ids.chunks(per_tick) {
+        for id in batch {
+            if edge.hub.close(id, RESTART_CODE, "service restart") {
+                closed += 1;
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+    let deadline = started + grace.mul_f64(WAIT_SHARE);
+    while edge.admission.in_use() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = Drained { closed, unfinished: edge.admission.in_use() };
+    tracing::info!(closed = drained.closed, unfinished = drained.unfinished, elapsed = ?started.elapsed(), "drained");
+    drained
+}
