@@ -53,6 +53,10 @@ pub struct ClusterArgs {
     /// Region this node runs in, reported by GetConnection [default: FLY_REGION].
     #[arg(long, env = "SLIP_REGION")]
     pub region: Option<String>,
+
+    /// Prometheus /metrics listener.
+    #[arg(long, env = "SLIP_METRICS_LISTEN", default_value = "[::]:9090")]
+    pub metrics_listen: SocketAddr,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -120,6 +124,10 @@ pub struct DevArgs {
     /// This node's id [default: FLY_MACHINE_ID, else random].
     #[arg(long, env = "SLIP_NODE_ID")]
     pub node_id: Option<String>,
+
+    /// Prometheus /metrics listener [default: off].
+    #[arg(long, env = "SLIP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub edge: EdgeTuning,

@@ -71,6 +71,7 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
         peers.push(addr);
     }
     let region = args.region.clone().or_else(|| std::env::var("FLY_REGION").ok()).unwrap_or_default();
+    slip_metrics::init(id.as_str(), &region);
     Ok(Node { id, region, ca, peers })
 }
 
@@ -120,6 +121,7 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     println!("SLIP Sockets edge, node {}", node.id);
     println!("  WebSocket:   ws://{}/", ws.local_addr()?);
     println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
+    crate::metrics_listener::start(args.cluster.metrics_listen).await?;
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
@@ -151,6 +153,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     println!("SLIP Sockets control node, node {}", node.id);
     println!("  Control API: http://{} (gRPC slip.v1.Control and SLIP v4 HTTP JSON)", api.local_addr()?);
     println!("  Link:        {} (QUIC, UDP)", links.local_addr()?);
+    crate::metrics_listener::start(args.cluster.metrics_listen).await?;
     let secret = args.jwt_secret.into_bytes();
     tokio::select! {
         r = slip_control_plane::server::serve(plane, &secret, api) => r.context("control listener failed")?,

@@ -15,6 +15,7 @@ use crate::node_id;
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret = args.jwt_secret.clone().unwrap_or_else(random_secret);
     let node = node_id(args.node_id.as_deref())?;
+    slip_metrics::init(node.as_str(), &std::env::var("FLY_REGION").unwrap_or_default());
 
     let ws = TcpListener::bind(args.listen)
         .await
@@ -55,6 +56,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  Callbacks:   POST {target_url}");
     }
     println!("  JWT secret:  {secret}");
+    if let Some(listen) = args.metrics_listen {
+        crate::metrics_listener::start(listen).await?;
+    }
 
     let secret_bytes = secret.into_bytes();
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));

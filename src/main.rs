@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod demo;
 mod dev;
+mod metrics_listener;
 
 use anyhow::Context;
 use clap::Parser;

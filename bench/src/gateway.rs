@@ -110,6 +110,8 @@ impl Gateway {
             &key,
             "--jwt-secret",
             &backend.secret,
+            "--metrics-listen",
+            "127.0.0.1:0",
         ];
         let (control, found) = spawn(slip, &control_args, &["Control API:"]).await?;
         let mut children = vec![control];
@@ -132,6 +134,8 @@ impl Gateway {
                 &backend.url,
                 "--jwt-secret",
                 &backend.secret,
+                "--metrics-listen",
+                "127.0.0.1:0",
             ];
             let (edge, url) = spawn(slip, &edge_args, &["WebSocket:"]).await?;
             children.push(edge);

@@ -189,6 +189,7 @@ impl ControlPlane {
         let Some((offset, edges)) = self.interest.lock().stamp(&publish.channel) else {
             return Published::default();
         };
+        slip_metrics::metrics().publishes.inc();
         let mut sent = 0;
         let deliver = Deliver { channel: publish.channel, offset, event: publish.event };
         for edge in &edges {

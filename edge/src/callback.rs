@@ -35,6 +35,16 @@ pub enum CallbackError {
 }
 
 impl CallbackError {
+    /// The metric label of this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallbackError::Timeout => "timeout",
+            CallbackError::Network(_) => "network",
+            CallbackError::Status(_) => "status",
+            CallbackError::Reply(_) => "reply",
+        }
+    }
+
     /// Worth sending the same batch again?
     pub fn is_transient(&self) -> bool {
         match self {
@@ -67,6 +77,22 @@ impl CallbackClient {
     /// One attempt: POST the events of one connection and parse the reply.
     /// `metadata` is the connection's metadata as serialized JSON.
     pub async fn post(
+        &self,
+        connection_id: &str,
+        metadata: &str,
+        events: &[Event],
+    ) -> Result<Vec<Command>, CallbackError> {
+        let started = std::time::Instant::now();
+        let result = self.attempt(connection_id, metadata, events).await;
+        let metrics = slip_metrics::metrics();
+        metrics.callback_seconds.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            metrics.callback_errors.get_or_create(&slip_metrics::kind(e.kind())).inc();
+        }
+        result
+    }
+
+    async fn attempt(
         &self,
         connection_id: &str,
         metadata: &str,

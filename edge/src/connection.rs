@@ -58,6 +58,7 @@ pub(crate) async fn run(
 ) {
     let outbox = Arc::new(Outbox::new(edge.config.outbox));
     edge.hub.register(&id, outbox.clone(), metadata);
+    slip_metrics::metrics().connections.inc();
     // Commands after ACCEPT run before the first client frame is read.
     edge.apply(commands);
 
@@ -68,6 +69,7 @@ pub(crate) async fn run(
     // The CLOSE callback still carries the connection's metadata.
     reader.last_metadata = edge.hub.metadata(&id);
     edge.connection_closed(&id);
+    slip_metrics::metrics().connections.dec();
     tracing::debug!(connection = %id, code = ending.code, "connection ended");
 
     // Make sure the writer finishes: it sends our close frame if one is due.
@@ -182,6 +184,9 @@ impl<'a> Reader<'a> {
                 }
             };
             let connection_id = self.id.to_owned();
+            if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                slip_metrics::metrics().frames_in.inc();
+            }
             let event = match message {
                 Message::Text(data) => Event::Text { connection_id, data },
                 Message::Binary(data) if self.edge.config.binary_events => {
@@ -258,9 +263,12 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     loop {
         let batch = outbox.take(MAX_WRITE_BATCH);
-        if !batch.frames.is_empty() && write_frames(&mut write, &batch.frames).await.is_err() {
-            outbox.close(ABNORMAL, "write failed");
-            return;
+        if !batch.frames.is_empty() {
+            if write_frames(&mut write, &batch.frames).await.is_err() {
+                outbox.close(ABNORMAL, "write failed");
+                return;
+            }
+            slip_metrics::metrics().frames_out.inc_by(batch.frames.len() as u64);
         }
         if let Some(close) = batch.close {
             if close.code != ABNORMAL {

@@ -155,7 +155,8 @@ impl Edge {
                 };
                 match self.hub.send(id, frame) {
                     Some(Push::Overflowed) => {
-                        tracing::info!(connection = id, "slow consumer closed")
+                        slip_metrics::metrics().slow_consumer_closes.inc();
+                        tracing::info!(connection = id, "slow consumer closed");
                     }
                     Some(_) => {}
                     None => return false,
@@ -220,6 +221,9 @@ impl Edge {
 
     fn fan_out(&self, channel: &str, frame: Bytes) {
         let delivered = self.hub.deliver(channel, &frame);
+        let metrics = slip_metrics::metrics();
+        metrics.deliveries.inc_by(delivered.queued as u64);
+        metrics.slow_consumer_closes.inc_by(delivered.overflowed as u64);
         if delivered.overflowed > 0 {
             tracing::info!(channel, slow_consumers = delivered.overflowed, "slow consumers closed");
         }

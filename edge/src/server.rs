@@ -66,6 +66,10 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
+fn refused(reason: &'static str) {
+    slip_metrics::metrics().upgrades_refused.get_or_create(&slip_metrics::kind(reason)).inc();
+}
+
 fn html(page: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::copy_from_slice(page.as_bytes())));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -89,8 +93,14 @@ async fn handle(
     }
     let slot = match edge.admission.admit() {
         Ok(slot) => slot,
-        Err(Refusal::Draining) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "draining; connect again\n")),
-        Err(Refusal::Full) => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n")),
+        Err(Refusal::Draining) => {
+            refused("draining");
+            return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "draining; connect again\n"));
+        }
+        Err(Refusal::Full) => {
+            refused("full");
+            return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n"));
+        }
     };
     let id = ConnectionId::generate(edge.node_id()).to_string();
     let metadata: Arc<str> = metadata::from_handshake(&request, peer).to_string().into();
@@ -106,16 +116,20 @@ async fn handle(
         Ok(commands) => open::decide(&id, commands),
         Err(CallbackError::Timeout) => {
             tracing::warn!(connection = %id, "OPEN callback timed out");
+            refused("backend_timeout");
             return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n"));
         }
         Err(e) => {
             tracing::warn!(connection = %id, error = %e, "OPEN callback failed");
+            refused("backend_error");
             return Ok(plain(StatusCode::BAD_GATEWAY, "backend failed\n"));
         }
     };
     let Decision::Accept { protocol, commands } = decision else {
+        refused("refused");
         return Ok(plain(StatusCode::FORBIDDEN, "connection refused by the backend\n"));
     };
+    slip_metrics::metrics().connections_opened.inc();
     let mut response = response.map(|_| Full::new(Bytes::new()));
     if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
         response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);

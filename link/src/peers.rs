@@ -61,9 +61,13 @@ impl Peers {
             let id = NodeId::parse(peer).map_err(|_| LinkError::NoPeer(peer.to_owned()))?;
             links.get(&id).and_then(|l| l.last()).cloned()
         };
-        match link {
+        let sent = match link {
             Some(link) => link.send(frame),
             None => Err(LinkError::NoPeer(peer.to_owned())),
+        };
+        if sent.is_err() {
+            slip_metrics::metrics().link_drops.inc();
         }
+        sent
     }
 }

@@ -27,6 +27,8 @@ use crate::{FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError, same_link};
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between attempts to dial a peer.
 pub const DIAL_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// How often a link's round-trip time is sampled into its metric.
+const RTT_SAMPLE: Duration = Duration::from_secs(5);
 /// Frames written per batch on one stream.
 const WRITE_BATCH: usize = 256;
 /// Bytes read per read call on one stream.
@@ -219,6 +221,9 @@ impl QuicNode {
         let link: Arc<dyn Link> = Arc::new(QuicLink { peer: peer.clone(), control: control_queue, lanes });
         tracing::info!(peer = %peer, role = their_hello.role, addr = %connection.remote_address(), "link up");
         self.handler.on_link_up(&their_hello, link.clone());
+        let metrics = slip_metrics::metrics();
+        metrics.link_ups.inc();
+        let rtt = metrics.link_rtt_seconds.get_or_create(&slip_metrics::peer(peer.as_str())).clone();
         self.live.lock().push((their_hello.clone(), link.clone()));
         self.members_changed(&their_hello, &link);
 
@@ -232,6 +237,9 @@ impl QuicNode {
                     Err(_) => break,
                 },
                 _ = connection.closed() => break,
+                _ = tokio::time::sleep(RTT_SAMPLE) => {
+                    rtt.set(connection.rtt().as_secs_f64());
+                }
             }
         }
         tracing::info!(peer = %peer, reason = %connection.close_reason().map(|r| r.to_string()).unwrap_or_default(), "link down");

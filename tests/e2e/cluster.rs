@@ -168,6 +168,8 @@ impl Cluster {
             &key,
             "--jwt-secret",
             SECRET,
+            "--metrics-listen",
+            "127.0.0.1:0",
         ];
         let (child, _) = spawn_slip(&args, &["Control API:", "Link:"]).await;
         node.child = Some(child);
@@ -194,6 +196,8 @@ impl Cluster {
             &self.backend,
             "--jwt-secret",
             SECRET,
+            "--metrics-listen",
+            "127.0.0.1:0",
         ];
         let (child, lines) = spawn_slip(&args, &["WebSocket:"]).await;
         EdgeNode { ws: lines[0].trim_end_matches('/').to_owned(), child: Some(child) }

@@ -16,4 +16,5 @@ mod handshake;
 mod keepalive;
 mod limits;
 mod metadata;
+mod metrics;
 mod ordering;

@@ -1,0 +1,152 @@
+//! Every metric SLIP Sockets exports, defined here and nowhere else, so names,
+//! help texts and labels stay consistent. Nodes record through [`metrics()`];
+//! [`init`] fixes the `node` and `region` labels once at start, and
+//! [`encode`] renders the Prometheus text format for `/metrics`.
+//!
+//! ```
+//! slip_metrics::metrics().publishes.inc();
+//! assert!(slip_metrics::encode().contains("slip_publishes_total"));
+//! ```
+
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A label set with one `kind` label (error kinds, refusal reasons).
+pub type ByKind = Family<Vec<(&'static str, &'static str)>, Counter>;
+/// A label set with one `peer` label.
+pub type ByPeer = Family<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>;
+
+pub struct Metrics {
+    /// Open WebSocket connections on this edge.
+    pub connections: Gauge,
+    /// WebSocket connections accepted.
+    pub connections_opened: Counter,
+    /// Upgrades not accepted, by reason: refused, backend_error, backend_timeout, draining, full.
+    pub upgrades_refused: ByKind,
+    /// Messages received from clients.
+    pub frames_in: Counter,
+    /// Frames written to clients.
+    pub frames_out: Counter,
+    /// Time the backend took to answer one callback attempt.
+    pub callback_seconds: Histogram,
+    /// Failed callback attempts, by kind: timeout, network, status, reply.
+    pub callback_errors: ByKind,
+    /// Publishes stamped and fanned out by this node as a channel's owner.
+    pub publishes: Counter,
+    /// Messages queued for local connections (one per recipient).
+    pub deliveries: Counter,
+    /// Connections closed because their outbound queue overflowed (1013).
+    pub slow_consumer_closes: Counter,
+    /// Link round-trip time, by peer node.
+    pub link_rtt_seconds: ByPeer,
+    /// Links that came up (first and again).
+    pub link_ups: Counter,
+    /// Frames not sent because a link was full or down.
+    pub link_drops: Counter,
+}
+
+struct Exported {
+    metrics: Metrics,
+    registry: Registry,
+}
+
+static EXPORTED: OnceLock<Exported> = OnceLock::new();
+static LABELS: OnceLock<(String, String)> = OnceLock::new();
+
+/// Sets the `node` and `region` labels of every metric. Call before the
+/// first use of [`metrics()`]; later calls change nothing.
+pub fn init(node: &str, region: &str) {
+    let _ = LABELS.set((node.to_owned(), region.to_owned()));
+}
+
+/// The metrics of this process.
+pub fn metrics() -> &'static Metrics {
+    &exported().metrics
+}
+
+/// All metrics in the Prometheus text format.
+pub fn encode() -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = text::encode(&mut out, &exported().registry);
+    out
+}
+
+fn exported() -> &'static Exported {
+    EXPORTED.get_or_init(|| {
+        let (node, region) = LABELS.get().cloned().unwrap_or_default();
+        let labels = [("node".into(), node.into()), ("region".into(), region.into())];
+        let mut registry = Registry::with_prefix_and_labels("slip", labels.into_iter());
+        let metrics = Metrics {
+            connections: Gauge::default(),
+            connections_opened: Counter::default(),
+            upgrades_refused: ByKind::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            callback_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            callback_errors: ByKind::default(),
+            publishes: Counter::default(),
+            deliveries: Counter::default(),
+            slow_consumer_closes: Counter::default(),
+            link_rtt_seconds: ByPeer::default(),
+            link_ups: Counter::default(),
+            link_drops: Counter::default(),
+        };
+        let m = &metrics;
+        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register("connections_opened", "WebSocket connections accepted", m.connections_opened.clone());
+        registry.register("upgrades_refused", "Upgrades not accepted, by reason", m.upgrades_refused.clone());
+        registry.register("frames_in", "Messages received from clients", m.frames_in.clone());
+        registry.register("frames_out", "Frames written to clients", m.frames_out.clone());
+        registry.register("callback_seconds", "Backend time per callback attempt", m.callback_seconds.clone());
+        registry.register("callback_errors", "Failed callback attempts, by kind", m.callback_errors.clone());
+        registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
+        registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
+        registry.register(
+            "slow_consumer_closes",
+            "Connections closed as slow consumers",
+            m.slow_consumer_closes.clone(),
+        );
+        registry.register("link_rtt_seconds", "Link round-trip time, by peer", m.link_rtt_seconds.clone());
+        registry.register("link_ups", "Links that came up", m.link_ups.clone());
+        registry.register("link_drops", "Frames dropped because a link was full or down", m.link_drops.clone());
+        Exported { metrics, registry }
+    })
+}
+
+/// The label set of a `kind`.
+pub fn kind(kind: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![("kind", kind)]
+}
+
+/// The label set of a `peer`.
+pub fn peer(peer: &str) -> Vec<(&'static str, String)> {
+    vec![("peer", peer.to_owned())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_with_its_labels() {
+        init("n1", "ams");
+        metrics().connections.inc();
+        metrics().callback_errors.get_or_create(&kind("timeout")).inc();
+        metrics().link_rtt_seconds.get_or_create(&peer("c1")).set(0.002);
+        let text = encode();
+        for name in ["slip_connections", "slip_callback_errors_total", "slip_link_rtt_seconds", "slip_deliveries_total"]
+        {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(text.contains(r#"node="n1""#) && text.contains(r#"region="ams""#), "{text}");
+        assert!(text.contains(r#"kind="timeout""#), "{text}");
+    }
+}

@@ -1,0 +1,40 @@
+//! `/metrics` counts real traffic.
+
+use crate::support::*;
+
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_move_with_traffic() {
+    let backend = Backend::start(chat).await;
+    let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let (_child, lines) = spawn_slip(
+        &[&args[..], &["--target-url", &backend.url, "--jwt-secret", SECRET, "--node-id", "metered"]].concat(),
+        &["WebSocket:", "Metrics:"],
+    )
+    .await;
+    let ws = lines[0].trim_end_matches('/').to_owned();
+    let scrape = lines[1].clone();
+    let before = reqwest::get(&scrape).await.unwrap().text().await.unwrap();
+    assert!(before.contains(r#"node="metered""#), "{before}");
+
+    let mut ann = Client::connect_url(&ws).await;
+    ann.texts(2).await;
+    ann.send("hello").await;
+    ann.text().await;
+
+    let after = reqwest::get(&scrape).await.unwrap().text().await.unwrap();
+    assert_eq!(value(&after, "slip_connections{"), 1.0, "{after}");
+    assert_eq!(value(&after, "slip_connections_opened_total"), 1.0);
+    assert!(value(&after, "slip_frames_in_total") >= 1.0);
+    assert!(value(&after, "slip_frames_out_total") >= 3.0);
+    assert!(value(&after, "slip_deliveries_total") >= 2.0);
+    assert!(value(&after, "slip_publishes_total") >= 2.0);
+    assert!(value(&after, "slip_callback_seconds_count") >= 2.0);
+    drop(ann);
+}
