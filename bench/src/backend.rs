@@ -14,6 +14,35 @@ pub struct Backend {
     /// Pushpin's WebSocket-over-HTTP, as `host:port` for its routes file.
     pub over_http: String,
     pub secret: String,
+    /// The process serving it: its sockets do not count against the
+    /// clients' process's open-file limit.
+    _process: tokio::process::Child,
+}
+
+/// Runs a backend in this process until killed, printing its addresses
+/// (the hidden `slip-bench backend` command).
+pub async fn serve() -> anyhow::Result<()> {
+    let (url, over_http) = listen().await?;
+    println!("{url} {over_http}");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Starts a backend in a child process.
+pub async fn start() -> anyhow::Result<Backend> {
+    use tokio::io::AsyncBufReadExt;
+    let mut process = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("backend")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = process.stdout.take().ok_or_else(|| anyhow::anyhow!("backend stdout"))?;
+    let line = tokio::io::BufReader::new(stdout).lines().next_line().await?.unwrap_or_default();
+    let mut parts = line.split_whitespace();
+    let (Some(url), Some(over_http)) = (parts.next(), parts.next()) else {
+        anyhow::bail!("the backend process printed {line:?}");
+    };
+    Ok(Backend { url: url.into(), over_http: over_http.into(), secret: "bench-secret".into(), _process: process })
 }
 
 async fn slip(body: Bytes) -> String {
@@ -45,7 +74,7 @@ async fn over_http(body: Bytes) -> ([(HeaderName, &'static str); 2], Vec<u8>) {
     (headers, reply)
 }
 
-pub async fn start() -> anyhow::Result<Backend> {
+async fn listen() -> anyhow::Result<(String, String)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new().fallback(axum::routing::post(slip));
@@ -60,5 +89,5 @@ pub async fn start() -> anyhow::Result<Backend> {
         let _ = tcp.set_nodelay(true);
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(Backend { url: format!("http://{addr}/"), over_http: over.to_string(), secret: "bench-secret".into() })
+    Ok((format!("http://{addr}/"), over.to_string()))
 }

@@ -57,6 +57,9 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         messages: usize,
     },
+    /// (internal) Serve the minimal backend in this process.
+    #[command(hide = true)]
+    Backend,
     /// N subscribers of one channel; deliveries per second and latency.
     Fanout {
         #[arg(long, default_value_t = 1_000)]
@@ -78,6 +81,9 @@ const CONNECT_CONCURRENCY: usize = 64;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Backend = cli.scenario {
+        return backend::serve().await;
+    }
     let backend = backend::start().await?;
     if let Scenario::Compare { idle, fanout, messages } = cli.scenario {
         return compare(&cli.slip, &backend, &idle, &fanout, messages).await;
@@ -103,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             println!("  delivered {} of {} in {:.2} s: {:.0} deliveries/s", r.delivered, r.expected, r.secs, r.rate);
             println!("  publish→receive latency: {}", r.latency);
         }
-        Scenario::Compare { .. } => unreachable!("handled above"),
+        Scenario::Compare { .. } | Scenario::Backend => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -134,9 +140,15 @@ async fn compare(
 ) -> anyhow::Result<()> {
     println!("| scenario | size | slip dev | Pushpin | slip / Pushpin |");
     println!("|---|---|---|---|---|");
+    // Between runs: a pause, so one gateway's sockets are gone before the next
+    // starts, and a fresh backend, so no run inherits another's connections.
+    let settle = || tokio::time::sleep(Duration::from_secs(2));
+    let _ = backend;
     for &n in sizes {
-        let ours = idle(&start(slip, backend, None, false).await?, n).await?;
-        let theirs = idle(&start(slip, backend, None, true).await?, n).await?;
+        settle().await;
+        let ours = idle(&start(slip, &backend::start().await?, None, false).await?, n).await?;
+        settle().await;
+        let theirs = idle(&start(slip, &backend::start().await?, None, true).await?, n).await?;
         println!(
             "| idle memory per connection | {n} | {:.1} KiB | {:.1} KiB | {:.2} |",
             ours.per_connection / 1024.0,
@@ -151,8 +163,10 @@ async fn compare(
         );
     }
     for &n in fanouts {
-        let ours = fanout(&start(slip, backend, None, false).await?, n, messages, 32, 64).await?;
-        let theirs = fanout(&start(slip, backend, None, true).await?, n, messages, 32, 64).await?;
+        settle().await;
+        let ours = fanout(&start(slip, &backend::start().await?, None, false).await?, n, messages, 32, 64).await?;
+        settle().await;
+        let theirs = fanout(&start(slip, &backend::start().await?, None, true).await?, n, messages, 32, 64).await?;
         println!(
             "| fan-out deliveries/s | {n} | {:.0} | {:.0} | {:.2} |",
             ours.rate,
@@ -194,7 +208,7 @@ async fn connect_many(urls: &[String], n: usize) -> anyhow::Result<Vec<Ws>> {
         futures_util::stream::iter((0..n).map(|i| tokio_tungstenite::connect_async(urls[i % urls.len()].clone())))
             .buffer_unordered(CONNECT_CONCURRENCY);
     while let Some(result) = pending.next().await {
-        out.push(result.context("connecting")?.0);
+        out.push(result.with_context(|| format!("connecting to {}", urls[0]))?.0);
     }
     Ok(out)
 }
