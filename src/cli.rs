@@ -38,9 +38,18 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLIP_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Control nodes' link addresses (host:port, UDP), comma-separated.
+    /// Control nodes' link addresses (host:port, UDP), comma-separated; or `dns:NAME:PORT` to find them
+    /// through DNS (A and AAAA records of NAME, re-resolved every SLIP_DNS_REFRESH_SECS).
     #[arg(long, env = "SLIP_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+
+    /// DNS server for `dns:` peers [default: the first nameserver of /etc/resolv.conf].
+    #[arg(long, env = "SLIP_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+
+    /// Seconds between DNS resolutions of `dns:` peers.
+    #[arg(long, env = "SLIP_DNS_REFRESH_SECS", default_value_t = 5)]
+    pub dns_refresh_secs: u64,
 
     /// Cluster CA certificate: a path or the PEM text.
     #[arg(long, env = "SLIP_CLUSTER_CA", hide_env_values = true)]

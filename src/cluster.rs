@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use slip_control_plane::{ControlFrames, ControlPlane};
 use slip_edge::{Edge, EdgeConfig, EdgeFrames};
+use slip_link::discovery::{self, DnsPeers};
 use slip_link::quic::QuicNode;
 use slip_link::tls::ClusterCa;
 use slip_proto::ids::NodeId;
@@ -51,7 +52,32 @@ struct Node {
     id: NodeId,
     region: String,
     ca: ClusterCa,
+    /// Fixed peer addresses.
     peers: Vec<SocketAddr>,
+    /// Peers found through DNS, the server asked, and how often.
+    dns: Option<(DnsPeers, SocketAddr, std::time::Duration)>,
+}
+
+impl Node {
+    /// Starts dialing every known peer and keeps DNS discovery running.
+    fn dial_peers(&self, links: &Arc<QuicNode>) {
+        for peer in &self.peers {
+            links.dial(*peer);
+        }
+        if let Some((peers, server, refresh)) = &self.dns {
+            discovery::spawn(links.clone(), peers.clone(), *server, *refresh);
+        }
+    }
+
+    /// An unspecified address of the family the peers are reached over.
+    fn dial_from(&self) -> SocketAddr {
+        let v6 = match (&self.peers.first(), &self.dns) {
+            (Some(peer), _) => peer.is_ipv6(),
+            (None, Some((_, server, _))) => server.is_ipv6(),
+            (None, None) => false,
+        };
+        if v6 { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0u8; 4], 0)) }
+    }
 }
 
 async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
@@ -59,9 +85,17 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
     let ca =
         ClusterCa::load(&args.cluster_ca, &args.cluster_ca_key).context("SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY")?;
     let mut peers = Vec::new();
+    let mut dns = None;
     for peer in args.peers.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         if peer.starts_with("dns:") {
-            bail!("SLIP_PEERS entry {peer:?}: DNS discovery is not supported yet; list host:port addresses");
+            let parsed =
+                DnsPeers::parse(peer).with_context(|| format!("SLIP_PEERS entry {peer:?} is not dns:NAME:PORT"))?;
+            let server = args
+                .dns_server
+                .or_else(discovery::system_nameserver)
+                .context("no DNS server: set SLIP_DNS_SERVER (no nameserver in /etc/resolv.conf)")?;
+            dns = Some((parsed, server, std::time::Duration::from_secs(args.dns_refresh_secs.max(1))));
+            continue;
         }
         let addr = tokio::net::lookup_host(peer)
             .await
@@ -72,7 +106,7 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
     }
     let region = args.region.clone().or_else(|| std::env::var("FLY_REGION").ok()).unwrap_or_default();
     slip_metrics::init(id.as_str(), &region);
-    Ok(Node { id, region, ca, peers })
+    Ok(Node { id, region, ca, peers, dns })
 }
 
 fn hello(node: &Node, role: Role, link_addr: Option<SocketAddr>) -> Hello {
@@ -101,8 +135,8 @@ fn advertised(args: &ControlArgs, bound: SocketAddr) -> Option<SocketAddr> {
 
 pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let node = node(&args.cluster).await?;
-    if node.peers.is_empty() {
-        bail!("an edge needs SLIP_PEERS: the link addresses of the control nodes");
+    if node.peers.is_empty() && node.dns.is_none() {
+        bail!("an edge needs SLIP_PEERS: the link addresses of the control nodes, or dns:NAME:PORT");
     }
     let identity = node.ca.issue(&node.id)?;
     let mut config = EdgeConfig::new(node.id.clone(), args.target_url.clone(), args.jwt_secret.as_bytes());
@@ -111,12 +145,9 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let edge = Edge::new(config).context("building the callback client")?;
 
     // Edges only dial: they take no links.
-    let any: SocketAddr = if node.peers[0].is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-    let links =
-        QuicNode::bind(any, false, &identity, hello(&node, Role::Edge, None), Arc::new(EdgeFrames(edge.clone())))?;
-    for peer in &node.peers {
-        links.dial(*peer);
-    }
+    let frames = Arc::new(EdgeFrames(edge.clone()));
+    let links = QuicNode::bind(node.dial_from(), false, &identity, hello(&node, Role::Edge, None), frames)?;
+    node.dial_peers(&links);
     let ws = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     println!("SLIP Sockets edge, node {}", node.id);
     println!("  WebSocket:   ws://{}/", ws.local_addr()?);
@@ -144,10 +175,8 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         hello(&node, Role::Control, advertised(&args, args.link_listen)),
         Arc::new(ControlFrames(plane.clone())),
     )?;
-    // Dial every control node listed; dialing ourselves is noticed and dropped.
-    for peer in &node.peers {
-        links.dial(*peer);
-    }
+    // Dial every control node listed or found; dialing ourselves is noticed and dropped.
+    node.dial_peers(&links);
     let api =
         TcpListener::bind(args.control_listen).await.with_context(|| format!("binding {}", args.control_listen))?;
     println!("SLIP Sockets control node, node {}", node.id);

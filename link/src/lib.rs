@@ -5,6 +5,8 @@
 //! waits. Frames arriving from peers are handed to the node's [`FrameHandler`],
 //! one at a time per link, in the order they were sent.
 
+pub mod discovery;
+pub mod dns;
 pub mod framing;
 pub mod memory;
 mod peers;

@@ -120,6 +120,12 @@ impl QuicNode {
         Ok(node)
     }
 
+    /// Stops keeping a link to `addr`: no further attempts once a link to it
+    /// ends (a live link stays up until then). For peers that left DNS.
+    pub fn forget(&self, addr: SocketAddr) {
+        self.dialing.lock().remove(&addr);
+    }
+
     /// Closes every link of this node at once (peers hear it immediately).
     pub fn close(&self) {
         self.endpoint.close(0u32.into(), b"shutting down");
@@ -159,6 +165,10 @@ impl QuicNode {
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(longest);
+                if !node.dialing.lock().contains(&addr) {
+                    tracing::debug!(%addr, "no longer dialing a forgotten peer");
+                    return;
+                }
             }
         });
     }

@@ -44,7 +44,7 @@ fn cluster_backend(request: &CallbackRequest) -> Reply {
     Reply::commands(out)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = tcp.local_addr().unwrap().port();
     // The same number must be free for UDP too (the link) when used for it.
@@ -57,10 +57,10 @@ fn free_udp_port() -> u16 {
 }
 
 /// A cluster CA written by `slip gen-ca` into a fresh directory.
-struct CaDir(PathBuf);
+pub(crate) struct CaDir(PathBuf);
 
 impl CaDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("slip-ca-{:016x}", rand_u64()));
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
             .args(["gen-ca", "--out", dir.to_str().unwrap()])
@@ -71,10 +71,10 @@ impl CaDir {
         assert!(dir.join("ca.pem").exists() && dir.join("ca-key.pem").exists());
         Self(dir)
     }
-    fn cert(&self) -> String {
+    pub(crate) fn cert(&self) -> String {
         self.0.join("ca.pem").to_string_lossy().into_owned()
     }
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.0.join("ca-key.pem").to_string_lossy().into_owned()
     }
 }

@@ -1,0 +1,145 @@
+//! `SLIP_PEERS=dns:NAME:PORT`: control nodes found and lost through a real
+//! DNS server on loopback, with the nodes on 127.0.0.2 and 127.0.0.3 sharing
+//! one port, as Fly machines share one on their private addresses.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use slip_proto::pb::GetChannelRequest;
+use tokio::net::UdpSocket;
+
+use crate::cluster::{CaDir, free_port};
+use crate::support::*;
+
+const NAME: &str = "control.slip.test";
+
+/// A DNS server answering NAME with whatever `records` holds.
+async fn dns_server(records: Arc<Mutex<Vec<IpAddr>>>) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let addresses = records.lock().clone();
+            if let Ok(reply) = slip_link::dns::answer(&buf[..n], &addresses) {
+                let _ = socket.send_to(&reply, from).await;
+            }
+        }
+    });
+    addr
+}
+
+/// A UDP port free on both 127.0.0.2 and 127.0.0.3.
+fn shared_port() -> u16 {
+    loop {
+        let socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.3", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+async fn channel(api: &str, channel: &str) -> Option<slip_proto::pb::ChannelInfo> {
+    let mut grpc = grpc_to(api).await;
+    grpc.get_channel(GetChannelRequest { channel: channel.into() }).await.ok().map(|r| r.into_inner())
+}
+
+/// Waits until `check` holds for the channel as seen through `api`.
+async fn eventually(api: &str, name: &str, what: &str, check: impl Fn(&slip_proto::pb::ChannelInfo) -> bool) {
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        let info = channel(api, name).await;
+        if info.as_ref().is_some_and(&check) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never {what}; last seen {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn control_nodes_come_and_go_through_dns() {
+    let records = Arc::new(Mutex::new(vec!["127.0.0.2".parse::<IpAddr>().unwrap()]));
+    let dns = dns_server(records.clone()).await;
+    let backend = Backend::start(accept_all_into_path_channel).await;
+    let ca = CaDir::new();
+    let (cert, key) = (ca.cert(), ca.key());
+    let port = shared_port();
+    let peers = format!("dns:{NAME}:{port}");
+    let apis = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
+    let common =
+        ["--cluster-ca", &cert, "--cluster-ca-key", &key, "--jwt-secret", SECRET, "--metrics-listen", "127.0.0.1:0"];
+    let discovery = ["--peers", &peers, "--dns-server", &dns, "--dns-refresh-secs", "1"];
+
+    let link0 = format!("127.0.0.2:{port}");
+    let c0_args = ["control", "--node-id", "control-0", "--control-listen", &apis[0], "--link-listen", &link0];
+    let _c0 = spawn_slip(&[&c0_args[..], &common, &discovery].concat(), &["Link:"]).await;
+    // control-1 is told of nobody: only DNS can bring it in.
+    let link1 = format!("127.0.0.3:{port}");
+    let c1_args = ["control", "--node-id", "control-1", "--control-listen", &apis[1], "--link-listen", &link1];
+    let (mut c1, _) = spawn_slip(&[&c1_args[..], &common].concat(), &["Link:"]).await;
+    let edge_args = ["edge", "--node-id", "edge-0", "--listen", "127.0.0.1:0", "--target-url", &backend.url];
+    let (_edge, lines) = spawn_slip(&[&edge_args[..], &common, &discovery].concat(), &["WebSocket:"]).await;
+    let ws = lines[0].trim_end_matches('/').to_owned();
+
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        clients.push(Client::connect_url(&format!("{ws}/ch-{i}")).await);
+    }
+    let api0 = format!("http://{}", apis[0]);
+    let api1 = format!("http://{}", apis[1]);
+    // Only control-0 is in DNS: it owns everything.
+    for i in 0..20 {
+        eventually(&api0, &format!("ch-{i}"), "belonged to control-0", |c| c.owner == "control-0" && c.edges == 1)
+            .await;
+    }
+
+    // control-1 appears in DNS: the ring grows, and its channels' interest reaches it.
+    records.lock().push("127.0.0.3".parse().unwrap());
+    let deadline = Instant::now() + PATIENCE * 2;
+    'grown: loop {
+        for i in 0..20 {
+            if channel(&api0, &format!("ch-{i}")).await.is_some_and(|c| c.owner == "control-1") {
+                break 'grown;
+            }
+        }
+        assert!(Instant::now() < deadline, "control-0 never took control-1 into the ring");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut moved = Vec::new();
+    for i in 0..20 {
+        let name = format!("ch-{i}");
+        eventually(&api0, &name, "settled with its interest at its owner", |c| c.edges == 1).await;
+        if channel(&api0, &name).await.is_some_and(|c| c.owner == "control-1") {
+            moved.push(name);
+        }
+    }
+    assert!(!moved.is_empty(), "no channel moved to control-1 once it was in DNS");
+    for name in &moved {
+        eventually(&api1, name, "reached control-1 with its interest", |c| c.owner == "control-1" && c.edges == 1)
+            .await;
+    }
+
+    // control-1 leaves DNS and dies: its channels come home to control-0.
+    records.lock().pop();
+    c1.kill().await.unwrap();
+    for name in &moved {
+        eventually(&api0, name, "came back to control-0", |c| c.owner == "control-0" && c.edges == 1).await;
+    }
+}
+
+/// Accepts each client and subscribes it to the channel its path names.
+fn accept_all_into_path_channel(request: &slip_proto::callback::CallbackRequest) -> Reply {
+    let mut reply = accept_all(request);
+    if let Some(slip_proto::callback::Event::Open { connection_id }) = request.events.first() {
+        let channel = request.metadata["path"].as_str().unwrap_or("/x").trim_start_matches('/').to_owned();
+        reply.body["events"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "SUBSCRIBE", "connectionId": connection_id, "channel": channel}));
+    }
+    reply
+}
