@@ -10,6 +10,7 @@ mod chat;
 mod cluster;
 mod control_grpc;
 mod control_http;
+mod deploy;
 mod discovery;
 mod drain;
 mod examples;
