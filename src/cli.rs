@@ -177,6 +177,15 @@ pub struct EdgeTuning {
     #[arg(long, env = "SLIP_MAX_SUBSCRIPTIONS", default_value_t = slip_edge::hub::DEFAULT_MAX_SUBSCRIPTIONS)]
     pub max_subscriptions: usize,
 
+    /// Sustained messages per second one client may send (0: no limit); past it, and past the burst,
+    /// the connection closes with 1008.
+    #[arg(long, env = "SLIP_MESSAGE_RATE", default_value_t = slip_edge::ratelimit::DEFAULT_RATE)]
+    pub message_rate: f64,
+
+    /// Messages one client may send at once before the rate applies.
+    #[arg(long, env = "SLIP_MESSAGE_BURST", default_value_t = slip_edge::ratelimit::DEFAULT_BURST)]
+    pub message_burst: f64,
+
     /// Connections this edge holds at most; more get 503 on upgrade.
     #[arg(long, env = "SLIP_MAX_CONNECTIONS", default_value_t = slip_edge::admission::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -207,5 +216,7 @@ impl EdgeTuning {
         config.max_subscriptions = self.max_subscriptions;
         config.max_pending_events = self.max_pending_events.max(1);
         config.max_connections = self.max_connections;
+        config.message_rate = self.message_rate;
+        config.message_burst = self.message_burst;
     }
 }

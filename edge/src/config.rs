@@ -37,6 +37,10 @@ pub struct EdgeConfig {
     pub outbox: OutboxLimits,
     pub max_subscriptions: usize,
     pub max_pending_events: usize,
+    /// Sustained messages per second one client may send (0: no limit);
+    /// beyond it, after `message_burst`, the connection closes with 1008.
+    pub message_rate: f64,
+    pub message_burst: f64,
     /// Connections this edge holds at most (more get 503 on upgrade).
     pub max_connections: usize,
     /// An HTML page served at `GET /` to plain (non-WebSocket) requests: the
@@ -61,6 +65,8 @@ impl EdgeConfig {
             max_pending_events: DEFAULT_MAX_PENDING_EVENTS,
             landing_page: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            message_rate: crate::ratelimit::DEFAULT_RATE,
+            message_burst: crate::ratelimit::DEFAULT_BURST,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::callback::CallbackError;
 use crate::frame::{self, Decoder, Message};
 use crate::node::Edge;
 use crate::outbox::{CloseOrder, Outbox};
+use crate::ratelimit::RateLimit;
 
 /// Bytes read per read syscall (more when a large frame is known to be coming).
 const READ_CHUNK: usize = 4096;
@@ -31,6 +32,8 @@ const READ_CHUNK: usize = 4096;
 const MAX_WRITE_BATCH: usize = 256;
 /// Time the client has to answer our close frame before the socket is dropped.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Close code for a client over its message rate.
+const POLICY_VIOLATION: u16 = 1008;
 /// Close code for binary frames sent to a target that did not opt in.
 const UNSUPPORTED_DATA: u16 = 1003;
 /// Close code when the backend keeps failing after the retries.
@@ -108,6 +111,7 @@ struct Reader<'a> {
     batcher: Batcher,
     in_flight: Option<InFlight>,
     failed: bool,
+    rate: RateLimit,
     /// Metadata as it was when the connection left the hub.
     last_metadata: Option<Arc<str>>,
 }
@@ -123,6 +127,7 @@ impl<'a> Reader<'a> {
             batcher: Batcher::new(edge.config.max_pending_events),
             in_flight: None,
             failed: false,
+            rate: RateLimit::new(edge.config.message_rate, edge.config.message_burst, std::time::Instant::now()),
             last_metadata: None,
         }
     }
@@ -186,6 +191,11 @@ impl<'a> Reader<'a> {
             let connection_id = self.id.to_owned();
             if matches!(message, Message::Text(_) | Message::Binary(_)) {
                 slip_metrics::metrics().frames_in.inc();
+                if !self.rate.allow(std::time::Instant::now()) {
+                    let reason = "message rate limit exceeded";
+                    self.outbox.close(POLICY_VIOLATION, reason);
+                    return Some(Ending { code: POLICY_VIOLATION, reason: reason.into() });
+                }
             }
             let event = match message {
                 Message::Text(data) => Event::Text { connection_id, data },

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod node;
 pub mod open;
 pub mod outbox;
+pub mod ratelimit;
 pub mod server;
 
 pub use config::EdgeConfig;

@@ -105,3 +105,27 @@ async fn slow_consumer_is_closed_with_1013_and_others_keep_receiving() {
     assert_eq!(slow.close_code().await, 1013);
     bystander_still_hears(&gateway, &mut fast, "after").await;
 }
+
+#[tokio::test]
+async fn a_client_over_its_message_rate_closes_with_1008() {
+    let backend = Backend::start(everyone_in_all).await;
+    let gateway = Gateway::start_with(&backend.url, &["--message-rate", "5", "--message-burst", "10"]).await;
+    let mut bystander = Client::connect(&gateway).await;
+    let mut flooder = Client::connect(&gateway).await;
+    for i in 0..50 {
+        // The socket may already be closing under us: later sends can fail.
+        if flooder.ws.send(Message::text(i.to_string())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(flooder.close_code().await, 1008);
+    bystander_still_hears(&gateway, &mut bystander, "still here").await;
+    // Only the burst reached the backend.
+    let texts = backend
+        .seen()
+        .iter()
+        .flat_map(|r| r.events.iter())
+        .filter(|e| matches!(e, slip_proto::callback::Event::Text { .. }))
+        .count();
+    assert!(texts <= 11, "{texts} messages got through a burst of 10");
+}
