@@ -22,6 +22,46 @@ pub enum Command {
     Control(ControlArgs),
     /// Writes a new cluster CA (ca.pem, ca-key.pem) for SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY.
     GenCa(GenCaArgs),
+    /// Operate a running cluster through any control node.
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// A control node's API.
+    #[arg(long = "control", env = "SLIP_CONTROL_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    pub control: String,
+
+    /// The cluster's shared secret.
+    #[arg(long, env = "SLIP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminCommand {
+    /// Every node the control node knows: role, region, ring share, connections, link RTT.
+    Nodes,
+    /// Totals: control nodes, edges, connections.
+    Stats,
+    /// One channel: owner, interested edges, subscribers, last offset.
+    Channel { name: String },
+    /// One connection: edge, region, channels, metadata.
+    Connection { id: String },
+    /// Publish text to a channel.
+    Publish { channel: String, text: String },
+    /// Send text to one connection.
+    Send { id: String, text: String },
+    /// Close one connection (1000).
+    Close { id: String },
+    /// Drain an edge as SIGTERM would, then it exits.
+    Drain { node: String },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -159,6 +159,9 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
         _ = crate::shutdown_signal() => {
             slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
         }
+        _ = edge.drain_requested.notified() => {
+            slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
+        }
     }
     links.close();
     Ok(())
@@ -168,6 +171,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     let node = node(&args.cluster).await?;
     let identity = node.ca.issue(&node.id)?;
     let plane = ControlPlane::new(node.id.clone());
+    plane.set_region(&node.region);
     let links = QuicNode::bind(
         args.link_listen,
         true,

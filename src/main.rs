@@ -1,5 +1,6 @@
 //! `slip`: the one binary. Parses configuration and starts the libraries.
 
+mod admin;
 mod cli;
 mod cluster;
 mod demo;
@@ -30,6 +31,7 @@ fn main() -> anyhow::Result<()> {
             Command::Edge(args) => cluster::edge(args).await,
             Command::Control(args) => cluster::control(args).await,
             Command::GenCa(args) => cluster::gen_ca(args),
+            Command::Admin(args) => admin::run(args).await,
         }
     })
 }

@@ -50,12 +50,18 @@ impl tonic::service::Interceptor for Authenticator {
     }
 }
 
+impl Authenticator {
+    pub fn new(secret: Arc<[u8]>) -> Self {
+        Self { secret }
+    }
+}
+
 /// The gRPC service behind the JWT check.
 pub fn service(
     plane: Arc<ControlPlane>,
-    secret: Arc<[u8]>,
+    auth: Authenticator,
 ) -> InterceptedService<ControlServer<ControlService>, Authenticator> {
-    ControlServer::with_interceptor(ControlService { plane }, Authenticator { secret })
+    ControlServer::with_interceptor(ControlService { plane }, auth)
 }
 
 fn publish_body(message: Option<publish_request::Message>) -> Result<channel_event::Body, Status> {

@@ -1,6 +1,7 @@
 //! The control plane: the gRPC and HTTP JSON control APIs, channel ownership
 //! on the ring, the channel-interest table and fan-out to edges.
 
+pub mod admin;
 pub mod auth;
 pub mod grpc;
 pub mod http_api;

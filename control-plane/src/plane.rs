@@ -15,13 +15,14 @@ use slip_proto::channel;
 use slip_proto::ids::{ConnectionId, NodeId};
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Deliver, Frame, Hello, Publish, Query, Reply, Role,
-    WaitForConnection, frame::Kind, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Deliver, Drain, EdgeStats, Frame, Hello, Publish, Query, Reply,
+    Role, WaitForConnection, frame::Kind, query, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::sync::oneshot;
 
 use crate::interest::InterestTable;
+pub use slip_proto::pb::NodeInfo;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,6 +66,10 @@ pub struct ControlPlane {
     /// with a live link, and this node: derived from `peers` each time, so
     /// links coming and going at once cannot leave the two disagreeing.
     controls: RwLock<HashSet<NodeId>>,
+    /// What each peer said of itself when it linked.
+    hellos: RwLock<HashMap<NodeId, Hello>>,
+    /// This node's region, for `slip admin nodes`.
+    region: RwLock<String>,
     ring: RwLock<Ring>,
     /// Counts ring changes, so a delayed prune knows whether the ring held still.
     ring_version: AtomicU64,
@@ -79,6 +84,8 @@ impl ControlPlane {
             ring: RwLock::new(Ring::new([node_id.clone()])),
             node_id,
             controls: RwLock::new(HashSet::new()),
+            hellos: RwLock::new(HashMap::new()),
+            region: RwLock::new(String::new()),
             ring_version: AtomicU64::new(0),
             peers: Peers::default(),
             interest: Mutex::new(InterestTable::default()),
@@ -96,7 +103,12 @@ impl ControlPlane {
     }
 
     /// A link is up. Another control node joins the ring.
+    pub fn set_region(&self, region: &str) {
+        *self.region.write() = region.to_owned();
+    }
+
     pub fn link_up(self: &Arc<Self>, hello: &Hello, link: Arc<dyn Link>) {
+        self.hellos.write().insert(link.peer().clone(), hello.clone());
         let is_control = hello.role == Role::Control as i32;
         if is_control {
             self.controls.write().insert(link.peer().clone());
@@ -289,6 +301,63 @@ impl ControlPlane {
         })
     }
 
+    /// This node, the control nodes and the edges it links to.
+    pub async fn nodes(&self) -> Vec<NodeInfo> {
+        let ring = self.ring.read().clone();
+        let mut nodes = vec![NodeInfo {
+            node_id: self.node_id.to_string(),
+            role: "control".into(),
+            region: self.region.read().clone(),
+            ring_share: ring.share(&self.node_id),
+            connections: 0,
+            linked: true,
+            rtt_ms: 0.0,
+        }];
+        let mut peers = self.peers.ids();
+        peers.sort();
+        for peer in peers {
+            let hello = self.hellos.read().get(&peer).cloned().unwrap_or_default();
+            let is_control = self.is_control(&peer);
+            let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            let connections = if is_control { 0 } else { self.edge_stats(&peer).await.map_or(0, |s| s.connections) };
+            nodes.push(NodeInfo {
+                node_id: peer.to_string(),
+                role: if is_control { "control" } else { "edge" }.into(),
+                region: hello.region,
+                ring_share: ring.share(&peer),
+                connections,
+                linked: true,
+                rtt_ms: rtt,
+            });
+        }
+        nodes
+    }
+
+    async fn edge_stats(&self, edge: &NodeId) -> Result<EdgeStats, ControlError> {
+        let (qid, answer) = self.expect_reply()?;
+        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Stats(true)) })) };
+        match self.ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT).await? {
+            reply::Kind::Stats(stats) => Ok(stats),
+            _ => Err(ControlError::Unavailable(format!("edge {edge} gave no stats"))),
+        }
+    }
+
+    /// Asks an edge to drain and exit; returns how many connections it had.
+    pub async fn drain_edge(&self, edge: &str) -> Result<u64, ControlError> {
+        let id = NodeId::parse(edge).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if self.is_control(&id) || id == self.node_id {
+            return Err(ControlError::Invalid(format!("{edge} is a control node; only edges drain")));
+        }
+        if !self.peers.contains(&id) {
+            return Err(ControlError::NotFound(format!("no edge {edge} is linked to this control node")));
+        }
+        let connections = self.edge_stats(&id).await.map_or(0, |s| s.connections);
+        self.peers
+            .send(edge, Frame { kind: Some(Kind::Drain(Drain {})) })
+            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        Ok(connections)
+    }
+
     fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {
         let mut pending = self.pending.lock();
         if pending.len() >= MAX_PENDING_QUERIES {
@@ -378,7 +447,7 @@ impl FrameHandler for ControlFrames {
                     let _ = waiter.send(kind);
                 }
             }
-            Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_)) | None => {
+            Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }
         }

@@ -8,9 +8,9 @@ use axum::routing::post;
 use slip_proto::limits::MAX_COMMAND_BODY_BYTES;
 use tokio::net::TcpListener;
 
-use crate::grpc;
 use crate::http_api::{self, HttpApi};
 use crate::plane::ControlPlane;
+use crate::{admin, grpc};
 
 pub fn router(plane: Arc<ControlPlane>, secret: &[u8]) -> axum::Router {
     let secret: Arc<[u8]> = secret.into();
@@ -19,7 +19,11 @@ pub fn router(plane: Arc<ControlPlane>, secret: &[u8]) -> axum::Router {
         .fallback(post(http_api::handle))
         .layer(DefaultBodyLimit::max(MAX_COMMAND_BODY_BYTES))
         .with_state(HttpApi { plane: plane.clone(), secret: secret.clone() });
-    tonic::service::Routes::new(grpc::service(plane, secret)).into_axum_router().fallback_service(http)
+    let auth = grpc::Authenticator::new(secret);
+    tonic::service::Routes::new(grpc::service(plane.clone(), auth.clone()))
+        .add_service(admin::service(plane, auth))
+        .into_axum_router()
+        .fallback_service(http)
 }
 
 /// Serves both APIs until the listener fails.

@@ -13,8 +13,8 @@ use slip_proto::command::Command;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Deliver, Frame, Hello, Interest, Publish, Query, Reply, Role,
-    channel_event, connection_command::Op, frame::Kind, message, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, Interest, Publish, Query,
+    Reply, Role, channel_event, connection_command::Op, frame::Kind, message, query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
@@ -34,6 +34,8 @@ pub struct Edge {
     pub hub: Hub,
     pub callbacks: CallbackClient,
     pub admission: Arc<Admission>,
+    /// Signalled when a control node asks this edge to drain (`slip admin drain`).
+    pub drain_requested: tokio::sync::Notify,
     /// Links to control nodes.
     control: Peers,
     /// Owners of channels among the control nodes.
@@ -47,6 +49,7 @@ impl Edge {
             hub: Hub::new(config.max_subscriptions),
             callbacks,
             admission: Admission::new(config.max_connections),
+            drain_requested: tokio::sync::Notify::new(),
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
             config,
@@ -246,6 +249,10 @@ impl Edge {
                 let subscribers = self.hub.subscribers(&channel) as u64;
                 reply::Kind::Channel(ChannelState { channel, subscribers, ..Default::default() })
             }
+            Some(query::Kind::Stats(_)) => reply::Kind::Stats(EdgeStats {
+                connections: self.hub.connections() as u64,
+                channels: self.hub.channels().len() as u64,
+            }),
             Some(query::Kind::Wait(wait)) => {
                 // Waiting must not hold up the link's other frames.
                 let edge = self.clone();
@@ -285,6 +292,10 @@ impl FrameHandler for EdgeFrames {
                 }
             }
             Some(Kind::Query(query)) => edge.answer(from, query),
+            Some(Kind::Drain(_)) => {
+                tracing::info!(from = %from, "drain requested by a control node");
+                edge.drain_requested.notify_one();
+            }
             Some(Kind::Hello(_) | Kind::Reply(_) | Kind::Interest(_) | Kind::Publish(_) | Kind::Members(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");
             }

@@ -59,7 +59,9 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Publish(p) => &p.channel,
         Kind::Deliver(d) => &d.channel,
         Kind::Interest(i) => &i.channel,
-        Kind::Hello(_) | Kind::Command(_) | Kind::Query(_) | Kind::Reply(_) | Kind::Members(_) => return None,
+        Kind::Hello(_) | Kind::Command(_) | Kind::Query(_) | Kind::Reply(_) | Kind::Members(_) | Kind::Drain(_) => {
+            return None;
+        }
     };
     // FNV-1a: only this sender needs to agree with itself.
     let hash = channel.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));

@@ -38,6 +38,11 @@ pub trait Link: Send + Sync {
     fn peer(&self) -> &NodeId;
     /// Queues a frame for the peer without waiting.
     fn send(&self, frame: Frame) -> Result<(), LinkError>;
+
+    /// The link's current round-trip time, where the transport measures one.
+    fn rtt(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Whether two handles are the same link (not merely links to the same peer).

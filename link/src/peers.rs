@@ -45,6 +45,11 @@ impl Peers {
         self.links.write().remove(peer).is_some()
     }
 
+    /// The link frames to `peer` go on.
+    pub fn get(&self, peer: &NodeId) -> Option<Arc<dyn Link>> {
+        self.links.read().get(peer).and_then(|l| l.last()).cloned()
+    }
+
     pub fn contains(&self, peer: &NodeId) -> bool {
         self.links.read().contains_key(peer)
     }

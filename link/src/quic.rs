@@ -39,6 +39,7 @@ const CLOSE_BAD_FRAME: u32 = 2;
 
 pub struct QuicLink {
     peer: NodeId,
+    connection: quinn::Connection,
     control: mpsc::Sender<Frame>,
     lanes: Vec<mpsc::Sender<Frame>>,
 }
@@ -57,6 +58,10 @@ impl Link for QuicLink {
             mpsc::error::TrySendError::Full(_) => LinkError::Full(self.peer.to_string()),
             mpsc::error::TrySendError::Closed(_) => LinkError::Down(self.peer.to_string()),
         })
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        Some(self.connection.rtt())
     }
 }
 
@@ -228,7 +233,8 @@ impl QuicNode {
             tokio::spawn(write_loop(stream, frames));
             lanes.push(queue);
         }
-        let link: Arc<dyn Link> = Arc::new(QuicLink { peer: peer.clone(), control: control_queue, lanes });
+        let link: Arc<dyn Link> =
+            Arc::new(QuicLink { peer: peer.clone(), connection: connection.clone(), control: control_queue, lanes });
         tracing::info!(peer = %peer, role = their_hello.role, addr = %connection.remote_address(), "link up");
         self.handler.on_link_up(&their_hello, link.clone());
         let metrics = slip_metrics::metrics();

@@ -43,6 +43,23 @@ impl Ring {
         &self.members
     }
 
+    /// The share of the ring `member` owns, 0..1.
+    pub fn share(&self, member: &NodeId) -> f64 {
+        let Some(index) = self.members.iter().position(|m| m == member) else { return 0.0 };
+        if self.points.is_empty() {
+            return 0.0;
+        }
+        let mut owned = 0u128;
+        for (i, (point, owner)) in self.points.iter().enumerate() {
+            // A point owns the arc from the previous point (exclusive) to itself.
+            let previous = if i == 0 { self.points[self.points.len() - 1].0 } else { self.points[i - 1].0 };
+            if *owner == index {
+                owned += u128::from(point.wrapping_sub(previous));
+            }
+        }
+        if self.points.len() == 1 { 1.0 } else { owned as f64 / 2f64.powi(64) }
+    }
+
     /// The owner of `channel`, or `None` for an empty ring.
     pub fn owner(&self, channel: &str) -> Option<&NodeId> {
         if self.points.is_empty() {
@@ -61,6 +78,15 @@ mod tests {
 
     fn nodes(n: usize) -> Vec<NodeId> {
         (0..n).map(|i| NodeId::parse(&format!("control-{i}")).unwrap()).collect()
+    }
+
+    #[test]
+    fn shares_add_up_to_one() {
+        let ring = Ring::new(nodes(3));
+        let total: f64 = nodes(3).iter().map(|n| ring.share(n)).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        assert!(nodes(3).iter().all(|n| (0.2..0.5).contains(&ring.share(n))));
+        assert_eq!(ring.share(&NodeId::parse("stranger").unwrap()), 0.0);
     }
 
     #[test]

@@ -440,3 +440,78 @@ async fn an_edge_told_of_one_control_node_finds_the_others() {
         assert_eq!(client.text().await, "found you");
     }
 }
+
+/// Runs `slip admin` against a control node; returns (success, stdout, stderr).
+async fn admin(api: &str, secret: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+        .args(["admin", "--control", api, "--jwt-secret", secret])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn admin_json(api: &str, args: &[&str]) -> serde_json::Value {
+    let (ok, out, err) = admin(api, SECRET, &[&["--json"], args].concat()).await;
+    assert!(ok, "slip admin {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"))
+}
+
+#[tokio::test]
+async fn the_admin_cli_against_a_live_cluster() {
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 2, 2).await;
+    let mut a = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    let mut b = Client::connect_url(&format!("{}/room", cluster.edges[1].ws)).await;
+    cluster.wait_for_edges(0, "room", 2).await;
+    let api = cluster.controls[0].api();
+
+    let nodes = admin_json(&api, &["nodes"]).await;
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
+    let role = |r: &str| nodes.iter().filter(|n| n["role"] == r).count();
+    assert_eq!((role("control"), role("edge")), (2, 2));
+    assert!(nodes.iter().filter(|n| n["role"] == "edge").all(|n| n["connections"] == 1));
+    let share: f64 = nodes.iter().map(|n| n["ring_share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 0.01, "ring shares add up to {share}");
+
+    assert_eq!(
+        admin_json(&api, &["stats"]).await,
+        serde_json::json!({"connections": 2, "control_nodes": 2, "edges": 2})
+    );
+    let room = admin_json(&api, &["channel", "room"]).await;
+    assert_eq!((room["edges"].as_u64(), room["subscribers"].as_u64()), (Some(2), Some(2)));
+
+    let b_id = opened_on(&backend, "edge-1").await;
+    let connection = admin_json(&api, &["connection", &b_id]).await;
+    assert_eq!(connection["edge"], "edge-1");
+    assert_eq!(connection["channels"], serde_json::json!(["room"]));
+
+    admin_json(&api, &["publish", "room", "from the admin"]).await;
+    assert_eq!(a.text().await, "from the admin");
+    assert_eq!(b.text().await, "from the admin");
+    let (ok, table, _) = admin(&api, SECRET, &["send", &b_id, "just b"]).await;
+    assert!(ok && table.contains("sent"), "{table}");
+    assert_eq!(b.text().await, "just b");
+    let (ok, table, _) = admin(&api, SECRET, &["nodes"]).await;
+    assert!(ok && table.starts_with("NODE") && table.contains("edge-1"), "{table}");
+
+    // Errors say what to do.
+    let (ok, _, err) = admin(&api, "wrong secret", &["nodes"]).await;
+    assert!(!ok && err.contains("SLIP_JWT_SECRET"), "{err}");
+    let (ok, _, err) = admin("http://127.0.0.1:9", SECRET, &["nodes"]).await;
+    assert!(!ok && err.contains("SLIP_CONTROL_URL"), "{err}");
+
+    // Drain edge-1 remotely: its client gets 1012 and the process exits.
+    let drained = admin_json(&api, &["drain", "edge-1"]).await;
+    assert_eq!(drained["connections"], 1);
+    assert_eq!(b.close_code().await, 1012);
+    let edge = cluster.edges[1].child.as_mut().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), edge.wait()).await.expect("edge-1 exited").unwrap();
+    assert!(status.success());
+}

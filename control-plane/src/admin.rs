@@ -1,0 +1,35 @@
+//! gRPC `slip.v1.Admin`, for `slip admin`: thin translations onto [`ControlPlane`].
+
+use std::sync::Arc;
+
+use slip_proto::pb::admin_server::{Admin, AdminServer};
+use slip_proto::pb::{DrainReply, DrainRequest, NodesReply, NodesRequest};
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::Authenticator;
+use crate::plane::ControlPlane;
+
+pub struct AdminService {
+    plane: Arc<ControlPlane>,
+}
+
+/// The Admin service behind the same JWT check as Control.
+pub fn service(
+    plane: Arc<ControlPlane>,
+    auth: Authenticator,
+) -> InterceptedService<AdminServer<AdminService>, Authenticator> {
+    AdminServer::with_interceptor(AdminService { plane }, auth)
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn nodes(&self, _request: Request<NodesRequest>) -> Result<Response<NodesReply>, Status> {
+        Ok(Response::new(NodesReply { nodes: self.plane.nodes().await }))
+    }
+
+    async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<DrainReply>, Status> {
+        let connections = self.plane.drain_edge(&request.into_inner().node_id).await?;
+        Ok(Response::new(DrainReply { connections }))
+    }
+}
