@@ -74,20 +74,19 @@ async fn over_http(body: Bytes) -> ([(HeaderName, &'static str); 2], Vec<u8>) {
     (headers, reply)
 }
 
-async fn listen() -> anyhow::Result<(String, String)> {
+/// Serves `app` on a fresh loopback port, with Nagle off (small replies).
+async fn serve(app: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(axum::routing::post(slip));
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let over = listener.local_addr()?;
-    let app = axum::Router::new().fallback(axum::routing::post(over_http));
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((format!("http://{addr}/"), over.to_string()))
+    Ok(addr)
+}
+
+async fn listen() -> anyhow::Result<(String, String)> {
+    let slip_addr = serve(axum::Router::new().fallback(axum::routing::post(slip))).await?;
+    let over_http_addr = serve(axum::Router::new().fallback(axum::routing::post(over_http))).await?;
+    Ok((format!("http://{slip_addr}/"), over_http_addr.to_string()))
 }
