@@ -75,7 +75,7 @@ async fn over_http(body: Bytes) -> ([(HeaderName, &'static str); 2], Vec<u8>) {
 }
 
 /// Serves `app` on a fresh loopback port, with Nagle off (small replies).
-async fn serve(app: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
+async fn serve_on_loopback(app: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let listener = listener.tap_io(|tcp| {
@@ -86,7 +86,7 @@ async fn serve(app: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
 }
 
 async fn listen() -> anyhow::Result<(String, String)> {
-    let slip_addr = serve(axum::Router::new().fallback(axum::routing::post(slip))).await?;
-    let over_http_addr = serve(axum::Router::new().fallback(axum::routing::post(over_http))).await?;
+    let slip_addr = serve_on_loopback(axum::Router::new().fallback(axum::routing::post(slip))).await?;
+    let over_http_addr = serve_on_loopback(axum::Router::new().fallback(axum::routing::post(over_http))).await?;
     Ok((format!("http://{slip_addr}/"), over_http_addr.to_string()))
 }
