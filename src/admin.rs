@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use slip_proto::pb::admin_client::AdminClient;
 use slip_proto::pb::control_client::ControlClient;
 use slip_proto::pb::{
-    CloseRequest, DrainRequest, GetChannelRequest, GetConnectionRequest, NodesRequest, PublishRequest, SendRequest,
-    publish_request, send_request,
+    ChannelsRequest, CloseRequest, DrainRequest, GetChannelRequest, GetConnectionRequest, NodesRequest, PublishRequest,
+    SendRequest, publish_request, send_request,
 };
 use slip_sockets::Signer;
 use tonic::service::interceptor::InterceptedService;
@@ -35,6 +35,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let output = match args.command {
         AdminCommand::Nodes => nodes(&mut admin).await?,
         AdminCommand::Stats => stats(&mut admin).await?,
+        AdminCommand::Channels { limit } => {
+            let channels = admin.channels(ChannelsRequest { limit }).await.map_err(explain)?.into_inner().channels;
+            let rows = channels
+                .into_iter()
+                .map(
+                    |c| json!({"channel": c.channel, "subscribers": c.subscribers, "edges": c.edges, "owner": c.owner}),
+                )
+                .collect();
+            Output::Table(CHANNEL_COLUMNS, rows)
+        }
         AdminCommand::Channel { name } => {
             let info = control.get_channel(GetChannelRequest { channel: name }).await.map_err(explain)?.into_inner();
             Output::record(json!({
@@ -74,6 +84,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+const CHANNEL_COLUMNS: &[&str] = &["channel", "subscribers", "edges", "owner"];
 const NODE_COLUMNS: &[&str] = &["node", "role", "region", "ring_share", "connections", "linked", "rtt_ms"];
 
 async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {

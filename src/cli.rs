@@ -50,6 +50,11 @@ pub enum AdminCommand {
     Nodes,
     /// Totals: control nodes, edges, connections.
     Stats,
+    /// The channels with the most subscribers, most first.
+    Channels {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// One channel: owner, interested edges, subscribers, last offset.
     Channel { name: String },
     /// One connection: edge, region, channels, metadata.

@@ -342,6 +342,40 @@ impl ControlPlane {
         }
     }
 
+    /// The channels with the most subscribers across every edge this node links to.
+    pub async fn top_channels(&self, limit: usize) -> Vec<ChannelSummary> {
+        let mut merged: HashMap<String, (u64, u32)> = HashMap::new();
+        for edge in self.peers.ids().into_iter().filter(|p| !self.is_control(p)) {
+            let Ok((qid, answer)) = self.expect_reply() else { break };
+            let query = Query { id: qid, kind: Some(query::Kind::ChannelCounts(limit as u32)) };
+            let frame = Frame { kind: Some(Kind::Query(query)) };
+            if let Ok(reply::Kind::ChannelCounts(counts)) =
+                self.ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT).await
+            {
+                for state in counts.channels {
+                    let entry = merged.entry(state.channel).or_default();
+                    entry.0 += state.subscribers;
+                    entry.1 += 1;
+                }
+            }
+        }
+        let ring = self.ring.read().clone();
+        let table = self.interest.lock();
+        let mut top: Vec<ChannelSummary> = merged
+            .into_iter()
+            .map(|(channel, (subscribers, edges))| ChannelSummary {
+                owner: ring.owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
+                last_offset: table.last_offset(&channel),
+                channel,
+                subscribers,
+                edges,
+            })
+            .collect();
+        top.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then_with(|| a.channel.cmp(&b.channel)));
+        top.truncate(limit);
+        top
+    }
+
     /// Asks an edge to drain and exit; returns how many connections it had.
     pub async fn drain_edge(&self, edge: &str) -> Result<u64, ControlError> {
         let id = NodeId::parse(edge).map_err(|e| ControlError::Invalid(e.to_string()))?;

@@ -220,6 +220,15 @@ impl Hub {
         self.state.read().connections.keys().map(|c| c.to_string()).collect()
     }
 
+    /// The `limit` channels with the most local subscribers, most first.
+    pub fn channel_counts(&self, limit: usize) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> =
+            self.state.read().channels.iter().map(|(c, subscribers)| (c.to_string(), subscribers.len())).collect();
+        counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts.truncate(limit);
+        counts
+    }
+
     /// Channels with at least one local subscriber.
     pub fn channels(&self) -> Vec<String> {
         self.state.read().channels.keys().map(|c| c.to_string()).collect()

@@ -13,8 +13,8 @@ use slip_proto::command::Command;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, Interest, Publish, Query,
-    Reply, Role, channel_event, connection_command::Op, frame::Kind, message, query, reply,
+    ChannelCounts, ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, Interest,
+    Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message, query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
@@ -26,6 +26,8 @@ use crate::frame;
 use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
 
+/// Most channels one edge lists for `slip admin channels`.
+const MAX_CHANNEL_COUNTS: usize = 1000;
 /// Close code sent to subscribers of a closed channel.
 const CHANNEL_CLOSED_CODE: u16 = 1000;
 
@@ -248,6 +250,16 @@ impl Edge {
             Some(query::Kind::Channel(channel)) => {
                 let subscribers = self.hub.subscribers(&channel) as u64;
                 reply::Kind::Channel(ChannelState { channel, subscribers, ..Default::default() })
+            }
+            Some(query::Kind::ChannelCounts(limit)) => {
+                let limit = (limit as usize).min(MAX_CHANNEL_COUNTS);
+                let channels = self
+                    .hub
+                    .channel_counts(limit)
+                    .into_iter()
+                    .map(|(channel, n)| ChannelState { channel, subscribers: n as u64, ..Default::default() })
+                    .collect();
+                reply::Kind::ChannelCounts(ChannelCounts { channels })
             }
             Some(query::Kind::Stats(_)) => reply::Kind::Stats(EdgeStats {
                 connections: self.hub.connections() as u64,

@@ -484,6 +484,13 @@ async fn the_admin_cli_against_a_live_cluster() {
         admin_json(&api, &["stats"]).await,
         serde_json::json!({"connections": 2, "control_nodes": 2, "edges": 2})
     );
+    let mut c = Client::connect_url(&format!("{}/lobby", cluster.edges[0].ws)).await;
+    cluster.wait_for_edges(0, "lobby", 1).await;
+    let top = admin_json(&api, &["channels"]).await;
+    assert_eq!(top[0]["channel"], "room");
+    assert_eq!((top[0]["subscribers"].as_u64(), top[0]["edges"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(top[1]["channel"], "lobby");
+    c.send("pub:lobby:x").await;
     let room = admin_json(&api, &["channel", "room"]).await;
     assert_eq!((room["edges"].as_u64(), room["subscribers"].as_u64()), (Some(2), Some(2)));
 
