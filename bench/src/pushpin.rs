@@ -1,4 +1,4 @@
-//! Pushpin, the baseline, set up as the baseline notes say: a private config
+//! Pushpin, the baseline: a private config
 //! (no system services touched), the delivery throttle removed, the open-file
 //! limit raised, every process on loopback, run as the `pushpin` user.
 //! Install it with `apt-get install pushpin`.
