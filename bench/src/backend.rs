@@ -45,31 +45,68 @@ pub async fn start() -> anyhow::Result<Backend> {
     Ok(Backend { url: url.into(), over_http: over_http.into(), secret: "bench-secret".into(), _process: process })
 }
 
+/// SLIP v4: OPEN → accept and subscribe to "bench"; TEXT → the same text back to its sender.
 async fn slip(body: Bytes) -> String {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else { return String::new() };
-    let opening = request["events"].as_array().is_some_and(|events| events.iter().any(|e| e["type"] == "OPEN"));
-    if !opening {
-        return String::new();
-    }
     let id = &request["connectionId"];
-    json!({"events": [
-        {"type": "ACCEPT", "connectionId": id},
-        {"type": "SUBSCRIBE", "connectionId": id, "channel": "bench"},
-    ]})
-    .to_string()
+    let mut commands = Vec::new();
+    for event in request["events"].as_array().into_iter().flatten() {
+        match event["type"].as_str() {
+            Some("OPEN") => {
+                commands.push(json!({"type": "ACCEPT", "connectionId": id}));
+                commands.push(json!({"type": "SUBSCRIBE", "connectionId": id, "channel": "bench"}));
+            }
+            Some("TEXT") => commands.push(json!({"type": "TEXT", "connectionId": id, "data": event["data"]})),
+            _ => {}
+        }
+    }
+    json!({ "events": commands }).to_string()
 }
 
-/// WebSocket-over-HTTP: events are `NAME\r\n` or `NAME <hex length>\r\n<bytes>\r\n`.
+/// One WebSocket-over-HTTP event: `NAME\r\n` or `NAME <hex length>\r\n<bytes>\r\n`.
+fn event(out: &mut Vec<u8>, name: &str, content: Option<&[u8]>) {
+    match content {
+        None => out.extend_from_slice(format!("{name}\r\n").as_bytes()),
+        Some(bytes) => {
+            out.extend_from_slice(format!("{name} {:x}\r\n", bytes.len()).as_bytes());
+            out.extend_from_slice(bytes);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// The events of a WebSocket-over-HTTP body, as (name, content).
+fn events(mut body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&body[..end]).into_owned();
+        body = &body[end + 2..];
+        let (name, len) = match line.split_once(' ') {
+            Some((name, hex)) => (name.to_owned(), usize::from_str_radix(hex, 16).unwrap_or(0)),
+            None => (line, 0),
+        };
+        let content = body.get(..len).unwrap_or(body).to_vec();
+        body = body.get(len + 2..).unwrap_or(&[]);
+        out.push((name, content));
+    }
+    out
+}
+
+/// Pushpin's WebSocket-over-HTTP, the same behaviour: OPEN → accept and
+/// subscribe to "bench"; TEXT → the same text back (`m:` prefixed, as grip wants).
 async fn over_http(body: Bytes) -> ([(HeaderName, &'static str); 2], Vec<u8>) {
     let headers =
         [(CONTENT_TYPE, "application/websocket-events"), (HeaderName::from_static("sec-websocket-extensions"), "grip")];
     let mut reply = Vec::new();
-    if body.starts_with(b"OPEN\r\n") {
-        let subscribe = br#"c:{"type":"subscribe","channel":"bench"}"#;
-        reply.extend_from_slice(b"OPEN\r\n");
-        reply.extend_from_slice(format!("TEXT {:x}\r\n", subscribe.len()).as_bytes());
-        reply.extend_from_slice(subscribe);
-        reply.extend_from_slice(b"\r\n");
+    for (name, content) in events(&body) {
+        match name.as_str() {
+            "OPEN" => {
+                event(&mut reply, "OPEN", None);
+                event(&mut reply, "TEXT", Some(br#"c:{"type":"subscribe","channel":"bench"}"#));
+            }
+            "TEXT" => event(&mut reply, "TEXT", Some(&[b"m:", &content[..]].concat())),
+            _ => {}
+        }
     }
     (headers, reply)
 }

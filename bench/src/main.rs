@@ -7,6 +7,7 @@
 //!   window of messages ahead of the slowest-to-be-checked subscriber).
 
 mod backend;
+mod floor;
 mod gateway;
 mod pushpin;
 mod stats;
@@ -35,6 +36,9 @@ struct Cli {
     /// Measure Pushpin (installed with apt-get install pushpin) instead.
     #[arg(long)]
     pushpin: bool,
+    /// Measure the floor (a bare fastwebsockets broadcast server) instead.
+    #[arg(long)]
+    floor: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -57,6 +61,17 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         messages: usize,
     },
+    /// N clients each send messages one at a time; the backend echoes each in
+    /// its callback reply: round-trip latency and messages per second.
+    Inbound {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+    },
+    /// (internal) Serve the bare broadcast server in this process.
+    #[command(hide = true)]
+    Floor,
     /// (internal) Serve the minimal backend in this process.
     #[command(hide = true)]
     Backend,
@@ -81,14 +96,17 @@ const CONNECT_CONCURRENCY: usize = 64;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Scenario::Backend = cli.scenario {
-        return backend::serve().await;
+    match cli.scenario {
+        Scenario::Backend => return backend::serve().await,
+        Scenario::Floor => return floor::serve().await,
+        _ => {}
     }
     let backend = backend::start().await?;
     if let Scenario::Compare { idle, fanout, messages } = cli.scenario {
         return compare(&cli.slip, &backend, &idle, &fanout, messages).await;
     }
-    let target = start(&cli.slip, &backend, cli.cluster, cli.pushpin).await?;
+    let target =
+        if cli.floor { Target::floor().await? } else { start(&cli.slip, &backend, cli.cluster, cli.pushpin).await? };
     match cli.scenario {
         Scenario::Idle { connections } => {
             let r = idle(&target, connections).await?;
@@ -109,7 +127,16 @@ async fn main() -> anyhow::Result<()> {
             println!("  delivered {} of {} in {:.2} s: {:.0} deliveries/s", r.delivered, r.expected, r.secs, r.rate);
             println!("  publish→receive latency: {}", r.latency);
         }
-        Scenario::Compare { .. } | Scenario::Backend => unreachable!("handled above"),
+        Scenario::Inbound { clients, messages } => {
+            let r = inbound(&target, clients, messages).await?;
+            println!(
+                "inbound ({}): {clients} clients × {messages} messages, each echoed by the backend",
+                target.name()
+            );
+            println!("  {} round trips in {:.2} s: {:.0} messages/s", r.round_trips, r.secs, r.rate);
+            println!("  client→backend→client latency: {}", r.latency);
+        }
+        Scenario::Compare { .. } | Scenario::Backend | Scenario::Floor => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -162,6 +189,21 @@ async fn compare(
             ours.connect_rate / theirs.connect_rate
         );
     }
+    for &n in sizes.iter().take(1) {
+        settle().await;
+        let ours = inbound(&start(slip, &backend::start().await?, None, false).await?, n, messages).await?;
+        settle().await;
+        let theirs = inbound(&start(slip, &backend::start().await?, None, true).await?, n, messages).await?;
+        println!("| inbound echoes/s | {n} | {:.0} | {:.0} | {:.2} |", ours.rate, theirs.rate, ours.rate / theirs.rate);
+        println!("| inbound round trip p50 / p99 | {n} | {} | {} | |", ours.latency_short, theirs.latency_short);
+        println!(
+            "| inbound round trips | {n} | {} of {} | {} of {} | |",
+            ours.round_trips,
+            n * messages,
+            theirs.round_trips,
+            n * messages
+        );
+    }
     for &n in fanouts {
         settle().await;
         let ours = fanout(&start(slip, &backend::start().await?, None, false).await?, n, messages, 32, 64).await?;
@@ -178,8 +220,74 @@ async fn compare(
             "| fan-out delivered | {n} | {} of {} | {} of {} | |",
             ours.delivered, ours.expected, theirs.delivered, theirs.expected
         );
+        settle().await;
+        let floor = fanout(&Target::floor().await?, n, messages, 32, 64).await?;
+        println!(
+            "| fan-out deliveries/s against the floor (bare fastwebsockets, in the Pushpin column) | {n} | {:.0} | {:.0} | {:.2} |",
+            ours.rate,
+            floor.rate,
+            ours.rate / floor.rate
+        );
     }
     Ok(())
+}
+
+struct InboundResult {
+    round_trips: usize,
+    secs: f64,
+    rate: f64,
+    latency: String,
+    latency_short: String,
+}
+
+/// Every client sends `messages` texts, each after the echo of the previous.
+async fn inbound(target: &Target, clients: usize, messages: usize) -> anyhow::Result<InboundResult> {
+    let connections = connect_many(&target.ws_urls(), clients).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for ws in connections {
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            let mut latencies = Vec::with_capacity(messages);
+            for i in 0..messages {
+                let sent = Instant::now();
+                let text = format!("echo {i}");
+                if sink.send(Message::text(text.clone())).await.is_err() {
+                    break;
+                }
+                // Wait for our echo; publishes to "bench" are not expected here.
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text => {
+                            latencies.push(sent.elapsed());
+                            break;
+                        }
+                        Ok(Some(Ok(Message::Ping(p)))) => {
+                            let _ = sink.send(Message::Pong(p)).await;
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        _ => return latencies,
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::with_capacity(clients * messages);
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let round_trips = latencies.len();
+    let latency = stats::summary(&mut latencies);
+    Ok(InboundResult {
+        round_trips,
+        secs,
+        rate: round_trips as f64 / secs,
+        latency,
+        latency_short: stats::p50_p99(&latencies),
+    })
 }
 
 struct IdleResult {

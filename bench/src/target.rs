@@ -10,6 +10,27 @@ use crate::pushpin::{PUBLISH_URL, Pushpin};
 pub enum Target {
     Slip(Gateway),
     Pushpin(Pushpin),
+    /// The bare broadcast server: its process, client URL and publish URL.
+    Floor(tokio::process::Child, String, String),
+}
+
+impl Target {
+    /// Starts the floor in its own process.
+    pub async fn floor() -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("floor")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = process.stdout.take().context("floor stdout")?;
+        let line = tokio::io::BufReader::new(stdout).lines().next_line().await?.unwrap_or_default();
+        let mut parts = line.split_whitespace();
+        let (Some(ws), Some(publish)) = (parts.next(), parts.next()) else {
+            anyhow::bail!("the floor printed {line:?}");
+        };
+        Ok(Target::Floor(process, ws.to_owned(), publish.to_owned()))
+    }
 }
 
 pub enum Publisher {
@@ -19,6 +40,8 @@ pub enum Publisher {
         >,
     ),
     Http(reqwest::Client),
+    /// POST the text itself to this URL (the floor).
+    Raw(reqwest::Client, String),
 }
 
 impl Target {
@@ -27,6 +50,7 @@ impl Target {
             Target::Slip(g) if g.ws.len() > 1 => format!("slip (1 control, {} edges)", g.ws.len()),
             Target::Slip(_) => "slip dev".into(),
             Target::Pushpin(_) => "Pushpin".into(),
+            Target::Floor(..) => "floor (bare fastwebsockets)".into(),
         }
     }
 
@@ -35,6 +59,7 @@ impl Target {
         match self {
             Target::Slip(g) => g.ws.clone(),
             Target::Pushpin(p) => vec![p.ws_url()],
+            Target::Floor(_, ws, _) => vec![ws.clone()],
         }
     }
 
@@ -43,6 +68,7 @@ impl Target {
         match self {
             Target::Slip(g) => g.rss_kib(),
             Target::Pushpin(p) => p.rss_kib(),
+            Target::Floor(process, ..) => crate::gateway::rss_of(process.id().context("the floor exited")?),
         }
     }
 
@@ -50,6 +76,7 @@ impl Target {
         Ok(match self {
             Target::Slip(g) => Publisher::Grpc(g.grpc().await?),
             Target::Pushpin(_) => Publisher::Http(reqwest::Client::new()),
+            Target::Floor(_, _, publish) => Publisher::Raw(reqwest::Client::new(), publish.clone()),
         })
     }
 }
@@ -68,6 +95,9 @@ impl Publisher {
                     serde_json::json!({"items": [{"channel": "bench", "formats": {"ws-message": {"content": text}}}]});
                 let response = http.post(PUBLISH_URL).json(&body).send().await.context("publishing to Pushpin")?;
                 anyhow::ensure!(response.status().is_success(), "Pushpin answered {}", response.status());
+            }
+            Publisher::Raw(http, url) => {
+                http.post(url.as_str()).body(text).send().await.context("publishing to the floor")?;
             }
         }
         Ok(())

@@ -29,6 +29,10 @@ fn every_scenario_runs_against_slip() {
     assert!(fanout.contains("delivered 50 of 50"), "{fanout}");
     let cluster = bench(&["--cluster", "2", "fanout", "--subscribers", "4", "--messages", "10"]);
     assert!(cluster.contains("delivered 40 of 40"), "{cluster}");
+    let inbound = bench(&["inbound", "--clients", "5", "--messages", "5"]);
+    assert!(inbound.contains("25 round trips"), "{inbound}");
+    let floor = bench(&["--floor", "fanout", "--subscribers", "5", "--messages", "10"]);
+    assert!(floor.contains("delivered 50 of 50"), "{floor}");
 }
 
 #[test]
@@ -41,4 +45,6 @@ fn every_scenario_runs_against_pushpin_when_installed() {
     let table = bench(&["compare", "--idle", "20", "--fanout", "5", "--messages", "10"]);
     assert!(table.contains("| idle memory per connection | 20 |"), "{table}");
     assert!(table.contains("| fan-out delivered | 5 | 50 of 50 | 50 of 50 | |"), "{table}");
+    assert!(table.contains("| inbound round trips | 20 | 200 of 200 | 200 of 200 | |"), "{table}");
+    assert!(table.contains("against the floor"), "{table}");
 }
