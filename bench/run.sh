@@ -17,4 +17,10 @@ cargo build --release -q -p slip -p slip-bench
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "Versions: $(./target/release/slip --version), Pushpin $(dpkg-query -W -f '${Version}' pushpin)"
 echo
-./target/release/slip-bench compare "$@"
+# Gateways on CPU 0; the load generator and the backend on CPU 1.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  echo "Pinning: gateway processes on CPU 0, clients and backend on CPU 1"
+  taskset -c 1 ./target/release/slip-bench --gateway-cpus 0 compare "$@"
+else
+  ./target/release/slip-bench compare "$@"
+fi

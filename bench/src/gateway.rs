@@ -32,7 +32,7 @@ impl Drop for TempDir {
 }
 
 async fn spawn(slip: &str, args: &[&str], labels: &[&str]) -> anyhow::Result<(Child, Vec<String>)> {
-    let mut child = Command::new(slip)
+    let mut child = crate::cpus::gateway_command(slip)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

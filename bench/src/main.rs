@@ -7,6 +7,7 @@
 //!   window of messages ahead of the slowest-to-be-checked subscriber).
 
 mod backend;
+mod cpus;
 mod floor;
 mod gateway;
 mod pushpin;
@@ -39,6 +40,10 @@ struct Cli {
     /// Measure the floor (a bare fastwebsockets broadcast server) instead.
     #[arg(long)]
     floor: bool,
+    /// Pin every gateway process (ours, Pushpin's, the floor) to these CPUs (taskset list, e.g. "0").
+    /// Run slip-bench itself pinned elsewhere so clients and gateway never share a core.
+    #[arg(long)]
+    gateway_cpus: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -96,6 +101,7 @@ const CONNECT_CONCURRENCY: usize = 64;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cpus::set_gateway_cpus(cli.gateway_cpus.clone());
     match cli.scenario {
         Scenario::Backend => return backend::serve().await,
         Scenario::Floor => return floor::serve().await,

@@ -62,7 +62,7 @@ impl Pushpin {
         let status = Command::new("chown").args(["-R", "pushpin"]).arg(&dir).status().await?;
         anyhow::ensure!(status.success(), "chown of the Pushpin directory failed");
         let script = format!("ulimit -n {FILE_LIMIT} && exec pushpin --config {}/pushpin.conf", dir.display());
-        let runner = Command::new("runuser")
+        let runner = crate::cpus::gateway_command("runuser")
             .args(["-u", "pushpin", "--", "sh", "-c", &script])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

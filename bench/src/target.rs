@@ -18,7 +18,8 @@ impl Target {
     /// Starts the floor in its own process.
     pub async fn floor() -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt;
-        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+        let exe = std::env::current_exe()?;
+        let mut process = crate::cpus::gateway_command(&exe.to_string_lossy())
             .arg("floor")
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
