@@ -47,7 +47,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Channel { name } => {
             let info = control.get_channel(GetChannelRequest { channel: name }).await.map_err(explain)?.into_inner();
-            Output::record(json!({
+            Output::Record(json!({
                 "channel": info.channel, "owner": info.owner, "edges": info.edges,
                 "subscribers": info.subscribers, "last_offset": info.last_offset,
             }))
@@ -56,7 +56,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let info =
                 control.get_connection(GetConnectionRequest { connection_id: id }).await.map_err(explain)?.into_inner();
             let metadata: Value = serde_json::from_str(&info.metadata_json).unwrap_or(Value::Null);
-            Output::record(json!({
+            Output::Record(json!({
                 "connection": info.connection_id, "edge": info.edge, "region": info.region,
                 "channels": info.channels, "metadata": metadata,
             }))
@@ -64,20 +64,20 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Publish { channel, text } => {
             let request = PublishRequest { channel, message: Some(publish_request::Message::Text(text)) };
             let reply = control.publish(request).await.map_err(explain)?.into_inner();
-            Output::record(json!({"published": true, "offset": reply.offset, "edges": reply.edges}))
+            Output::Record(json!({"published": true, "offset": reply.offset, "edges": reply.edges}))
         }
         AdminCommand::Send { id, text } => {
             let request = SendRequest { connection_id: id, message: Some(send_request::Message::Text(text)) };
             control.send(request).await.map_err(explain)?;
-            Output::record(json!({"sent": true}))
+            Output::Record(json!({"sent": true}))
         }
         AdminCommand::Close { id } => {
             control.close(CloseRequest { connection_id: id, code: 0, reason: String::new() }).await.map_err(explain)?;
-            Output::record(json!({"closed": true}))
+            Output::Record(json!({"closed": true}))
         }
         AdminCommand::Drain { node } => {
             let reply = admin.drain(DrainRequest { node_id: node.clone() }).await.map_err(explain)?.into_inner();
-            Output::record(json!({"draining": node, "connections": reply.connections}))
+            Output::Record(json!({"draining": node, "connections": reply.connections}))
         }
     };
     output.print(args.json);
@@ -108,7 +108,7 @@ async fn stats(admin: &mut Admin) -> anyhow::Result<Output> {
     let controls = nodes.iter().filter(|n| n.role == "control").count();
     let edges = nodes.iter().filter(|n| n.role == "edge").count();
     let connections: u64 = nodes.iter().map(|n| n.connections).sum();
-    Ok(Output::record(json!({"control_nodes": controls, "edges": edges, "connections": connections})))
+    Ok(Output::Record(json!({"control_nodes": controls, "edges": edges, "connections": connections})))
 }
 
 /// A gRPC error as a sentence that says what to do.
@@ -133,10 +133,6 @@ enum Output {
 }
 
 impl Output {
-    fn record(value: Value) -> Self {
-        Output::Record(value)
-    }
-
     fn print(&self, as_json: bool) {
         match (self, as_json) {
             (Output::Table(_, rows), true) => println!("{}", Value::Array(rows.clone())),

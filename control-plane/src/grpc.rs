@@ -73,13 +73,7 @@ fn publish_body(message: Option<publish_request::Message>) -> Result<channel_eve
 }
 
 fn check_size(len: usize) -> Result<(), Status> {
-    if len > slip_proto::limits::MAX_MESSAGE_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "message is {len} bytes, the limit is {}",
-            slip_proto::limits::MAX_MESSAGE_BYTES
-        )));
-    }
-    Ok(())
+    slip_proto::limits::check_message_size(len).map_err(Status::invalid_argument)
 }
 
 impl ControlService {

@@ -53,7 +53,7 @@ pub async fn resolve(server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, Stri
     socket.connect(server).await.map_err(|e| e.to_string())?;
     let mut found = Vec::new();
     for qtype in [TYPE_A, TYPE_AAAA] {
-        let id: u16 = rand_id();
+        let id: u16 = rand::random();
         let query = dns::query(id, name, qtype).map_err(|e| e.to_string())?;
         socket.send(&query).await.map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; MAX_ANSWER_BYTES];
@@ -71,13 +71,6 @@ pub async fn resolve(server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, Stri
         found.extend(answer);
     }
     Ok(found)
-}
-
-fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
-    h.finish() as u16
 }
 
 /// Keeps `node` dialing whatever `peers` resolves to, for as long as it lives.

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::channel;
 use crate::ids::ConnectionId;
-use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES};
+use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_METADATA_BYTES, check_message_size};
 
 /// One command, with the exact field names of SLIP v4 (`channel` on
 /// SUBSCRIBE/UNSUBSCRIBE, `channelId` on PUBLISH_TEXT/CLOSE_CHANNEL).
@@ -139,15 +139,15 @@ impl Command {
             }
             Command::PublishText { channel_id, data } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
-                check_size(data.len())
+                check_message_size(data.len())
             }
             Command::PublishBinary { channel_id, data } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
-                check_size(decode_binary(data)?.len())
+                check_message_size(decode_binary(data)?.len())
             }
             Command::CloseChannel { channel_id } => channel::validate(channel_id).map_err(|e| e.to_string()),
-            Command::Text { data, .. } => check_size(data.len()),
-            Command::Binary { data, .. } => check_size(decode_binary(data)?.len()),
+            Command::Text { data, .. } => check_message_size(data.len()),
+            Command::Binary { data, .. } => check_message_size(decode_binary(data)?.len()),
             Command::SetMetadata { metadata, .. } => {
                 let len = serde_json::to_string(metadata).map(|s| s.len()).unwrap_or(usize::MAX);
                 if len > MAX_METADATA_BYTES {
@@ -172,14 +172,6 @@ impl Command {
             },
             Command::PollForConnection { .. } => Ok(()),
         }
-    }
-}
-
-fn check_size(len: usize) -> Result<(), String> {
-    if len > MAX_MESSAGE_BYTES {
-        Err(format!("message is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"))
-    } else {
-        Ok(())
     }
 }
 
@@ -269,8 +261,7 @@ mod tests {
             assert!(parse(case.to_string().as_bytes(), Source::CallbackReply).is_err(), "{case}");
         }
         assert!(parse(b"{not json", Source::CallbackReply).is_err());
-        let too_big =
-            json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x".repeat(MAX_MESSAGE_BYTES + 1)}]});
+        let too_big = json!({"events": [{"type": "TEXT", "connectionId": ID, "data": "x".repeat(crate::limits::MAX_MESSAGE_BYTES + 1)}]});
         assert!(parse(too_big.to_string().as_bytes(), Source::CallbackReply).is_err());
     }
 

@@ -40,6 +40,14 @@ impl NodeId {
     }
 }
 
+/// Lets maps keyed by `NodeId` be looked up with the `&str` found inside a
+/// connection id or a frame, without parsing or allocating.
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

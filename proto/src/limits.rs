@@ -3,6 +3,15 @@
 /// Largest WebSocket message, in or out, in bytes (the original's limit, 128 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
+/// Checks a message against [`MAX_MESSAGE_BYTES`].
+pub fn check_message_size(len: usize) -> Result<(), String> {
+    if len > MAX_MESSAGE_BYTES {
+        Err(format!("message is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Largest callback reply or control request body the gateway reads, in bytes.
 pub const MAX_COMMAND_BODY_BYTES: usize = 16 * 1024 * 1024;
 

@@ -61,7 +61,7 @@ pub(crate) struct CaDir(PathBuf);
 
 impl CaDir {
     pub(crate) fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("slip-ca-{:016x}", rand_u64()));
+        let dir = std::env::temp_dir().join(format!("slip-ca-{:016x}", rand::random::<u64>()));
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
             .args(["gen-ca", "--out", dir.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
@@ -83,13 +83,6 @@ impl Drop for CaDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
 }
 
 struct ControlNode {
