@@ -20,6 +20,8 @@ pub struct Gateway {
     pub control: String,
     secret: String,
     _ca: Option<TempDir>,
+    /// Owned, so the backend lives exactly as long as the gateway in front of it.
+    _backend: Backend,
 }
 
 /// A directory removed when dropped.
@@ -74,7 +76,7 @@ impl tonic::service::Interceptor for Auth {
 
 impl Gateway {
     /// One `slip dev` process.
-    pub async fn dev(slip: &str, backend: &Backend) -> anyhow::Result<Self> {
+    pub async fn dev(slip: &str, backend: Backend) -> anyhow::Result<Self> {
         let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--target-url", &backend.url];
         let (child, found) =
             spawn(slip, &[&args[..], &["--jwt-secret", &backend.secret]].concat(), &["WebSocket:", "Control API:"])
@@ -85,11 +87,12 @@ impl Gateway {
             control: found[1].clone(),
             secret: backend.secret.clone(),
             _ca: None,
+            _backend: backend,
         })
     }
 
     /// A cluster on loopback: one `slip control` and `edges` `slip edge` processes.
-    pub async fn cluster(slip: &str, backend: &Backend, edges: usize) -> anyhow::Result<Self> {
+    pub async fn cluster(slip: &str, backend: Backend, edges: usize) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("slip-bench-ca-{}", std::process::id()));
         let ca = TempDir(dir.clone());
         let status = Command::new(slip).args(["gen-ca", "--out"]).arg(&dir).stdout(Stdio::null()).status().await?;
@@ -143,7 +146,14 @@ impl Gateway {
         }
         // Let the edges link before clients arrive.
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        Ok(Self { children, ws, control: found[0].clone(), secret: backend.secret.clone(), _ca: Some(ca) })
+        Ok(Self {
+            children,
+            ws,
+            control: found[0].clone(),
+            secret: backend.secret.clone(),
+            _ca: Some(ca),
+            _backend: backend,
+        })
     }
 
     /// Resident set size of the gateway's processes, in KiB.

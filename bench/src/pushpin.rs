@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+use crate::backend::Backend;
+
 /// Where clients connect.
 pub const WS_PORT: u16 = 7999;
 /// Pushpin's HTTP publish endpoint (its default).
@@ -22,11 +24,13 @@ const PROCESS_NAMES: [&str; 5] = ["pushpin", "condure", "pushpin-proxy", "pushpi
 pub struct Pushpin {
     runner: Child,
     dir: PathBuf,
+    /// Owned, so the backend lives exactly as long as the gateway in front of it.
+    _backend: Backend,
 }
 
 impl Pushpin {
     /// Starts Pushpin routing every request to `backend` (host:port) with WebSocket-over-HTTP.
-    pub async fn start(backend: &str) -> anyhow::Result<Self> {
+    pub async fn start(backend: Backend) -> anyhow::Result<Self> {
         if !std::path::Path::new("/etc/pushpin/pushpin.conf").exists() {
             bail!("Pushpin is not installed: apt-get install pushpin");
         }
@@ -58,7 +62,7 @@ impl Pushpin {
             }
         }
         std::fs::write(dir.join("pushpin.conf"), config)?;
-        std::fs::write(dir.join("routes"), format!("* {backend},over_http\n"))?;
+        std::fs::write(dir.join("routes"), format!("* {},over_http\n", backend.over_http))?;
         let status = Command::new("chown").args(["-R", "pushpin"]).arg(&dir).status().await?;
         anyhow::ensure!(status.success(), "chown of the Pushpin directory failed");
         let script = format!("ulimit -n {FILE_LIMIT} && exec pushpin --config {}/pushpin.conf", dir.display());
@@ -69,7 +73,7 @@ impl Pushpin {
             .kill_on_drop(true)
             .spawn()
             .context("starting pushpin")?;
-        let pushpin = Self { runner, dir };
+        let pushpin = Self { runner, dir, _backend: backend };
         // Ready when it answers HTTP on its client port.
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", WS_PORT)).await.is_ok()
@@ -104,6 +108,11 @@ impl Drop for Pushpin {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        // A process still there after 5 s (pushpin-proxy, under load) would
+        // make the next run refuse to start: kill it.
+        for pid in running_pids() {
+            let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

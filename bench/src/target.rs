@@ -4,6 +4,7 @@
 use anyhow::Context;
 use slip_proto::pb::{PublishRequest, publish_request};
 
+use crate::backend::Backend;
 use crate::gateway::{Auth, Gateway};
 use crate::pushpin::{PUBLISH_URL, Pushpin};
 
@@ -15,6 +16,19 @@ pub enum Target {
 }
 
 impl Target {
+    pub async fn slip_dev(slip: &str, backend: Backend) -> anyhow::Result<Self> {
+        Ok(Target::Slip(Gateway::dev(slip, backend).await?))
+    }
+
+    /// One control node and `edges` edges, each its own process.
+    pub async fn slip_cluster(slip: &str, backend: Backend, edges: usize) -> anyhow::Result<Self> {
+        Ok(Target::Slip(Gateway::cluster(slip, backend, edges.max(1)).await?))
+    }
+
+    pub async fn pushpin(backend: Backend) -> anyhow::Result<Self> {
+        Ok(Target::Pushpin(Pushpin::start(backend).await?))
+    }
+
     /// Starts the floor in its own process.
     pub async fn floor() -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt;
@@ -49,8 +63,8 @@ impl Target {
     pub fn name(&self) -> String {
         match self {
             Target::Slip(g) if g.ws.len() > 1 => format!("slip (1 control, {} edges)", g.ws.len()),
-            Target::Slip(_) => "slip dev".into(),
-            Target::Pushpin(_) => "Pushpin".into(),
+            Target::Slip(..) => "slip dev".into(),
+            Target::Pushpin(..) => "Pushpin".into(),
             Target::Floor(..) => "floor (bare fastwebsockets)".into(),
         }
     }
@@ -76,7 +90,7 @@ impl Target {
     pub async fn publisher(&self) -> anyhow::Result<Publisher> {
         Ok(match self {
             Target::Slip(g) => Publisher::Grpc(g.grpc().await?),
-            Target::Pushpin(_) => Publisher::Http(reqwest::Client::new()),
+            Target::Pushpin(..) => Publisher::Http(reqwest::Client::new()),
             Target::Floor(_, _, publish) => Publisher::Raw(reqwest::Client::new(), publish.clone()),
         })
     }

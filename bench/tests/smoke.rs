@@ -24,8 +24,10 @@ fn bench(args: &[&str]) -> String {
 #[test]
 fn every_scenario_runs_against_slip() {
     assert!(slip().exists(), "build the slip binary first (cargo test --workspace does)");
-    assert!(bench(&["idle", "--connections", "20"]).contains("RSS per idle connection"));
-    let fanout = bench(&["fanout", "--subscribers", "5", "--messages", "10"]);
+    let idle = bench(&["--clients-per-process", "7", "idle", "--connections", "20"]);
+    assert!(idle.contains("connected 20 (0 failed)") && idle.contains("RSS per idle connection"), "{idle}");
+    // Subscribers spread over two client processes.
+    let fanout = bench(&["--clients-per-process", "3", "fanout", "--subscribers", "5", "--messages", "10"]);
     assert!(fanout.contains("delivered 50 of 50"), "{fanout}");
     let cluster = bench(&["--cluster", "2", "fanout", "--subscribers", "4", "--messages", "10"]);
     assert!(cluster.contains("delivered 40 of 40"), "{cluster}");
@@ -42,9 +44,24 @@ fn every_scenario_runs_against_pushpin_when_installed() {
         eprintln!("Pushpin is not installed; apt-get install pushpin to run this");
         return;
     }
-    let table = bench(&["compare", "--idle", "20", "--fanout", "5", "--messages", "10"]);
+    let out = std::env::temp_dir().join(format!("slip-bench-smoke-{}", std::process::id()));
+    let doc = out.join("page.md");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(&doc, "# Page\n<!-- compare:begin -->\n<!-- compare:end -->\nkept\n").unwrap();
+    let args = ["compare", "--idle", "20", "--fanout", "5", "--inbound", "20", "--messages", "10", "--out"];
+    let table = bench(&[&args[..], &[out.to_str().unwrap(), "--doc", doc.to_str().unwrap()]].concat());
     assert!(table.contains("| idle memory per connection | 20 |"), "{table}");
-    assert!(table.contains("| fan-out delivered | 5 | 50 of 50 | 50 of 50 | |"), "{table}");
-    assert!(table.contains("| inbound round trips | 20 | 200 of 200 | 200 of 200 | |"), "{table}");
+    assert!(table.contains("| fan-out delivered | 5 | 50 of 50 | 50 of 50 |"), "{table}");
+    assert!(table.contains("| inbound round trips | 20 | 200 of 200 | 200 of 200 |"), "{table}");
     assert!(table.contains("against the floor"), "{table}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["fanout"][0]["pushpin"]["delivered"], 50, "{results}");
+    for chart in ["idle-memory.svg", "connect-rate.svg", "fanout-rate.svg", "fanout-p99.svg"] {
+        assert!(std::fs::read_to_string(out.join(chart)).unwrap().starts_with("<svg"), "{chart}");
+    }
+    let page = std::fs::read_to_string(&doc).unwrap();
+    assert!(page.contains("| fan-out delivered | 5 |") && page.contains("idle-memory.svg)"), "{page}");
+    assert!(page.ends_with("<!-- compare:end -->\nkept\n"), "{page}");
+    std::fs::remove_dir_all(out).unwrap();
 }

@@ -1,0 +1,63 @@
+//! `idle`: N connections held open; the gateway's RSS per connection, and how
+//! fast they were opened (each one includes the OPEN callback round trip).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::swarm::{self, Swarm};
+use crate::target::Target;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Idle {
+    pub connections: usize,
+    pub failed: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub bytes_per_connection: f64,
+    pub connect_secs: f64,
+    pub connects_per_sec: f64,
+}
+
+pub async fn run(target: &Target, connections: usize) -> anyhow::Result<Idle> {
+    let urls = target.ws_urls();
+    // One connection first, so one-time allocations (pools, maps) are not counted per connection.
+    let (warm, _) = swarm::connect_many(&urls, 1, 0, 1).await;
+    anyhow::ensure!(!warm.is_empty(), "{} refused the first connection", target.name());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = target.rss_kib()?;
+    let swarm = Swarm::connect(&urls, connections).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = target.rss_kib()?;
+    let held = swarm.connected.max(1);
+    let result = Idle {
+        connections: swarm.connected,
+        failed: swarm.failed,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        bytes_per_connection: after.saturating_sub(before) as f64 * 1024.0 / held as f64,
+        connect_secs: swarm.connect_secs,
+        connects_per_sec: swarm.connected as f64 / swarm.connect_secs,
+    };
+    drop(swarm);
+    drop(warm);
+    Ok(result)
+}
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  connected {} ({} failed)", self.connections, self.failed)?;
+        writeln!(f, "  RSS before: {} KiB, after: {} KiB", self.rss_before_kib, self.rss_after_kib)?;
+        writeln!(
+            f,
+            "  RSS per idle connection: {:.0} bytes ({:.2} KiB)",
+            self.bytes_per_connection,
+            self.bytes_per_connection / 1024.0
+        )?;
+        write!(
+            f,
+            "  connected in {:.2} s ({:.0} connections/s with the OPEN callback)",
+            self.connect_secs, self.connects_per_sec
+        )
+    }
+}

@@ -1,0 +1,5 @@
+//! The scenarios, each measuring one thing on any [`crate::target::Target`].
+
+pub mod fanout;
+pub mod idle;
+pub mod inbound;
