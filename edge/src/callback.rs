@@ -59,7 +59,7 @@ impl CallbackError {
 pub struct CallbackClient {
     http: reqwest::Client,
     target: Arc<str>,
-    secret: Arc<[u8]>,
+    signer: Arc<jwt::Signer>,
     timeout: Duration,
 }
 
@@ -71,7 +71,12 @@ impl CallbackClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(timeout)
             .build()?;
-        Ok(Self { http, target: target.into(), secret: secret.into(), timeout })
+        Ok(Self {
+            http,
+            target: target.into(),
+            signer: Arc::new(jwt::Signer::new(secret, jwt::AUD_WEBSOCKET_EVENT)),
+            timeout,
+        })
     }
 
     /// One attempt: POST the events of one connection and parse the reply.
@@ -99,7 +104,7 @@ impl CallbackClient {
         events: &[Event],
     ) -> Result<Vec<Command>, CallbackError> {
         let body = body(connection_id, metadata, events);
-        let token = jwt::sign(&self.secret, jwt::AUD_WEBSOCKET_EVENT, jwt::now());
+        let token = self.signer.token(jwt::now());
         let sent = self
             .http
             .post(&*self.target)

@@ -5,6 +5,7 @@
 //! are there, so an idle connection holds no read buffer. The writer takes
 //! every queued frame on a wakeup and writes them with one vectored write.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use slip_proto::callback::Event;
 use slip_proto::command::{Command, encode_binary};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
@@ -28,8 +29,10 @@ use crate::ratelimit::RateLimit;
 
 /// Bytes read per read syscall (more when a large frame is known to be coming).
 const READ_CHUNK: usize = 4096;
-/// Frames written per vectored write, at most.
+/// Frames taken from the outbox per wakeup, at most.
 const MAX_WRITE_BATCH: usize = 256;
+/// Frames handed to one `writev` (the kernel takes up to 1024).
+const MAX_IOVECS: usize = 64;
 /// Time the client has to answer our close frame before the socket is dropped.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Close code for a client over its message rate.
@@ -273,13 +276,15 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     loop {
         let batch = outbox.take(MAX_WRITE_BATCH);
-        if !batch.frames.is_empty() {
+        let written = batch.frames.len();
+        if written > 0 {
             if write_frames(&mut write, &batch.frames).await.is_err() {
                 outbox.close(ABNORMAL, "write failed");
                 return;
             }
-            slip_metrics::metrics().frames_out.inc_by(batch.frames.len() as u64);
+            slip_metrics::metrics().frames_out.inc_by(written as u64);
         }
+        outbox.recycle(batch.frames);
         if let Some(close) = batch.close {
             if close.code != ABNORMAL {
                 let _ = write.write_all(&frame::close(close.code, &close.reason)).await;
@@ -287,7 +292,7 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
             let _ = write.shutdown().await;
             return;
         }
-        if batch.frames.len() == MAX_WRITE_BATCH {
+        if written == MAX_WRITE_BATCH {
             continue;
         }
         tokio::select! {
@@ -302,17 +307,25 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
     }
 }
 
-/// Writes frames with as few syscalls as the kernel allows.
-async fn write_frames(write: &mut OwnedWriteHalf, frames: &[Bytes]) -> std::io::Result<()> {
-    if let [only] = frames {
+/// Writes frames with as few syscalls as the kernel allows: one `writev` of
+/// up to [`MAX_IOVECS`] frames. The slices are built on the stack inside the
+/// poll, so neither a write nor a waiting writer holds memory for them.
+async fn write_frames(write: &mut OwnedWriteHalf, frames: &VecDeque<Bytes>) -> std::io::Result<()> {
+    if let (Some(only), 1) = (frames.front(), frames.len()) {
         return write.write_all(only).await;
     }
     let (mut index, mut offset) = (0, 0);
     while index < frames.len() {
-        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&frames[index][offset..]))
-            .chain(frames[index + 1..].iter().map(|f| IoSlice::new(f)))
-            .collect();
-        let mut written = write.write_vectored(&slices).await?;
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (slot, frame) in slices.iter_mut().zip(frames.range(index..)) {
+                *slot = IoSlice::new(if n == 0 { &frame[offset..] } else { frame });
+                n += 1;
+            }
+            Pin::new(&mut *write).poll_write_vectored(cx, &slices[..n])
+        })
+        .await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

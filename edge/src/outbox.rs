@@ -46,9 +46,16 @@ pub enum Push {
     Closing,
 }
 
+/// Largest buffer kept for reuse once written: a burst's memory is given back.
+const RECYCLE_MAX_CAPACITY: usize = 64;
+
 #[derive(Default)]
 struct State {
     frames: VecDeque<Bytes>,
+    /// An emptied buffer handed back by the writer ([`Outbox::recycle`]), to
+    /// take the place of the next one it takes: a busy connection ping-pongs
+    /// between two buffers instead of allocating one per write.
+    spare: VecDeque<Bytes>,
     bytes: usize,
     close: Option<CloseOrder>,
 }
@@ -64,7 +71,7 @@ pub struct Outbox {
 
 /// What the writer takes on one wakeup.
 pub struct Batch {
-    pub frames: Vec<Bytes>,
+    pub frames: VecDeque<Bytes>,
     pub close: Option<CloseOrder>,
 }
 
@@ -115,15 +122,29 @@ impl Outbox {
     /// Takes up to `max` queued frames, and the close order once the queue is empty.
     pub fn take(&self, max: usize) -> Batch {
         let mut state = self.state.lock();
-        let n = state.frames.len().min(max);
-        let frames: Vec<Bytes> = state.frames.drain(..n).collect();
+        let frames = if state.frames.len() <= max {
+            // The whole queue, moved out without copying or allocating.
+            let spare = std::mem::take(&mut state.spare);
+            std::mem::replace(&mut state.frames, spare)
+        } else {
+            // A backlog longer than one write: rare, so a copy is fine.
+            state.frames.drain(..max).collect()
+        };
         state.bytes -= frames.iter().map(Bytes::len).sum::<usize>();
-        if state.frames.is_empty() && state.frames.capacity() > 64 {
-            // Give a burst's memory back once the burst is written.
-            state.frames = VecDeque::new();
-        }
         let close = if state.frames.is_empty() { state.close.clone() } else { None };
         Batch { frames, close }
+    }
+
+    /// Takes back a written batch's buffer for reuse (see `State::spare`).
+    pub fn recycle(&self, mut frames: VecDeque<Bytes>) {
+        frames.clear();
+        if frames.capacity() == 0 || frames.capacity() > RECYCLE_MAX_CAPACITY {
+            return;
+        }
+        let mut state = self.state.lock();
+        if state.spare.capacity() == 0 && state.close.is_none() {
+            state.spare = frames;
+        }
     }
 
     /// Waits until there is something for the writer.
@@ -161,6 +182,39 @@ mod tests {
         let second = outbox.take(10);
         assert_eq!(second.frames, vec![Bytes::from_static(b"b")]);
         assert_eq!(second.close, Some(CloseOrder { code: 1000, reason: "bye".into() }));
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_reused_and_a_large_one_is_not() {
+        let outbox = Outbox::new(OutboxLimits::default());
+        outbox.push(Bytes::from_static(b"a"));
+        let batch = outbox.take(10);
+        let buffer = batch.frames.as_slices().0.as_ptr();
+        outbox.recycle(batch.frames);
+        outbox.push(Bytes::from_static(b"b"));
+        let next = outbox.take(10);
+        assert_eq!(next.frames, vec![Bytes::from_static(b"b")]);
+        // The second take handed out the first buffer again: no allocation.
+        outbox.push(Bytes::from_static(b"c"));
+        outbox.recycle(next.frames);
+        let third = outbox.take(10);
+        assert_eq!(third.frames.as_slices().0.as_ptr(), buffer);
+
+        let big: VecDeque<Bytes> = VecDeque::with_capacity(RECYCLE_MAX_CAPACITY + 1);
+        outbox.recycle(big);
+        assert_eq!(outbox.state.lock().spare.capacity(), 0, "a burst's buffer is dropped");
+    }
+
+    #[test]
+    fn a_backlog_longer_than_one_write_comes_out_in_order() {
+        let outbox = Outbox::new(OutboxLimits::default());
+        for i in 0..5u8 {
+            outbox.push(Bytes::from(vec![i]));
+        }
+        let first = outbox.take(3);
+        assert_eq!(first.frames.iter().map(|f| f[0]).collect::<Vec<_>>(), [0, 1, 2]);
+        let rest = outbox.take(3);
+        assert_eq!(rest.frames.iter().map(|f| f[0]).collect::<Vec<_>>(), [3, 4]);
     }
 
     #[test]

@@ -94,6 +94,42 @@ pub fn sign(secret: &[u8], audience: &str, now: u64) -> String {
     token
 }
 
+/// Signs tokens for one audience, at most once per second. A token's claims
+/// change only when the clock's second does, so every request in the same
+/// second can carry the same token; signing per request was a fifth of the
+/// edge's instructions on a connect-heavy run (docs/benchmarks.md).
+pub struct Signer {
+    secret: Vec<u8>,
+    audience: &'static str,
+    last: std::sync::Mutex<Option<(u64, std::sync::Arc<str>)>>,
+}
+
+impl Signer {
+    pub fn new(secret: &[u8], audience: &'static str) -> Self {
+        Self { secret: secret.to_vec(), audience, last: std::sync::Mutex::new(None) }
+    }
+
+    /// A token issued at `now` (Unix seconds), the same one all through that second.
+    pub fn token(&self, now: u64) -> std::sync::Arc<str> {
+        // A poisoned lock only means another thread panicked between two plain assignments.
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*last {
+            Some((at, token)) if *at == now => token.clone(),
+            _ => {
+                let token: std::sync::Arc<str> = sign(&self.secret, self.audience, now).into();
+                *last = Some((now, token.clone()));
+                token
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("audience", &self.audience).finish_non_exhaustive()
+    }
+}
+
 /// Verifies a token: signature, `iss`, `aud` containing `audience`, `exp > now`, `nbf <= now`.
 pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Claims, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
@@ -151,6 +187,17 @@ fn mac(secret: &[u8], data: &[u8]) -> HmacSha256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signer_reuses_its_token_within_a_second_only() {
+        let signer = Signer::new(b"k", AUD_WEBSOCKET_EVENT);
+        let first = signer.token(1_000);
+        assert!(std::sync::Arc::ptr_eq(&first, &signer.token(1_000)));
+        assert_eq!(&*first, sign(b"k", AUD_WEBSOCKET_EVENT, 1_000));
+        let next = signer.token(1_001);
+        assert_ne!(first, next);
+        assert_eq!(verify(&next, b"k", AUD_WEBSOCKET_EVENT, 1_001).unwrap().iat, 1_001);
+    }
 
     const SECRET: &[u8] = b"s3cret";
 
