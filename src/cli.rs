@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(name = "slip", version, about = "SLIP Sockets: a realtime WebSocket gateway for HTTP backends")]
@@ -144,6 +144,11 @@ pub struct ControlArgs {
     #[arg(long, env = "SLIP_CONTROL_LISTEN", default_value = "[::]:7070")]
     pub control_listen: SocketAddr,
 
+    /// Who may publish through GRIP's `POST /publish/` on the control port: `jwt` (a Bearer token
+    /// signed with the shared secret, any issuer) or `none` (anyone who reaches the port, as Pushpin).
+    #[arg(long, env = "SLIP_GRIP_PUBLISH_AUTH", value_enum, default_value = "jwt")]
+    pub grip_publish_auth: GripPublishAuth,
+
     /// QUIC link endpoint (UDP) that edges and other control nodes dial.
     #[arg(long, env = "SLIP_LINK_LISTEN", default_value = "[::]:7071")]
     pub link_listen: SocketAddr,
@@ -175,6 +180,11 @@ pub struct DevArgs {
     #[arg(long, env = "SLIP_CONTROL_LISTEN", default_value = "127.0.0.1:7070")]
     pub control_listen: SocketAddr,
 
+    /// Who may publish through GRIP's `POST /publish/` on the control port: `jwt` (a Bearer token
+    /// signed with the shared secret, any issuer) or `none` (anyone who reaches the port, as Pushpin).
+    #[arg(long, env = "SLIP_GRIP_PUBLISH_AUTH", value_enum, default_value = "jwt")]
+    pub grip_publish_auth: GripPublishAuth,
+
     /// This node's id [default: FLY_MACHINE_ID, else random].
     #[arg(long, env = "SLIP_NODE_ID")]
     pub node_id: Option<String>,
@@ -190,6 +200,14 @@ pub struct DevArgs {
 /// Limits and timings of the edge; the defaults are the documented ones.
 #[derive(Args, Debug, Clone)]
 pub struct EdgeTuning {
+    /// The backend's callback format: `slip` (SLIP v4 JSON) or `websocket-over-http` (Pushpin's, with grip).
+    #[arg(long, env = "SLIP_TARGET_FORMAT", value_enum, default_value = "slip")]
+    pub target_format: TargetFormatArg,
+
+    /// `iss` of the Grip-Sig token on WebSocket-over-HTTP requests (signed with the shared secret).
+    #[arg(long, env = "SLIP_GRIP_SIG_ISS", default_value = slip_edge::config::DEFAULT_GRIP_SIG_ISSUER)]
+    pub grip_sig_iss: String,
+
     /// The target accepts BINARY events (base64 `data`); without it a client's binary frame closes with 1003.
     #[arg(long, env = "SLIP_TARGET_BINARY", default_value_t = false)]
     pub target_binary: bool,
@@ -251,6 +269,11 @@ impl EdgeTuning {
     }
 
     pub fn apply(&self, config: &mut slip_edge::EdgeConfig) {
+        config.target_format = match self.target_format {
+            TargetFormatArg::Slip => slip_edge::config::TargetFormat::Slip,
+            TargetFormatArg::WebsocketOverHttp => slip_edge::config::TargetFormat::WebSocketOverHttp,
+        };
+        config.grip_sig_issuer = self.grip_sig_iss.clone();
         config.binary_events = self.target_binary;
         config.callback_timeout = Duration::from_millis(self.callback_timeout_ms.max(1));
         config.ping_interval = Duration::from_secs(self.ping_interval_secs.max(1));
@@ -264,4 +287,27 @@ impl EdgeTuning {
         config.message_rate = self.message_rate;
         config.message_burst = self.message_burst;
     }
+}
+
+/// `--grip-publish-auth`: see [`slip_control_plane::grip_api::GripAuth`].
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GripPublishAuth {
+    Jwt,
+    None,
+}
+
+impl From<GripPublishAuth> for slip_control_plane::grip_api::GripAuth {
+    fn from(auth: GripPublishAuth) -> Self {
+        match auth {
+            GripPublishAuth::Jwt => Self::Jwt,
+            GripPublishAuth::None => Self::None,
+        }
+    }
+}
+
+/// `--target-format`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetFormatArg {
+    Slip,
+    WebsocketOverHttp,
 }

@@ -184,12 +184,14 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     let api =
         TcpListener::bind(args.control_listen).await.with_context(|| format!("binding {}", args.control_listen))?;
     println!("SLIP Sockets control node, node {}", node.id);
-    println!("  Control API: http://{} (gRPC slip.v1.Control and SLIP v4 HTTP JSON)", api.local_addr()?);
+    println!("  Control API: http://{} (gRPC slip.v1.Control, SLIP v4 HTTP JSON, GRIP /publish/)", api.local_addr()?);
     println!("  Link:        {} (QUIC, UDP)", links.local_addr()?);
     crate::metrics_listener::start(args.cluster.metrics_listen).await?;
     let secret = args.jwt_secret.into_bytes();
     tokio::select! {
-        r = slip_control_plane::server::serve(plane, &secret, api) => r.context("control listener failed")?,
+        r = slip_control_plane::server::serve(plane, &secret, args.grip_publish_auth.into(), api) => {
+            r.context("control listener failed")?
+        }
         _ = crate::shutdown_signal() => tracing::info!("shutting down"),
     }
     links.close();

@@ -49,7 +49,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  Demo chat:   http://{ws_addr}/   (open it in two browser tabs)");
     }
     println!("  WebSocket:   ws://{ws_addr}/");
-    println!("  Control API: http://{control_addr} (gRPC slip.v1.Control and SLIP v4 HTTP JSON)");
+    println!("  Control API: http://{control_addr} (gRPC slip.v1.Control, SLIP v4 HTTP JSON, GRIP /publish/)");
     if demo {
         println!("  Callbacks:   the built-in demo backend (set SLIP_TARGET_URL to use your own)");
     } else {
@@ -62,8 +62,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let secret_bytes = secret.into_bytes();
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
+    let grip_auth = args.grip_publish_auth.into();
     let mut control_api =
-        tokio::spawn(async move { slip_control_plane::server::serve(plane, &secret_bytes, control).await });
+        tokio::spawn(async move { slip_control_plane::server::serve(plane, &secret_bytes, grip_auth, control).await });
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
         r = &mut control_api => r?.context("control listener failed")?,

@@ -30,6 +30,9 @@ pub fn set_clients_per_process(n: usize) {
 }
 /// Connections being opened at once, over all workers together.
 pub const CONNECT_CONCURRENCY: usize = 64;
+/// A handshake not answered within this long counts as failed (an overloaded
+/// gateway may accept the TCP connection and never answer).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A worker stops waiting for deliveries when none arrived for this long.
 pub const QUIET_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,7 +42,15 @@ pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 /// Failed handshakes are counted, not fatal: an overloaded gateway answering
 /// 502 is a result to report.
 pub async fn connect_many(urls: &[String], n: usize, offset: usize, concurrency: usize) -> (Vec<Ws>, usize) {
-    let attempts = (0..n).map(|i| tokio_tungstenite::connect_async(urls[(offset + i) % urls.len()].clone()));
+    let attempts = (0..n).map(|i| {
+        let url = urls[(offset + i) % urls.len()].clone();
+        async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no handshake answer within {CONNECT_TIMEOUT:?}")),
+            }
+        }
+    });
     let mut pending = futures_util::stream::iter(attempts).buffer_unordered(concurrency.max(1));
     let (mut open, mut failed) = (Vec::with_capacity(n), 0);
     while let Some(result) = pending.next().await {

@@ -19,6 +19,19 @@ pub const DEFAULT_DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a client has to send its request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How the edge talks to the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TargetFormat {
+    /// SLIP v4 JSON callbacks (the default).
+    #[default]
+    Slip,
+    /// Pushpin's WebSocket-over-HTTP, with grip control messages.
+    WebSocketOverHttp,
+}
+
+/// `iss` of the `Grip-Sig` token on WebSocket-over-HTTP requests: Pushpin's default.
+pub const DEFAULT_GRIP_SIG_ISSUER: &str = "pushpin";
+
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     pub node_id: NodeId,
@@ -27,6 +40,9 @@ pub struct EdgeConfig {
     pub target_url: String,
     /// HS256 secret shared with the backend.
     pub jwt_secret: Vec<u8>,
+    pub target_format: TargetFormat,
+    /// `iss` of `Grip-Sig` tokens (WebSocket-over-HTTP only).
+    pub grip_sig_issuer: String,
     pub callback_timeout: Duration,
     /// The target opted in to BINARY events; without it a client's binary
     /// frame closes the connection with 1003.
@@ -55,6 +71,8 @@ impl EdgeConfig {
             region: String::new(),
             target_url: target_url.into(),
             jwt_secret: jwt_secret.into(),
+            target_format: TargetFormat::Slip,
+            grip_sig_issuer: DEFAULT_GRIP_SIG_ISSUER.to_owned(),
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
             binary_events: false,
             ping_interval: DEFAULT_PING_INTERVAL,

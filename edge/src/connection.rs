@@ -22,9 +22,11 @@ use tokio::time::Instant;
 
 use crate::batcher::Batcher;
 use crate::callback::CallbackError;
+use crate::effect::Effect;
 use crate::frame::{self, Decoder, Message};
 use crate::node::Edge;
 use crate::outbox::{CloseOrder, Outbox};
+use crate::over_http::{self, Reply, Session};
 use crate::ratelimit::RateLimit;
 
 /// Bytes read per read syscall (more when a large frame is known to be coming).
@@ -44,7 +46,13 @@ const BACKEND_FAILED: u16 = 1011;
 /// Close code reported to the backend when the peer vanished without a close frame.
 const ABNORMAL: u16 = 1006;
 
-type InFlight = Pin<Box<dyn Future<Output = Result<Vec<Command>, CallbackError>> + Send>>;
+type InFlight = Pin<Box<dyn Future<Output = Result<Answer, CallbackError>> + Send>>;
+
+/// A backend's answer in the connection's callback format.
+enum Answer {
+    Slip(Vec<Command>),
+    OverHttp(Reply),
+}
 
 /// How the connection ended, as reported in the CLOSE event.
 struct Ending {
@@ -60,17 +68,18 @@ pub(crate) async fn run(
     stream: TcpStream,
     early: Bytes,
     metadata: Arc<str>,
-    commands: Vec<Command>,
+    effects: Vec<Effect>,
+    session: Option<Session>,
 ) {
     let outbox = Arc::new(Outbox::new(edge.config.outbox));
     edge.hub.register(&id, outbox.clone(), metadata);
     slip_metrics::metrics().connections.inc();
-    // Commands after ACCEPT run before the first client frame is read.
-    edge.apply(commands);
+    // What the reply to OPEN asked for runs before the first client frame is read.
+    apply(&edge, &outbox, effects);
 
     let (read, write) = stream.into_split();
     let writer = tokio::spawn(write_loop(write, outbox.clone(), edge.config.ping_interval));
-    let mut reader = Reader::new(&edge, &id, &outbox, early);
+    let mut reader = Reader::new(&edge, &id, &outbox, early, session);
     let ending = reader.run(&read).await;
     // The CLOSE callback still carries the connection's metadata.
     reader.last_metadata = edge.hub.metadata(&id);
@@ -117,10 +126,14 @@ struct Reader<'a> {
     rate: RateLimit,
     /// Metadata as it was when the connection left the hub.
     last_metadata: Option<Arc<str>>,
+    /// Present when the target speaks WebSocket-over-HTTP.
+    session: Option<Session>,
+    /// When the last request went out, for the backend's Keep-Alive-Interval.
+    last_request: Instant,
 }
 
 impl<'a> Reader<'a> {
-    fn new(edge: &'a Arc<Edge>, id: &'a str, outbox: &'a Arc<Outbox>, early: Bytes) -> Self {
+    fn new(edge: &'a Arc<Edge>, id: &'a str, outbox: &'a Arc<Outbox>, early: Bytes, session: Option<Session>) -> Self {
         Self {
             edge,
             id,
@@ -132,6 +145,8 @@ impl<'a> Reader<'a> {
             failed: false,
             rate: RateLimit::new(edge.config.message_rate, edge.config.message_burst, std::time::Instant::now()),
             last_metadata: None,
+            session,
+            last_request: Instant::now(),
         }
     }
 
@@ -146,6 +161,8 @@ impl<'a> Reader<'a> {
                 self.buf = BytesMut::new();
             }
             let can_read = !self.batcher.is_full();
+            let keep_alive_interval = self.keep_alive_interval();
+            let keep_alive_due = self.in_flight.is_none() && !keep_alive_interval.is_zero();
             tokio::select! {
                 ready = read.readable(), if can_read => {
                     if ready.is_err() {
@@ -169,6 +186,10 @@ impl<'a> Reader<'a> {
                 _ = self.outbox.closed() => {
                     let order = self.outbox.close_order().unwrap_or(CloseOrder { code: 1000, reason: String::new() });
                     return Ending { code: order.code, reason: order.reason };
+                }
+                _ = tokio::time::sleep_until(self.last_request + keep_alive_interval), if keep_alive_due => {
+                    // The backend asked to hear from us this often: a request with no events.
+                    self.start(Some(Vec::new()));
                 }
                 _ = tokio::time::sleep_until(last_seen + self.edge.config.dead_peer_timeout) => {
                     return Ending { code: ABNORMAL, reason: "no data from client".into() };
@@ -202,7 +223,7 @@ impl<'a> Reader<'a> {
             }
             let event = match message {
                 Message::Text(data) => Event::Text { connection_id, data },
-                Message::Binary(data) if self.edge.config.binary_events => {
+                Message::Binary(data) if self.edge.config.binary_events || self.session.is_some() => {
                     Event::Binary { connection_id, data: encode_binary(&data) }
                 }
                 Message::Binary(_) => {
@@ -221,6 +242,9 @@ impl<'a> Reader<'a> {
                     return Some(Ending { code: code.unwrap_or(1005), reason });
                 }
             };
+            if self.session.as_ref().is_some_and(|s| s.detached) {
+                continue;
+            }
             let next = self.batcher.push(event);
             self.start(next);
         }
@@ -234,14 +258,56 @@ impl<'a> Reader<'a> {
         }
         let edge = self.edge.clone();
         let id = self.id.to_owned();
+        self.last_request = Instant::now();
+        if let Some(session) = &self.session {
+            if session.detached {
+                // Detached: the backend hears nothing more; what waited is dropped.
+                while self.batcher.complete().is_some() {}
+                return;
+            }
+            let grip_sig = edge.callbacks.grip_sig();
+            let request = session.request(edge.callbacks.target(), &id, &grip_sig, &over_http::events(&events));
+            self.in_flight = Some(Box::pin(async move {
+                edge.callbacks.post_over_http_with_retry(&request).await.map(Answer::OverHttp)
+            }));
+            return;
+        }
         let metadata =
             self.edge.hub.metadata(self.id).or_else(|| self.last_metadata.clone()).unwrap_or_else(|| Arc::from("null"));
-        self.in_flight = Some(Box::pin(async move { edge.callbacks.post_with_retry(&id, &metadata, &events).await }));
+        self.in_flight =
+            Some(Box::pin(
+                async move { edge.callbacks.post_with_retry(&id, &metadata, &events).await.map(Answer::Slip) },
+            ));
     }
 
-    fn answered(&mut self, result: Result<Vec<Command>, CallbackError>) {
+    /// The backend's Keep-Alive-Interval (WebSocket-over-HTTP), or zero for none.
+    fn keep_alive_interval(&self) -> Duration {
+        match &self.session {
+            Some(session) if !session.detached => session.keep_alive_interval.unwrap_or_default(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn answered(&mut self, result: Result<Answer, CallbackError>) {
+        if let Some(session) = &mut self.session {
+            // Pushpin ends the connection on any failure after the opening.
+            let effects = result.map_err(|e| e.to_string()).and_then(|answer| match answer {
+                Answer::OverHttp(reply) => session.answer(&reply, self.id),
+                Answer::Slip(_) => Err("a SLIP answer on a WebSocket-over-HTTP connection".into()),
+            });
+            match effects {
+                Ok(effects) => apply(self.edge, self.outbox, effects),
+                Err(e) => {
+                    tracing::warn!(connection = self.id, error = %e, "WebSocket-over-HTTP request failed; closing");
+                    self.failed = true;
+                    self.outbox.close(BACKEND_FAILED, "backend unavailable");
+                }
+            }
+            return;
+        }
         match result {
-            Ok(commands) => self.edge.apply(commands),
+            Ok(Answer::Slip(commands)) => self.edge.apply(commands),
+            Ok(Answer::OverHttp(_)) => tracing::warn!(connection = self.id, "unexpected WebSocket-over-HTTP answer"),
             Err(e) if e.is_transient() => {
                 tracing::warn!(connection = self.id, error = %e, "callback failed after retries; closing");
                 self.failed = true;
@@ -263,8 +329,8 @@ impl<'a> Reader<'a> {
         self.start(next);
         while let Some(in_flight) = self.in_flight.take() {
             let result = in_flight.await;
-            if let Ok(commands) = result {
-                self.edge.apply(commands);
+            if result.is_ok() {
+                self.answered(result);
             }
             let next = self.batcher.complete();
             self.start(next);
@@ -272,8 +338,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Carries out what a backend asked for on this connection.
+fn apply(edge: &Arc<Edge>, outbox: &Outbox, effects: Vec<Effect>) {
+    for effect in effects {
+        match effect {
+            Effect::Command(command) => edge.apply(vec![command]),
+            Effect::Frame(frame) => {
+                outbox.push(frame);
+            }
+            Effect::Close { code, reason } => {
+                outbox.close(code, &reason);
+            }
+            // No close frame: the writer skips it for ABNORMAL.
+            Effect::Disconnect => {
+                outbox.close(ABNORMAL, "");
+            }
+            // The session already stopped forwarding.
+            Effect::Detach => {}
+            Effect::KeepAlive(keep_alive) => outbox.set_keep_alive(keep_alive),
+        }
+    }
+}
+
 async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interval: Duration) {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    // Grip keep-alive: when it is next due, measured from the last write (idle
+    // mode) or the last keep-alive (interval mode).
+    let (mut last_write, mut last_keep_alive) = (Instant::now(), Instant::now());
     loop {
         let batch = outbox.take(MAX_WRITE_BATCH);
         let written = batch.frames.len();
@@ -283,6 +374,7 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
                 return;
             }
             slip_metrics::metrics().frames_out.inc_by(written as u64);
+            last_write = Instant::now();
         }
         outbox.recycle(batch.frames);
         if let Some(close) = batch.close {
@@ -295,8 +387,20 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
         if written == MAX_WRITE_BATCH {
             continue;
         }
+        let keep_alive = outbox.keep_alive();
+        let keep_alive_at = keep_alive.as_ref().map_or_else(Instant::now, |k| {
+            if k.interval { last_keep_alive + k.every } else { last_write.max(last_keep_alive) + k.every }
+        });
         tokio::select! {
             _ = outbox.ready() => {}
+            _ = tokio::time::sleep_until(keep_alive_at), if keep_alive.is_some() => {
+                let Some(keep_alive) = keep_alive else { continue };
+                if write.write_all(&keep_alive.frame).await.is_err() {
+                    outbox.close(ABNORMAL, "write failed");
+                    return;
+                }
+                last_keep_alive = Instant::now();
+            }
             _ = ping.tick() => {
                 if write.write_all(&frame::ping(b"")).await.is_err() {
                     outbox.close(ABNORMAL, "write failed");

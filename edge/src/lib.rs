@@ -7,12 +7,14 @@ pub mod callback;
 pub mod config;
 mod connection;
 pub mod drain;
+pub mod effect;
 pub mod frame;
 pub mod hub;
 pub mod metadata;
 pub mod node;
 pub mod open;
 pub mod outbox;
+pub mod over_http;
 pub mod ratelimit;
 pub mod server;
 

@@ -46,7 +46,12 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(config: EdgeConfig) -> Result<Arc<Self>, reqwest::Error> {
-        let callbacks = CallbackClient::new(&config.target_url, &config.jwt_secret, config.callback_timeout)?;
+        let callbacks = CallbackClient::new(
+            &config.target_url,
+            &config.jwt_secret,
+            &config.grip_sig_issuer,
+            config.callback_timeout,
+        )?;
         Ok(Arc::new(Self {
             hub: Hub::new(config.max_subscriptions),
             callbacks,
@@ -220,6 +225,10 @@ impl Edge {
             channel_event::Body::Binary(data) => self.fan_out(&deliver.channel, frame::binary(&data)),
             channel_event::Body::CloseChannel(_) => {
                 self.hub.close_channel(&deliver.channel, CHANNEL_CLOSED_CODE, "channel closed");
+            }
+            channel_event::Body::CloseSubscribers(close) => {
+                let code = u16::try_from(close.code).unwrap_or(CHANNEL_CLOSED_CODE);
+                self.hub.close_channel(&deliver.channel, code, &close.reason);
             }
         }
     }

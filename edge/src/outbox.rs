@@ -11,6 +11,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::effect::KeepAlive;
+
 /// Close code for a consumer that could not keep up ("try again later").
 pub const SLOW_CONSUMER_CODE: u16 = 1013;
 
@@ -58,6 +60,8 @@ struct State {
     spare: VecDeque<Bytes>,
     bytes: usize,
     close: Option<CloseOrder>,
+    /// Boxed: most connections never have one, and an idle one costs a pointer.
+    keep_alive: Option<Box<KeepAlive>>,
 }
 
 pub struct Outbox {
@@ -133,6 +137,16 @@ impl Outbox {
         state.bytes -= frames.iter().map(Bytes::len).sum::<usize>();
         let close = if state.frames.is_empty() { state.close.clone() } else { None };
         Batch { frames, close }
+    }
+
+    /// Sets (or with `None` stops) the keep-alive frame the writer sends on its own.
+    pub fn set_keep_alive(&self, keep_alive: Option<KeepAlive>) {
+        self.state.lock().keep_alive = keep_alive.map(Box::new);
+        self.wake.notify_one();
+    }
+
+    pub fn keep_alive(&self) -> Option<KeepAlive> {
+        self.state.lock().keep_alive.as_deref().cloned()
     }
 
     /// Takes back a written batch's buffer for reuse (see `State::spare`).

@@ -2,8 +2,11 @@
 //! OPEN callback before anything is answered; `/healthz` and `/readyz` answer
 //! plain requests.
 //!
-//! Outcomes of an upgrade: ACCEPT → 101; no ACCEPT → 403; backend error or bad
-//! reply → 502; backend timeout → 504. Only a 101 leaves a connection behind.
+//! Outcomes of an upgrade (SLIP v4): ACCEPT → 101; no ACCEPT → 403; backend
+//! error or bad reply → 502; backend timeout → 504. WebSocket-over-HTTP: 200
+//! with OPEN first → 101; any other status → that status and body, as
+//! Pushpin passes them on; a bad reply → 502; a timeout → 504. Only a 101
+//! leaves a connection behind.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,15 +20,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use slip_proto::callback::Event;
 use slip_proto::ids::ConnectionId;
+use slip_proto::woh::WsEvent;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::admission::Refusal;
 use crate::callback::CallbackError;
-use crate::config::HANDSHAKE_TIMEOUT;
+use crate::config::{HANDSHAKE_TIMEOUT, TargetFormat};
 use crate::connection;
+use crate::effect::{self, Effect};
 use crate::metadata;
 use crate::node::Edge;
 use crate::open::{self, Decision};
+use crate::over_http::{self, Session};
 
 type Body = Full<Bytes>;
 
@@ -111,23 +117,13 @@ async fn handle(
             return Ok(plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n"));
         }
     };
-    let open = [Event::Open { connection_id: id.clone() }];
-    let decision = match edge.callbacks.post(&id, &metadata, &open).await {
-        Ok(commands) => open::decide(&id, commands),
-        Err(CallbackError::Timeout) => {
-            tracing::warn!(connection = %id, "OPEN callback timed out");
-            refused("backend_timeout");
-            return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n"));
-        }
-        Err(e) => {
-            tracing::warn!(connection = %id, error = %e, "OPEN callback failed");
-            refused("backend_error");
-            return Ok(plain(StatusCode::BAD_GATEWAY, "backend failed\n"));
-        }
+    let opened = match edge.config.target_format {
+        TargetFormat::Slip => open_slip(&edge, &id, &metadata).await,
+        TargetFormat::WebSocketOverHttp => open_over_http(&edge, &id, &request, peer).await,
     };
-    let Decision::Accept { protocol, commands } = decision else {
-        refused("refused");
-        return Ok(plain(StatusCode::FORBIDDEN, "connection refused by the backend\n"));
+    let Opened { protocol, effects, session } = match opened {
+        Ok(opened) => opened,
+        Err(response) => return Ok(response),
     };
     slip_metrics::metrics().connections_opened.inc();
     let mut response = response.map(|_| Full::new(Bytes::new()));
@@ -138,17 +134,94 @@ async fn handle(
         // The slot is held until the connection's last callback is done.
         let _slot = slot;
         match upgraded_stream(upgrade).await {
-            Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, commands).await,
+            Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, effects, session).await,
             Err(e) => {
                 // Accepted but gone before the upgrade finished: the backend
                 // still hears that the connection closed.
                 tracing::debug!(connection = %id, error = %e, "upgrade failed after ACCEPT");
-                let close = [Event::Close { connection_id: id.clone(), code: Some(1006), reason: None }];
-                let _ = edge.callbacks.post(&id, &metadata, &close).await;
+                match session {
+                    None => {
+                        let close = [Event::Close { connection_id: id.clone(), code: Some(1006), reason: None }];
+                        let _ = edge.callbacks.post(&id, &metadata, &close).await;
+                    }
+                    Some(session) => {
+                        let sig = edge.callbacks.grip_sig();
+                        let request = session.request(edge.callbacks.target(), &id, &sig, &[WsEvent::Disconnect]);
+                        let _ = edge.callbacks.post_over_http(&request).await;
+                    }
+                }
             }
         }
     });
     Ok(response)
+}
+
+/// An accepted opening: the subprotocol to answer with, what the backend's
+/// reply asked for, and (WebSocket-over-HTTP) the connection's session.
+struct Opened {
+    protocol: Option<String>,
+    effects: Vec<Effect>,
+    session: Option<Session>,
+}
+
+fn backend_failed(id: &str, e: CallbackError) -> Response<Body> {
+    if e == CallbackError::Timeout {
+        tracing::warn!(connection = %id, "OPEN callback timed out");
+        refused("backend_timeout");
+        return plain(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n");
+    }
+    tracing::warn!(connection = %id, error = %e, "OPEN callback failed");
+    refused("backend_error");
+    plain(StatusCode::BAD_GATEWAY, "backend failed\n")
+}
+
+/// SLIP v4: the reply must ACCEPT (see `open.rs`).
+async fn open_slip(edge: &Edge, id: &str, metadata: &str) -> Result<Opened, Response<Body>> {
+    let open = [Event::Open { connection_id: id.to_owned() }];
+    let commands = edge.callbacks.post(id, metadata, &open).await.map_err(|e| backend_failed(id, e))?;
+    match open::decide(id, commands) {
+        Decision::Accept { protocol, commands } => {
+            Ok(Opened { protocol, effects: effect::from_commands(commands), session: None })
+        }
+        Decision::Refuse => {
+            refused("refused");
+            Err(plain(StatusCode::FORBIDDEN, "connection refused by the backend\n"))
+        }
+    }
+}
+
+/// WebSocket-over-HTTP: the reply must be 200 with OPEN first; any other
+/// answer is passed on to the client, as Pushpin does.
+async fn open_over_http<B>(
+    edge: &Edge,
+    id: &str,
+    request: &Request<B>,
+    peer: SocketAddr,
+) -> Result<Opened, Response<Body>> {
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut session = Session::new(&headers, path_and_query, &peer.ip().to_canonical().to_string());
+    let sig = edge.callbacks.grip_sig();
+    let open = session.request(edge.callbacks.target(), id, &sig, &[WsEvent::Open]);
+    let reply = edge.callbacks.post_over_http(&open).await.map_err(|e| backend_failed(id, e))?;
+    match session.open(&reply, id) {
+        Ok((protocol, effects)) => Ok(Opened { protocol, effects, session: Some(session) }),
+        Err(over_http::Refusal::Rejected { status, body }) => {
+            refused("refused");
+            let mut response = Response::new(Full::new(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            Err(response)
+        }
+        Err(over_http::Refusal::BadReply(e)) => {
+            tracing::warn!(connection = %id, error = %e, "bad reply to OPEN");
+            refused("backend_error");
+            Err(plain(StatusCode::BAD_GATEWAY, "backend failed\n"))
+        }
+    }
 }
 
 /// The raw TCP stream under a finished upgrade, and any bytes hyper read past

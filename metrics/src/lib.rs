@@ -44,6 +44,8 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Connections closed because their outbound queue overflowed (1013).
     pub slow_consumer_closes: Counter,
+    /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
+    pub unprefixed_messages: Counter,
     /// Link round-trip time, by peer node.
     pub link_rtt_seconds: ByPeer,
     /// Links that came up (first and again).
@@ -95,6 +97,7 @@ fn exported() -> &'static Exported {
             publishes: Counter::default(),
             deliveries: Counter::default(),
             slow_consumer_closes: Counter::default(),
+            unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
             link_ups: Counter::default(),
             link_drops: Counter::default(),
@@ -113,6 +116,11 @@ fn exported() -> &'static Exported {
             "slow_consumer_closes",
             "Connections closed as slow consumers",
             m.slow_consumer_closes.clone(),
+        );
+        registry.register(
+            "unprefixed_messages",
+            "WebSocket-over-HTTP messages dropped for lacking the grip prefix",
+            m.unprefixed_messages.clone(),
         );
         registry.register("link_rtt_seconds", "Link round-trip time, by peer", m.link_rtt_seconds.clone());
         registry.register("link_ups", "Links that came up", m.link_ups.clone());

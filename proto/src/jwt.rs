@@ -94,19 +94,51 @@ pub fn sign(secret: &[u8], audience: &str, now: u64) -> String {
     token
 }
 
+/// Lifetime of a `Grip-Sig` token, in seconds (Pushpin's).
+pub const GRIP_SIG_TTL_SECS: u64 = 3600;
+
+/// Signs a `Grip-Sig` token as Pushpin does for WebSocket-over-HTTP backends:
+/// `{"iss": issuer, "exp": now + 3600}`, which GRIP libraries' `validate_sig` checks.
+pub fn sign_grip(secret: &[u8], issuer: &str, now: u64) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({"iss": issuer, "exp": now + GRIP_SIG_TTL_SECS});
+    let mut token = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = mac(secret, token.as_bytes()).finalize().into_bytes();
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    token
+}
+
 /// Signs tokens for one audience, at most once per second. A token's claims
 /// change only when the clock's second does, so every request in the same
 /// second can carry the same token; signing per request was a fifth of the
 /// edge's instructions on a connect-heavy run (docs/benchmarks.md).
 pub struct Signer {
     secret: Vec<u8>,
-    audience: &'static str,
+    claims: SignerClaims,
     last: std::sync::Mutex<Option<(u64, std::sync::Arc<str>)>>,
+}
+
+#[derive(Debug)]
+enum SignerClaims {
+    /// SLIP tokens: `iss="slip-sockets"`, this audience, `exp = iat + 60`.
+    Slip(&'static str),
+    /// `Grip-Sig` tokens, as Pushpin signs them: this issuer, `exp = now + 3600`.
+    Grip(String),
 }
 
 impl Signer {
     pub fn new(secret: &[u8], audience: &'static str) -> Self {
-        Self { secret: secret.to_vec(), audience, last: std::sync::Mutex::new(None) }
+        Self { secret: secret.to_vec(), claims: SignerClaims::Slip(audience), last: std::sync::Mutex::new(None) }
+    }
+
+    /// A signer of `Grip-Sig` tokens (see [`sign_grip`]).
+    pub fn grip(secret: &[u8], issuer: &str) -> Self {
+        Self {
+            secret: secret.to_vec(),
+            claims: SignerClaims::Grip(issuer.to_owned()),
+            last: std::sync::Mutex::new(None),
+        }
     }
 
     /// A token issued at `now` (Unix seconds), the same one all through that second.
@@ -116,7 +148,11 @@ impl Signer {
         match &*last {
             Some((at, token)) if *at == now => token.clone(),
             _ => {
-                let token: std::sync::Arc<str> = sign(&self.secret, self.audience, now).into();
+                let token: std::sync::Arc<str> = match &self.claims {
+                    SignerClaims::Slip(audience) => sign(&self.secret, audience, now),
+                    SignerClaims::Grip(issuer) => sign_grip(&self.secret, issuer, now),
+                }
+                .into();
                 *last = Some((now, token.clone()));
                 token
             }
@@ -126,12 +162,55 @@ impl Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("audience", &self.audience).finish_non_exhaustive()
+        f.debug_struct("Signer").field("claims", &self.claims).finish_non_exhaustive()
     }
 }
 
 /// Verifies a token: signature, `iss`, `aud` containing `audience`, `exp > now`, `nbf <= now`.
 pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Claims, JwtError> {
+    let claims: Claims =
+        serde_json::from_slice(&signed_claims(token, secret)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    if claims.iss != ISSUER {
+        return Err(JwtError::Issuer(claims.iss));
+    }
+    if !claims.aud.contains(audience) {
+        return Err(JwtError::Audience(audience.to_owned()));
+    }
+    check_time(claims.exp, claims.nbf, now)?;
+    Ok(claims)
+}
+
+/// Claims of a GRIP publisher's token. GRIP libraries sign `{"iss": <any>, "exp": …}`
+/// with the shared key and no audience, so only these two are read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GripClaims {
+    #[serde(default)]
+    pub iss: Option<String>,
+    pub exp: u64,
+    #[serde(default)]
+    pub nbf: Option<u64>,
+}
+
+/// Verifies a GRIP publisher's token: signature, `exp > now`, `nbf <= now`; any issuer.
+pub fn verify_grip(token: &str, secret: &[u8], now: u64) -> Result<GripClaims, JwtError> {
+    let claims: GripClaims =
+        serde_json::from_slice(&signed_claims(token, secret)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    check_time(claims.exp, claims.nbf, now)?;
+    Ok(claims)
+}
+
+fn check_time(exp: u64, nbf: Option<u64>, now: u64) -> Result<(), JwtError> {
+    if now >= exp {
+        return Err(JwtError::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now) {
+        return Err(JwtError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// The claims JSON of an HS256 token whose signature matches `secret`.
+fn signed_claims(token: &str, secret: &[u8]) -> Result<Vec<u8>, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLong);
     }
@@ -148,21 +227,7 @@ pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Cl
     }
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed)?;
     mac(secret, signed.as_bytes()).verify_slice(&signature).map_err(|_| JwtError::Signature)?;
-    let claims_json = URL_SAFE_NO_PAD.decode(claims).map_err(|_| JwtError::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&claims_json).map_err(|e| JwtError::Claims(e.to_string()))?;
-    if claims.iss != ISSUER {
-        return Err(JwtError::Issuer(claims.iss));
-    }
-    if !claims.aud.contains(audience) {
-        return Err(JwtError::Audience(audience.to_owned()));
-    }
-    if now >= claims.exp {
-        return Err(JwtError::Expired);
-    }
-    if claims.nbf.is_some_and(|nbf| nbf > now) {
-        return Err(JwtError::NotYetValid);
-    }
-    Ok(claims)
+    URL_SAFE_NO_PAD.decode(claims).map_err(|_| JwtError::Malformed)
 }
 
 /// Takes the token out of an `Authorization: Bearer <token>` header value.
@@ -187,6 +252,31 @@ fn mac(secret: &[u8], data: &[u8]) -> HmacSha256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token as GRIP libraries make it: `{"iss": …, "exp": …}`, no audience.
+    fn grip_token(secret: &[u8], claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let signature = URL_SAFE_NO_PAD.encode(mac(secret, signed.as_bytes()).finalize().into_bytes());
+        format!("{signed}.{signature}")
+    }
+
+    #[test]
+    fn grip_tokens_need_the_key_and_a_future_exp_only() {
+        let good = grip_token(b"k", r#"{"iss":"my-app","exp":2000}"#);
+        assert_eq!(verify_grip(&good, b"k", 1000).unwrap().iss.as_deref(), Some("my-app"));
+        assert_eq!(verify_grip(&good, b"other", 1000), Err(JwtError::Signature));
+        assert_eq!(verify_grip(&good, b"k", 2000), Err(JwtError::Expired));
+        let no_exp = grip_token(b"k", r#"{"iss":"my-app"}"#);
+        assert!(matches!(verify_grip(&no_exp, b"k", 1000), Err(JwtError::Claims(_))));
+        let sig = sign_grip(b"k", "pushpin", 1000);
+        assert_eq!(
+            verify_grip(&sig, b"k", 1000).unwrap(),
+            GripClaims { iss: Some("pushpin".into()), exp: 4600, nbf: None }
+        );
+        // A SLIP control token is a valid GRIP token too.
+        assert!(verify_grip(&sign(b"k", AUD_CONTROL_EVENT, 1000), b"k", 1000).is_ok());
+    }
 
     #[test]
     fn a_signer_reuses_its_token_within_a_second_only() {

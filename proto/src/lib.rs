@@ -5,17 +5,21 @@
 //! - [`callback`]: the SLIP v4 callback body the edge POSTs to a backend.
 //! - [`command`]: the SLIP v4 commands a backend sends back (callback replies, HTTP control API).
 //! - [`jwt`]: the HS256 tokens both directions are signed with.
+//! - [`woh`]: Pushpin's WebSocket-over-HTTP events and grip control messages, the second callback format.
+//! - [`grip`]: GRIP publishes (`POST /publish/`, the `ws-message` format), as Pushpin takes them.
 //! - [`ids`], [`channel`]: the rules for node ids, connection ids and channel names.
 //! - [`ring`]: which control node owns a channel; every node must compute the same answer.
 
 pub mod callback;
 pub mod channel;
 pub mod command;
+pub mod grip;
 pub mod ids;
 pub mod jwt;
 pub mod limits;
 pub mod ring;
 pub mod route;
+pub mod woh;
 
 /// The gRPC control API, package `slip.v1`.
 #[allow(clippy::all)]

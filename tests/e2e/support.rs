@@ -288,6 +288,20 @@ impl Gateway {
     }
 }
 
+/// Waits until `channel` has `n` subscribers as the control plane counts them:
+/// a subscription travels to the channel's owner after the connection opens.
+pub async fn wait_for_subscribers(gateway: &Gateway, channel: &str, n: u64) {
+    let mut grpc = gateway.grpc().await;
+    for _ in 0..100 {
+        let request = slip_proto::pb::GetChannelRequest { channel: channel.into() };
+        if grpc.get_channel(request).await.is_ok_and(|c| c.into_inner().subscribers >= n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{channel} never had {n} subscribers");
+}
+
 pub fn control_token() -> String {
     jwt::sign(SECRET.as_bytes(), jwt::AUD_CONTROL_EVENT, jwt::now())
 }
@@ -358,6 +372,17 @@ impl Client {
                 Some(Ok(Message::Text(t))) => return t.to_string(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected text, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next binary message (pings and pongs skipped).
+    pub async fn binary(&mut self) -> Vec<u8> {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a message in time") {
+                Some(Ok(Message::Binary(b))) => return b.to_vec(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected binary, got {other:?}"),
             }
         }
     }
