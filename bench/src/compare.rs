@@ -145,6 +145,13 @@ fn table(r: &Results) -> String {
             ratio(a.bytes_per_connection, b.bytes_per_connection),
         );
         row(
+            "kernel TCP buffers per connection (machine-wide, both ends)",
+            s.size,
+            format!("{:.0} B", a.kernel_bytes_per_connection),
+            format!("{:.0} B", b.kernel_bytes_per_connection),
+            String::new(),
+        );
+        row(
             "new connections/s (with OPEN callback)",
             s.size,
             format!("{:.0}", a.connects_per_sec),

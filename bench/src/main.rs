@@ -9,6 +9,7 @@ mod floor;
 mod gateway;
 mod plot;
 mod pushpin;
+mod pushpin_config;
 mod scenario;
 mod stats;
 mod swarm;

@@ -41,26 +41,9 @@ impl Pushpin {
         std::fs::create_dir_all(dir.join("run"))?;
         std::fs::create_dir_all(dir.join("log"))?;
         let shipped = std::fs::read_to_string("/etc/pushpin/pushpin.conf")?;
-        let mut config = String::new();
-        for line in shipped.lines() {
-            let line = match line.split('=').next() {
-                Some("rundir") => format!("rundir={}/run", dir.display()),
-                Some("logdir") => format!("logdir={}/log", dir.display()),
-                Some("services") => "services=condure,zurl,pushpin-proxy,pushpin-handler".into(),
-                Some("http_port") => format!("http_port=127.0.0.1:{WS_PORT}"),
-                Some("message_rate") => "message_rate=0".into(),
-                Some("message_hwm") => "message_hwm=1000000".into(),
-                _ => line.to_owned(),
-            };
-            config.push_str(&line);
-            config.push('\n');
-            if line.trim() == "[proxy]" {
-                // Point the proxy at our own zurl, not a system-wide one.
-                config.push_str("zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in\n");
-                config.push_str("zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream\n");
-                config.push_str("zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out\n");
-            }
-        }
+        // The delivery throttle off: the shipped config caps deliveries at 2,500/s.
+        let overrides = [("message_rate", "0"), ("message_hwm", "1000000")];
+        let config = crate::pushpin_config::private_config(&shipped, &dir, WS_PORT, &overrides);
         std::fs::write(dir.join("pushpin.conf"), config)?;
         std::fs::write(dir.join("routes"), format!("* {},over_http\n", backend.over_http))?;
         let status = Command::new("chown").args(["-R", "pushpin"]).arg(&dir).status().await?;

@@ -9,6 +9,9 @@ use tokio::process::{Child, Command};
 
 use crate::support::SECRET;
 
+#[path = "../../bench/src/pushpin_config.rs"]
+mod pushpin_config;
+
 /// Where clients connect (Pushpin's default port).
 pub const WS_PORT: u16 = 7999;
 /// Pushpin's GRIP publish endpoint (its default).
@@ -27,24 +30,7 @@ impl Pushpin {
         let dir = std::env::temp_dir().join(format!("slip-e2e-pushpin-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("run")).ok()?;
         std::fs::create_dir_all(dir.join("log")).ok()?;
-        let mut config = String::new();
-        for line in shipped.lines() {
-            let line = match line.split('=').next() {
-                Some("rundir") => format!("rundir={}/run", dir.display()),
-                Some("logdir") => format!("logdir={}/log", dir.display()),
-                Some("services") => "services=condure,zurl,pushpin-proxy,pushpin-handler".into(),
-                Some("http_port") => format!("http_port=127.0.0.1:{WS_PORT}"),
-                Some("sig_key") => format!("sig_key={SECRET}"),
-                _ => line.to_owned(),
-            };
-            config.push_str(&line);
-            config.push('\n');
-            if line.trim() == "[proxy]" {
-                config.push_str("zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in\n");
-                config.push_str("zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream\n");
-                config.push_str("zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out\n");
-            }
-        }
+        let config = pushpin_config::private_config(&shipped, &dir, WS_PORT, &[("sig_key", SECRET)]);
         std::fs::write(dir.join("pushpin.conf"), config).ok()?;
         std::fs::write(dir.join("routes"), format!("* {backend},over_http\n")).ok()?;
         let chown = Command::new("chown").args(["-R", "pushpin"]).arg(&dir).status().await.ok()?;

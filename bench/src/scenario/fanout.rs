@@ -10,9 +10,11 @@ use crate::stats::{self, Latency};
 use crate::swarm::{Report, Swarm};
 use crate::target::Target;
 
-/// The parent gives up when no worker reported for this long (workers
-/// themselves stop after [`crate::swarm::QUIET_TIMEOUT`] of silence).
-const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The parent gives up when no worker reported for this long. Workers end
+/// themselves after [`crate::swarm::QUIET_TIMEOUT`] without a delivery, so
+/// this only guards against a worker that hangs: a backlogged gateway may take
+/// minutes between the last publish and its last delivery, with no report.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(900);
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Plan {
