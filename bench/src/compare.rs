@@ -145,6 +145,13 @@ fn table(r: &Results) -> String {
             ratio(a.bytes_per_connection, b.bytes_per_connection),
         );
         row(
+            "handshake latency p50 / p99 (with OPEN callback)",
+            s.size,
+            a.handshake.short(),
+            b.handshake.short(),
+            String::new(),
+        );
+        row(
             "kernel TCP buffers per connection (machine-wide, both ends)",
             s.size,
             format!("{:.0} B", a.kernel_bytes_per_connection),

@@ -2,8 +2,8 @@
 //! at most [`CLIENTS_PER_PROCESS`] each, so no process passes the machine's
 //! open-file cap and one run can hold more sockets than one process may.
 //!
-//! Parent and worker talk in lines. The worker prints `connected OK FAILED`
-//! once its clients are up. Told `fanout MESSAGES` on stdin, it reads every
+//! Parent and worker talk in lines. The worker prints `connected OK FAILED
+//! HANDSHAKE_MICROS...` once its clients are up. Told `fanout MESSAGES` on stdin, it reads every
 //! client's deliveries; the worker holding client 0 prints `seen INDEX` as
 //! that client receives (the parent's closed-loop window), and every worker
 //! ends with `done LAST_RECEIPT_NANOS LATENCY_MICROS...`. Closing stdin (or
@@ -18,7 +18,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::stats;
+use crate::stats::{self, Latency};
 
 /// Clients per worker process by default: well under the 20,000 open files a process may have here.
 pub const CLIENTS_PER_PROCESS: usize = 9_000;
@@ -38,24 +38,36 @@ pub const QUIET_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Connections opened by [`connect_many`].
+pub struct Connected {
+    pub open: Vec<Ws>,
+    pub failed: usize,
+    /// Each successful handshake's time, TCP connect to 101 (OPEN callback included).
+    pub handshakes: Vec<Duration>,
+}
+
 /// Opens `n` connections, client `offset + i` to `urls[(offset + i) % len]`.
 /// Failed handshakes are counted, not fatal: an overloaded gateway answering
 /// 502 is a result to report.
-pub async fn connect_many(urls: &[String], n: usize, offset: usize, concurrency: usize) -> (Vec<Ws>, usize) {
+pub async fn connect_many(urls: &[String], n: usize, offset: usize, concurrency: usize) -> Connected {
     let attempts = (0..n).map(|i| {
         let url = urls[(offset + i) % urls.len()].clone();
         async move {
+            let started = Instant::now();
             match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
+                Ok(result) => result.map(|(ws, _)| (ws, started.elapsed())).map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no handshake answer within {CONNECT_TIMEOUT:?}")),
             }
         }
     });
     let mut pending = futures_util::stream::iter(attempts).buffer_unordered(concurrency.max(1));
-    let (mut open, mut failed) = (Vec::with_capacity(n), 0);
+    let (mut open, mut failed, mut handshakes) = (Vec::with_capacity(n), 0, Vec::with_capacity(n));
     while let Some(result) = pending.next().await {
         match result {
-            Ok((ws, _)) => open.push(ws),
+            Ok((ws, took)) => {
+                open.push(ws);
+                handshakes.push(took);
+            }
             Err(e) => {
                 if failed == 0 {
                     eprintln!("connecting to {}: {e}", urls[0]);
@@ -64,7 +76,7 @@ pub async fn connect_many(urls: &[String], n: usize, offset: usize, concurrency:
             }
         }
     }
-    (open, failed)
+    Connected { open, failed, handshakes }
 }
 
 /// What a worker reports during a fan-out.
@@ -81,6 +93,7 @@ pub struct Swarm {
     pub failed: usize,
     /// From the first spawn to the last worker connected.
     pub connect_secs: f64,
+    pub handshake: Latency,
 }
 
 struct Worker {
@@ -112,19 +125,21 @@ impl Swarm {
             let stdout = BufReader::new(process.stdout.take().context("worker stdout")?).lines();
             workers.push(Worker { stdin, stdout: Some(stdout), _process: process });
         }
-        let (mut connected, mut failed) = (0, 0);
+        let (mut connected, mut failed, mut handshakes) = (0, 0, Vec::with_capacity(n));
         for worker in &mut workers {
             let line = worker.stdout.as_mut().context("worker stdout")?.next_line().await?.unwrap_or_default();
-            let mut parts = line.split_whitespace().skip(1).map(str::parse::<usize>);
+            let mut parts = line.split_whitespace().skip(1).map(str::parse::<u64>);
             match (line.starts_with("connected "), parts.next(), parts.next()) {
                 (true, Some(Ok(ok)), Some(Ok(bad))) => {
-                    connected += ok;
-                    failed += bad;
+                    connected += ok as usize;
+                    failed += bad as usize;
+                    handshakes.extend(parts.filter_map(Result::ok).map(Duration::from_micros));
                 }
                 _ => anyhow::bail!("a client worker printed {line:?}"),
             }
         }
-        Ok(Self { workers, connected, failed, connect_secs: started.elapsed().as_secs_f64() })
+        let connect_secs = started.elapsed().as_secs_f64();
+        Ok(Self { workers, connected, failed, connect_secs, handshake: Latency::of(&mut handshakes) })
     }
 
     /// Tells every worker to read `messages` deliveries per client; reports arrive on the receiver.
@@ -169,9 +184,15 @@ fn parse_done(rest: &str) -> Report {
 
 /// The worker: connects its clients, then follows the parent's commands.
 pub async fn serve(urls: Vec<String>, count: usize, offset: usize, concurrency: usize) -> anyhow::Result<()> {
-    let (clients, failed) = connect_many(&urls, count, offset, concurrency).await;
+    let Connected { open: clients, failed, handshakes } = connect_many(&urls, count, offset, concurrency).await;
     let mut out = tokio::io::stdout();
-    out.write_all(format!("connected {} {failed}\n", clients.len()).as_bytes()).await?;
+    let mut line = format!("connected {} {failed}", clients.len());
+    for took in &handshakes {
+        line.push(' ');
+        line.push_str(&took.as_micros().to_string());
+    }
+    line.push('\n');
+    out.write_all(line.as_bytes()).await?;
     out.flush().await?;
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     let mut clients = Some(clients);

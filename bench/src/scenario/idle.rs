@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::stats::Latency;
 use crate::swarm::{self, Swarm};
 use crate::target::Target;
 
@@ -17,6 +18,8 @@ pub struct Idle {
     pub bytes_per_connection: f64,
     pub connect_secs: f64,
     pub connects_per_sec: f64,
+    /// TCP connect to 101, the OPEN callback included.
+    pub handshake: Latency,
     /// Kernel TCP buffer memory (`/proc/net/sockstat` `mem`, all sockets of
     /// the machine: on loopback both ends of each connection) per connection.
     pub kernel_bytes_per_connection: f64,
@@ -38,7 +41,7 @@ const PAGE_BYTES: f64 = 4096.0;
 pub async fn run(target: &Target, connections: usize) -> anyhow::Result<Idle> {
     let urls = target.ws_urls();
     // One connection first, so one-time allocations (pools, maps) are not counted per connection.
-    let (warm, _) = swarm::connect_many(&urls, 1, 0, 1).await;
+    let warm = swarm::connect_many(&urls, 1, 0, 1).await.open;
     anyhow::ensure!(!warm.is_empty(), "{} refused the first connection", target.name());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = target.rss_kib()?;
@@ -56,6 +59,7 @@ pub async fn run(target: &Target, connections: usize) -> anyhow::Result<Idle> {
         bytes_per_connection: after.saturating_sub(before) as f64 * 1024.0 / held as f64,
         connect_secs: swarm.connect_secs,
         connects_per_sec: swarm.connected as f64 / swarm.connect_secs,
+        handshake: swarm.handshake,
         kernel_bytes_per_connection: kernel_after.saturating_sub(kernel_before) as f64 * PAGE_BYTES / held as f64,
     };
     drop(swarm);
@@ -78,10 +82,11 @@ impl std::fmt::Display for Idle {
             "  kernel TCP buffers: {:.0} bytes per connection (machine-wide, both ends)",
             self.kernel_bytes_per_connection
         )?;
-        write!(
+        writeln!(
             f,
             "  connected in {:.2} s ({:.0} connections/s with the OPEN callback)",
             self.connect_secs, self.connects_per_sec
-        )
+        )?;
+        write!(f, "  handshake latency: {}", self.handshake)
     }
 }

@@ -27,7 +27,8 @@ pub struct Inbound {
 }
 
 pub async fn run(target: &Target, clients: usize, messages: usize) -> anyhow::Result<Inbound> {
-    let (connections, failed) = swarm::connect_many(&target.ws_urls(), clients, 0, CONNECT_CONCURRENCY).await;
+    let swarm::Connected { open: connections, failed, .. } =
+        swarm::connect_many(&target.ws_urls(), clients, 0, CONNECT_CONCURRENCY).await;
     anyhow::ensure!(failed == 0, "{failed} of {clients} clients could not connect to {}", target.name());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
