@@ -331,7 +331,8 @@ impl Machine {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0);
         Self {
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            // The machine's, not this process's: run.sh pins the load generator to one CPU.
+            cpus: cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
             cpu: cpuinfo
                 .lines()
                 .find(|l| l.starts_with("model name"))

@@ -15,6 +15,10 @@
 //! `receivers` is the channel's subscriber count over all edges, asked just
 //! before the item is fanned out; `skipped` counts items with no `ws-message`
 //! format (HTTP streaming, which this gateway does not hold).
+//!
+//! `id` and `prev-id` travel with the publish to the channel's owner, whose
+//! sequencer holds an item that arrived before its predecessor
+//! (`sequencer.rs`).
 
 use std::sync::Arc;
 
@@ -81,7 +85,10 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: Bytes
                 reason: reason.unwrap_or_default(),
             }),
         };
-        match api.plane.publish(route::publish(item.channel.clone(), body)) {
+        let mut publish = route::publish(item.channel.clone(), body);
+        publish.id = item.id.unwrap_or_default();
+        publish.prev_id = item.prev_id.unwrap_or_default();
+        match api.plane.publish(publish) {
             Ok(p) => published.push(json!({"channel": item.channel, "receivers": receivers, "edges": p.edges})),
             Err(e) => {
                 tracing::warn!(channel = %item.channel, error = %e, "GRIP publish failed");

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http_api;
 pub mod interest;
 pub mod plane;
+pub mod sequencer;
 pub mod server;
 
 pub use plane::{ControlFrames, ControlPlane};

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use slip_link::{FrameHandler, Link, Peers};
@@ -22,6 +22,7 @@ use slip_proto::ring::Ring;
 use tokio::sync::oneshot;
 
 use crate::interest::InterestTable;
+use crate::sequencer::{Sequence, Sequencer};
 pub use slip_proto::pb::NodeInfo;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
@@ -74,13 +75,19 @@ pub struct ControlPlane {
     /// Counts ring changes, so a delayed prune knows whether the ring held still.
     ring_version: AtomicU64,
     interest: Mutex<InterestTable>,
+    /// GRIP `id`/`prev-id` ordering of the channels this node owns.
+    sequencer: Mutex<Sequencer<Publish>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_query: AtomicU64,
 }
 
+/// How often held publishes are checked for having waited long enough.
+const SEQUENCER_TICK: Duration = Duration::from_millis(250);
+
 impl ControlPlane {
+    /// A control plane; its sequencer's clock runs on the current tokio runtime.
     pub fn new(node_id: NodeId) -> Arc<Self> {
-        Arc::new(Self {
+        let plane = Arc::new(Self {
             ring: RwLock::new(Ring::new([node_id.clone()])),
             node_id,
             controls: RwLock::new(HashSet::new()),
@@ -89,9 +96,23 @@ impl ControlPlane {
             ring_version: AtomicU64::new(0),
             peers: Peers::default(),
             interest: Mutex::new(InterestTable::default()),
+            sequencer: Mutex::new(Sequencer::default()),
             pending: Mutex::new(HashMap::new()),
             next_query: AtomicU64::new(1),
-        })
+        });
+        let weak = Arc::downgrade(&plane);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEQUENCER_TICK);
+            loop {
+                tick.tick().await;
+                let Some(plane) = weak.upgrade() else { return };
+                let due = plane.sequencer.lock().expire(Instant::now());
+                for (_, publish) in due {
+                    plane.stamp_and_send(publish);
+                }
+            }
+        });
+        plane
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -198,6 +219,17 @@ impl ControlPlane {
     /// A publish another control node forwarded here comes straight here, even
     /// if this node's view of the ring differs: one hop, never a loop.
     fn fan_out(&self, publish: Publish) -> Published {
+        if publish.id.is_empty() && publish.prev_id.is_empty() {
+            return self.stamp_and_send(publish);
+        }
+        let sequence = Sequence { id: publish.id.clone(), prev_id: publish.prev_id.clone() };
+        let channel = publish.channel.clone();
+        let ready = self.sequencer.lock().offer(&channel, sequence, publish, Instant::now());
+        // What this publish let out; held, it reports nothing sent yet.
+        ready.into_iter().map(|p| self.stamp_and_send(p)).last().unwrap_or_default()
+    }
+
+    fn stamp_and_send(&self, publish: Publish) -> Published {
         let Some((offset, edges)) = self.interest.lock().stamp(&publish.channel) else {
             return Published::default();
         };

@@ -13,25 +13,39 @@ use slip_proto::callback::Event;
 /// events in one request).
 pub const DEFAULT_MAX_PENDING_EVENTS: usize = 64;
 
-pub struct Batcher {
-    pending: VecDeque<Event>,
+/// What a connection tells its backend: a SLIP event, or (WebSocket-over-HTTP
+/// only, as Pushpin forwards them) a client's ping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocketEvent {
+    Event(Event),
+    Ping(Vec<u8>),
+}
+
+impl From<Event> for SocketEvent {
+    fn from(event: Event) -> Self {
+        SocketEvent::Event(event)
+    }
+}
+
+pub struct Batcher<E = Event> {
+    pending: VecDeque<E>,
     in_flight: bool,
     max_pending: usize,
 }
 
-impl Batcher {
+impl<E> Batcher<E> {
     pub fn new(max_pending: usize) -> Self {
         Self { pending: VecDeque::new(), in_flight: false, max_pending: max_pending.max(1) }
     }
 
     /// Adds an event; returns a batch to send now if nothing is in flight.
-    pub fn push(&mut self, event: Event) -> Option<Vec<Event>> {
+    pub fn push(&mut self, event: E) -> Option<Vec<E>> {
         self.pending.push_back(event);
         if self.in_flight { None } else { self.next() }
     }
 
     /// The in-flight request finished; returns the next batch, if any waits.
-    pub fn complete(&mut self) -> Option<Vec<Event>> {
+    pub fn complete(&mut self) -> Option<Vec<E>> {
         self.in_flight = false;
         self.next()
     }
@@ -45,7 +59,7 @@ impl Batcher {
         !self.in_flight && self.pending.is_empty()
     }
 
-    fn next(&mut self) -> Option<Vec<Event>> {
+    fn next(&mut self) -> Option<Vec<E>> {
         if self.pending.is_empty() {
             return None;
         }
@@ -79,7 +93,7 @@ mod tests {
 
     #[test]
     fn one_in_flight_and_the_rest_batched_in_order() {
-        let mut b = Batcher::new(3);
+        let mut b: Batcher = Batcher::new(3);
         assert_eq!(data(&b.push(text(0)).unwrap()), ["0"]);
         assert!(b.push(text(1)).is_none());
         assert!(b.push(text(2)).is_none());
@@ -94,7 +108,7 @@ mod tests {
 
     #[test]
     fn every_event_goes_out_exactly_once_in_order() {
-        let mut b = Batcher::new(5);
+        let mut b: Batcher = Batcher::new(5);
         let mut sent = Vec::new();
         for i in 0..100 {
             if let Some(batch) = b.push(text(i)) {

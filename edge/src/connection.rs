@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, SocketEvent};
 use crate::callback::CallbackError;
 use crate::effect::Effect;
 use crate::frame::{self, Decoder, Message};
@@ -120,7 +120,7 @@ struct Reader<'a> {
     outbox: &'a Arc<Outbox>,
     buf: BytesMut,
     decoder: Decoder,
-    batcher: Batcher,
+    batcher: Batcher<SocketEvent>,
     in_flight: Option<InFlight>,
     failed: bool,
     rate: RateLimit,
@@ -233,6 +233,13 @@ impl<'a> Reader<'a> {
                 }
                 Message::Ping(payload) => {
                     self.outbox.push(frame::pong(&payload));
+                    // WebSocket-over-HTTP backends hear of client pings, as with
+                    // Pushpin; pongs (answers to our own pings) are not forwarded.
+                    if self.session.as_ref().is_none_or(|s| s.detached) {
+                        continue;
+                    }
+                    let next = self.batcher.push(SocketEvent::Ping(payload.to_vec()));
+                    self.start(next);
                     continue;
                 }
                 Message::Pong => continue,
@@ -245,13 +252,13 @@ impl<'a> Reader<'a> {
             if self.session.as_ref().is_some_and(|s| s.detached) {
                 continue;
             }
-            let next = self.batcher.push(event);
+            let next = self.batcher.push(event.into());
             self.start(next);
         }
         None
     }
 
-    fn start(&mut self, batch: Option<Vec<Event>>) {
+    fn start(&mut self, batch: Option<Vec<SocketEvent>>) {
         let Some(events) = batch else { return };
         if self.failed {
             return;
@@ -272,6 +279,14 @@ impl<'a> Reader<'a> {
             }));
             return;
         }
+        // Pings are only ever queued for WebSocket-over-HTTP targets.
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter_map(|e| match e {
+                SocketEvent::Event(event) => Some(event),
+                SocketEvent::Ping(_) => None,
+            })
+            .collect();
         let metadata =
             self.edge.hub.metadata(self.id).or_else(|| self.last_metadata.clone()).unwrap_or_else(|| Arc::from("null"));
         self.in_flight =
@@ -325,7 +340,7 @@ impl<'a> Reader<'a> {
         let close = Event::Close { connection_id: self.id.to_owned(), code, reason };
         // One attempt at the CLOSE event even after a backend failure.
         self.failed = false;
-        let next = self.batcher.push(close);
+        let next = self.batcher.push(close.into());
         self.start(next);
         while let Some(in_flight) = self.in_flight.take() {
             let result = in_flight.await;

@@ -14,6 +14,7 @@ use slip_proto::callback::Event;
 use slip_proto::command::{Command, decode_binary};
 use slip_proto::woh::{self, Control, KeepAliveContent, WsEvent};
 
+use crate::batcher::SocketEvent;
 use crate::effect::{Effect, KeepAlive};
 use crate::frame;
 
@@ -263,16 +264,17 @@ impl Session {
 }
 
 /// The connection's socket events as WebSocket-over-HTTP events.
-pub fn events(batch: &[Event]) -> Vec<WsEvent> {
+pub fn events(batch: &[SocketEvent]) -> Vec<WsEvent> {
     batch
         .iter()
         .map(|event| match event {
-            Event::Open { .. } => WsEvent::Open,
-            Event::Text { data, .. } => WsEvent::Text(data.clone().into_bytes()),
-            Event::Binary { data, .. } => WsEvent::Binary(decode_binary(data).unwrap_or_default()),
+            SocketEvent::Ping(data) => WsEvent::Ping(data.clone()),
+            SocketEvent::Event(Event::Open { .. }) => WsEvent::Open,
+            SocketEvent::Event(Event::Text { data, .. }) => WsEvent::Text(data.clone().into_bytes()),
+            SocketEvent::Event(Event::Binary { data, .. }) => WsEvent::Binary(decode_binary(data).unwrap_or_default()),
             // 1006: the peer vanished without a close frame.
-            Event::Close { code: Some(1006), .. } => WsEvent::Disconnect,
-            Event::Close { code, reason, .. } => {
+            SocketEvent::Event(Event::Close { code: Some(1006), .. }) => WsEvent::Disconnect,
+            SocketEvent::Event(Event::Close { code, reason, .. }) => {
                 WsEvent::Close { code: *code, reason: reason.clone().unwrap_or_default() }
             }
         })
@@ -425,13 +427,19 @@ mod tests {
     #[test]
     fn socket_events_map_to_websocket_events() {
         let batch = [
-            Event::Text { connection_id: ID.into(), data: "hi".into() },
-            Event::Close { connection_id: ID.into(), code: Some(1000), reason: Some("done".into()) },
-            Event::Close { connection_id: ID.into(), code: Some(1006), reason: None },
+            Event::Text { connection_id: ID.into(), data: "hi".into() }.into(),
+            SocketEvent::Ping(b"hb".to_vec()),
+            Event::Close { connection_id: ID.into(), code: Some(1000), reason: Some("done".into()) }.into(),
+            Event::Close { connection_id: ID.into(), code: Some(1006), reason: None }.into(),
         ];
         assert_eq!(
             events(&batch),
-            [text("hi"), WsEvent::Close { code: Some(1000), reason: "done".into() }, WsEvent::Disconnect]
+            [
+                text("hi"),
+                WsEvent::Ping(b"hb".to_vec()),
+                WsEvent::Close { code: Some(1000), reason: "done".into() },
+                WsEvent::Disconnect
+            ]
         );
     }
 }

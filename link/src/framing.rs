@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_channel_keeps_its_lane_for_every_kind_of_frame() {
-        let publish = Frame { kind: Some(Kind::Publish(Publish { channel: "c".into(), event: None })) };
+        let publish = Frame { kind: Some(Kind::Publish(Publish { channel: "c".into(), ..Default::default() })) };
         assert_eq!(lane(&publish), lane(&interest("c")));
         assert!(lane(&publish).is_some_and(|l| l < DATA_LANES));
         assert_eq!(lane(&Frame { kind: None }), None);

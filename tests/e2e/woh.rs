@@ -120,7 +120,12 @@ async fn joined(under: &Under, backend: &PyBackend) -> Result<(Ws, String), Stri
 }
 
 async fn grip_publish(under: &Under, text: &str) {
-    let body = serde_json::json!({"items": [{"channel": "room", "formats": {"ws-message": {"content": text}}}]});
+    grip_publish_item(under, serde_json::json!({"channel": "room", "formats": {"ws-message": {"content": text}}}))
+        .await;
+}
+
+async fn grip_publish_item(under: &Under, item: Value) {
+    let body = serde_json::json!({ "items": [item] });
     let response = reqwest::Client::new()
         .post(&under.publish)
         .header("authorization", format!("Bearer {}", control_token()))
@@ -211,6 +216,30 @@ async fn suite(under: &Under, backend: &PyBackend) -> Vec<(&'static str, Result<
     ));
 
     results.push((
+        "id/prev-id: an item published before its predecessor waits for it",
+        async {
+            let (mut ws, _) = joined(under, backend).await?;
+            // Ids unique to this run, so a channel's last id from another check cannot match.
+            let run = std::process::id();
+            let item = |n: u32, prev: Option<u32>| {
+                let mut item = serde_json::json!({"channel": "room", "id": format!("{run}-{n}"),
+                    "formats": {"ws-message": {"content": format!("seq {n}")}}});
+                if let Some(prev) = prev {
+                    item["prev-id"] = Value::String(format!("{run}-{prev}"));
+                }
+                item
+            };
+            grip_publish_item(under, item(1, None)).await;
+            expect_text(&mut ws, "seq 1").await?;
+            grip_publish_item(under, item(3, Some(2))).await;
+            grip_publish_item(under, item(2, Some(1))).await;
+            expect_text(&mut ws, "seq 2").await?;
+            expect_text(&mut ws, "seq 3").await
+        }
+        .await,
+    ));
+
+    results.push((
         "unprefixed message dropped in grip mode",
         async {
             let (mut ws, _) = joined(under, backend).await?;
@@ -242,6 +271,42 @@ async fn suite(under: &Under, backend: &PyBackend) -> Vec<(&'static str, Result<
                 Message::Text(t) if t.as_str() == "ka" => Ok(()),
                 other => Err(format!("got {other:?}")),
             }
+        }
+        .await,
+    ));
+
+    results.push((
+        "Keep-Alive-Interval: a request with no events when quiet",
+        async {
+            let (mut ws, cid) = joined(under, backend).await?;
+            send(&mut ws, "keepalive-requests").await?;
+            expect_text(&mut ws, "ok").await?;
+            let requests = || async { backend.log().await.iter().filter(|r| r["cid"] == cid.as_str()).count() };
+            let before = requests().await;
+            // 20 s is the shortest interval either gateway honours.
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let log = backend.log().await;
+                let empty =
+                    log.iter().skip(before).any(|r| r["cid"] == cid.as_str() && r["events"] == serde_json::json!([]));
+                if empty {
+                    return Ok(());
+                }
+            }
+            Err(format!("no empty request in 30 s ({} requests before)", before))
+        }
+        .await,
+    ));
+
+    results.push((
+        "client PING reaches the backend",
+        async {
+            let (mut ws, cid) = joined(under, backend).await?;
+            ws.send(Message::Ping(b"hb".to_vec().into())).await.map_err(|e| e.to_string())?;
+            send(&mut ws, "echo after ping").await?;
+            expect_text(&mut ws, "after ping").await?;
+            let events = backend.events_of(&cid).await;
+            if events.iter().any(|(t, _)| t == "PING") { Ok(()) } else { Err(format!("backend saw {events:?}")) }
         }
         .await,
     ));
@@ -360,6 +425,26 @@ async fn conformance_against_pushpin_when_installed() {
     let results = suite(&under, &backend).await;
     let failed = report("pushpin", &results);
     assert_eq!(failed, PUSHPIN_DIFFERS, "Pushpin's differences changed; update docs/pushpin-migration.md");
+}
+
+/// A request that never reached the backend is sent again (Pushpin's
+/// schedule: 1 s, then 2 s, …): the backend restarts in between and the
+/// client's message still gets its answer.
+#[tokio::test]
+async fn a_request_that_did_not_reach_the_backend_is_retried() {
+    let port = free_tcp_port();
+    let target = format!("http://127.0.0.1:{port}");
+    let gateway = Gateway::start_with(&target, &["--target-format", "websocket-over-http"]).await;
+    let backend = PyBackend::start(&gateway.control, port).await;
+    let under = Under { ws: gateway.ws.clone(), publish: format!("{}/publish/", gateway.control) };
+    let (mut ws, _) = joined(&under, &backend).await.unwrap();
+    drop(backend);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&mut ws, "echo after the restart").await.unwrap();
+    // The first attempt is refused at once; the retry comes 1–2 s later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _backend = PyBackend::start(&gateway.control, port).await;
+    expect_text(&mut ws, "after the restart").await.unwrap();
 }
 
 /// The Node GRIP library as the backend: its decoder, WebSocketContext and encoder against our events.

@@ -16,6 +16,7 @@ Behaviour, per client message:
     unsubscribe  -> leaves "room"
     detach       -> detaches: the gateway stops forwarding this client
     keepalive    -> asks for a text keep-alive "ka" after 1 s of quiet
+    keepalive-requests -> asks for a request every 20 s (Keep-Alive-Interval)
     close        -> closes the client with 4000 "bye"
     fail         -> answers HTTP 500
     unprefixed   -> a TEXT without the m: prefix (to be dropped)
@@ -118,6 +119,10 @@ class Handler(BaseHTTPRequestHandler):
                 ctx.send("left")
             elif command == "detach":
                 ctx.detach()
+            elif command == "keepalive-requests":
+                # Ask for a request at least every 20 s (Pushpin's floor).
+                headers.append(("Keep-Alive-Interval", "20"))
+                ctx.send("ok")
             elif command == "keepalive":
                 ctx.send_control(websocket_control_message("keep-alive", {"content": "ka", "timeout": 1}))
             elif command == "close":
