@@ -186,12 +186,7 @@ fn parse_done(rest: &str) -> Report {
 pub async fn serve(urls: Vec<String>, count: usize, offset: usize, concurrency: usize) -> anyhow::Result<()> {
     let Connected { open: clients, failed, handshakes } = connect_many(&urls, count, offset, concurrency).await;
     let mut out = tokio::io::stdout();
-    let mut line = format!("connected {} {failed}", clients.len());
-    for took in &handshakes {
-        line.push(' ');
-        line.push_str(&took.as_micros().to_string());
-    }
-    line.push('\n');
+    let line = line_with_micros(format!("connected {} {failed}", clients.len()), &handshakes);
     out.write_all(line.as_bytes()).await?;
     out.flush().await?;
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
@@ -252,13 +247,17 @@ async fn receive(
             Ok(None) | Err(_) => break,
         }
     }
-    let mut line = format!("done {last_nanos}");
-    for latency in &latencies {
-        line.push(' ');
-        line.push_str(&latency.as_micros().to_string());
-    }
-    line.push('\n');
-    out.write_all(line.as_bytes()).await?;
+    out.write_all(line_with_micros(format!("done {last_nanos}"), &latencies).as_bytes()).await?;
     out.flush().await?;
     Ok(())
+}
+
+/// A report line: `head`, then each duration in microseconds, space-separated.
+fn line_with_micros(mut line: String, durations: &[Duration]) -> String {
+    for d in durations {
+        line.push(' ');
+        line.push_str(&d.as_micros().to_string());
+    }
+    line.push('\n');
+    line
 }

@@ -50,6 +50,16 @@ impl<E> Batcher<E> {
         self.next()
     }
 
+    /// An empty batch, for a keep-alive request, if nothing is in flight or
+    /// waiting; it counts as in flight like any other.
+    pub fn empty(&mut self) -> Option<Vec<E>> {
+        if self.in_flight || !self.pending.is_empty() {
+            return None;
+        }
+        self.in_flight = true;
+        Some(Vec::new())
+    }
+
     /// No room for another event: stop reading until a request completes.
     pub fn is_full(&self) -> bool {
         self.pending.len() >= self.max_pending
@@ -104,6 +114,15 @@ mod tests {
         assert!(!b.is_idle());
         assert!(b.complete().is_none());
         assert!(b.is_idle());
+    }
+
+    #[test]
+    fn an_empty_batch_holds_back_what_arrives_meanwhile() {
+        let mut b: Batcher = Batcher::new(3);
+        assert_eq!(b.empty(), Some(vec![]));
+        assert!(b.push(text(0)).is_none(), "the empty request is in flight");
+        assert!(b.empty().is_none());
+        assert_eq!(data(&b.complete().unwrap()), ["0"]);
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl<'a> Reader<'a> {
             }
             let can_read = !self.batcher.is_full();
             let keep_alive_interval = self.keep_alive_interval();
-            let keep_alive_due = self.in_flight.is_none() && !keep_alive_interval.is_zero();
+            let keep_alive_due = self.in_flight.is_none() && !self.failed && !keep_alive_interval.is_zero();
             tokio::select! {
                 ready = read.readable(), if can_read => {
                     if ready.is_err() {
@@ -189,7 +189,9 @@ impl<'a> Reader<'a> {
                 }
                 _ = tokio::time::sleep_until(self.last_request + keep_alive_interval), if keep_alive_due => {
                     // The backend asked to hear from us this often: a request with no events.
-                    self.start(Some(Vec::new()));
+                    self.last_request = Instant::now();
+                    let empty = self.batcher.empty();
+                    self.start(empty);
                 }
                 _ = tokio::time::sleep_until(last_seen + self.edge.config.dead_peer_timeout) => {
                     return Ending { code: ABNORMAL, reason: "no data from client".into() };
@@ -391,6 +393,7 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
             slip_metrics::metrics().frames_out.inc_by(written as u64);
             last_write = Instant::now();
         }
+        let keep_alive = batch.keep_alive;
         outbox.recycle(batch.frames);
         if let Some(close) = batch.close {
             if close.code != ABNORMAL {
@@ -402,7 +405,6 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
         if written == MAX_WRITE_BATCH {
             continue;
         }
-        let keep_alive = outbox.keep_alive();
         let keep_alive_at = keep_alive.as_ref().map_or_else(Instant::now, |k| {
             if k.interval { last_keep_alive + k.every } else { last_write.max(last_keep_alive) + k.every }
         });

@@ -76,6 +76,8 @@ pub struct Outbox {
 /// What the writer takes on one wakeup.
 pub struct Batch {
     pub frames: VecDeque<Bytes>,
+    /// The keep-alive to send when quiet, if one is set (taken under the same lock).
+    pub keep_alive: Option<KeepAlive>,
     pub close: Option<CloseOrder>,
 }
 
@@ -136,17 +138,13 @@ impl Outbox {
         };
         state.bytes -= frames.iter().map(Bytes::len).sum::<usize>();
         let close = if state.frames.is_empty() { state.close.clone() } else { None };
-        Batch { frames, close }
+        Batch { frames, close, keep_alive: state.keep_alive.as_deref().cloned() }
     }
 
     /// Sets (or with `None` stops) the keep-alive frame the writer sends on its own.
     pub fn set_keep_alive(&self, keep_alive: Option<KeepAlive>) {
         self.state.lock().keep_alive = keep_alive.map(Box::new);
         self.wake.notify_one();
-    }
-
-    pub fn keep_alive(&self) -> Option<KeepAlive> {
-        self.state.lock().keep_alive.as_deref().cloned()
     }
 
     /// Takes back a written batch's buffer for reuse (see `State::spare`).
