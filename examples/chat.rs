@@ -2,9 +2,9 @@
 //! `slip-sockets` SDK and axum.
 //!
 //!     cargo run --example chat            # listens on 127.0.0.1:3000
-//!     slip dev --target-url http://127.0.0.1:3000/ws --jwt-secret change-me
+//!     slip dev --target-url http://127.0.0.1:3000/ws     # with the same SLIP_JWT_SECRET
 //!
-//! Environment: `SLIP_JWT_SECRET` (default `change-me`), `SLIP_CONTROL_URL`
+//! Environment: `SLIP_JWT_SECRET` (required: the gateway's, `slip gen-secret` makes one), `SLIP_CONTROL_URL`
 //! (default `http://127.0.0.1:7070`), `PORT` (default 3000).
 
 use axum::Router;
@@ -45,7 +45,8 @@ pub fn app(publisher: Publisher) -> Router {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let secret = std::env::var("SLIP_JWT_SECRET").unwrap_or_else(|_| "change-me".into());
+    let secret = std::env::var("SLIP_JWT_SECRET")
+        .map_err(|_| "set SLIP_JWT_SECRET to the gateway's secret (`slip gen-secret` makes one)")?;
     let control = std::env::var("SLIP_CONTROL_URL").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;

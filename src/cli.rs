@@ -20,8 +20,12 @@ pub enum Command {
     Edge(EdgeArgs),
     /// A control node: the control APIs, a share of the channels, links to edges and other control nodes.
     Control(ControlArgs),
-    /// Writes a new cluster CA (ca.pem, ca-key.pem) for SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY.
+    /// Writes a new cluster CA (ca.pem, ca-key.pem); keep ca-key.pem off the edges.
     GenCa(GenCaArgs),
+    /// Issues a node certificate for one role from the CA: SLIP_CLUSTER_CERT / SLIP_CLUSTER_KEY.
+    GenCert(GenCertArgs),
+    /// Prints a new random shared secret (32 bytes, hex) for SLIP_JWT_SECRET.
+    GenSecret,
     /// Operate a running cluster through any control node.
     Admin(AdminArgs),
 }
@@ -76,6 +80,29 @@ pub struct GenCaArgs {
     pub out: std::path::PathBuf,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct GenCertArgs {
+    /// The role the certificate lets its holder play: `edge` or `control`.
+    #[arg(long, value_parser = ["edge", "control"])]
+    pub role: String,
+
+    /// Issue it for this one node id only [default: any node of the role].
+    #[arg(long)]
+    pub node_id: Option<String>,
+
+    /// Cluster CA certificate: a path or the PEM text.
+    #[arg(long, env = "SLIP_CLUSTER_CA", hide_env_values = true)]
+    pub cluster_ca: String,
+
+    /// Cluster CA private key: a path or the PEM text.
+    #[arg(long, env = "SLIP_CLUSTER_CA_KEY", hide_env_values = true)]
+    pub cluster_ca_key: String,
+
+    /// Directory to write ROLE.pem and ROLE-key.pem into (created if missing).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
 /// What every cluster node needs.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
@@ -96,13 +123,17 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLIP_DNS_REFRESH_SECS", default_value_t = 5)]
     pub dns_refresh_secs: u64,
 
-    /// Cluster CA certificate: a path or the PEM text.
+    /// Cluster CA certificate (the CA's, not its key): a path or the PEM text.
     #[arg(long, env = "SLIP_CLUSTER_CA", hide_env_values = true)]
     pub cluster_ca: String,
 
-    /// Cluster CA private key: a path or the PEM text.
-    #[arg(long, env = "SLIP_CLUSTER_CA_KEY", hide_env_values = true)]
-    pub cluster_ca_key: String,
+    /// This node's certificate, issued for its role by `slip gen-cert`: a path or the PEM text.
+    #[arg(long, env = "SLIP_CLUSTER_CERT", hide_env_values = true)]
+    pub cluster_cert: Option<String>,
+
+    /// This node's certificate key: a path or the PEM text.
+    #[arg(long, env = "SLIP_CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
 
     /// Region this node runs in, reported by GetConnection [default: FLY_REGION].
     #[arg(long, env = "SLIP_REGION")]
@@ -148,6 +179,11 @@ pub struct ControlArgs {
     /// signed with the shared secret, any issuer) or `none` (anyone who reaches the port, as Pushpin).
     #[arg(long, env = "SLIP_GRIP_PUBLISH_AUTH", value_enum, default_value = "jwt")]
     pub grip_publish_auth: GripPublishAuth,
+
+    /// Cluster CA private key (a path or the PEM text), instead of SLIP_CLUSTER_CERT/KEY: the node
+    /// issues itself a control certificate at start. Never give it to an edge.
+    #[arg(long, env = "SLIP_CLUSTER_CA_KEY", hide_env_values = true)]
+    pub cluster_ca_key: Option<String>,
 
     /// QUIC link endpoint (UDP) that edges and other control nodes dial.
     #[arg(long, env = "SLIP_LINK_LISTEN", default_value = "[::]:7071")]
@@ -224,7 +260,8 @@ pub struct EdgeTuning {
     #[arg(long, env = "SLIP_DEAD_PEER_SECS", default_value_t = 60)]
     pub dead_peer_secs: u64,
 
-    /// Largest message in either direction, in bytes (larger client messages close with 1009).
+    /// Largest message a client may send, in bytes (larger ones close with 1009); at most 16 MiB.
+    /// Messages to clients are bounded by the protocol's 128 KiB (SLIP v4's limit) wherever they enter.
     #[arg(long, env = "SLIP_MAX_MESSAGE_BYTES", default_value_t = slip_proto::limits::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
@@ -275,14 +312,15 @@ impl EdgeTuning {
         };
         config.grip_sig_issuer = self.grip_sig_iss.clone();
         config.binary_events = self.target_binary;
-        config.callback_timeout = Duration::from_millis(self.callback_timeout_ms.max(1));
-        config.ping_interval = Duration::from_secs(self.ping_interval_secs.max(1));
-        config.dead_peer_timeout = Duration::from_secs(self.dead_peer_secs.max(1));
+        // Checked by `EdgeConfig::validate` when the edge starts.
+        config.callback_timeout = Duration::from_millis(self.callback_timeout_ms);
+        config.ping_interval = Duration::from_secs(self.ping_interval_secs);
+        config.dead_peer_timeout = Duration::from_secs(self.dead_peer_secs);
         config.max_message_bytes = self.max_message_bytes;
-        config.outbox.max_frames = self.outbox_max_messages.max(1);
-        config.outbox.max_bytes = self.outbox_max_bytes.max(1);
+        config.outbox.max_frames = self.outbox_max_messages;
+        config.outbox.max_bytes = self.outbox_max_bytes;
         config.max_subscriptions = self.max_subscriptions;
-        config.max_pending_events = self.max_pending_events.max(1);
+        config.max_pending_events = self.max_pending_events;
         config.max_connections = self.max_connections;
         config.message_rate = self.message_rate;
         config.message_burst = self.message_burst;

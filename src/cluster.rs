@@ -1,5 +1,6 @@
-//! `slip edge`, `slip control` and `slip gen-ca`: the nodes of a cluster,
-//! linked over QUIC with mutual TLS from the cluster CA.
+//! `slip edge`, `slip control`, `slip gen-ca` and `slip gen-cert`: the nodes
+//! of a cluster, linked over QUIC with mutual TLS from the cluster CA, each
+//! with a certificate for its role (`slip_link::tls`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,12 +10,12 @@ use slip_control_plane::{ControlFrames, ControlPlane};
 use slip_edge::{Edge, EdgeConfig, EdgeFrames};
 use slip_link::discovery::{self, DnsPeers};
 use slip_link::quic::QuicNode;
-use slip_link::tls::ClusterCa;
+use slip_link::tls::{ClusterCa, Identity};
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{Hello, Role};
 use tokio::net::TcpListener;
 
-use crate::cli::{ClusterArgs, ControlArgs, EdgeArgs, GenCaArgs};
+use crate::cli::{ClusterArgs, ControlArgs, EdgeArgs, GenCaArgs, GenCertArgs};
 
 pub fn gen_ca(args: GenCaArgs) -> anyhow::Result<()> {
     let ca = ClusterCa::generate()?;
@@ -24,7 +25,25 @@ pub fn gen_ca(args: GenCaArgs) -> anyhow::Result<()> {
     std::fs::write(&cert, &ca.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
     write_private(&key, &ca.key_pem)?;
     println!("wrote {} and {}", cert.display(), key.display());
-    println!("give every node both: SLIP_CLUSTER_CA={} SLIP_CLUSTER_CA_KEY={}", cert.display(), key.display());
+    println!("every node gets SLIP_CLUSTER_CA={}; issue each role a certificate with `slip gen-cert`", cert.display());
+    println!("keep {} off the edges", key.display());
+    Ok(())
+}
+
+pub fn gen_cert(args: GenCertArgs) -> anyhow::Result<()> {
+    let ca =
+        ClusterCa::load(&args.cluster_ca, &args.cluster_ca_key).context("SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY")?;
+    let role = slip_link::tls::role_named(&args.role).context("--role is edge or control")?;
+    let node = args.node_id.as_deref().map(NodeId::parse).transpose().context("--node-id")?;
+    let leaf = ca.issue(role, node.as_ref())?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let cert = args.out.join(format!("{}.pem", args.role));
+    let key = args.out.join(format!("{}-key.pem", args.role));
+    std::fs::write(&cert, &leaf.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    write_private(&key, &leaf.key_pem)?;
+    let whom = node.map_or_else(|| format!("any {} node", args.role), |n| format!("{} node {n}", args.role));
+    println!("wrote {} and {} for {whom}", cert.display(), key.display());
+    println!("give it SLIP_CLUSTER_CERT={} SLIP_CLUSTER_KEY={}", cert.display(), key.display());
     Ok(())
 }
 
@@ -51,7 +70,6 @@ fn write_private(path: &std::path::Path, pem: &str) -> anyhow::Result<()> {
 struct Node {
     id: NodeId,
     region: String,
-    ca: ClusterCa,
     /// Fixed peer addresses.
     peers: Vec<SocketAddr>,
     /// Peers found through DNS, the server asked, and how often.
@@ -80,10 +98,24 @@ impl Node {
     }
 }
 
+/// This node's certificate: the one it was given, or (a control node holding
+/// the CA key) one it issues itself.
+fn identity(args: &ClusterArgs, ca_key: Option<&str>, role: Role, id: &NodeId) -> anyhow::Result<Identity> {
+    match (&args.cluster_cert, &args.cluster_key, ca_key) {
+        (Some(cert), Some(key), _) => Identity::load(&args.cluster_ca, cert, key)
+            .context("SLIP_CLUSTER_CA / SLIP_CLUSTER_CERT / SLIP_CLUSTER_KEY"),
+        (None, None, Some(ca_key)) => Ok(ClusterCa::load(&args.cluster_ca, ca_key)
+            .context("SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY")?
+            .identity(role, id)?),
+        _ => bail!(
+            "this node needs SLIP_CLUSTER_CERT and SLIP_CLUSTER_KEY: a certificate for its role (`slip gen-cert --role {}`)",
+            if role == Role::Edge { "edge" } else { "control" }
+        ),
+    }
+}
+
 async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
     let id = crate::node_id(args.node_id.as_deref())?;
-    let ca =
-        ClusterCa::load(&args.cluster_ca, &args.cluster_ca_key).context("SLIP_CLUSTER_CA / SLIP_CLUSTER_CA_KEY")?;
     let mut peers = Vec::new();
     let mut dns = None;
     for peer in args.peers.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
@@ -106,7 +138,7 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
     }
     let region = args.region.clone().or_else(|| std::env::var("FLY_REGION").ok()).unwrap_or_default();
     slip_metrics::init(id.as_str(), &region);
-    Ok(Node { id, region, ca, peers, dns })
+    Ok(Node { id, region, peers, dns })
 }
 
 fn hello(node: &Node, role: Role, link_addr: Option<SocketAddr>) -> Hello {
@@ -134,15 +166,21 @@ fn advertised(args: &ControlArgs, bound: SocketAddr) -> Option<SocketAddr> {
 }
 
 pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
+    // The CA key is the cluster's crown jewel; an edge faces the internet.
+    if std::env::var_os("SLIP_CLUSTER_CA_KEY").is_some() {
+        bail!(
+            "an edge must not hold the CA key: unset SLIP_CLUSTER_CA_KEY and give it SLIP_CLUSTER_CERT and SLIP_CLUSTER_KEY from `slip gen-cert --role edge`"
+        );
+    }
     let node = node(&args.cluster).await?;
     if node.peers.is_empty() && node.dns.is_none() {
         bail!("an edge needs SLIP_PEERS: the link addresses of the control nodes, or dns:NAME:PORT");
     }
-    let identity = node.ca.issue(&node.id)?;
+    let identity = identity(&args.cluster, None, Role::Edge, &node.id)?;
     let mut config = EdgeConfig::new(node.id.clone(), args.target_url.clone(), args.jwt_secret.as_bytes());
     config.region = node.region.clone();
     args.edge.apply(&mut config);
-    let edge = Edge::new(config).context("building the callback client")?;
+    let edge = Edge::new(config).context("starting the edge")?;
 
     // Edges only dial: they take no links.
     let frames = Arc::new(EdgeFrames(edge.clone()));
@@ -168,8 +206,9 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
+    slip_proto::jwt::check_secret(args.jwt_secret.as_bytes()).context("SLIP_JWT_SECRET")?;
     let node = node(&args.cluster).await?;
-    let identity = node.ca.issue(&node.id)?;
+    let identity = identity(&args.cluster, args.cluster_ca_key.as_deref(), Role::Control, &node.id)?;
     let plane = ControlPlane::new(node.id.clone());
     plane.set_region(&node.region);
     let links = QuicNode::bind(

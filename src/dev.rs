@@ -13,7 +13,7 @@ use crate::cli::DevArgs;
 use crate::node_id;
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let secret = args.jwt_secret.clone().unwrap_or_else(random_secret);
+    let secret = args.jwt_secret.clone().unwrap_or_else(crate::random_secret);
     let node = node_id(args.node_id.as_deref())?;
     slip_metrics::init(node.as_str(), &std::env::var("FLY_REGION").unwrap_or_default());
 
@@ -37,7 +37,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if demo {
         config.landing_page = Some(crate::demo::PAGE.into());
     }
-    let edge = Edge::new(config).context("building the callback client")?;
+    let edge = Edge::new(config).context("starting the edge")?;
     let plane = ControlPlane::new(node.clone());
 
     // The in-memory link, both ways: edge → control and control → edge.
@@ -74,8 +74,4 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn random_secret() -> String {
-    format!("dev-{:032x}", rand::random::<u128>())
 }

@@ -31,6 +31,11 @@ fn main() -> anyhow::Result<()> {
             Command::Edge(args) => cluster::edge(args).await,
             Command::Control(args) => cluster::control(args).await,
             Command::GenCa(args) => cluster::gen_ca(args),
+            Command::GenCert(args) => cluster::gen_cert(args),
+            Command::GenSecret => {
+                println!("{}", random_secret());
+                Ok(())
+            }
             Command::Admin(args) => admin::run(args).await,
         }
     })
@@ -43,6 +48,11 @@ pub(crate) fn node_id(flag: Option<&str>) -> anyhow::Result<NodeId> {
         Some(id) => NodeId::parse(&id).context("SLIP_NODE_ID"),
         None => Ok(NodeId::random()),
     }
+}
+
+/// A new shared secret: 32 random bytes as hex.
+pub(crate) fn random_secret() -> String {
+    rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

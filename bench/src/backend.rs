@@ -42,7 +42,12 @@ pub async fn start() -> anyhow::Result<Backend> {
     let (Some(url), Some(over_http)) = (parts.next(), parts.next()) else {
         anyhow::bail!("the backend process printed {line:?}");
     };
-    Ok(Backend { url: url.into(), over_http: over_http.into(), secret: "bench-secret".into(), _process: process })
+    Ok(Backend {
+        url: url.into(),
+        over_http: over_http.into(),
+        secret: "bench-secret-of-at-least-32-bytes".into(),
+        _process: process,
+    })
 }
 
 /// SLIP v4: OPEN → accept and subscribe to "bench"; TEXT → the same text back to its sender.

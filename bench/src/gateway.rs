@@ -98,6 +98,15 @@ impl Gateway {
         let status = Command::new(slip).args(["gen-ca", "--out"]).arg(&dir).stdout(Stdio::null()).status().await?;
         anyhow::ensure!(status.success(), "slip gen-ca failed");
         let (cert, key) = (dir.join("ca.pem").display().to_string(), dir.join("ca-key.pem").display().to_string());
+        let status = Command::new(slip)
+            .args(["gen-cert", "--role", "edge", "--cluster-ca", &cert, "--cluster-ca-key", &key, "--out"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "slip gen-cert failed");
+        let (edge_cert, edge_key) =
+            (dir.join("edge.pem").display().to_string(), dir.join("edge-key.pem").display().to_string());
         let link = format!("127.0.0.1:{}", free_port()?);
         let control_args = [
             "control",
@@ -131,8 +140,10 @@ impl Gateway {
                 &link,
                 "--cluster-ca",
                 &cert,
-                "--cluster-ca-key",
-                &key,
+                "--cluster-cert",
+                &edge_cert,
+                "--cluster-key",
+                &edge_key,
                 "--target-url",
                 &backend.url,
                 "--jwt-secret",

@@ -40,7 +40,7 @@ fn every_scenario_runs_against_slip() {
 #[test]
 fn every_scenario_runs_against_pushpin_when_installed() {
     if !std::path::Path::new("/usr/bin/pushpin").exists() {
-        // .ci/run installs Pushpin; on a machine without it this test has nothing to drive.
+        // scripts/test.sh installs Pushpin; on a machine without it this test has nothing to drive.
         eprintln!("Pushpin is not installed; apt-get install pushpin to run this");
         return;
     }

@@ -4,10 +4,8 @@ use std::sync::Arc;
 
 use slip_proto::pb::admin_server::{Admin, AdminServer};
 use slip_proto::pb::{ChannelInfo, ChannelsReply, ChannelsRequest, DrainReply, DrainRequest, NodesReply, NodesRequest};
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::Authenticator;
 use crate::plane::ControlPlane;
 
 /// Channels listed when the request does not say how many.
@@ -20,11 +18,8 @@ pub struct AdminService {
 }
 
 /// The Admin service behind the same JWT check as Control.
-pub fn service(
-    plane: Arc<ControlPlane>,
-    auth: Authenticator,
-) -> InterceptedService<AdminServer<AdminService>, Authenticator> {
-    AdminServer::with_interceptor(AdminService { plane }, auth)
+pub fn server(plane: Arc<ControlPlane>) -> AdminServer<AdminService> {
+    AdminServer::new(AdminService { plane })
 }
 
 #[tonic::async_trait]

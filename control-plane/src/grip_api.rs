@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body as HttpBody;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +34,7 @@ use slip_proto::link_pb::channel_event::Body;
 use slip_proto::route;
 
 use crate::plane::ControlPlane;
+use crate::server;
 
 /// The path GRIP publishers post to (with or without the trailing slash).
 pub const PUBLISH_PATH: &str = "/publish/";
@@ -55,7 +56,7 @@ pub struct GripApi {
     pub auth: GripAuth,
 }
 
-pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: HttpBody) -> Response {
     if api.auth == GripAuth::Jwt {
         let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(jwt::bearer);
         let checked = token.ok_or(jwt::JwtError::Malformed).and_then(|t| jwt::verify_grip(t, &api.secret, jwt::now()));
@@ -64,6 +65,11 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: Bytes
             return (StatusCode::UNAUTHORIZED, format!("Invalid token: {e}\n")).into_response();
         }
     }
+    // Only now is the body read.
+    let body = match server::read_body(body, server::MAX_HTTP_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let items = match grip::parse(&body) {
         Ok(items) => items,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("Invalid publish: {e}\n")).into_response(),
@@ -81,7 +87,7 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: Bytes
             GripAction::Text(text) => Body::Text(text),
             GripAction::Binary(bytes) => Body::Binary(bytes.into()),
             GripAction::Close { code, reason } => Body::CloseSubscribers(CloseConnection {
-                code: u32::from(code.unwrap_or(route::DEFAULT_CLOSE_CODE)),
+                code: code.unwrap_or(route::DEFAULT_CLOSE_CODE).into(),
                 reason: reason.unwrap_or_default(),
             }),
         };

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use slip_proto::close::CloseCode;
 use slip_proto::link_pb::{CloseConnection, Message, channel_event, connection_command::Op, message};
 use slip_proto::pb::control_server::{Control, ControlServer};
 use slip_proto::pb::{
@@ -11,7 +12,6 @@ use slip_proto::pb::{
     SetMetadataRequest, SubscriptionReply, SubscriptionRequest, publish_request, send_request,
 };
 use slip_proto::route;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth;
@@ -56,12 +56,9 @@ impl Authenticator {
     }
 }
 
-/// The gRPC service behind the JWT check.
-pub fn service(
-    plane: Arc<ControlPlane>,
-    auth: Authenticator,
-) -> InterceptedService<ControlServer<ControlService>, Authenticator> {
-    ControlServer::with_interceptor(ControlService { plane }, auth)
+/// The gRPC service; `server.rs` puts it behind the JWT check.
+pub fn server(plane: Arc<ControlPlane>) -> ControlServer<ControlService> {
+    ControlServer::new(ControlService { plane })
 }
 
 fn publish_body(message: Option<publish_request::Message>) -> Result<channel_event::Body, Status> {
@@ -135,12 +132,12 @@ impl Control for ControlService {
 
     async fn close(&self, request: Request<CloseRequest>) -> Result<Response<CloseReply>, Status> {
         let request = request.into_inner();
-        let code = if request.code == 0 { u32::from(route::DEFAULT_CLOSE_CODE) } else { request.code };
-        let sendable = u16::try_from(code).is_ok_and(slip_proto::command::is_sendable_close_code);
-        if !sendable {
-            return Err(Status::invalid_argument(format!("close code {code} may not be sent")));
-        }
-        let close = CloseConnection { code, reason: request.reason };
+        let code = match request.code {
+            0 => route::DEFAULT_CLOSE_CODE,
+            code => CloseCode::from_u32(code)
+                .ok_or_else(|| Status::invalid_argument(format!("close code {code} may not be sent")))?,
+        };
+        let close = CloseConnection { code: code.into(), reason: request.reason };
         self.command(request.connection_id, Op::Close(close)).await?;
         Ok(Response::new(CloseReply {}))
     }

@@ -3,10 +3,20 @@
 //! POLL_FOR_CONNECTION. Commands run in array order; a command for a
 //! connection that no longer exists is skipped (the backend cannot avoid that
 //! race, and one gone client must not fail the rest of the batch).
+//!
+//! Any other failure (the channel's owner or the connection's edge
+//! unreachable, a link queue full) stops the batch there, and the answer says
+//! so: never `200` for a command that did not take effect.
+//!
+//! ```json
+//! 503 {"message": "command failed", "index": 2, "type": "PUBLISH_TEXT", "error": "unavailable: …"}
+//! ```
+//!
+//! Commands before `index` ran; it and those after it did not.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +24,8 @@ use serde_json::json;
 use slip_proto::command::{self, Source};
 use slip_proto::route::{self, Action};
 
-use crate::auth;
-use crate::plane::ControlPlane;
+use crate::plane::{ControlError, ControlPlane};
+use crate::{auth, server};
 
 #[derive(Clone)]
 pub struct HttpApi {
@@ -23,12 +33,17 @@ pub struct HttpApi {
     pub secret: Arc<[u8]>,
 }
 
-pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(e) = auth::check(&api.secret, authorization) {
         tracing::debug!(error = %e, "control request refused");
         return (StatusCode::FORBIDDEN, "Invalid token").into_response();
     }
+    // Only now is the body read.
+    let body = match server::read_body(body, server::MAX_HTTP_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let commands = match command::parse(&body, Source::ControlRequest) {
         Ok(commands) => commands,
         Err(e) => {
@@ -40,7 +55,7 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Bytes)
                 .into_response();
         }
     };
-    for command in commands {
+    for (index, command) in commands.into_iter().enumerate() {
         let kind = command.kind();
         let outcome = match route::action(command) {
             // Confirmed, so a SUBSCRIBE has taken effect before a PUBLISH after it runs.
@@ -51,8 +66,18 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Bytes)
             }
             Action::Accept => Ok(()),
         };
-        if let Err(e) = outcome {
-            tracing::debug!(command = kind, error = %e, "control command skipped");
+        match outcome {
+            Ok(()) => {}
+            Err(ControlError::NotFound(e)) => tracing::debug!(command = kind, error = %e, "control command skipped"),
+            Err(e) => {
+                tracing::warn!(command = kind, index, error = %e, "control command failed");
+                let status = match e {
+                    ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                let body = json!({"message": "command failed", "index": index, "type": kind, "error": e.to_string()});
+                return (status, axum::Json(body)).into_response();
+            }
         }
     }
     (StatusCode::OK, axum::Json(json!({"message": "processed successfully"}))).into_response()

@@ -456,6 +456,25 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// Hands a reply to whoever waits for it here.
+    fn resolve(&self, reply: Reply) {
+        let waiter = self.pending.lock().remove(&reply.id);
+        if let (Some(waiter), Some(kind)) = (waiter, reply.kind) {
+            let _ = waiter.send(kind);
+        }
+    }
+
+    /// Delivers a reply to node `to`: here, or over the link to it.
+    fn answer(&self, to: &str, reply: Reply) {
+        if to == self.node_id.as_str() {
+            self.resolve(reply);
+        } else if let Err(e) = self.peers.send(to, Frame { kind: Some(Kind::Reply(reply)) }) {
+            tracing::debug!(error = %e, "reply for another control node dropped");
+        }
+    }
+}
+
 /// Frames from edges and other control nodes.
 pub struct ControlFrames(pub Arc<ControlPlane>);
 
@@ -467,11 +486,18 @@ impl FrameHandler for ControlFrames {
                 if channel::validate(&interest.channel).is_err() {
                     return;
                 }
-                let mut table = plane.interest.lock();
-                if interest.present {
-                    table.add(from, &interest.channel);
-                } else {
-                    table.remove(from, &interest.channel);
+                {
+                    let mut table = plane.interest.lock();
+                    if interest.present {
+                        table.add(from, &interest.channel);
+                    } else {
+                        table.remove(from, &interest.channel);
+                    }
+                }
+                // An edge confirming a SUBSCRIBE through us: now it counts.
+                if interest.ack != 0 {
+                    let reply = Reply { id: interest.ack, kind: Some(reply::Kind::Found(true)) };
+                    plane.answer(&interest.reply_to, reply);
                 }
             }
             Some(Kind::Publish(publish)) => {
@@ -507,12 +533,7 @@ impl FrameHandler for ControlFrames {
                     }
                 }
             }
-            Some(Kind::Reply(reply)) => {
-                let waiter = plane.pending.lock().remove(&reply.id);
-                if let (Some(waiter), Some(kind)) = (waiter, reply.kind) {
-                    let _ = waiter.send(kind);
-                }
-            }
+            Some(Kind::Reply(reply)) => plane.resolve(reply),
             Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }

@@ -1,18 +1,56 @@
 //! One port for every control API: gRPC (by its `/slip.v1.Control/…` paths,
 //! HTTP/2), GRIP publishing on `/publish/`, and the SLIP v4 HTTP JSON API on
 //! every other path.
+//!
+//! The port is private by deployment and defended anyway (DESIGN §11), each
+//! bound named below and listed in docs/operations.md:
+//! - a client has [`HEADER_TIMEOUT`] to send its first request's headers,
+//!   and an HTTP/1 body must arrive within [`BODY_TIMEOUT`];
+//! - the token is checked before a body is read (the gRPC interceptor runs
+//!   on the headers; the JSON and GRIP handlers take the body only after it),
+//!   so an unauthenticated client never makes the node buffer anything;
+//! - bodies are bounded per API ([`MAX_GRPC_MESSAGE_BYTES`], and
+//!   [`MAX_COMMAND_BODY_BYTES`] for the JSON and GRIP APIs);
+//! - at most [`MAX_CONNECTIONS`] connections are served at once (more wait in
+//!   the kernel's backlog), [`MAX_STREAMS_PER_CONNECTION`] HTTP/2 streams on
+//!   each, and [`MAX_CONCURRENT_REQUESTS`] requests in all: one past that is
+//!   answered 503 at once rather than queued.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use slip_proto::limits::MAX_COMMAND_BODY_BYTES;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::grip_api::{self, GripApi, GripAuth};
 use crate::http_api::{self, HttpApi};
 use crate::plane::ControlPlane;
 use crate::{admin, grpc};
+
+/// Time a client has to send a request's headers (and its first bytes).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time an HTTP JSON or GRIP request's body has to arrive, once authorized.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest gRPC request message: a 128 KiB message or 16 KiB of metadata, with room for the rest.
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// HTTP/2 streams (gRPC calls) open at once on one connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Requests being handled at once over all connections.
+pub const MAX_CONCURRENT_REQUESTS: usize = 4096;
 
 pub fn router(plane: Arc<ControlPlane>, secret: &[u8], grip_auth: GripAuth) -> axum::Router {
     let secret: Arc<[u8]> = secret.into();
@@ -22,26 +60,102 @@ pub fn router(plane: Arc<ControlPlane>, secret: &[u8], grip_auth: GripAuth) -> a
         .route(grip_api::PUBLISH_PATH.trim_end_matches('/'), post(grip_api::publish))
         .with_state(grip);
     // The original took any path: every other path gRPC does not claim is the JSON API.
-    let http = grip
-        .merge(
-            axum::Router::new()
-                .fallback(post(http_api::handle))
-                .with_state(HttpApi { plane: plane.clone(), secret: secret.clone() }),
-        )
-        .layer(DefaultBodyLimit::max(MAX_COMMAND_BODY_BYTES));
+    let http = grip.merge(
+        axum::Router::new()
+            .fallback(post(http_api::handle))
+            .with_state(HttpApi { plane: plane.clone(), secret: secret.clone() }),
+    );
     let auth = grpc::Authenticator::new(secret);
-    tonic::service::Routes::new(grpc::service(plane.clone(), auth.clone()))
-        .add_service(admin::service(plane, auth))
+    let control = grpc::server(plane.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let admin = admin::server(plane).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let requests = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    tonic::service::Routes::new(InterceptedService::new(control, auth.clone()))
+        .add_service(InterceptedService::new(admin, auth))
         .into_axum_router()
         .fallback_service(http)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            let requests = requests.clone();
+            async move {
+                // Held until the handler has answered.
+                let Ok(_permit) = requests.try_acquire_owned() else {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "overloaded\n").into_response();
+                };
+                next.run(request).await
+            }
+        }))
 }
 
-/// Serves both APIs until the listener fails.
+/// Reads an authorized request's body, within [`BODY_TIMEOUT`] and `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("body over {limit} bytes\n")).into_response();
+    // A Content-Length past the limit is refused before waiting for any of it.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err((StatusCode::BAD_REQUEST, format!("reading the body: {e}\n")).into_response()),
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "body not received in time\n").into_response()),
+    }
+}
+
+/// The JSON and GRIP APIs' body limit.
+pub const MAX_HTTP_BODY_BYTES: usize = MAX_COMMAND_BODY_BYTES;
+
+/// Serves every control API on `listener` until it fails.
 pub async fn serve(
     plane: Arc<ControlPlane>,
     secret: &[u8],
     grip_auth: GripAuth,
     listener: TcpListener,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(plane, secret, grip_auth)).await
+    let service = TowerToHyperService::new(router(plane, secret, grip_auth));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .keep_alive_interval(Some(HEADER_TIMEOUT))
+        .keep_alive_timeout(HEADER_TIMEOUT);
+    let builder = Arc::new(builder);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        // Waiting here leaves further clients in the kernel's backlog.
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "control accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let _ = stream.set_nodelay(true);
+        let (service, builder) = (service.clone(), builder.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            // A client that connects and sends nothing is dropped: the HTTP/1
+            // header timer only starts with its first byte.
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await, Ok(Ok(1))) {
+                return;
+            }
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+        });
+    }
+}
+
+/// Accept errors that concern one connection (or a passing shortage), not the listener.
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+        || e.raw_os_error().is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
 }

@@ -8,6 +8,10 @@
 //! 4xx, is not retried: the backend has spoken, and its batch is dropped and
 //! logged.
 //!
+//! Redirects are never followed (DESIGN §11): a 3xx is a failed callback in
+//! either format, so nothing fetched from anywhere but the target URL, and no
+//! token sent anywhere else, ever reaches a client.
+//!
 //! WebSocket-over-HTTP follows Pushpin instead: only a request that never
 //! reached the backend (connection refused or timed out connecting) is sent
 //! again, up to [`OVER_HTTP_RETRIES`] times after 1 s, 2 s, 4 s, 8 s, 16 s, each
@@ -89,6 +93,7 @@ impl CallbackClient {
             .pool_max_idle_per_host(POOL_MAX_IDLE)
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,
@@ -214,6 +219,9 @@ impl CallbackClient {
             post = post.header(name.as_str(), value.as_str());
         }
         let mut response = post.send().await.map_err(classify)?;
+        if response.status().is_redirection() {
+            return Err(CallbackError::Status(response.status().as_u16()));
+        }
         let status = response.status().as_u16();
         let headers = response
             .headers()

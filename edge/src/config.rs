@@ -19,6 +19,33 @@ pub const DEFAULT_DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a client has to send its request headers.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest `max_message_bytes` taken: a client message is buffered whole
+/// before its callback, so this bounds one connection's read buffer.
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Longest timer setting taken (callback timeout, ping interval, dead peer).
+pub const MAX_TIMER: Duration = Duration::from_secs(86_400);
+
+/// A setting the edge cannot start with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("SLIP_JWT_SECRET: {0}")]
+    Secret(#[from] slip_proto::jwt::JwtError),
+    #[error("SLIP_TARGET_URL {url:?} is not an http:// or https:// URL: {reason}")]
+    TargetUrl { url: String, reason: String },
+    #[error("{name} is {value}; it must be between {min} and {max}")]
+    OutOfRange { name: &'static str, value: String, min: String, max: String },
+    #[error("building the callback client: {0}")]
+    Client(String),
+}
+
+fn in_range<T: PartialOrd + ToString>(name: &'static str, value: T, min: T, max: T) -> Result<(), ConfigError> {
+    if value >= min && value <= max {
+        return Ok(());
+    }
+    Err(ConfigError::OutOfRange { name, value: value.to_string(), min: min.to_string(), max: max.to_string() })
+}
+
 /// How the edge talks to the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetFormat {
@@ -65,6 +92,30 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// Checks every setting once, at start, so that a bad flag is a clear
+    /// error instead of a panic (or a silent fix) in every connection later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        slip_proto::jwt::check_secret(&self.jwt_secret)?;
+        let url = reqwest::Url::parse(&self.target_url)
+            .map_err(|e| ConfigError::TargetUrl { url: self.target_url.clone(), reason: e.to_string() })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            let reason = "the scheme must be http or https, with a host".into();
+            return Err(ConfigError::TargetUrl { url: self.target_url.clone(), reason });
+        }
+        // Timers are added to `Instant`s: a day at most keeps that arithmetic far from overflowing.
+        let (ms, day) = (Duration::from_millis(1).as_millis(), MAX_TIMER.as_millis());
+        in_range("SLIP_CALLBACK_TIMEOUT_MS", self.callback_timeout.as_millis(), ms, day)?;
+        in_range("SLIP_PING_INTERVAL_SECS", self.ping_interval.as_secs(), 1, MAX_TIMER.as_secs())?;
+        in_range("SLIP_DEAD_PEER_SECS", self.dead_peer_timeout.as_secs(), 1, MAX_TIMER.as_secs())?;
+        in_range("SLIP_MAX_MESSAGE_BYTES", self.max_message_bytes, 1, MAX_MESSAGE_BYTES_LIMIT)?;
+        in_range("SLIP_OUTBOX_MAX_MESSAGES", self.outbox.max_frames, 1, usize::MAX)?;
+        in_range("SLIP_OUTBOX_MAX_BYTES", self.outbox.max_bytes, 1, usize::MAX)?;
+        in_range("SLIP_MAX_PENDING_EVENTS", self.max_pending_events, 1, usize::MAX)?;
+        in_range("SLIP_MESSAGE_RATE", self.message_rate, 0.0, f64::MAX)?;
+        in_range("SLIP_MESSAGE_BURST", self.message_burst, 1.0, f64::MAX)?;
+        Ok(())
+    }
+
     pub fn new(node_id: NodeId, target_url: impl Into<String>, jwt_secret: impl Into<Vec<u8>>) -> Self {
         Self {
             node_id,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use slip_proto::callback::Event;
+use slip_proto::close::{self, CloseCode};
 use slip_proto::command::{Command, encode_binary};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,14 +38,8 @@ const MAX_WRITE_BATCH: usize = 256;
 const MAX_IOVECS: usize = 64;
 /// Time the client has to answer our close frame before the socket is dropped.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Close code for a client over its message rate.
-const POLICY_VIOLATION: u16 = 1008;
-/// Close code for binary frames sent to a target that did not opt in.
-const UNSUPPORTED_DATA: u16 = 1003;
 /// Close code when the backend keeps failing after the retries.
-const BACKEND_FAILED: u16 = 1011;
-/// Close code reported to the backend when the peer vanished without a close frame.
-const ABNORMAL: u16 = 1006;
+const BACKEND_FAILED: CloseCode = CloseCode::INTERNAL_ERROR;
 
 type InFlight = Pin<Box<dyn Future<Output = Result<Answer, CallbackError>> + Send>>;
 
@@ -56,8 +51,21 @@ enum Answer {
 
 /// How the connection ended, as reported in the CLOSE event.
 struct Ending {
+    /// A close code, or [`close::NO_STATUS`] / [`close::ABNORMAL`].
     code: u16,
     reason: String,
+}
+
+impl Ending {
+    /// The peer is gone without a close frame.
+    fn abnormal(reason: &str) -> Self {
+        Self { code: close::ABNORMAL, reason: reason.to_owned() }
+    }
+
+    /// We closed with `code`.
+    fn closed(code: CloseCode, reason: &str) -> Self {
+        Self { code: code.get(), reason: reason.to_owned() }
+    }
 }
 
 /// Runs an accepted connection to its end. `early` holds bytes the client
@@ -88,7 +96,7 @@ pub(crate) async fn run(
     tracing::debug!(connection = %id, code = ending.code, "connection ended");
 
     // Make sure the writer finishes: it sends our close frame if one is due.
-    outbox.close(ending.code, &ending.reason);
+    outbox.abort(&ending.reason);
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, writer).await;
     tokio::join!(linger(read), reader.finish(ending));
 }
@@ -166,15 +174,18 @@ impl<'a> Reader<'a> {
             tokio::select! {
                 ready = read.readable(), if can_read => {
                     if ready.is_err() {
-                        return Ending { code: ABNORMAL, reason: String::new() };
+                        return Ending::abnormal("");
                     }
-                    let want = self.decoder.wanted(&self.buf).unwrap_or(0).clamp(READ_CHUNK, self.edge.config.max_message_bytes + 16);
+                    // Room for what the frame at the front still needs, but never
+                    // more than has already arrived: a header that announces a
+                    // large frame reserves nothing until its bytes come.
+                    let want = self.decoder.wanted(&self.buf).unwrap_or(0).min(self.buf.len()).max(READ_CHUNK);
                     self.buf.reserve(want);
                     match read.try_read_buf(&mut self.buf) {
-                        Ok(0) => return Ending { code: ABNORMAL, reason: String::new() },
+                        Ok(0) => return Ending::abnormal(""),
                         Ok(_) => last_seen = Instant::now(),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Ending { code: ABNORMAL, reason: String::new() },
+                        Err(_) => return Ending::abnormal(""),
                     }
                 }
                 result = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
@@ -184,8 +195,8 @@ impl<'a> Reader<'a> {
                     self.start(next);
                 }
                 _ = self.outbox.closed() => {
-                    let order = self.outbox.close_order().unwrap_or(CloseOrder { code: 1000, reason: String::new() });
-                    return Ending { code: order.code, reason: order.reason };
+                    let order = self.outbox.close_order().unwrap_or(CloseOrder { code: Some(CloseCode::NORMAL), reason: String::new() });
+                    return Ending { code: order.reported_code(), reason: order.reason };
                 }
                 _ = tokio::time::sleep_until(self.last_request + keep_alive_interval), if keep_alive_due => {
                     // The backend asked to hear from us this often: a request with no events.
@@ -194,7 +205,7 @@ impl<'a> Reader<'a> {
                     self.start(empty);
                 }
                 _ = tokio::time::sleep_until(last_seen + self.edge.config.dead_peer_timeout) => {
-                    return Ending { code: ABNORMAL, reason: "no data from client".into() };
+                    return Ending::abnormal("no data from client");
                 }
             }
         }
@@ -211,7 +222,7 @@ impl<'a> Reader<'a> {
                     let code = e.close_code();
                     tracing::debug!(connection = self.id, error = %e, "closing on bad input");
                     self.outbox.close(code, &e.to_string());
-                    return Some(Ending { code, reason: e.to_string() });
+                    return Some(Ending::closed(code, &e.to_string()));
                 }
             };
             let connection_id = self.id.to_owned();
@@ -219,8 +230,8 @@ impl<'a> Reader<'a> {
                 slip_metrics::metrics().frames_in.inc();
                 if !self.rate.allow(std::time::Instant::now()) {
                     let reason = "message rate limit exceeded";
-                    self.outbox.close(POLICY_VIOLATION, reason);
-                    return Some(Ending { code: POLICY_VIOLATION, reason: reason.into() });
+                    self.outbox.close(CloseCode::POLICY_VIOLATION, reason);
+                    return Some(Ending::closed(CloseCode::POLICY_VIOLATION, reason));
                 }
             }
             let event = match message {
@@ -230,11 +241,14 @@ impl<'a> Reader<'a> {
                 }
                 Message::Binary(_) => {
                     let reason = "binary messages are not accepted";
-                    self.outbox.close(UNSUPPORTED_DATA, reason);
-                    return Some(Ending { code: UNSUPPORTED_DATA, reason: reason.into() });
+                    self.outbox.close(CloseCode::UNSUPPORTED_DATA, reason);
+                    return Some(Ending::closed(CloseCode::UNSUPPORTED_DATA, reason));
                 }
                 Message::Ping(payload) => {
-                    self.outbox.push(frame::pong(&payload));
+                    // The decoder let through no ping too long to answer.
+                    if let Some(pong) = frame::pong(&payload) {
+                        self.outbox.push(pong);
+                    }
                     // WebSocket-over-HTTP backends hear of client pings, as with
                     // Pushpin; pongs (answers to our own pings) are not forwarded.
                     if self.session.as_ref().is_none_or(|s| s.detached) {
@@ -247,8 +261,8 @@ impl<'a> Reader<'a> {
                 Message::Pong => continue,
                 Message::Close { code, reason } => {
                     // Echo the client's code, as RFC 6455 §5.5.1 asks.
-                    self.outbox.close(code.unwrap_or(1000), "");
-                    return Some(Ending { code: code.unwrap_or(1005), reason });
+                    self.outbox.close(code.unwrap_or(CloseCode::NORMAL), "");
+                    return Some(Ending { code: code.map_or(close::NO_STATUS, CloseCode::get), reason });
                 }
             };
             if self.session.as_ref().is_some_and(|s| s.detached) {
@@ -337,7 +351,7 @@ impl<'a> Reader<'a> {
     /// After the socket is done: the CLOSE event goes last, after any
     /// callback still in flight or waiting, so the backend sees them in order.
     async fn finish(mut self, ending: Ending) {
-        let code = (ending.code != 1005).then_some(ending.code);
+        let code = (ending.code != close::NO_STATUS).then_some(ending.code);
         let reason = (!ending.reason.is_empty()).then_some(ending.reason);
         let close = Event::Close { connection_id: self.id.to_owned(), code, reason };
         // One attempt at the CLOSE event even after a backend failure.
@@ -366,9 +380,8 @@ fn apply(edge: &Arc<Edge>, outbox: &Outbox, effects: Vec<Effect>) {
             Effect::Close { code, reason } => {
                 outbox.close(code, &reason);
             }
-            // No close frame: the writer skips it for ABNORMAL.
             Effect::Disconnect => {
-                outbox.close(ABNORMAL, "");
+                outbox.abort("");
             }
             // The session already stopped forwarding.
             Effect::Detach => {}
@@ -387,7 +400,7 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
         let written = batch.frames.len();
         if written > 0 {
             if write_frames(&mut write, &batch.frames).await.is_err() {
-                outbox.close(ABNORMAL, "write failed");
+                outbox.abort("write failed");
                 return;
             }
             slip_metrics::metrics().frames_out.inc_by(written as u64);
@@ -396,8 +409,8 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
         let keep_alive = batch.keep_alive;
         outbox.recycle(batch.frames);
         if let Some(close) = batch.close {
-            if close.code != ABNORMAL {
-                let _ = write.write_all(&frame::close(close.code, &close.reason)).await;
+            if let Some(code) = close.code {
+                let _ = write.write_all(&frame::close(code, &close.reason)).await;
             }
             let _ = write.shutdown().await;
             return;
@@ -413,14 +426,14 @@ async fn write_loop(mut write: OwnedWriteHalf, outbox: Arc<Outbox>, ping_interva
             _ = tokio::time::sleep_until(keep_alive_at), if keep_alive.is_some() => {
                 let Some(keep_alive) = keep_alive else { continue };
                 if write.write_all(&keep_alive.frame).await.is_err() {
-                    outbox.close(ABNORMAL, "write failed");
+                    outbox.abort("write failed");
                     return;
                 }
                 last_keep_alive = Instant::now();
             }
             _ = ping.tick() => {
-                if write.write_all(&frame::ping(b"")).await.is_err() {
-                    outbox.close(ABNORMAL, "write failed");
+                if write.write_all(&frame::empty_ping()).await.is_err() {
+                    outbox.abort("write failed");
                     return;
                 }
             }

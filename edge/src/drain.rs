@@ -3,6 +3,7 @@
 //! clients do not all reconnect elsewhere at once), then wait for their
 //! CLOSE callbacks, all before the grace period ends.
 
+use slip_proto::close::CloseCode;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 use crate::node::Edge;
 
 /// Close code for "the service is restarting; come back".
-pub const RESTART_CODE: u16 = 1012;
+pub const RESTART_CODE: CloseCode = CloseCode::SERVICE_RESTART;
 /// Share of the grace period over which closes are spread.
 const SPREAD_SHARE: f64 = 0.6;
 /// Share of the grace period after which we stop waiting for callbacks.

@@ -2,6 +2,7 @@
 //! SLIP command runs through the hub like any other; the rest concern the
 //! answering connection alone.
 
+use slip_proto::close::CloseCode;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ pub enum Effect {
     /// An encoded frame for this connection.
     Frame(Bytes),
     /// Close this connection with a close frame.
-    Close { code: u16, reason: String },
+    Close { code: CloseCode, reason: String },
     /// Drop this connection without a close handshake.
     Disconnect,
     /// Stop sending this connection's messages to the backend.

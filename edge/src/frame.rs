@@ -6,6 +6,7 @@
 //! bytes for every recipient: fan-out shares one [`Bytes`] among them.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use slip_proto::close::CloseCode;
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
@@ -26,7 +27,7 @@ pub enum Message {
     Pong,
     /// `code` is `None` when the close frame had no payload.
     Close {
-        code: Option<u16>,
+        code: Option<CloseCode>,
         reason: String,
     },
 }
@@ -43,11 +44,11 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    pub fn close_code(&self) -> u16 {
+    pub fn close_code(&self) -> CloseCode {
         match self {
-            FrameError::Protocol(_) => 1002,
-            FrameError::TooBig(_) => 1009,
-            FrameError::InvalidUtf8 => 1007,
+            FrameError::Protocol(_) => CloseCode::PROTOCOL_ERROR,
+            FrameError::TooBig(_) => CloseCode::TOO_BIG,
+            FrameError::InvalidUtf8 => CloseCode::INVALID_DATA,
         }
     }
 }
@@ -144,6 +145,9 @@ impl Decoder {
             };
             let is_control = header.opcode & 0x8 != 0;
             if is_control {
+                if !matches!(header.opcode, OP_CLOSE | OP_PING | OP_PONG) {
+                    return Err(FrameError::Protocol("reserved control opcode"));
+                }
                 if !header.fin {
                     return Err(FrameError::Protocol("fragmented control frame"));
                 }
@@ -210,10 +214,8 @@ fn close_message(payload: &[u8]) -> Result<Message, FrameError> {
         0 => Ok(Message::Close { code: None, reason: String::new() }),
         1 => Err(FrameError::Protocol("close frame with a one-byte payload")),
         _ => {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !slip_proto::command::is_sendable_close_code(code) {
-                return Err(FrameError::Protocol("close code not allowed on the wire"));
-            }
+            let code = CloseCode::new(u16::from_be_bytes([payload[0], payload[1]]))
+                .ok_or(FrameError::Protocol("close code not allowed on the wire"))?;
             let reason = std::str::from_utf8(&payload[2..]).map_err(|_| FrameError::InvalidUtf8)?;
             Ok(Message::Close { code: Some(code), reason: reason.to_owned() })
         }
@@ -247,22 +249,29 @@ pub fn binary(data: &[u8]) -> Bytes {
     encode(OP_BINARY, data)
 }
 
-pub fn ping(data: &[u8]) -> Bytes {
-    encode(OP_PING, data)
+/// The ping the edge sends on a quiet connection.
+pub fn empty_ping() -> Bytes {
+    encode(OP_PING, b"")
 }
 
-pub fn pong(data: &[u8]) -> Bytes {
-    encode(OP_PONG, data)
+/// A ping frame; `None` if `data` is longer than a control frame may carry.
+pub fn ping(data: &[u8]) -> Option<Bytes> {
+    (data.len() <= MAX_CONTROL_PAYLOAD).then(|| encode(OP_PING, data))
+}
+
+/// A pong frame; `None` if `data` is longer than a control frame may carry.
+pub fn pong(data: &[u8]) -> Option<Bytes> {
+    (data.len() <= MAX_CONTROL_PAYLOAD).then(|| encode(OP_PONG, data))
 }
 
 /// A close frame; the reason is cut to fit a control frame on a char boundary.
-pub fn close(code: u16, reason: &str) -> Bytes {
+pub fn close(code: CloseCode, reason: &str) -> Bytes {
     let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
     let mut payload = Vec::with_capacity(2 + cut);
-    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&code.get().to_be_bytes());
     payload.extend_from_slice(&reason.as_bytes()[..cut]);
     encode(OP_CLOSE, &payload)
 }
@@ -313,7 +322,7 @@ mod tests {
                 Message::Text("héllo".into()),
                 Message::Binary(Bytes::from_static(&[0, 1, 2])),
                 Message::Ping(Bytes::from_static(b"p")),
-                Message::Close { code: Some(1000), reason: "ok".into() },
+                Message::Close { code: Some(CloseCode::NORMAL), reason: "ok".into() },
             ]
         );
     }
@@ -343,18 +352,25 @@ mod tests {
     fn refuses_bad_input_with_the_right_close_code() {
         let too_big = client_frame(true, OP_TEXT, &[b'a'; 2000]);
         // The limit is enforced from the header, before the payload arrives.
-        assert_eq!(decode_all(&too_big[..8], 1024).unwrap_err().close_code(), 1009);
+        assert_eq!(decode_all(&too_big[..8], 1024).unwrap_err().close_code().get(), 1009);
         let mut fragments = client_frame(false, OP_BINARY, &[0; 600]);
         fragments.extend(client_frame(true, OP_CONTINUATION, &[0; 600]));
-        assert_eq!(decode_all(&fragments, 1024).unwrap_err().close_code(), 1009);
-        assert_eq!(decode_all(&client_frame(true, OP_TEXT, &[0xff, 0xfe]), 1024).unwrap_err().close_code(), 1007);
+        assert_eq!(decode_all(&fragments, 1024).unwrap_err().close_code().get(), 1009);
+        assert_eq!(decode_all(&client_frame(true, OP_TEXT, &[0xff, 0xfe]), 1024).unwrap_err().close_code().get(), 1007);
         let unmasked = [0x81, 0x01, b'a'];
-        assert_eq!(decode_all(&unmasked, 1024).unwrap_err().close_code(), 1002);
-        assert_eq!(decode_all(&client_frame(true, 0x3, b""), 1024).unwrap_err().close_code(), 1002);
-        assert_eq!(decode_all(&client_frame(true, OP_CONTINUATION, b"x"), 1024).unwrap_err().close_code(), 1002);
-        assert_eq!(decode_all(&client_frame(false, OP_PING, b""), 1024).unwrap_err().close_code(), 1002);
-        assert_eq!(decode_all(&client_frame(true, OP_CLOSE, &[3]), 1024).unwrap_err().close_code(), 1002);
-        assert_eq!(decode_all(&client_frame(true, OP_CLOSE, &[0x03, 0xED]), 1024).unwrap_err().close_code(), 1002);
+        assert_eq!(decode_all(&unmasked, 1024).unwrap_err().close_code().get(), 1002);
+        assert_eq!(decode_all(&client_frame(true, 0x3, b""), 1024).unwrap_err().close_code().get(), 1002);
+        // Reserved control opcodes fail the connection (RFC 6455 §5.2), binary opt-in or not.
+        for opcode in 0xB..=0xF {
+            assert_eq!(decode_all(&client_frame(true, opcode, b"x"), 1024).unwrap_err().close_code().get(), 1002);
+        }
+        assert_eq!(decode_all(&client_frame(true, OP_CONTINUATION, b"x"), 1024).unwrap_err().close_code().get(), 1002);
+        assert_eq!(decode_all(&client_frame(false, OP_PING, b""), 1024).unwrap_err().close_code().get(), 1002);
+        assert_eq!(decode_all(&client_frame(true, OP_CLOSE, &[3]), 1024).unwrap_err().close_code().get(), 1002);
+        assert_eq!(
+            decode_all(&client_frame(true, OP_CLOSE, &[0x03, 0xED]), 1024).unwrap_err().close_code().get(),
+            1002
+        );
     }
 
     #[test]
@@ -365,8 +381,11 @@ mod tests {
         let large = binary(&[7; 70_000]);
         assert_eq!(&large[..2], &[0x82, 127]);
         assert_eq!(large.len(), 70_000 + 10);
-        let c = close(1000, &"é".repeat(100));
+        let c = close(CloseCode::NORMAL, &"é".repeat(100));
         assert!(c.len() <= 2 + 125);
         assert!(std::str::from_utf8(&c[4..]).is_ok());
+        assert_eq!(ping(&[0; 125]).map(|f| f.len()), Some(127));
+        assert_eq!(ping(&[0; 126]), None);
+        assert_eq!(pong(&[0; 126]), None);
     }
 }

@@ -5,6 +5,7 @@
 //! The hub reports when a channel gains its first or loses its last local
 //! subscriber, which is when the edge tells the channel's owner (interest).
 
+use slip_proto::close::CloseCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -165,7 +166,7 @@ impl Hub {
     }
 
     /// Orders every local subscriber of `channel` closed; returns how many.
-    pub fn close_channel(&self, channel: &str, code: u16, reason: &str) -> usize {
+    pub fn close_channel(&self, channel: &str, code: CloseCode, reason: &str) -> usize {
         let state = self.state.read();
         state
             .channels
@@ -180,7 +181,7 @@ impl Hub {
     }
 
     /// Orders one connection closed; false if it is not here.
-    pub fn close(&self, id: &str, code: u16, reason: &str) -> bool {
+    pub fn close(&self, id: &str, code: CloseCode, reason: &str) -> bool {
         let outbox = self.state.read().connections.get(id).map(|e| e.outbox.clone());
         outbox.map(|o| o.close(code, reason)).is_some()
     }
@@ -312,7 +313,7 @@ mod tests {
         assert_eq!(hub.deliver("ch", &frame), Delivered { queued: 2, overflowed: 0 });
         let counts: Vec<usize> = outboxes.iter().map(|o| o.take(10).frames.len()).collect();
         assert_eq!(counts, vec![1, 0, 1]);
-        assert_eq!(hub.close_channel("ch", 1000, ""), 2);
+        assert_eq!(hub.close_channel("ch", CloseCode::NORMAL, ""), 2);
         assert!(outboxes[0].close_order().is_some());
         assert!(outboxes[1].close_order().is_none());
     }

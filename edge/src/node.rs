@@ -3,6 +3,7 @@
 //! control nodes. Everything here is synchronous and non-blocking; sockets
 //! live in `connection` and `server`.
 
+use slip_proto::close::CloseCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use slip_proto::route::{self, Action};
 
 use crate::admission::Admission;
 use crate::callback::CallbackClient;
+use crate::config::ConfigError;
 use crate::config::EdgeConfig;
 use crate::frame;
 use crate::hub::{Hub, Subscribed, Unsubscribed};
@@ -29,7 +31,7 @@ use crate::outbox::Push;
 /// Most channels one edge lists for `slip admin channels`.
 const MAX_CHANNEL_COUNTS: usize = 1000;
 /// Close code sent to subscribers of a closed channel.
-const CHANNEL_CLOSED_CODE: u16 = 1000;
+const CHANNEL_CLOSED_CODE: CloseCode = CloseCode::NORMAL;
 
 pub struct Edge {
     pub config: EdgeConfig,
@@ -45,13 +47,16 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(config: EdgeConfig) -> Result<Arc<Self>, reqwest::Error> {
+    /// An edge for `config`, which is validated first.
+    pub fn new(config: EdgeConfig) -> Result<Arc<Self>, ConfigError> {
+        config.validate()?;
         let callbacks = CallbackClient::new(
             &config.target_url,
             &config.jwt_secret,
             &config.grip_sig_issuer,
             config.callback_timeout,
-        )?;
+        )
+        .map_err(|e| ConfigError::Client(e.to_string()))?;
         Ok(Arc::new(Self {
             hub: Hub::new(config.max_subscriptions),
             callbacks,
@@ -104,7 +109,8 @@ impl Edge {
             let owner = new.owner(&channel);
             if owner != old.owner(&channel) || (owner.is_some() && owner == joined) {
                 moved += 1;
-                self.send_to(owner.cloned(), Frame { kind: Some(Kind::Interest(Interest { channel, present: true })) });
+                let interest = Interest { channel, present: true, ..Default::default() };
+                self.send_to(owner.cloned(), Frame { kind: Some(Kind::Interest(interest)) });
             }
         }
         tracing::info!(members = new.members().len(), reannounced = moved, "control ring changed");
@@ -174,7 +180,7 @@ impl Edge {
                 true
             }
             Op::Close(close) => {
-                let code = u16::try_from(close.code).unwrap_or(route::DEFAULT_CLOSE_CODE);
+                let code = CloseCode::from_u32(close.code).unwrap_or(route::DEFAULT_CLOSE_CODE);
                 self.hub.close(id, code, &close.reason)
             }
             Op::Subscribe(channel) => match self.hub.subscribe(id, channel) {
@@ -203,7 +209,22 @@ impl Edge {
 
     fn interest(&self, channel: String, present: bool) {
         let owner = self.ring.read().owner(&channel).cloned();
-        self.send_to(owner, Frame { kind: Some(Kind::Interest(Interest { channel, present })) });
+        self.send_to(owner, Frame { kind: Some(Kind::Interest(Interest { channel, present, ..Default::default() })) });
+    }
+
+    /// Confirms a SUBSCRIBE to the control node that asked (`to`) through the
+    /// channel's owner: on the channel's lane, behind the interest the
+    /// subscription announced, so by the time the asker hears "done", the
+    /// owner knows this edge wants the channel's publishes.
+    fn confirm_subscribe(&self, channel: &str, to: &NodeId, ack: u64) {
+        if self.hub.subscribers(channel) == 0 {
+            // Refused here (the subscription limit): no interest to wait for.
+            self.reply(to, ack, reply::Kind::Found(true));
+            return;
+        }
+        let owner = self.ring.read().owner(channel).cloned();
+        let interest = Interest { channel: channel.to_owned(), present: true, ack, reply_to: to.to_string() };
+        self.send_to(owner, Frame { kind: Some(Kind::Interest(interest)) });
     }
 
     fn send_to(&self, node: Option<NodeId>, frame: Frame) {
@@ -227,7 +248,7 @@ impl Edge {
                 self.hub.close_channel(&deliver.channel, CHANNEL_CLOSED_CODE, "channel closed");
             }
             channel_event::Body::CloseSubscribers(close) => {
-                let code = u16::try_from(close.code).unwrap_or(CHANNEL_CLOSED_CODE);
+                let code = CloseCode::from_u32(close.code).unwrap_or(CHANNEL_CLOSED_CODE);
                 self.hub.close_channel(&deliver.channel, code, &close.reason);
             }
         }
@@ -308,8 +329,10 @@ impl FrameHandler for EdgeFrames {
             Some(Kind::Command(command)) => {
                 let ack = command.ack;
                 let found = if edge.is_local(&command.connection_id) { edge.run_local(&command) } else { false };
-                if ack != 0 {
-                    edge.reply(from, ack, reply::Kind::Found(found));
+                match (&command.op, found, ack) {
+                    (_, _, 0) => {}
+                    (Some(Op::Subscribe(channel)), true, _) => edge.confirm_subscribe(channel, from, ack),
+                    _ => edge.reply(from, ack, reply::Kind::Found(found)),
                 }
             }
             Some(Kind::Query(query)) => edge.answer(from, query),

@@ -5,6 +5,7 @@
 //! and closes the connection with 1013, and every other connection goes on.
 //! An empty queue holds no allocation, so idle connections cost nothing here.
 
+use slip_proto::close::{self, CloseCode};
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use tokio::sync::Notify;
 use crate::effect::KeepAlive;
 
 /// Close code for a consumer that could not keep up ("try again later").
-pub const SLOW_CONSUMER_CODE: u16 = 1013;
+pub const SLOW_CONSUMER_CODE: CloseCode = CloseCode::TRY_AGAIN_LATER;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxLimits {
@@ -35,8 +36,17 @@ impl Default for OutboxLimits {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseOrder {
-    pub code: u16,
+    /// The close frame's code; `None` drops the connection without a close
+    /// frame (a backend's DISCONNECT, a failed write).
+    pub code: Option<CloseCode>,
     pub reason: String,
+}
+
+impl CloseOrder {
+    /// The code a backend is told in the CLOSE event.
+    pub fn reported_code(&self) -> u16 {
+        self.code.map_or(close::ABNORMAL, CloseCode::get)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +104,7 @@ impl Outbox {
         if state.frames.len() >= self.limits.max_frames || state.bytes + frame.len() > self.limits.max_bytes {
             state.frames = VecDeque::new();
             state.bytes = 0;
-            state.close = Some(CloseOrder { code: SLOW_CONSUMER_CODE, reason: "slow consumer".into() });
+            state.close = Some(CloseOrder { code: Some(SLOW_CONSUMER_CODE), reason: "slow consumer".into() });
             drop(state);
             self.wake.notify_one();
             self.closing.notify_one();
@@ -107,14 +117,24 @@ impl Outbox {
         Push::Queued
     }
 
-    /// Orders the connection closed once what is queued has been written.
-    /// The first order wins. Returns false if a close was already ordered.
-    pub fn close(&self, code: u16, reason: &str) -> bool {
+    /// Orders the connection closed with a close frame once what is queued
+    /// has been written. The first order wins. Returns false if a close was
+    /// already ordered.
+    pub fn close(&self, code: CloseCode, reason: &str) -> bool {
+        self.order(CloseOrder { code: Some(code), reason: reason.to_owned() })
+    }
+
+    /// Orders the connection dropped without a close frame; see [`Outbox::close`].
+    pub fn abort(&self, reason: &str) -> bool {
+        self.order(CloseOrder { code: None, reason: reason.to_owned() })
+    }
+
+    fn order(&self, order: CloseOrder) -> bool {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return false;
         }
-        state.close = Some(CloseOrder { code, reason: reason.to_owned() });
+        state.close = Some(order);
         drop(state);
         self.wake.notify_one();
         self.closing.notify_one();
@@ -185,15 +205,16 @@ mod tests {
         let outbox = Outbox::new(OutboxLimits::default());
         assert_eq!(outbox.push(Bytes::from_static(b"a")), Push::Queued);
         assert_eq!(outbox.push(Bytes::from_static(b"b")), Push::Queued);
-        assert!(outbox.close(1000, "bye"));
-        assert!(!outbox.close(1001, "again"));
+        assert!(outbox.close(CloseCode::NORMAL, "bye"));
+        assert!(!outbox.close(CloseCode::GOING_AWAY, "again"));
+        assert!(!outbox.abort("and again"));
         assert_eq!(outbox.push(Bytes::from_static(b"c")), Push::Closing);
         let first = outbox.take(1);
         assert_eq!(first.frames, vec![Bytes::from_static(b"a")]);
         assert_eq!(first.close, None);
         let second = outbox.take(10);
         assert_eq!(second.frames, vec![Bytes::from_static(b"b")]);
-        assert_eq!(second.close, Some(CloseOrder { code: 1000, reason: "bye".into() }));
+        assert_eq!(second.close, Some(CloseOrder { code: Some(CloseCode::NORMAL), reason: "bye".into() }));
     }
 
     #[test]
@@ -237,7 +258,7 @@ mod tests {
         assert_eq!(outbox.push(Bytes::from_static(b"3")), Push::Overflowed);
         let batch = outbox.take(10);
         assert!(batch.frames.is_empty());
-        assert_eq!(batch.close.map(|c| c.code), Some(SLOW_CONSUMER_CODE));
+        assert_eq!(batch.close.map(|c| c.reported_code()), Some(1013));
 
         let outbox = Outbox::new(OutboxLimits { max_frames: 100, max_bytes: 10 });
         assert_eq!(outbox.push(Bytes::from(vec![0; 8])), Push::Queued);

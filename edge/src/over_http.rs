@@ -7,6 +7,7 @@
 //! (`Set-Meta-*` → `Meta-*`), whether grip mode is on and its message prefix,
 //! whether the connection is detached, and the backend's keep-alive interval.
 
+use slip_proto::close::CloseCode;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -159,7 +160,7 @@ impl Session {
                 .parse::<u64>()
                 .ok()
                 .filter(|&s| s > 0)
-                .map(|s| Duration::from_secs(s.max(woh::MIN_KEEP_ALIVE_INTERVAL_SECS)));
+                .map(|s| Duration::from_secs(s.clamp(woh::MIN_KEEP_ALIVE_INTERVAL_SECS, woh::MAX_KEEP_ALIVE_SECS)));
         }
         for (name, value) in &reply.headers {
             if name.len() > 9 && name[..9].eq_ignore_ascii_case("set-meta-") {
@@ -182,10 +183,19 @@ impl Session {
             match event {
                 WsEvent::Text(content) => self.message(content, false, connection_id, &mut effects),
                 WsEvent::Binary(content) => self.message(content, true, connection_id, &mut effects),
-                WsEvent::Ping(content) => effects.push(Effect::Frame(frame::ping(&content))),
-                WsEvent::Pong(content) => effects.push(Effect::Frame(frame::pong(&content))),
+                WsEvent::Ping(content) => match frame::ping(&content) {
+                    Some(ping) => effects.push(Effect::Frame(ping)),
+                    None => tracing::debug!(connection = connection_id, "PING over 125 bytes skipped"),
+                },
+                WsEvent::Pong(content) => match frame::pong(&content) {
+                    Some(pong) => effects.push(Effect::Frame(pong)),
+                    None => tracing::debug!(connection = connection_id, "PONG over 125 bytes skipped"),
+                },
                 WsEvent::Close { code, reason } => {
-                    effects.push(Effect::Close { code: code.unwrap_or(1000), reason });
+                    // A code no endpoint may send (1005, 1006, 1015, ...)
+                    // becomes a plain normal close.
+                    let code = code.and_then(CloseCode::new).unwrap_or(CloseCode::NORMAL);
+                    effects.push(Effect::Close { code, reason });
                     break;
                 }
                 // OPEN again after the opening, as Pushpin treats it: the end.
@@ -246,16 +256,14 @@ impl Session {
             }
             Control::SetMeta { name, value } => self.set_meta(&name, &value),
             Control::KeepAlive { content, timeout_secs, interval } => {
-                let keep_alive = content.map(|content| KeepAlive {
-                    frame: match content {
-                        KeepAliveContent::Text(t) => frame::text(&t),
-                        KeepAliveContent::Binary(b) => frame::binary(&b),
-                        KeepAliveContent::Ping(b) => frame::ping(&b),
-                        KeepAliveContent::Pong(b) => frame::pong(&b),
-                    },
-                    every: Duration::from_secs(timeout_secs),
-                    interval,
+                let frame = content.and_then(|content| match content {
+                    KeepAliveContent::Text(t) => Some(frame::text(&t)),
+                    KeepAliveContent::Binary(b) => Some(frame::binary(&b)),
+                    KeepAliveContent::Ping(b) => frame::ping(&b),
+                    KeepAliveContent::Pong(b) => frame::pong(&b),
                 });
+                let keep_alive =
+                    frame.map(|frame| KeepAlive { frame, every: Duration::from_secs(timeout_secs), interval });
                 effects.push(Effect::KeepAlive(keep_alive));
             }
             Control::Other(kind) => tracing::debug!(%kind, "grip control message not supported, skipped"),
@@ -362,6 +370,24 @@ mod tests {
         // No events is fine when the backend asks for keep-alive requests.
         assert!(s.open(&reply(&[("Keep-Alive-Interval", "5")], &[]), ID).is_ok());
         assert_eq!(s.keep_alive_interval, Some(Duration::from_secs(20)), "raised to Pushpin's floor");
+        let huge = u64::MAX.to_string();
+        assert!(s.open(&reply(&[("Keep-Alive-Interval", &huge)], &[]), ID).is_ok());
+        assert_eq!(s.keep_alive_interval, Some(Duration::from_secs(woh::MAX_KEEP_ALIVE_SECS)), "cut to a day");
+    }
+
+    #[test]
+    fn what_no_endpoint_may_send_never_reaches_a_client() {
+        let mut s = session();
+        for code in [1005, 1006, 1015, 0, 999] {
+            let answer = reply(&[], &[WsEvent::Close { code: Some(code), reason: "x".into() }]);
+            assert_eq!(s.answer(&answer, ID).unwrap(), [Effect::Close { code: CloseCode::NORMAL, reason: "x".into() }]);
+        }
+        let answer = reply(&[], &[WsEvent::Ping(vec![0; 126]), WsEvent::Pong(vec![0; 200]), text("next")]);
+        assert_eq!(s.answer(&answer, ID).unwrap(), [Effect::Frame(frame::text("next"))]);
+        let keep_alive = format!(r#"c:{{"type":"keep-alive","message-type":"ping","content":"{}"}}"#, "x".repeat(126));
+        let mut grip = session();
+        grip.grip_prefix = Some("m:".into());
+        assert_eq!(grip.answer(&reply(&[], &[text(&keep_alive)]), ID).unwrap(), [Effect::KeepAlive(None)]);
     }
 
     #[test]
@@ -382,8 +408,8 @@ mod tests {
             [
                 Effect::Frame(frame::text("as is")),
                 Effect::Frame(frame::binary(&[1, 2])),
-                Effect::Frame(frame::ping(b"")),
-                Effect::Close { code: 4000, reason: "bye".into() },
+                Effect::Frame(frame::ping(b"").unwrap()),
+                Effect::Close { code: CloseCode::new(4000).unwrap(), reason: "bye".into() },
             ]
         );
         assert!(s.answer(&Reply { status: 500, ..Reply::default() }, ID).is_err());

@@ -2,8 +2,9 @@
 """The chat of the original SLIP Sockets README, with no SDK at all: Python's
 standard library, plain HTTP and JSON. It shows the whole protocol.
 
-    SLIP_JWT_SECRET=change-me PORT=3000 python3 server.py
-    slip dev --target-url http://127.0.0.1:3000/ws --jwt-secret change-me
+    export SLIP_JWT_SECRET=$(slip gen-secret)     # 32 bytes or more, shared with the gateway
+    PORT=3000 python3 server.py &
+    slip dev --target-url http://127.0.0.1:3000/ws
 """
 
 import base64
@@ -15,7 +16,9 @@ import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-SECRET = os.environ.get("SLIP_JWT_SECRET", "change-me").encode()
+if not os.environ.get("SLIP_JWT_SECRET"):
+    raise SystemExit("set SLIP_JWT_SECRET to the gateway's secret (`slip gen-secret` makes one)")
+SECRET = os.environ["SLIP_JWT_SECRET"].encode()
 CHANNEL = "cool-channel"
 
 

@@ -74,7 +74,7 @@ mod tests {
     use slip_proto::link_pb::{Interest, Publish};
 
     fn interest(channel: &str) -> Frame {
-        Frame { kind: Some(Kind::Interest(Interest { channel: channel.into(), present: true })) }
+        Frame { kind: Some(Kind::Interest(Interest { channel: channel.into(), present: true, ..Default::default() })) }
     }
 
     #[test]

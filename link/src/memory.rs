@@ -72,7 +72,9 @@ mod tests {
         let link = link(a, b.clone(), record.clone());
         assert_eq!(link.peer(), &b);
         for i in 0..1000 {
-            let frame = Frame { kind: Some(Kind::Interest(Interest { channel: i.to_string(), present: true })) };
+            let frame = Frame {
+                kind: Some(Kind::Interest(Interest { channel: i.to_string(), present: true, ..Default::default() })),
+            };
             link.send(frame).unwrap();
         }
         for _ in 0..100 {

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::framing::{self, DATA_LANES};
-use crate::tls::{Identity, SERVER_NAME, TlsError};
+use crate::tls::{CertClaims, Identity, SERVER_NAME, TlsError};
 use crate::{FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError, same_link};
 
 /// The peer must say Hello within this long of the connection opening.
@@ -36,6 +36,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Application close codes.
 const CLOSE_SELF: u32 = 1;
 const CLOSE_BAD_FRAME: u32 = 2;
+/// The peer's Hello claims a role or id its certificate does not give it.
+const CLOSE_NOT_ADMITTED: u32 = 3;
 
 pub struct QuicLink {
     peer: NodeId,
@@ -63,6 +65,16 @@ impl Link for QuicLink {
     fn rtt(&self) -> Option<Duration> {
         Some(self.connection.rtt())
     }
+}
+
+/// What the peer's leaf certificate lets it be.
+fn peer_claims(connection: &quinn::Connection) -> Result<CertClaims, String> {
+    let identity = connection.peer_identity().ok_or("no peer certificate")?;
+    let chain = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .map_err(|_| "peer certificate of an unknown kind")?;
+    let leaf = chain.first().ok_or("empty peer certificate chain")?;
+    crate::tls::claims(leaf).map_err(|e| e.to_string())
 }
 
 /// How a connection ended without an error.
@@ -94,6 +106,8 @@ pub enum QuicError {
     Tls(#[from] TlsError),
     #[error("binding the link endpoint on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("this node's certificate does not let it be {node:?}: {reason}")]
+    NotAdmitted { node: String, reason: String },
 }
 
 impl QuicNode {
@@ -105,6 +119,11 @@ impl QuicNode {
         hello: Hello,
         handler: Arc<dyn FrameHandler>,
     ) -> Result<Arc<Self>, QuicError> {
+        // Peers would refuse us anyway; better to say so at start.
+        identity
+            .claims()
+            .admits(hello.role, &hello.node_id)
+            .map_err(|reason| QuicError::NotAdmitted { node: hello.node_id.clone(), reason })?;
         let server = if accept { Some(identity.server_config()?) } else { None };
         let socket = std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind { addr, source })?;
         let runtime = quinn::default_runtime()
@@ -222,6 +241,11 @@ impl QuicNode {
         if peer.as_str() == self.hello.node_id {
             connection.close(CLOSE_SELF.into(), b"that is me");
             return Ok(Ended::Myself);
+        }
+        // The peer is who its certificate says, or nobody.
+        if let Err(reason) = peer_claims(&connection).and_then(|c| c.admits(their_hello.role, peer.as_str())) {
+            connection.close(CLOSE_NOT_ADMITTED.into(), b"hello does not match certificate");
+            return Err(format!("refused {peer}: {reason}"));
         }
 
         let (control_queue, control_frames) = mpsc::channel(LINK_QUEUE_FRAMES);

@@ -1,5 +1,6 @@
 //! Real QUIC links on loopback: Hello both ways, frames in order per channel,
-//! up/down events, and refusal of a peer from another CA.
+//! up/down events, and refusal of a peer from another CA or of one whose
+//! Hello claims what its certificate does not give it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use slip_link::framing;
 use slip_link::quic::QuicNode;
-use slip_link::tls::ClusterCa;
+use slip_link::tls::{ClusterCa, Identity, SERVER_NAME};
 use slip_link::{FrameHandler, Link};
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{Frame, Hello, Interest, Role, frame::Kind};
@@ -39,8 +41,8 @@ fn hello(id: &str, role: Role) -> Hello {
 }
 
 fn node(ca: &ClusterCa, id: &str, accept: bool, recorder: Arc<Recorder>) -> Arc<QuicNode> {
-    let identity = ca.issue(&NodeId::parse(id).unwrap()).unwrap();
     let role = if accept { Role::Control } else { Role::Edge };
+    let identity = ca.identity(role, &NodeId::parse(id).unwrap()).unwrap();
     QuicNode::bind("127.0.0.1:0".parse().unwrap(), accept, &identity, hello(id, role), recorder).unwrap()
 }
 
@@ -72,10 +74,20 @@ async fn frames_flow_both_ways_in_order() {
     assert_eq!(to_edge.peer().as_str(), "edge-1");
 
     for i in 0..2000 {
-        let frame = Frame { kind: Some(Kind::Interest(Interest { channel: format!("ch-{}", i % 7), present: true })) };
+        let frame = Frame {
+            kind: Some(Kind::Interest(Interest {
+                channel: format!("ch-{}", i % 7),
+                present: true,
+                ..Default::default()
+            })),
+        };
         to_control.send(frame).unwrap();
     }
-    to_edge.send(Frame { kind: Some(Kind::Interest(Interest { channel: "back".into(), present: true })) }).unwrap();
+    to_edge
+        .send(Frame {
+            kind: Some(Kind::Interest(Interest { channel: "back".into(), present: true, ..Default::default() })),
+        })
+        .unwrap();
     eventually("2000 frames at the control node", || control_seen.frames.lock().len() == 2000).await;
     eventually("the frame back at the edge", || edge_seen.frames.lock().len() == 1).await;
     let frames = control_seen.frames.lock().clone();
@@ -117,4 +129,57 @@ async fn link_down_is_reported_when_the_peer_goes() {
     eventually("link up", || !edge_seen.links.lock().is_empty()).await;
     control.close();
     eventually("link down at the edge", || edge_seen.downs.lock().iter().any(|p| p == "control-1")).await;
+}
+
+/// An attacker holding an edge's leaf: dials with it and says Hello as `hello`.
+/// Returns the application close code the node answered with.
+async fn hello_with(identity: &Identity, node: &QuicNode, hello: Hello) -> u64 {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(identity.client_config().unwrap());
+    let connection = endpoint.connect(node.local_addr().unwrap(), SERVER_NAME).unwrap().await.unwrap();
+    let mut stream = connection.open_uni().await.unwrap();
+    let mut bytes = bytes::BytesMut::new();
+    framing::encode(&Frame { kind: Some(Kind::Hello(hello)) }, &mut bytes).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), connection.closed()).await.expect("refused in time") {
+        quinn::ConnectionError::ApplicationClosed(close) => close.error_code.into_inner(),
+        other => panic!("closed otherwise: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn an_edge_certificate_cannot_join_as_a_control_node_or_pass_for_a_named_node() {
+    let ca = ClusterCa::generate().unwrap();
+    let control_seen = Arc::new(Recorder::default());
+    let control = node(&ca, "control-1", true, control_seen.clone());
+
+    // A leaf for any edge, as `slip gen-cert --role edge` writes it.
+    let edge_leaf = ca.issue(Role::Edge, None).unwrap();
+    let edge = Identity::load(&ca.cert_pem, &edge_leaf.cert_pem, &edge_leaf.key_pem).unwrap();
+    assert_eq!(hello_with(&edge, &control, hello("control-9", Role::Control)).await, 3);
+    // A leaf for one edge cannot pass for another.
+    let e1_leaf = ca.issue(Role::Edge, Some(&NodeId::parse("edge-1").unwrap())).unwrap();
+    let e1 = Identity::load(&ca.cert_pem, &e1_leaf.cert_pem, &e1_leaf.key_pem).unwrap();
+    assert_eq!(hello_with(&e1, &control, hello("edge-2", Role::Edge)).await, 3);
+    assert!(control_seen.links.lock().is_empty(), "no link came up");
+
+    // Our own binary refuses to start that way at all.
+    let refused = QuicNode::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+        &edge,
+        hello("control-9", Role::Control),
+        Arc::new(Recorder::default()),
+    );
+    assert!(refused.err().unwrap().to_string().contains("certificate is for the edge role"));
+
+    // The same edge leaf, honest about its role, links.
+    let edge_seen = Arc::new(Recorder::default());
+    let honest =
+        QuicNode::bind("127.0.0.1:0".parse().unwrap(), false, &edge, hello("edge-7", Role::Edge), edge_seen.clone())
+            .unwrap();
+    honest.dial(control.local_addr().unwrap());
+    eventually("the honest edge links", || !edge_seen.links.lock().is_empty()).await;
+    let peers: Vec<String> = control_seen.links.lock().iter().map(|l| l.peer().to_string()).collect();
+    assert_eq!(peers, ["edge-7"]);
 }

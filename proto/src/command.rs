@@ -5,6 +5,7 @@
 //! a value that breaks a rule (connection id, channel name, size) rejects the
 //! whole batch before any command runs.
 
+use crate::close::CloseCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -156,7 +157,7 @@ impl Command {
                 Ok(())
             }
             Command::Close { code, reason, .. } => {
-                if let Some(code) = code.filter(|c| !is_sendable_close_code(*c)) {
+                if let Some(code) = code.filter(|c| CloseCode::new(*c).is_none()) {
                     return Err(format!("close code {code} may not be sent"));
                 }
                 if reason.as_ref().is_some_and(|r| r.len() > 123) {
@@ -183,11 +184,6 @@ pub fn decode_binary(data: &str) -> Result<Vec<u8>, String> {
 /// Encodes bytes for the base64 `data` of BINARY commands and events.
 pub fn encode_binary(data: &[u8]) -> String {
     STANDARD.encode(data)
-}
-
-/// Close codes an endpoint may put in a close frame (RFC 6455 §7.4).
-pub fn is_sendable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Parses and checks a whole batch. An empty body means no commands (a

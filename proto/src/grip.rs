@@ -17,6 +17,7 @@
 //! counted as skipped: this gateway holds WebSockets only. Like the SLIP
 //! commands, a body is all or nothing: one bad item rejects the whole body.
 
+use crate::close::CloseCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -32,7 +33,7 @@ pub enum GripAction {
     Binary(Vec<u8>),
     /// Close every subscriber's connection.
     Close {
-        code: Option<u16>,
+        code: Option<CloseCode>,
         reason: Option<String>,
     },
 }
@@ -121,12 +122,13 @@ fn ws_message(format: Value) -> Result<GripAction, String> {
     let m: WsMessage = serde_json::from_value(format).map_err(|e| format!("ws-message: {e}"))?;
     match (m.action.as_deref(), m.content, m.content_bin) {
         (Some("close"), None, None) => {
-            if let Some(code) = m.code
-                && !(1000..5000).contains(&code)
-            {
-                return Err(format!("ws-message: close code {code} is not between 1000 and 4999"));
-            }
-            Ok(GripAction::Close { code: m.code, reason: m.reason })
+            let code = match m.code {
+                None => None,
+                Some(code) => {
+                    Some(CloseCode::new(code).ok_or_else(|| format!("ws-message: close code {code} may not be sent"))?)
+                }
+            };
+            Ok(GripAction::Close { code, reason: m.reason })
         }
         (Some("close"), ..) => Err("ws-message: a close carries no content".into()),
         (Some(other), ..) if other != "send" => Err(format!("ws-message: unknown action {other:?}")),
@@ -163,7 +165,7 @@ mod tests {
         assert_eq!(bin.action, Some(GripAction::Binary(vec![0, 1, 2])));
         let close =
             one(r#"{"items":[{"channel":"c","formats":{"ws-message":{"action":"close","code":4000}}}]}"#).unwrap();
-        assert_eq!(close.action, Some(GripAction::Close { code: Some(4000), reason: None }));
+        assert_eq!(close.action, Some(GripAction::Close { code: CloseCode::new(4000), reason: None }));
         // Formats on the item itself, as Python's gripcontrol sends them.
         let flat = one(r#"{"items":[{"channel":"c","id":"1","ws-message":{"content":"flat"}}]}"#).unwrap();
         assert_eq!(flat.action, Some(GripAction::Text("flat".into())));

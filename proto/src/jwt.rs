@@ -1,14 +1,27 @@
-//! HS256 JSON Web Tokens, as SLIP v4 uses them in both directions.
+//! HS256 JSON Web Tokens: the kinds the gateway signs and the kinds it accepts.
 //!
-//! Callbacks carry `aud="WebSocketEvent"`, control requests `aud="ControlEvent"`;
-//! both have `iss="slip-sockets"` and `exp = iat + 60`. Verification has zero
-//! leeway on `exp` and accepts `aud` as a string or an array, like the original.
+//! `jsonwebtoken` does the token itself (shape, base64, the algorithm pinned
+//! to HS256, a constant-time MAC check); this module says which claims each
+//! kind carries and checks them against a `now` passed in, so that the rules
+//! below are unit-tested without a clock.
+//!
+//! | kind | signed by | claims | accepted by |
+//! |---|---|---|---|
+//! | callback | the edge | `iss="slip-sockets"`, `aud="WebSocketEvent"`, `iat`, `exp=iat+60` | backends |
+//! | `Grip-Sig` | the edge | `iss=<--grip-sig-iss>`, `exp=now+3600`, [`KIND_CLAIM`]`="grip-sig"` | WebSocket-over-HTTP backends |
+//! | control | backends | `iss="slip-sockets"`, `aud="ControlEvent"`, `iat`, `exp` | gRPC, HTTP JSON, GRIP publish |
+//! | GRIP publisher | GRIP libraries | any `iss`, `exp`, no `aud` | GRIP publish |
+//!
+//! No control API accepts a kind the gateway signs itself (DESIGN §11): the
+//! SLIP APIs want `aud="ControlEvent"`, and GRIP publishing refuses any
+//! audience but that one and any token carrying [`KIND_CLAIM`], so a callback
+//! token or a `Grip-Sig` seen in a backend's logs publishes nothing.
+//! Verification has zero leeway on `exp` and takes `aud` as a string or an
+//! array, like the original.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 pub const ISSUER: &str = "slip-sockets";
 /// Audience of tokens on callbacks (edge → backend).
@@ -19,8 +32,15 @@ pub const AUD_CONTROL_EVENT: &str = "ControlEvent";
 pub const TOKEN_TTL_SECS: u64 = 60;
 /// Longest token we try to verify, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-type HmacSha256 = Hmac<Sha256>;
+/// Shortest shared secret the gateway starts with, in bytes: HS256's own
+/// key size, so the secret is not the weak point of the MAC.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// A claim the gateway puts on tokens that, by their claims alone, would
+/// pass for a token a backend signs (`Grip-Sig` looks like a GRIP
+/// publisher's token). Control APIs refuse any token that carries it.
+pub const KIND_CLAIM: &str = "slip_kind";
+/// [`KIND_CLAIM`]'s value on `Grip-Sig` tokens.
+pub const KIND_GRIP_SIG: &str = "grip-sig";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
@@ -38,10 +58,22 @@ pub enum JwtError {
     Issuer(String),
     #[error("token audience does not include {0:?}")]
     Audience(String),
+    #[error("token is a {0} the gateway issued, not a credential")]
+    GatewayIssued(String),
     #[error("token expired")]
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
+    #[error("the shared secret is {0} bytes; it must be at least {MIN_SECRET_BYTES}")]
+    WeakSecret(usize),
+}
+
+/// Refuses a shared secret too short to sign with (DESIGN §11).
+pub fn check_secret(secret: &[u8]) -> Result<(), JwtError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(JwtError::WeakSecret(secret.len()));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,14 +102,17 @@ pub struct Claims {
     pub nbf: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
+/// Claims of a `Grip-Sig` token, as Pushpin signs them plus our kind marker.
+#[derive(Serialize)]
+struct GripSigClaims<'a> {
+    iss: &'a str,
+    exp: u64,
+    #[serde(rename = "slip_kind")]
+    kind: &'static str,
 }
 
 /// Signs a token for `audience`, issued at `now` (Unix seconds).
 pub fn sign(secret: &[u8], audience: &str, now: u64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
         iss: ISSUER.to_owned(),
         aud: Audience::One(audience.to_owned()),
@@ -85,28 +120,26 @@ pub fn sign(secret: &[u8], audience: &str, now: u64) -> String {
         exp: now + TOKEN_TTL_SECS,
         nbf: None,
     };
-    // Serializing a struct of strings and integers cannot fail.
-    let claims = serde_json::to_vec(&claims).unwrap_or_default();
-    let mut token = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
-    let signature = mac(secret, token.as_bytes()).finalize().into_bytes();
-    token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    token
+    encode(secret, &claims)
 }
 
 /// Lifetime of a `Grip-Sig` token, in seconds (Pushpin's).
 pub const GRIP_SIG_TTL_SECS: u64 = 3600;
 
 /// Signs a `Grip-Sig` token as Pushpin does for WebSocket-over-HTTP backends:
-/// `{"iss": issuer, "exp": now + 3600}`, which GRIP libraries' `validate_sig` checks.
+/// `{"iss": issuer, "exp": now + 3600}`, which GRIP libraries' `validate_sig`
+/// checks, plus [`KIND_CLAIM`], which they ignore and our control APIs refuse.
 pub fn sign_grip(secret: &[u8], issuer: &str, now: u64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({"iss": issuer, "exp": now + GRIP_SIG_TTL_SECS});
-    let mut token = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let signature = mac(secret, token.as_bytes()).finalize().into_bytes();
-    token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    token
+    encode(secret, &GripSigClaims { iss: issuer, exp: now + GRIP_SIG_TTL_SECS, kind: KIND_GRIP_SIG })
+}
+
+fn encode(secret: &[u8], claims: &impl Serialize) -> String {
+    // HS256 over claims made of strings and integers fails only for an empty
+    // key, which `check_secret` keeps out at start; an empty token then
+    // verifies nowhere.
+    EncodingKey::from_secret(secret)
+        .and_then(|key| jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key))
+        .unwrap_or_default()
 }
 
 /// Signs tokens for one audience, at most once per second. A token's claims
@@ -168,8 +201,7 @@ impl std::fmt::Debug for Signer {
 
 /// Verifies a token: signature, `iss`, `aud` containing `audience`, `exp > now`, `nbf <= now`.
 pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Claims, JwtError> {
-    let claims: Claims =
-        serde_json::from_slice(&signed_claims(token, secret)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    let claims: Claims = signed_claims(token, secret)?;
     if claims.iss != ISSUER {
         return Err(JwtError::Issuer(claims.iss));
     }
@@ -181,7 +213,8 @@ pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Cl
 }
 
 /// Claims of a GRIP publisher's token. GRIP libraries sign `{"iss": <any>, "exp": …}`
-/// with the shared key and no audience, so only these two are read.
+/// with the shared key and no audience; `aud` and [`KIND_CLAIM`] are read
+/// only to refuse the gateway's own tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct GripClaims {
     #[serde(default)]
@@ -189,12 +222,22 @@ pub struct GripClaims {
     pub exp: u64,
     #[serde(default)]
     pub nbf: Option<u64>,
+    #[serde(default)]
+    pub aud: Option<Audience>,
+    #[serde(default, rename = "slip_kind")]
+    pub kind: Option<String>,
 }
 
-/// Verifies a GRIP publisher's token: signature, `exp > now`, `nbf <= now`; any issuer.
+/// Verifies a GRIP publisher's token: signature, `exp > now`, `nbf <= now`;
+/// any issuer; no audience or `ControlEvent`; not a token the gateway signed.
 pub fn verify_grip(token: &str, secret: &[u8], now: u64) -> Result<GripClaims, JwtError> {
-    let claims: GripClaims =
-        serde_json::from_slice(&signed_claims(token, secret)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    let claims: GripClaims = signed_claims(token, secret)?;
+    if let Some(kind) = &claims.kind {
+        return Err(JwtError::GatewayIssued(kind.clone()));
+    }
+    if claims.aud.as_ref().is_some_and(|aud| !aud.contains(AUD_CONTROL_EVENT)) {
+        return Err(JwtError::Audience(AUD_CONTROL_EVENT.to_owned()));
+    }
     check_time(claims.exp, claims.nbf, now)?;
     Ok(claims)
 }
@@ -209,25 +252,26 @@ fn check_time(exp: u64, nbf: Option<u64>, now: u64) -> Result<(), JwtError> {
     Ok(())
 }
 
-/// The claims JSON of an HS256 token whose signature matches `secret`.
-fn signed_claims(token: &str, secret: &[u8]) -> Result<Vec<u8>, JwtError> {
+/// The claims of an HS256 token whose signature matches `secret`. Time, issuer
+/// and audience are the caller's to check, against its own `now`.
+fn signed_claims<T: serde::de::DeserializeOwned>(token: &str, secret: &[u8]) -> Result<T, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLong);
     }
-    let mut parts = token.split('.');
-    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwtError::Malformed);
-    };
-    let signed = &token[..header.len() + 1 + claims.len()];
-    let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| JwtError::Malformed)?;
-    let header: Header = serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-    if header.alg != "HS256" {
-        return Err(JwtError::Algorithm);
-    }
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed)?;
-    mac(secret, signed.as_bytes()).verify_slice(&signature).map_err(|_| JwtError::Signature)?;
-    URL_SAFE_NO_PAD.decode(claims).map_err(|_| JwtError::Malformed)
+    let key = DecodingKey::from_secret(secret).map_err(|_| JwtError::Signature)?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<T>(token, &key, &validation).map(|data| data.claims).map_err(|e| match e.into_kind() {
+        ErrorKind::InvalidSignature => JwtError::Signature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+            JwtError::Algorithm
+        }
+        ErrorKind::Json(e) => JwtError::Claims(e.to_string()),
+        _ => JwtError::Malformed,
+    })
 }
 
 /// Takes the token out of an `Authorization: Bearer <token>` header value.
@@ -241,55 +285,56 @@ pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn mac(secret: &[u8], data: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac =
-        <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-    mac.update(data);
-    mac
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    /// A token as GRIP libraries make it: `{"iss": …, "exp": …}`, no audience.
-    fn grip_token(secret: &[u8], claims: &str) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
-        let signature = URL_SAFE_NO_PAD.encode(mac(secret, signed.as_bytes()).finalize().into_bytes());
-        format!("{signed}.{signature}")
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// A token with any claims and header algorithm, signed with `secret`.
+    fn token(secret: &[u8], claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret).unwrap())
+            .unwrap()
     }
 
     #[test]
     fn grip_tokens_need_the_key_and_a_future_exp_only() {
-        let good = grip_token(b"k", r#"{"iss":"my-app","exp":2000}"#);
-        assert_eq!(verify_grip(&good, b"k", 1000).unwrap().iss.as_deref(), Some("my-app"));
+        let good = token(SECRET, json!({"iss": "my-app", "exp": 2000}));
+        assert_eq!(verify_grip(&good, SECRET, 1000).unwrap().iss.as_deref(), Some("my-app"));
         assert_eq!(verify_grip(&good, b"other", 1000), Err(JwtError::Signature));
-        assert_eq!(verify_grip(&good, b"k", 2000), Err(JwtError::Expired));
-        let no_exp = grip_token(b"k", r#"{"iss":"my-app"}"#);
-        assert!(matches!(verify_grip(&no_exp, b"k", 1000), Err(JwtError::Claims(_))));
-        let sig = sign_grip(b"k", "pushpin", 1000);
-        assert_eq!(
-            verify_grip(&sig, b"k", 1000).unwrap(),
-            GripClaims { iss: Some("pushpin".into()), exp: 4600, nbf: None }
-        );
+        assert_eq!(verify_grip(&good, SECRET, 2000), Err(JwtError::Expired));
+        let no_exp = token(SECRET, json!({"iss": "my-app"}));
+        assert!(matches!(verify_grip(&no_exp, SECRET, 1000), Err(JwtError::Claims(_))));
         // A SLIP control token is a valid GRIP token too.
-        assert!(verify_grip(&sign(b"k", AUD_CONTROL_EVENT, 1000), b"k", 1000).is_ok());
+        assert!(verify_grip(&sign(SECRET, AUD_CONTROL_EVENT, 1000), SECRET, 1000).is_ok());
+    }
+
+    #[test]
+    fn no_token_the_gateway_signs_is_a_publish_credential() {
+        // A Grip-Sig: what GRIP libraries check still holds...
+        let sig = sign_grip(SECRET, "pushpin", 1000);
+        let claims: serde_json::Value = signed_claims(&sig, SECRET).unwrap();
+        assert_eq!((claims["iss"].as_str(), claims["exp"].as_u64()), (Some("pushpin"), Some(4600)));
+        // ...but it publishes nothing, and neither does a callback token.
+        assert_eq!(verify_grip(&sig, SECRET, 1000), Err(JwtError::GatewayIssued("grip-sig".into())));
+        let callback = sign(SECRET, AUD_WEBSOCKET_EVENT, 1000);
+        assert!(matches!(verify_grip(&callback, SECRET, 1000), Err(JwtError::Audience(_))));
+        for token in [&sig, &callback] {
+            assert!(verify(token, SECRET, AUD_CONTROL_EVENT, 1000).is_err());
+        }
     }
 
     #[test]
     fn a_signer_reuses_its_token_within_a_second_only() {
-        let signer = Signer::new(b"k", AUD_WEBSOCKET_EVENT);
+        let signer = Signer::new(SECRET, AUD_WEBSOCKET_EVENT);
         let first = signer.token(1_000);
         assert!(std::sync::Arc::ptr_eq(&first, &signer.token(1_000)));
-        assert_eq!(&*first, sign(b"k", AUD_WEBSOCKET_EVENT, 1_000));
+        assert_eq!(&*first, sign(SECRET, AUD_WEBSOCKET_EVENT, 1_000));
         let next = signer.token(1_001);
         assert_ne!(first, next);
-        assert_eq!(verify(&next, b"k", AUD_WEBSOCKET_EVENT, 1_001).unwrap().iat, 1_001);
+        assert_eq!(verify(&next, SECRET, AUD_WEBSOCKET_EVENT, 1_001).unwrap().iat, 1_001);
     }
-
-    const SECRET: &[u8] = b"s3cret";
 
     #[test]
     fn round_trip() {
@@ -300,34 +345,50 @@ mod tests {
     }
 
     #[test]
-    fn rejects_wrong_secret_audience_and_time() {
-        let token = sign(SECRET, AUD_CONTROL_EVENT, 1000);
-        assert_eq!(verify(&token, b"other", AUD_CONTROL_EVENT, 1000), Err(JwtError::Signature));
-        assert!(matches!(verify(&token, SECRET, AUD_WEBSOCKET_EVENT, 1000), Err(JwtError::Audience(_))));
+    fn rejects_wrong_secret_issuer_audience_and_time() {
+        let token_ = sign(SECRET, AUD_CONTROL_EVENT, 1000);
+        assert_eq!(verify(&token_, b"other", AUD_CONTROL_EVENT, 1000), Err(JwtError::Signature));
+        assert!(matches!(verify(&token_, SECRET, AUD_WEBSOCKET_EVENT, 1000), Err(JwtError::Audience(_))));
         // Zero leeway: valid up to, not including, exp.
-        assert!(verify(&token, SECRET, AUD_CONTROL_EVENT, 1059).is_ok());
-        assert_eq!(verify(&token, SECRET, AUD_CONTROL_EVENT, 1060), Err(JwtError::Expired));
+        assert!(verify(&token_, SECRET, AUD_CONTROL_EVENT, 1059).is_ok());
+        assert_eq!(verify(&token_, SECRET, AUD_CONTROL_EVENT, 1060), Err(JwtError::Expired));
+        let other_issuer = token(SECRET, json!({"iss": "x", "aud": "ControlEvent", "iat": 1, "exp": 100}));
+        assert_eq!(verify(&other_issuer, SECRET, AUD_CONTROL_EVENT, 50), Err(JwtError::Issuer("x".into())));
+        let early = token(SECRET, json!({"iss": ISSUER, "aud": "ControlEvent", "iat": 1, "exp": 100, "nbf": 60}));
+        assert_eq!(verify(&early, SECRET, AUD_CONTROL_EVENT, 50), Err(JwtError::NotYetValid));
     }
 
     #[test]
     fn accepts_audience_arrays() {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"slip-sockets","aud":["x","ControlEvent"],"iat":1,"exp":100}"#);
-        let unsigned = format!("{header}.{claims}");
-        let sig = URL_SAFE_NO_PAD.encode(mac(SECRET, unsigned.as_bytes()).finalize().into_bytes());
-        let token = format!("{unsigned}.{sig}");
-        assert!(verify(&token, SECRET, AUD_CONTROL_EVENT, 50).is_ok());
+        let t = token(SECRET, json!({"iss": ISSUER, "aud": ["x", "ControlEvent"], "iat": 1, "exp": 100}));
+        assert!(verify(&t, SECRET, AUD_CONTROL_EVENT, 50).is_ok());
     }
 
     #[test]
-    fn rejects_alg_none_and_garbage() {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"slip-sockets","aud":"ControlEvent","iat":1,"exp":100}"#);
-        let token = format!("{header}.{claims}.");
-        assert_eq!(verify(&token, SECRET, AUD_CONTROL_EVENT, 50), Err(JwtError::Algorithm));
+    fn rejects_other_algorithms_and_garbage() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let claims = b64(r#"{"iss":"slip-sockets","aud":"ControlEvent","iat":1,"exp":100}"#);
+        let none = format!("{}.{claims}.", b64(r#"{"alg":"none"}"#));
+        assert!(verify(&none, SECRET, AUD_CONTROL_EVENT, 50).is_err());
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &json!({}),
+            &EncodingKey::from_secret(SECRET).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(verify(&hs512, SECRET, AUD_CONTROL_EVENT, 50), Err(JwtError::Algorithm));
         for garbage in ["", "a.b", "a.b.c.d", "!!.??.**", "e30.e30.e30"] {
             assert!(verify(garbage, SECRET, AUD_CONTROL_EVENT, 50).is_err());
         }
+        assert_eq!(verify(&"a".repeat(MAX_TOKEN_BYTES + 1), SECRET, AUD_CONTROL_EVENT, 50), Err(JwtError::TooLong));
+    }
+
+    #[test]
+    fn secrets_shorter_than_32_bytes_are_refused() {
+        assert_eq!(check_secret(b""), Err(JwtError::WeakSecret(0)));
+        assert_eq!(check_secret(&SECRET[..31]), Err(JwtError::WeakSecret(31)));
+        assert_eq!(check_secret(SECRET), Ok(()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`link_pb`]: frames between nodes (`slip.link.v1`), generated from `proto/slip/link/v1/link.proto`.
 //! - [`callback`]: the SLIP v4 callback body the edge POSTs to a backend.
 //! - [`command`]: the SLIP v4 commands a backend sends back (callback replies, HTTP control API).
+//! - [`close`]: WebSocket close codes, only ever a sendable one.
 //! - [`jwt`]: the HS256 tokens both directions are signed with.
 //! - [`woh`]: Pushpin's WebSocket-over-HTTP events and grip control messages, the second callback format.
 //! - [`grip`]: GRIP publishes (`POST /publish/`, the `ws-message` format), as Pushpin takes them.
@@ -12,6 +13,7 @@
 
 pub mod callback;
 pub mod channel;
+pub mod close;
 pub mod command;
 pub mod grip;
 pub mod ids;

@@ -2,6 +2,7 @@
 //! either one connection (it goes to that connection's edge) or one channel
 //! (it goes to that channel's owner). Every API turns into these two.
 
+use crate::close::CloseCode;
 use bytes::Bytes;
 
 use crate::command::{Command, decode_binary};
@@ -10,7 +11,7 @@ use crate::link_pb::{
 };
 
 /// Close code used when a command gives none.
-pub const DEFAULT_CLOSE_CODE: u16 = 1000;
+pub const DEFAULT_CLOSE_CODE: CloseCode = CloseCode::NORMAL;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -58,7 +59,8 @@ pub fn action(command: Command) -> Action {
         }
         Command::Close { connection_id, code, reason } => {
             let close = CloseConnection {
-                code: u32::from(code.unwrap_or(DEFAULT_CLOSE_CODE)),
+                // The parser let only sendable codes through.
+                code: u32::from(code.and_then(CloseCode::new).unwrap_or(DEFAULT_CLOSE_CODE)),
                 reason: reason.unwrap_or_default(),
             };
             Action::Connection(connection(connection_id, Op::Close(close)))

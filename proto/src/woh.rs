@@ -28,6 +28,9 @@ pub const DEFAULT_MESSAGE_PREFIX: &str = "m:";
 pub const CONTROL_PREFIX: &str = "c:";
 /// Shortest keep-alive request interval a backend may ask for, in seconds (Pushpin's floor).
 pub const MIN_KEEP_ALIVE_INTERVAL_SECS: u64 = 20;
+/// Longest keep-alive timeout or `Keep-Alive-Interval` taken, in seconds (a
+/// day); longer ones are cut to it, so no timer arithmetic can overflow.
+pub const MAX_KEEP_ALIVE_SECS: u64 = 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsEvent {
@@ -237,7 +240,7 @@ pub fn control(json: &[u8]) -> Result<Control, String> {
             };
             Control::KeepAlive {
                 content,
-                timeout_secs: raw.timeout.unwrap_or(DEFAULT_KEEP_ALIVE_TIMEOUT_SECS).max(1),
+                timeout_secs: raw.timeout.unwrap_or(DEFAULT_KEEP_ALIVE_TIMEOUT_SECS).clamp(1, MAX_KEEP_ALIVE_SECS),
                 interval: raw.mode.as_deref() == Some("interval"),
             }
         }
@@ -331,6 +334,11 @@ mod tests {
             Ok(Control::KeepAlive { content: Some(KeepAliveContent::Ping(vec![])), timeout_secs: 30, interval: true })
         );
         assert_eq!(control(br#"{"type":"session","id":"x"}"#), Ok(Control::Other("session".into())));
+        let forever = format!(r#"{{"type":"keep-alive","content":"","timeout":{}}}"#, u64::MAX);
+        assert!(matches!(
+            control(forever.as_bytes()),
+            Ok(Control::KeepAlive { timeout_secs: MAX_KEEP_ALIVE_SECS, .. })
+        ));
         assert!(control(br#"{"type":"subscribe"}"#).is_err());
         assert!(control(br#"{"type":"subscribe","channel":""}"#).is_err());
         assert!(control(b"not json").is_err());

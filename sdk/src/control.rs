@@ -32,6 +32,10 @@ pub enum ControlError {
     NotFound(String),
     #[error("control plane unavailable: {0}")]
     Unavailable(String),
+    /// The HTTP JSON API ran the batch up to `index`; that command failed
+    /// and the ones after it did not run.
+    #[error("command {index} ({command}) failed: {reason}")]
+    Failed { index: usize, command: String, reason: String },
 }
 
 /// How commands reach the control plane.
@@ -81,13 +85,30 @@ impl Transport for HttpControl {
             .send()
             .await
             .map_err(|e| ControlError::Unreachable(e.to_string()))?;
-        match response.status().as_u16() {
-            200..=299 => Ok(()),
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        if let Some(failed) = failed_command(&body) {
+            return Err(failed);
+        }
+        match status {
             403 => Err(ControlError::Unauthorized),
-            400 => Err(ControlError::Rejected(response.text().await.unwrap_or_default())),
-            status => Err(ControlError::Unavailable(format!("HTTP {status}"))),
+            400 => Err(ControlError::Rejected(body)),
+            status => Err(ControlError::Unavailable(format!("HTTP {status}: {body}"))),
         }
     }
+}
+
+/// The command a failed batch names (`{"index": …, "type": …, "error": …}`).
+fn failed_command(body: &str) -> Option<ControlError> {
+    let body: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(ControlError::Failed {
+        index: usize::try_from(body.get("index")?.as_u64()?).ok()?,
+        command: body.get("type")?.as_str()?.to_owned(),
+        reason: body.get("error")?.as_str()?.to_owned(),
+    })
 }
 
 /// Signs each gRPC call with a fresh token (the interceptor of [`GrpcControl`]).

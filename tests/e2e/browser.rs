@@ -63,7 +63,7 @@ async fn the_demo_chats_between_two_browsers() {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             std::path::Path::new(tool).exists(),
-            "{tool} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
+            "{tool} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
         );
     }
     // `slip dev` with no target URL: the built-in demo.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::json;
 use slip_proto::callback::{CallbackRequest, Event};
 use slip_proto::pb::{
@@ -56,7 +57,8 @@ fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A cluster CA written by `slip gen-ca` into a fresh directory.
+/// A cluster CA written by `slip gen-ca` into a fresh directory, with an
+/// edge certificate from `slip gen-cert --role edge` beside it.
 pub(crate) struct CaDir(PathBuf);
 
 impl CaDir {
@@ -69,8 +71,24 @@ impl CaDir {
             .unwrap();
         assert!(status.success(), "slip gen-ca failed");
         assert!(dir.join("ca.pem").exists() && dir.join("ca-key.pem").exists());
+        for role in ["edge", "control"] {
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+                .args(["gen-cert", "--role", role, "--out", dir.to_str().unwrap()])
+                .env("SLIP_CLUSTER_CA", dir.join("ca.pem"))
+                .env("SLIP_CLUSTER_CA_KEY", dir.join("ca-key.pem"))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "slip gen-cert --role {role} failed");
+        }
         Self(dir)
     }
+    /// A leaf from `slip gen-cert --role ROLE`: certificate and key paths.
+    pub(crate) fn leaf(&self, role: &str) -> (String, String) {
+        let path = |name: String| self.0.join(name).to_string_lossy().into_owned();
+        (path(format!("{role}.pem")), path(format!("{role}-key.pem")))
+    }
+
     pub(crate) fn cert(&self) -> String {
         self.0.join("ca.pem").to_string_lossy().into_owned()
     }
@@ -129,7 +147,7 @@ impl Cluster {
             cluster.start_control(i).await;
         }
         for i in 0..edges {
-            let edge = cluster.start_edge(&format!("edge-{i}"), &cluster.ca.cert(), &cluster.ca.key()).await;
+            let edge = cluster.start_edge(&format!("edge-{i}"), &cluster.ca).await;
             cluster.edges.push(edge);
         }
         cluster
@@ -168,11 +186,12 @@ impl Cluster {
         node.child = Some(child);
     }
 
-    async fn start_edge(&self, id: &str, cert: &str, key: &str) -> EdgeNode {
-        self.start_edge_with_peers(id, cert, key, &self.peers()).await
+    async fn start_edge(&self, id: &str, ca: &CaDir) -> EdgeNode {
+        self.start_edge_with_peers(id, ca, &self.peers()).await
     }
 
-    async fn start_edge_with_peers(&self, id: &str, cert: &str, key: &str, peers: &str) -> EdgeNode {
+    async fn start_edge_with_peers(&self, id: &str, ca: &CaDir, peers: &str) -> EdgeNode {
+        let (ca_cert, (cert, key)) = (ca.cert(), ca.leaf("edge"));
         let args = [
             "edge",
             "--node-id",
@@ -182,9 +201,11 @@ impl Cluster {
             "--peers",
             peers,
             "--cluster-ca",
-            cert,
-            "--cluster-ca-key",
-            key,
+            &ca_cert,
+            "--cluster-cert",
+            &cert,
+            "--cluster-key",
+            &key,
             "--target-url",
             &self.backend,
             "--jwt-secret",
@@ -401,7 +422,7 @@ async fn a_node_with_another_ca_cannot_link() {
     let backend = Backend::start(cluster_backend).await;
     let cluster = Cluster::start(&backend.url, 2, 1).await;
     let stranger_ca = CaDir::new();
-    let stranger = cluster.start_edge("stranger", &stranger_ca.cert(), &stranger_ca.key()).await;
+    let stranger = cluster.start_edge("stranger", &stranger_ca).await;
     let mut member = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
     let mut outsider = Client::connect_url(&format!("{}/room", stranger.ws)).await;
     cluster.wait_for_edges(0, "room", 1).await;
@@ -417,7 +438,7 @@ async fn an_edge_told_of_one_control_node_finds_the_others() {
     let backend = Backend::start(cluster_backend).await;
     let cluster = Cluster::start(&backend.url, 3, 0).await;
     let first_only = format!("127.0.0.1:{}", cluster.controls[0].link_port);
-    let edge = cluster.start_edge_with_peers("edge-0", &cluster.ca.cert(), &cluster.ca.key(), &first_only).await;
+    let edge = cluster.start_edge_with_peers("edge-0", &cluster.ca, &first_only).await;
     // Channels owned by every control node, each with a subscriber on the edge.
     let mut clients = Vec::new();
     for i in 0..30 {
@@ -514,4 +535,69 @@ async fn the_admin_cli_against_a_live_cluster() {
     let edge = cluster.edges[1].child.as_mut().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), edge.wait()).await.expect("edge-1 exited").unwrap();
     assert!(status.success());
+}
+
+/// SUBSCRIBE then PUBLISH_TEXT in one control request: the publish reaches
+/// the new subscriber, every time, whichever control node is asked and
+/// whichever owns the channel (the confirmation travels behind the interest).
+#[tokio::test]
+async fn a_publish_never_overtakes_the_subscribe_before_it() {
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 3, 1).await;
+    let mut client = Client::connect_url(&format!("{}/", cluster.edges[0].ws)).await;
+    let id = nth_open(&backend, 0).await;
+    let http = reqwest::Client::new();
+    let post = |via: usize, body: serde_json::Value| {
+        let request = http.post(format!("{}/", cluster.controls[via].api())).bearer_auth(control_token()).json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    // Until the whole ring is linked and agreed, a subscription may go to an
+    // owner that is not the one publishes go to: warm up until each control
+    // node's publish arrives.
+    for via in 0..3 {
+        let channel = format!("warm-{via}");
+        let subscribe = json!({"events": [{"type": "SUBSCRIBE", "connectionId": id, "channel": channel}]});
+        post(via, subscribe).await;
+        let publish = json!({"events": [{"type": "PUBLISH_TEXT", "channelId": channel, "data": channel}]});
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            post(via, publish.clone()).await;
+            if let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(200), client.ws.next()).await {
+                break;
+            }
+            assert!(Instant::now() < deadline, "control-{via} never reached the edge");
+        }
+    }
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(300), client.ws.next()).await {}
+
+    let rounds = 150;
+    for i in 0..rounds {
+        let channel = format!("fresh-{i}");
+        let body = json!({"events": [
+            {"type": "SUBSCRIBE", "connectionId": id, "channel": channel},
+            {"type": "PUBLISH_TEXT", "channelId": channel, "data": format!("m-{i}")},
+        ]});
+        let response = post(i % 3, body).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    // A marker behind everything; what came before it is what arrived.
+    let marker = json!({"events": [{"type": "TEXT", "connectionId": id, "data": "end"}]});
+    post(0, marker).await;
+    let mut got = Vec::new();
+    loop {
+        let text = client.text().await;
+        if text == "end" {
+            break;
+        }
+        // A late copy of the warm-up's is not what this test counts.
+        if !text.starts_with("warm-") {
+            got.push(text);
+        }
+    }
+    let want: Vec<String> = (0..rounds).map(|i| format!("m-{i}")).collect();
+    let lost: Vec<&String> = want.iter().filter(|m| !got.contains(m)).collect();
+    assert!(lost.is_empty(), "{} of {rounds} publishes overtook their subscribe: {lost:?}", lost.len());
+    // Each exactly once; channels are independent streams, so no order across them.
+    got.sort_by_key(|m| m[2..].parse::<usize>().unwrap_or(usize::MAX));
+    assert_eq!(got, want, "each exactly once");
 }

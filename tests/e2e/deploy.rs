@@ -63,13 +63,16 @@ async fn every_process_command_starts_with_the_fly_environment() {
     names.sort();
     assert_eq!(names, ["control", "edge"]);
     for (name, command) in processes {
+        // Each group's leaf, as docs/deploy-fly.md sets them; no process holds the CA key.
+        let (cert, key) = ca.leaf(name);
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_slip"))
             .args(command.as_str().unwrap().split_whitespace())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())))
             // The secrets fly.toml leaves out.
             .env("SLIP_JWT_SECRET", SECRET)
             .env("SLIP_CLUSTER_CA", ca.cert())
-            .env("SLIP_CLUSTER_CA_KEY", ca.key())
+            .env("SLIP_CLUSTER_CERT", cert)
+            .env("SLIP_CLUSTER_KEY", key)
             .env("SLIP_TARGET_URL", "http://127.0.0.1:9/")
             // Loopback only, here: every listener on a free port, DNS to a port nobody answers.
             .env("SLIP_LISTEN", "127.0.0.1:0")

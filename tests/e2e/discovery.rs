@@ -66,23 +66,24 @@ async fn control_nodes_come_and_go_through_dns() {
     let dns = dns_server(records.clone()).await;
     let backend = Backend::start(accept_all_into_path_channel).await;
     let ca = CaDir::new();
-    let (cert, key) = (ca.cert(), ca.key());
+    let (cert, key, (edge_cert, edge_key)) = (ca.cert(), ca.key(), ca.leaf("edge"));
     let port = shared_port();
     let peers = format!("dns:{NAME}:{port}");
     let apis = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
-    let common =
-        ["--cluster-ca", &cert, "--cluster-ca-key", &key, "--jwt-secret", SECRET, "--metrics-listen", "127.0.0.1:0"];
+    let common = ["--cluster-ca", &cert, "--jwt-secret", SECRET, "--metrics-listen", "127.0.0.1:0"];
+    let control_cert = ["--cluster-ca-key", &key];
+    let edge_cert = ["--cluster-cert", &edge_cert, "--cluster-key", &edge_key];
     let discovery = ["--peers", &peers, "--dns-server", &dns, "--dns-refresh-secs", "1"];
 
     let link0 = format!("127.0.0.2:{port}");
     let c0_args = ["control", "--node-id", "control-0", "--control-listen", &apis[0], "--link-listen", &link0];
-    let _c0 = spawn_slip(&[&c0_args[..], &common, &discovery].concat(), &["Link:"]).await;
+    let _c0 = spawn_slip(&[&c0_args[..], &common, &control_cert, &discovery].concat(), &["Link:"]).await;
     // control-1 is told of nobody: only DNS can bring it in.
     let link1 = format!("127.0.0.3:{port}");
     let c1_args = ["control", "--node-id", "control-1", "--control-listen", &apis[1], "--link-listen", &link1];
-    let (mut c1, _) = spawn_slip(&[&c1_args[..], &common].concat(), &["Link:"]).await;
+    let (mut c1, _) = spawn_slip(&[&c1_args[..], &common, &control_cert].concat(), &["Link:"]).await;
     let edge_args = ["edge", "--node-id", "edge-0", "--listen", "127.0.0.1:0", "--target-url", &backend.url];
-    let (_edge, lines) = spawn_slip(&[&edge_args[..], &common, &discovery].concat(), &["WebSocket:"]).await;
+    let (_edge, lines) = spawn_slip(&[&edge_args[..], &common, &edge_cert, &discovery].concat(), &["WebSocket:"]).await;
     let ws = lines[0].trim_end_matches('/').to_owned();
 
     let mut clients = Vec::new();

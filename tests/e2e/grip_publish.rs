@@ -1,6 +1,6 @@
 //! GRIP publishing (`POST /publish/` on the control port) driven by the
 //! unmodified GRIP libraries a Pushpin backend uses: Python `gripcontrol`
-//! and Node `@fanoutio/grip` (`.ci/run` installs both).
+//! and Node `@fanoutio/grip` (`scripts/test.sh` installs both).
 
 use std::path::Path;
 use std::process::Command;
@@ -36,7 +36,7 @@ fn run(program: &str, file: &str, args: &[&str]) -> (bool, String) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named") && !stderr.contains("ERR_MODULE_NOT_FOUND"),
-        "a GRIP library is missing (bash .ci/run installs them): {stderr}"
+        "a GRIP library is missing (scripts/test.sh installs them): {stderr}"
     );
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -27,7 +27,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub const SECRET: &str = "test-secret";
+pub const SECRET: &str = "test-secret-of-at-least-32-bytes!";
 /// How long a test waits for something it expects before failing.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -315,6 +315,13 @@ impl tonic::service::Interceptor for Auth {
             request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
         Ok(request)
+    }
+}
+
+impl Auth {
+    /// Sends `token` as it is, whatever it is.
+    pub fn bearer(token: &str) -> Self {
+        Self(Some(token.to_owned()))
     }
 }
 

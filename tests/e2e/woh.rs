@@ -36,13 +36,13 @@ impl PyBackend {
         let stdout = process.stdout.take().unwrap();
         let line = tokio::time::timeout(PATIENCE, BufReader::new(stdout).lines().next_line())
             .await
-            .expect("the backend starts (bash .ci/run installs gripcontrol)")
+            .expect("the backend starts (scripts/test.sh installs gripcontrol)")
             .unwrap()
             .unwrap_or_default();
         let port = line
             .strip_prefix("listening ")
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("backend.py printed {line:?}; is gripcontrol installed (bash .ci/run)?"));
+            .unwrap_or_else(|| panic!("backend.py printed {line:?}; is gripcontrol installed (scripts/test.sh)?"));
         Self { _process: process, port }
     }
 
@@ -415,7 +415,7 @@ async fn conformance_against_pushpin_when_installed() {
     let port = free_tcp_port();
     let backend = PyBackend::start(crate::pushpin::CONTROL, port).await;
     let Some(_pushpin) = crate::pushpin::Pushpin::start(&format!("127.0.0.1:{port}")).await else {
-        eprintln!("Pushpin is not installed (or not startable here); bash .ci/run installs it");
+        eprintln!("Pushpin is not installed (or not startable here); scripts/test.sh installs it");
         return;
     };
     let under = Under {
@@ -466,7 +466,7 @@ async fn node_grip_library_as_the_backend() {
     let line = tokio::time::timeout(PATIENCE, BufReader::new(stdout).lines().next_line()).await.unwrap().unwrap();
     assert!(
         line.is_some_and(|l| l.starts_with("listening")),
-        "backend.mjs did not start (bash .ci/run installs @fanoutio/grip)"
+        "backend.mjs did not start (scripts/test.sh installs @fanoutio/grip)"
     );
 
     let under = Under { ws: gateway.ws.clone(), publish: format!("{}/publish/", gateway.control) };

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The test command: installs what the end-to-end tests drive and a fresh
+# Debian/Ubuntu machine with Rust lacks, then runs every test.
+#
+#   Debian: chromium, chromium-driver (the demo in a real browser), pushpin
+#           (the baseline the benchmark harness and the conformance suite
+#           compare against), python3-pip, nodejs, npm.
+#   PyPI:   gripcontrol; npm: @fanoutio/grip (tests/e2e/grip), the unmodified
+#           GRIP libraries a Pushpin backend uses.
+#
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh security`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# apt needs root: as root directly, else through sudo when there is one.
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to install: $*" >&2; return 1
+  fi
+}
+
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v pushpin >/dev/null || missing+=(pushpin)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import gripcontrol' 2>/dev/null; then
+  python3 -m pip install --quiet --user gripcontrol 2>/dev/null ||
+    python3 -m pip install --quiet gripcontrol 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages gripcontrol
+fi
+if [ ! -d tests/e2e/grip/node_modules/@fanoutio/grip ]; then
+  (cd tests/e2e/grip && npm ci --silent --no-audit --no-fund)
+fi
+
+cargo test --workspace "$@"
