@@ -9,6 +9,18 @@ use std::net::SocketAddr;
 
 use serde_json::{Map, Value, json};
 
+/// Largest handshake, counted as the bytes of its path, query, header names
+/// and values: they become the connection's metadata, copied into every
+/// callback, so a client picks this size and the edge bounds it (more is
+/// refused with 431). As SET_METADATA's own limit, 16 KiB.
+pub const MAX_HANDSHAKE_BYTES: usize = slip_proto::limits::MAX_METADATA_BYTES;
+
+/// The handshake's size as [`MAX_HANDSHAKE_BYTES`] counts it.
+pub fn handshake_bytes<B>(request: &http::Request<B>) -> usize {
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    headers + request.uri().path().len() + request.uri().query().map_or(0, str::len)
+}
+
 pub fn from_handshake<B>(request: &http::Request<B>, peer: SocketAddr) -> Value {
     let mut headers = Map::new();
     for (name, value) in request.headers() {
@@ -34,6 +46,12 @@ pub fn from_handshake<B>(request: &http::Request<B>, peer: SocketAddr) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_what_becomes_metadata() {
+        let request = http::Request::builder().uri("/ab?c=1").header("x-a", "12345").body(()).unwrap();
+        assert_eq!(handshake_bytes(&request), 3 + 5 + 3 + 3);
+    }
 
     #[test]
     fn carries_headers_ip_path_and_query() {

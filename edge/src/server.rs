@@ -52,11 +52,17 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()
     }
 }
 
+/// Bytes hyper buffers to read one request (hyper's own default is ~400 KiB):
+/// room for a handshake of [`metadata::MAX_HANDSHAKE_BYTES`] and its request
+/// line; beyond it hyper answers 431 itself.
+const MAX_REQUEST_READ_BYTES: usize = 2 * metadata::MAX_HANDSHAKE_BYTES;
+
 async fn serve_http(edge: Arc<Edge>, stream: TcpStream, peer: SocketAddr) {
     let service = service_fn(move |request| handle(edge.clone(), peer, request));
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_READ_BYTES)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;
@@ -108,6 +114,10 @@ async fn handle(
             return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n"));
         }
     };
+    if metadata::handshake_bytes(&request) > metadata::MAX_HANDSHAKE_BYTES {
+        refused("too_large");
+        return Ok(plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "handshake headers over 16 KiB\n"));
+    }
     let id = ConnectionId::generate(edge.node_id()).to_string();
     let metadata: Arc<str> = metadata::from_handshake(&request, peer).to_string().into();
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {

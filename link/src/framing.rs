@@ -43,7 +43,8 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FramingError> {
         return Err(FramingError::TooLarge(len));
     }
     if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
+        // No room is reserved for what the header announces: the reader's
+        // buffer grows with the bytes that actually arrive.
         return Ok(None);
     }
     buf.advance(4);

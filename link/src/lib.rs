@@ -5,6 +5,7 @@
 //! waits. Frames arriving from peers are handed to the node's [`FrameHandler`],
 //! one at a time per link, in the order they were sent.
 
+pub mod budget;
 pub mod discovery;
 pub mod dns;
 pub mod framing;
@@ -13,6 +14,7 @@ mod peers;
 pub mod quic;
 pub mod tls;
 
+pub use budget::{Budget, LINK_QUEUE_BYTES};
 pub use peers::Peers;
 use slip_proto::ids::NodeId;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ pub enum LinkError {
     NoPeer(String),
     #[error("link to node {0} is down")]
     Down(String),
-    #[error("link to node {0} is full ({LINK_QUEUE_FRAMES} frames queued)")]
+    #[error("link to node {0} is full ({LINK_QUEUE_FRAMES} frames or {LINK_QUEUE_BYTES} bytes queued)")]
     Full(String),
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::framing::{self, DATA_LANES};
 use crate::tls::{CertClaims, Identity, SERVER_NAME, TlsError};
-use crate::{FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError, same_link};
+use crate::{Budget, FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError, same_link};
 
 /// The peer must say Hello within this long of the connection opening.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,8 +42,10 @@ const CLOSE_NOT_ADMITTED: u32 = 3;
 pub struct QuicLink {
     peer: NodeId,
     connection: quinn::Connection,
-    control: mpsc::Sender<Frame>,
-    lanes: Vec<mpsc::Sender<Frame>>,
+    /// Frames with their encoded size, which the budget holds until written.
+    control: mpsc::Sender<(Frame, usize)>,
+    lanes: Vec<mpsc::Sender<(Frame, usize)>>,
+    budget: Budget,
 }
 
 impl Link for QuicLink {
@@ -56,9 +58,16 @@ impl Link for QuicLink {
             Some(lane) => &self.lanes[lane],
             None => &self.control,
         };
-        queue.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => LinkError::Full(self.peer.to_string()),
-            mpsc::error::TrySendError::Closed(_) => LinkError::Down(self.peer.to_string()),
+        let size = prost::Message::encoded_len(&frame);
+        if !self.budget.take(size) {
+            return Err(LinkError::Full(self.peer.to_string()));
+        }
+        queue.try_send((frame, size)).map_err(|e| {
+            self.budget.give(size);
+            match e {
+                mpsc::error::TrySendError::Full(_) => LinkError::Full(self.peer.to_string()),
+                mpsc::error::TrySendError::Closed(_) => LinkError::Down(self.peer.to_string()),
+            }
         })
     }
 
@@ -248,17 +257,23 @@ impl QuicNode {
             return Err(format!("refused {peer}: {reason}"));
         }
 
+        let budget = Budget::default();
         let (control_queue, control_frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-        tokio::spawn(write_loop(control, control_frames));
+        tokio::spawn(write_loop(control, control_frames, budget.clone()));
         let mut lanes = Vec::with_capacity(DATA_LANES);
         for _ in 0..DATA_LANES {
             let stream = connection.open_uni().await.map_err(|e| e.to_string())?;
             let (queue, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-            tokio::spawn(write_loop(stream, frames));
+            tokio::spawn(write_loop(stream, frames, budget.clone()));
             lanes.push(queue);
         }
-        let link: Arc<dyn Link> =
-            Arc::new(QuicLink { peer: peer.clone(), connection: connection.clone(), control: control_queue, lanes });
+        let link: Arc<dyn Link> = Arc::new(QuicLink {
+            peer: peer.clone(),
+            connection: connection.clone(),
+            control: control_queue,
+            lanes,
+            budget,
+        });
         tracing::info!(peer = %peer, role = their_hello.role, addr = %connection.remote_address(), "link up");
         self.handler.on_link_up(&their_hello, link.clone());
         let metrics = slip_metrics::metrics();
@@ -375,16 +390,21 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(mut stream: quinn::SendStream, mut frames: mpsc::Receiver<Frame>) {
+async fn write_loop(mut stream: quinn::SendStream, mut frames: mpsc::Receiver<(Frame, usize)>, budget: Budget) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut out = BytesMut::new();
     while frames.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        for frame in batch.drain(..) {
+        let mut taken = 0;
+        for (frame, size) in batch.drain(..) {
+            taken += size;
             if let Err(e) = framing::encode(&frame, &mut out) {
                 tracing::warn!(error = %e, "frame not sent");
             }
         }
-        if stream.write_all(&out).await.is_err() {
+        let written = stream.write_all(&out).await;
+        // Written (or never to be): either way no longer queued here.
+        budget.give(taken);
+        if written.is_err() {
             return;
         }
         out.clear();

@@ -383,3 +383,29 @@ async fn a_backend_cannot_make_the_edge_break_rfc_6455_or_its_timers() {
     next.send("hello").await;
     assert_eq!(next.text().await, "still fine");
 }
+
+// 6. A client picks the size of its handshake: bounded in bytes, since the
+// headers become metadata copied into every callback.
+#[tokio::test]
+async fn handshake_headers_are_bounded_in_bytes() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let with_header = |bytes: usize| {
+        let mut request = format!("{}/", gateway.ws).into_client_request().unwrap();
+        request.headers_mut().insert("x-padding", "p".repeat(bytes).parse().unwrap());
+        request
+    };
+    let (_ws, response) = tokio_tungstenite::connect_async(with_header(8 * 1024)).await.expect("8 KiB is fine");
+    assert_eq!(response.status(), 101);
+    let id = nth_open(&backend, 0).await;
+    let metadata = backend.seen().into_iter().find(|r| r.connection_id == id).unwrap().metadata;
+    assert_eq!(metadata["headers"]["x-padding"].as_str().map(str::len), Some(8 * 1024));
+    for bytes in [20 * 1024, 200 * 1024] {
+        match tokio_tungstenite::connect_async(with_header(bytes)).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 431, "{bytes} bytes"),
+            other => panic!("{bytes} bytes of headers: {other:?}"),
+        }
+    }
+    assert_eq!(backend.opened().len(), 1, "the backend never heard of the refused ones");
+}
