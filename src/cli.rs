@@ -115,7 +115,8 @@ pub struct ClusterArgs {
     #[arg(long, env = "SLIP_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
 
-    /// DNS server for `dns:` peers [default: the first nameserver of /etc/resolv.conf].
+    /// DNS server (ip:port) for `dns:` peers, over UDP then TCP [default: the system's resolvers and
+    /// options, from /etc/resolv.conf].
     #[arg(long, env = "SLIP_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
 

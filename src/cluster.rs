@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use slip_control_plane::{ControlFrames, ControlPlane};
 use slip_edge::{Edge, EdgeConfig, EdgeFrames};
-use slip_link::discovery::{self, DnsPeers};
+use slip_link::discovery::{self, DnsPeers, TokioResolver};
 use slip_link::quic::QuicNode;
 use slip_link::tls::{ClusterCa, Identity};
 use slip_proto::ids::NodeId;
@@ -72,8 +72,10 @@ struct Node {
     region: String,
     /// Fixed peer addresses.
     peers: Vec<SocketAddr>,
-    /// Peers found through DNS, the server asked, and how often.
-    dns: Option<(DnsPeers, SocketAddr, std::time::Duration)>,
+    /// Peers found through DNS, the resolver that asks, and how often.
+    dns: Option<(DnsPeers, TokioResolver, std::time::Duration)>,
+    /// Whether the peers are reached over IPv6 (so dial from an IPv6 socket).
+    v6: bool,
 }
 
 impl Node {
@@ -82,19 +84,14 @@ impl Node {
         for peer in &self.peers {
             links.dial(*peer);
         }
-        if let Some((peers, server, refresh)) = &self.dns {
-            discovery::spawn(links.clone(), peers.clone(), *server, *refresh);
+        if let Some((peers, resolver, refresh)) = &self.dns {
+            discovery::spawn(links.clone(), peers.clone(), resolver.clone(), *refresh);
         }
     }
 
     /// An unspecified address of the family the peers are reached over.
     fn dial_from(&self) -> SocketAddr {
-        let v6 = match (&self.peers.first(), &self.dns) {
-            (Some(peer), _) => peer.is_ipv6(),
-            (None, Some((_, server, _))) => server.is_ipv6(),
-            (None, None) => false,
-        };
-        if v6 { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0u8; 4], 0)) }
+        if self.v6 { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0u8; 4], 0)) }
     }
 }
 
@@ -122,11 +119,10 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
         if peer.starts_with("dns:") {
             let parsed =
                 DnsPeers::parse(peer).with_context(|| format!("SLIP_PEERS entry {peer:?} is not dns:NAME:PORT"))?;
-            let server = args
-                .dns_server
-                .or_else(discovery::system_nameserver)
-                .context("no DNS server: set SLIP_DNS_SERVER (no nameserver in /etc/resolv.conf)")?;
-            dns = Some((parsed, server, std::time::Duration::from_secs(args.dns_refresh_secs.max(1))));
+            let resolver = discovery::resolver(args.dns_server)
+                .map_err(anyhow::Error::msg)
+                .context("SLIP_DNS_SERVER, or the system's resolv.conf")?;
+            dns = Some((parsed, resolver, std::time::Duration::from_secs(args.dns_refresh_secs.max(1))));
             continue;
         }
         let addr = tokio::net::lookup_host(peer)
@@ -138,7 +134,12 @@ async fn node(args: &ClusterArgs) -> anyhow::Result<Node> {
     }
     let region = args.region.clone().or_else(|| std::env::var("FLY_REGION").ok()).unwrap_or_default();
     slip_metrics::init(id.as_str(), &region);
-    Ok(Node { id, region, peers, dns })
+    // The family of the first peer, or of the DNS server asked.
+    let v6 = match peers.first() {
+        Some(peer) => peer.is_ipv6(),
+        None => args.dns_server.or_else(discovery::system_nameserver).is_some_and(|s| s.is_ipv6()),
+    };
+    Ok(Node { id, region, peers, dns, v6 })
 }
 
 fn hello(node: &Node, role: Role, link_addr: Option<SocketAddr>) -> Hello {

@@ -7,7 +7,6 @@
 
 pub mod budget;
 pub mod discovery;
-pub mod dns;
 pub mod framing;
 pub mod memory;
 mod peers;

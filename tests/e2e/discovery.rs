@@ -23,12 +23,33 @@ async fn dns_server(records: Arc<Mutex<Vec<IpAddr>>>) -> String {
         let mut buf = [0u8; 512];
         while let Ok((n, from)) = socket.recv_from(&mut buf).await {
             let addresses = records.lock().clone();
-            if let Ok(reply) = slip_link::dns::answer(&buf[..n], &addresses) {
+            if let Some(reply) = answer(&buf[..n], &addresses) {
                 let _ = socket.send_to(&reply, from).await;
             }
         }
     });
     addr
+}
+
+/// The answer to one query: the A or AAAA records asked for.
+fn answer(query: &[u8], ips: &[IpAddr]) -> Option<Vec<u8>> {
+    use hickory_resolver::proto::op::{Message, OpCode};
+    use hickory_resolver::proto::rr::rdata::{A, AAAA};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType};
+    let query = Message::from_vec(query).ok()?;
+    let question = query.queries.first()?.clone();
+    let mut reply = Message::response(query.metadata.id, OpCode::Query);
+    reply.metadata.recursion_available = true;
+    for ip in ips {
+        let rdata = match (ip, question.query_type()) {
+            (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
+            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+            _ => continue,
+        };
+        reply.add_answer(Record::from_rdata(question.name().clone(), 1, rdata));
+    }
+    reply.add_query(question);
+    reply.to_vec().ok()
 }
 
 /// A UDP port free on both 127.0.0.2 and 127.0.0.3.
