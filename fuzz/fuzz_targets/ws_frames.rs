@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(_)) => continue,
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(matches!(e.close_code(), 1002 | 1007 | 1009));
+                    assert!(matches!(e.close_code().get(), 1002 | 1007 | 1009));
                     return;
                 }
             }
