@@ -409,3 +409,32 @@ async fn handshake_headers_are_bounded_in_bytes() {
     }
     assert_eq!(backend.opened().len(), 1, "the backend never heard of the refused ones");
 }
+
+// 3. The binary keeps roles apart: an edge will not hold the CA key, and an
+// edge certificate does not start a control node (the link refuses such a
+// Hello too: link/tests/quic.rs).
+#[tokio::test]
+async fn an_edge_certificate_does_not_make_a_control_node() {
+    let ca = crate::cluster::CaDir::new();
+    let (edge_cert, edge_key) = ca.leaf("edge");
+    let bin = env!("CARGO_BIN_EXE_slip");
+    let common = ["--jwt-secret", SECRET, "--metrics-listen", "127.0.0.1:0", "--cluster-ca", &ca.cert()];
+    let control = tokio::process::Command::new(bin)
+        .args(["control", "--control-listen", "127.0.0.1:0", "--link-listen", "127.0.0.1:0"])
+        .args(common)
+        .args(["--cluster-cert", &edge_cert, "--cluster-key", &edge_key])
+        .output();
+    let output = tokio::time::timeout(PATIENCE, control).await.expect("exits at once").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("certificate is for the edge role"), "{stderr}");
+
+    let edge = tokio::process::Command::new(bin)
+        .args(["edge", "--listen", "127.0.0.1:0", "--peers", "127.0.0.1:9", "--target-url", "http://127.0.0.1:9/"])
+        .args(common)
+        .args(["--cluster-cert", &edge_cert, "--cluster-key", &edge_key])
+        .env("SLIP_CLUSTER_CA_KEY", ca.key())
+        .output();
+    let output = tokio::time::timeout(PATIENCE, edge).await.expect("exits at once").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("must not hold the CA key"), "{stderr}");
+}
