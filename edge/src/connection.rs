@@ -354,7 +354,7 @@ impl<'a> Reader<'a> {
         let code = (ending.code != close::NO_STATUS).then_some(ending.code);
         let reason = (!ending.reason.is_empty()).then_some(ending.reason);
         let close = Event::Close { connection_id: self.id.to_owned(), code, reason };
-        // One attempt at the CLOSE event even after a backend failure.
+        // The CLOSE event is sent (with the usual retries) even after a backend failure.
         self.failed = false;
         let next = self.batcher.push(close.into());
         self.start(next);
