@@ -14,6 +14,7 @@ use slip_link::tls::{ClusterCa, Identity};
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{Hello, Role};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ClusterArgs, ControlArgs, EdgeArgs, GenCaArgs, GenCertArgs};
 
@@ -228,12 +229,15 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     println!("  Link:        {} (QUIC, UDP)", links.local_addr()?);
     crate::metrics_listener::start(args.cluster.metrics_listen).await?;
     let secret = args.jwt_secret.into_bytes();
-    tokio::select! {
-        r = slip_control_plane::server::serve(plane, &secret, args.grip_publish_auth.into(), api) => {
-            r.context("control listener failed")?
-        }
-        _ = crate::shutdown_signal() => tracing::info!("shutting down"),
-    }
+    // On SIGTERM: stop accepting, answer what is in flight, then close the links.
+    let shutdown = CancellationToken::new();
+    let signalled = shutdown.clone();
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        tracing::info!("shutting down: answering requests in flight");
+        signalled.cancel();
+    });
+    let served = slip_control_plane::server::serve(plane, &secret, args.grip_publish_auth.into(), api, shutdown).await;
     links.close();
-    Ok(())
+    served.context("control listener failed")
 }

@@ -63,14 +63,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret_bytes = secret.into_bytes();
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     let grip_auth = args.grip_publish_auth.into();
-    let mut control_api =
-        tokio::spawn(async move { slip_control_plane::server::serve(plane, &secret_bytes, grip_auth, control).await });
+    let stop_control = tokio_util::sync::CancellationToken::new();
+    let control_stopped = stop_control.clone();
+    let mut control_api = tokio::spawn(async move {
+        slip_control_plane::server::serve(plane, &secret_bytes, grip_auth, control, control_stopped).await
+    });
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
         r = &mut control_api => r?.context("control listener failed")?,
         _ = crate::shutdown_signal() => {
             // The listeners keep serving while draining: upgrades get 503, /readyz fails.
             slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
+            // Then the control API stops accepting and answers what is in flight.
+            stop_control.cancel();
+            control_api.await?.context("control listener failed")?;
         }
     }
     Ok(())

@@ -15,6 +15,11 @@
 //!   the kernel's backlog), [`MAX_STREAMS_PER_CONNECTION`] HTTP/2 streams on
 //!   each, and [`MAX_CONCURRENT_REQUESTS`] requests in all: one past that is
 //!   answered 503 at once rather than queued.
+//!
+//! Shutdown: when the token is cancelled the listener stops accepting, every
+//! connection is asked to finish gracefully (HTTP/1 after its current
+//! response, HTTP/2 with a GOAWAY), and `serve` returns once they have, or
+//! after [`SHUTDOWN_GRACE`]: a request in flight gets its answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +37,8 @@ use hyper_util::service::TowerToHyperService;
 use slip_proto::limits::MAX_COMMAND_BODY_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::grip_api::{self, GripApi, GripAuth};
@@ -51,6 +58,8 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// Requests being handled at once over all connections.
 pub const MAX_CONCURRENT_REQUESTS: usize = 4096;
+/// Longest wait for requests in flight once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn router(plane: Arc<ControlPlane>, secret: &[u8], grip_auth: GripAuth) -> axum::Router {
     let secret: Arc<[u8]> = secret.into();
@@ -104,12 +113,14 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
 /// The JSON and GRIP APIs' body limit.
 pub const MAX_HTTP_BODY_BYTES: usize = MAX_COMMAND_BODY_BYTES;
 
-/// Serves every control API on `listener` until it fails.
+/// Serves every control API on `listener` until it fails, or until `shutdown`
+/// is cancelled and what was in flight is answered (see the top of this file).
 pub async fn serve(
     plane: Arc<ControlPlane>,
     secret: &[u8],
     grip_auth: GripAuth,
     listener: TcpListener,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let service = TowerToHyperService::new(router(plane, secret, grip_auth));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -122,35 +133,58 @@ pub async fn serve(
         .keep_alive_timeout(HEADER_TIMEOUT);
     let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        // Waiting here leaves further clients in the kernel's backlog.
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            return Ok(());
+    let tracker = TaskTracker::new();
+    let accepted = loop {
+        // Waiting for a permit leaves further clients in the kernel's backlog.
+        let next = async {
+            let permit = connections.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+            listener.accept().await.map(|(stream, _)| (permit, stream))
         };
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) if is_transient(&e) => {
-                tracing::debug!(error = %e, "control accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let (permit, stream) = tokio::select! {
+            next = next => match next {
+                Ok(next) => next,
+                Err(e) if is_transient(&e) => {
+                    tracing::debug!(error = %e, "control accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => break Err(e),
+            },
+            _ = shutdown.cancelled() => break Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let (service, builder) = (service.clone(), builder.clone());
-        tokio::spawn(async move {
+        let (service, builder, shutdown) = (service.clone(), builder.clone(), shutdown.clone());
+        tracker.spawn(async move {
             let _permit = permit;
             // A client that connects and sends nothing is dropped: the HTTP/1
             // header timer only starts with its first byte.
             let mut first = [0u8; 1];
-            if !matches!(tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await, Ok(Ok(1))) {
-                return;
+            let first_byte = tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first));
+            tokio::select! {
+                peeked = first_byte => if !matches!(peeked, Ok(Ok(1))) { return },
+                _ = shutdown.cancelled() => return,
             }
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "control connection ended");
             }
         });
+    };
+    // New clients are refused from here on, not left in the backlog.
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!(connections = tracker.len(), "control connections still open after the shutdown grace");
     }
+    accepted
 }
 
 /// Accept errors that concern one connection (or a passing shortage), not the listener.

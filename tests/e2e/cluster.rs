@@ -601,3 +601,35 @@ async fn a_publish_never_overtakes_the_subscribe_before_it() {
     got.sort_by_key(|m| m[2..].parse::<usize>().unwrap_or(usize::MAX));
     assert_eq!(got, want, "each exactly once");
 }
+
+/// SIGTERM to a control node: it stops accepting, answers the request in
+/// flight, closes its links and exits.
+#[tokio::test]
+async fn a_control_node_answers_requests_in_flight_on_sigterm() {
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 1, 1).await;
+    let _client = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    cluster.wait_for_edges(0, "room", 1).await;
+    let api = cluster.controls[0].api();
+    // A request that takes a while: wait 3 s for a connection that never comes.
+    let body = json!({"events": [
+        {"type": "POLL_FOR_CONNECTION", "connectionId": "edge-0.00000000000000000000", "timeout": 3000},
+    ]});
+    let request = reqwest::Client::new().post(format!("{api}/")).bearer_auth(control_token()).json(&body).send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let child = cluster.controls[0].child.as_mut().unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+
+    // No new client gets in...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = api.trim_start_matches("http://");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    // ...the one in flight gets its answer...
+    let response = in_flight.await.unwrap().expect("answered, not cut off");
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    // ...and the node exits.
+    let exited = tokio::time::timeout(PATIENCE, child.wait()).await.expect("exits after answering").unwrap();
+    assert!(exited.success(), "{exited}");
+}
