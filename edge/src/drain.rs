@@ -43,10 +43,9 @@ pub async fn drain(edge: &Edge, grace: Duration) -> Drained {
         }
         tokio::time::sleep(TICK).await;
     }
+    // Woken by the last connection to finish, not polled.
     let deadline = started + grace.mul_f64(WAIT_SHARE);
-    while edge.admission.in_use() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let _ = tokio::time::timeout_at(deadline, edge.admission.idle()).await;
     let drained = Drained { closed, unfinished: edge.admission.in_use() };
     tracing::info!(closed = drained.closed, unfinished = drained.unfinished, elapsed = ?started.elapsed(), "drained");
     drained
