@@ -77,12 +77,12 @@ pub struct ControlPlane {
     interest: Mutex<InterestTable>,
     /// GRIP `id`/`prev-id` ordering of the channels this node owns.
     sequencer: Mutex<Sequencer<Publish>>,
+    /// Wakes the sequencer's clock (see `new`); notified on drop so it ends.
+    sequencer_wake: Arc<tokio::sync::Notify>,
     pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_query: AtomicU64,
 }
 
-/// How often held publishes are checked for having waited long enough.
-const SEQUENCER_TICK: Duration = Duration::from_millis(250);
 
 impl ControlPlane {
     /// A control plane; its sequencer's clock runs on the current tokio runtime.
@@ -97,14 +97,31 @@ impl ControlPlane {
             peers: Peers::default(),
             interest: Mutex::new(InterestTable::default()),
             sequencer: Mutex::new(Sequencer::default()),
+            sequencer_wake: Arc::new(tokio::sync::Notify::new()),
             pending: Mutex::new(HashMap::new()),
             next_query: AtomicU64::new(1),
         });
-        let weak = Arc::downgrade(&plane);
+        // The sequencer's clock: asleep until its next deadline, woken when
+        // a publish is held (which may bring that deadline forward).
+        let (weak, wake) = (Arc::downgrade(&plane), plane.sequencer_wake.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SEQUENCER_TICK);
             loop {
-                tick.tick().await;
+                let next = match weak.upgrade() {
+                    Some(plane) => plane.sequencer.lock().next_deadline(),
+                    None => return,
+                };
+                match next {
+                    Some(at) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                            _ = wake.notified() => continue,
+                        }
+                    }
+                    None => {
+                        wake.notified().await;
+                        continue;
+                    }
+                }
                 let Some(plane) = weak.upgrade() else { return };
                 let due = plane.sequencer.lock().expire(Instant::now());
                 for (_, publish) in due {
@@ -225,6 +242,7 @@ impl ControlPlane {
         let sequence = Sequence { id: publish.id.clone(), prev_id: publish.prev_id.clone() };
         let channel = publish.channel.clone();
         let ready = self.sequencer.lock().offer(&channel, sequence, publish, Instant::now());
+        self.sequencer_wake.notify_one();
         // What this publish let out; held, it reports nothing sent yet.
         ready.into_iter().map(|p| self.stamp_and_send(p)).last().unwrap_or_default()
     }
@@ -472,6 +490,13 @@ impl ControlPlane {
         } else if let Err(e) = self.peers.send(to, Frame { kind: Some(Kind::Reply(reply)) }) {
             tracing::debug!(error = %e, "reply for another control node dropped");
         }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // The clock task holds only a weak reference: let it see we are gone.
+        self.sequencer_wake.notify_one();
     }
 }
 

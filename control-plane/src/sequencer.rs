@@ -8,7 +8,7 @@
 //! id is unknown (its first, or after the owner moved), goes out at once.
 //! Held items per channel and channels remembered are bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Longest an early publish waits for its predecessor.
@@ -47,11 +47,13 @@ impl<T> Default for Channel<T> {
 #[derive(Debug)]
 pub struct Sequencer<T> {
     channels: HashMap<String, Channel<T>>,
+    /// The channels holding something: the only ones a deadline can come from.
+    holding: HashSet<String>,
 }
 
 impl<T> Default for Sequencer<T> {
     fn default() -> Self {
-        Self { channels: HashMap::new() }
+        Self { channels: HashMap::new(), holding: HashSet::new() }
     }
 }
 
@@ -69,32 +71,52 @@ impl<T> Sequencer<T> {
         let in_order = sequence.prev_id.is_empty()
             || state.last_id.is_none() && state.held.is_empty()
             || state.last_id.as_deref() == Some(sequence.prev_id.as_str());
-        if !in_order {
+        let out = if !in_order {
             state.held.push(Held { sequence, until: now + HOLD_FOR, item });
             if state.held.len() > MAX_HELD_PER_CHANNEL {
                 let oldest = state.held.remove(0);
-                return Self::release(state, oldest);
+                Self::release(state, oldest)
+            } else {
+                Vec::new()
             }
-            return Vec::new();
+        } else {
+            Self::release(state, Held { sequence, until: now, item })
+        };
+        let holds = !state.held.is_empty();
+        self.mark(channel, holds);
+        out
+    }
+
+    fn mark(&mut self, channel: &str, holds: bool) {
+        if holds {
+            if !self.holding.contains(channel) {
+                self.holding.insert(channel.to_owned());
+            }
+        } else {
+            self.holding.remove(channel);
         }
-        Self::release(state, Held { sequence, until: now, item })
     }
 
     /// Lets out what waited too long, and whatever was waiting behind it.
     pub fn expire(&mut self, now: Instant) -> Vec<(String, T)> {
         let mut out = Vec::new();
-        for (channel, state) in &mut self.channels {
+        let holding: Vec<String> = self.holding.iter().cloned().collect();
+        for channel in holding {
+            let Some(state) = self.channels.get_mut(&channel) else { continue };
             while let Some(at) = state.held.iter().position(|h| h.until <= now) {
                 let due = state.held.remove(at);
                 out.extend(Self::release(state, due).into_iter().map(|item| (channel.clone(), item)));
             }
+            let holds = !state.held.is_empty();
+            self.mark(&channel, holds);
         }
         out
     }
 
-    /// When the next held item falls due, if any.
+    /// When the next held item falls due, if any. Items are held in arrival
+    /// order with the same wait, so each channel's first is its earliest.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.channels.values().flat_map(|c| c.held.iter().map(|h| h.until)).min()
+        self.holding.iter().filter_map(|c| self.channels.get(c)?.held.first().map(|h| h.until)).min()
     }
 
     /// Sends `first`, then every held item now in order behind it.
@@ -169,5 +191,22 @@ mod tests {
             released.extend(s.offer("c", seq(&format!("x{i}"), &format!("missing{i}")), i, now));
         }
         assert_eq!(released, [0], "the oldest goes out once the bound is passed");
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_held_item() {
+        let t0 = Instant::now();
+        let mut s = Sequencer::default();
+        assert_eq!(s.next_deadline(), None);
+        s.offer("a", seq("1", ""), 1, t0);
+        s.offer("b", seq("1", ""), 1, t0);
+        s.offer("a", seq("3", "2"), 3, t0);
+        s.offer("b", seq("3", "2"), 3, t0 + Duration::from_secs(1));
+        assert_eq!(s.next_deadline(), Some(t0 + HOLD_FOR));
+        // a's gap is filled: only b still waits.
+        assert_eq!(s.offer("a", seq("2", "1"), 2, t0), vec![2, 3]);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(1) + HOLD_FOR));
+        assert_eq!(s.expire(t0 + Duration::from_secs(10)), vec![("b".to_owned(), 3)]);
+        assert_eq!(s.next_deadline(), None);
     }
 }
