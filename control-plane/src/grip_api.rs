@@ -76,13 +76,15 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: HttpB
     };
     let mut published = Vec::with_capacity(items.len());
     let mut skipped = 0;
-    for item in items {
+    // Counted before the fan-out, who each item goes to: every item's count at once.
+    let counts = items.iter().map(|item| api.plane.get_channel(&item.channel));
+    let receivers = futures_util::future::join_all(counts).await;
+    for (item, receivers) in items.into_iter().zip(receivers) {
         let Some(action) = item.action else {
             skipped += 1;
             continue;
         };
-        // Counted before the fan-out: who this item goes to.
-        let receivers = api.plane.get_channel(&item.channel).await.map(|c| c.subscribers).unwrap_or(0);
+        let receivers = receivers.map(|c| c.subscribers).unwrap_or(0);
         let body = match action {
             GripAction::Text(text) => Body::Text(text),
             GripAction::Binary(bytes) => Body::Binary(bytes.into()),

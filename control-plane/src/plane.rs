@@ -15,8 +15,8 @@ use slip_proto::channel;
 use slip_proto::ids::{ConnectionId, NodeId};
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Deliver, Drain, EdgeStats, Frame, Hello, Publish, Query, Reply,
-    Role, WaitForConnection, frame::Kind, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Deliver, Drain, Frame, Hello, Publish, Query, Reply, Role,
+    WaitForConnection, frame::Kind, query, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::sync::oneshot;
@@ -82,7 +82,6 @@ pub struct ControlPlane {
     pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_query: AtomicU64,
 }
-
 
 impl ControlPlane {
     /// A control plane; its sequencer's clock runs on the current tokio runtime.
@@ -334,11 +333,8 @@ impl ControlPlane {
             (table.edges(channel).to_vec(), table.last_offset(channel))
         };
         let mut subscribers = 0;
-        for edge in &edges {
-            let (qid, answer) = self.expect_reply()?;
-            let frame =
-                Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
-            if let reply::Kind::Channel(state) = self.ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT).await? {
+        for answer in self.ask_each(&edges, || query::Kind::Channel(channel.into())).await {
+            if let reply::Kind::Channel(state) = answer? {
                 subscribers += state.subscribers;
             }
         }
@@ -365,11 +361,21 @@ impl ControlPlane {
         }];
         let mut peers = self.peers.ids();
         peers.sort();
+        let edges: Vec<NodeId> = peers.iter().filter(|p| !self.is_control(p)).cloned().collect();
+        let stats: HashMap<NodeId, u64> = edges
+            .iter()
+            .cloned()
+            .zip(self.ask_each(&edges, || query::Kind::Stats(true)).await)
+            .filter_map(|(edge, answer)| match answer {
+                Ok(reply::Kind::Stats(stats)) => Some((edge, stats.connections)),
+                _ => None,
+            })
+            .collect();
         for peer in peers {
             let hello = self.hellos.read().get(&peer).cloned().unwrap_or_default();
             let is_control = self.is_control(&peer);
             let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-            let connections = if is_control { 0 } else { self.edge_stats(&peer).await.map_or(0, |s| s.connections) };
+            let connections = stats.get(&peer).copied().unwrap_or(0);
             nodes.push(NodeInfo {
                 node_id: peer.to_string(),
                 role: if is_control { "control" } else { "edge" }.into(),
@@ -383,25 +389,32 @@ impl ControlPlane {
         nodes
     }
 
-    async fn edge_stats(&self, edge: &NodeId) -> Result<EdgeStats, ControlError> {
-        let (qid, answer) = self.expect_reply()?;
-        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Stats(true)) })) };
-        match self.ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT).await? {
-            reply::Kind::Stats(stats) => Ok(stats),
-            _ => Err(ControlError::Unavailable(format!("edge {edge} gave no stats"))),
-        }
+    /// Asks every node in `nodes` the same question at once, so all the
+    /// answers come within one [`QUERY_TIMEOUT`]; answers in `nodes`' order.
+    async fn ask_each(
+        &self,
+        nodes: &[NodeId],
+        question: impl Fn() -> query::Kind,
+    ) -> Vec<Result<reply::Kind, ControlError>> {
+        let asks = nodes.iter().map(|node| {
+            let asked = self.expect_reply().map(|(qid, answer)| {
+                let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(question()) })) };
+                (qid, frame, answer)
+            });
+            async move {
+                let (qid, frame, answer) = asked?;
+                self.ask(node.as_str(), qid, frame, answer, QUERY_TIMEOUT).await
+            }
+        });
+        futures_util::future::join_all(asks).await
     }
 
     /// The channels with the most subscribers across every edge this node links to.
     pub async fn top_channels(&self, limit: usize) -> Vec<ChannelSummary> {
         let mut merged: HashMap<String, (u64, u32)> = HashMap::new();
-        for edge in self.peers.ids().into_iter().filter(|p| !self.is_control(p)) {
-            let Ok((qid, answer)) = self.expect_reply() else { break };
-            let query = Query { id: qid, kind: Some(query::Kind::ChannelCounts(limit as u32)) };
-            let frame = Frame { kind: Some(Kind::Query(query)) };
-            if let Ok(reply::Kind::ChannelCounts(counts)) =
-                self.ask(edge.as_str(), qid, frame, answer, QUERY_TIMEOUT).await
-            {
+        let edges: Vec<NodeId> = self.peers.ids().into_iter().filter(|p| !self.is_control(p)).collect();
+        for answer in self.ask_each(&edges, || query::Kind::ChannelCounts(limit as u32)).await {
+            if let Ok(reply::Kind::ChannelCounts(counts)) = answer {
                 for state in counts.channels {
                     let entry = merged.entry(state.channel).or_default();
                     entry.0 += state.subscribers;
@@ -435,7 +448,11 @@ impl ControlPlane {
         if !self.peers.contains(&id) {
             return Err(ControlError::NotFound(format!("no edge {edge} is linked to this control node")));
         }
-        let connections = self.edge_stats(&id).await.map_or(0, |s| s.connections);
+        let stats = self.ask_each(std::slice::from_ref(&id), || query::Kind::Stats(true)).await.pop();
+        let connections = match stats {
+            Some(Ok(reply::Kind::Stats(stats))) => stats.connections,
+            _ => 0,
+        };
         self.peers
             .send(edge, Frame { kind: Some(Kind::Drain(Drain {})) })
             .map_err(|e| ControlError::Unavailable(e.to_string()))?;
