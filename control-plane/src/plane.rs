@@ -247,20 +247,37 @@ impl ControlPlane {
     }
 
     fn stamp_and_send(&self, publish: Publish) -> Published {
+        let (ack, reply_to) = (publish.ack, publish.reply_to);
         let Some((offset, edges)) = self.interest.lock().stamp(&publish.channel) else {
+            self.confirm_publish(ack, &reply_to);
             return Published::default();
         };
         slip_metrics::metrics().publishes.inc();
         let mut sent = 0;
-        let deliver = Deliver { channel: publish.channel, offset, event: publish.event };
+        let mut confirmed = ack == 0;
+        let deliver = Deliver { channel: publish.channel, offset, event: publish.event, ack: 0 };
         for edge in &edges {
-            let frame = Frame { kind: Some(Kind::Deliver(deliver.clone())) };
-            match self.peers.send(edge.as_str(), frame) {
+            let mut deliver = deliver.clone();
+            // The edge that asked hears it on the Deliver itself, behind the message.
+            if !confirmed && edge.as_str() == reply_to {
+                (deliver.ack, confirmed) = (ack, true);
+            }
+            match self.peers.send(edge.as_str(), Frame { kind: Some(Kind::Deliver(deliver)) }) {
                 Ok(()) => sent += 1,
                 Err(e) => tracing::warn!(edge = %edge, error = %e, "delivery to edge dropped"),
             }
         }
+        if !confirmed {
+            self.confirm_publish(ack, &reply_to);
+        }
         Published { offset, edges: sent }
+    }
+
+    /// Confirms publish `ack` to an edge with no subscriber of its channel.
+    fn confirm_publish(&self, ack: u64, edge: &str) {
+        if ack != 0 {
+            self.answer(edge, Reply { id: ack, kind: Some(reply::Kind::Found(true)) });
+        }
     }
 
     /// Sends a command to the connection's edge. With `confirm`, waits for the

@@ -83,7 +83,7 @@ pub(crate) async fn run(
     edge.hub.register(&id, outbox.clone(), metadata);
     slip_metrics::metrics().connections.inc();
     // What the reply to OPEN asked for runs before the first client frame is read.
-    apply(&edge, &outbox, effects);
+    apply(&edge, &outbox, effects).await;
 
     let (read, write) = stream.into_split();
     let writer = tokio::spawn(write_loop(write, outbox.clone(), edge.config.ping_interval));
@@ -190,7 +190,7 @@ impl<'a> Reader<'a> {
                 }
                 result = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
                     self.in_flight = None;
-                    self.answered(result);
+                    self.answered(result).await;
                     let next = self.batcher.complete();
                     self.start(next);
                 }
@@ -319,7 +319,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn answered(&mut self, result: Result<Answer, CallbackError>) {
+    async fn answered(&mut self, result: Result<Answer, CallbackError>) {
         if let Some(session) = &mut self.session {
             // Pushpin ends the connection on any failure after the opening.
             let effects = result.map_err(|e| e.to_string()).and_then(|answer| match answer {
@@ -327,7 +327,7 @@ impl<'a> Reader<'a> {
                 Answer::Slip(_) => Err("a SLIP answer on a WebSocket-over-HTTP connection".into()),
             });
             match effects {
-                Ok(effects) => apply(self.edge, self.outbox, effects),
+                Ok(effects) => apply(self.edge, self.outbox, effects).await,
                 Err(e) => {
                     tracing::warn!(connection = self.id, error = %e, "WebSocket-over-HTTP request failed; closing");
                     self.failed = true;
@@ -337,7 +337,7 @@ impl<'a> Reader<'a> {
             return;
         }
         match result {
-            Ok(Answer::Slip(commands)) => self.edge.apply(commands),
+            Ok(Answer::Slip(commands)) => self.edge.apply(commands).await,
             Ok(Answer::OverHttp(_)) => tracing::warn!(connection = self.id, "unexpected WebSocket-over-HTTP answer"),
             Err(e) if e.is_transient() => {
                 tracing::warn!(connection = self.id, error = %e, "callback failed after retries; closing");
@@ -361,7 +361,7 @@ impl<'a> Reader<'a> {
         while let Some(in_flight) = self.in_flight.take() {
             let result = in_flight.await;
             if result.is_ok() {
-                self.answered(result);
+                self.answered(result).await;
             }
             let next = self.batcher.complete();
             self.start(next);
@@ -369,11 +369,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Carries out what a backend asked for on this connection.
-fn apply(edge: &Arc<Edge>, outbox: &Outbox, effects: Vec<Effect>) {
-    for effect in effects {
+/// Carries out what a backend asked for on this connection, in order: a
+/// publish followed by more is delivered here before the rest runs.
+async fn apply(edge: &Arc<Edge>, outbox: &Outbox, effects: Vec<Effect>) {
+    let last = effects.len();
+    for (i, effect) in effects.into_iter().enumerate() {
         match effect {
-            Effect::Command(command) => edge.apply(vec![command]),
+            Effect::Command(command) => edge.run(command, i + 1 < last).await,
             Effect::Frame(frame) => {
                 outbox.push(frame);
             }

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod batcher;
 pub mod callback;
 pub mod config;
+pub mod confirm;
 mod connection;
 pub mod drain;
 pub mod effect;

@@ -24,6 +24,7 @@ use crate::admission::Admission;
 use crate::callback::CallbackClient;
 use crate::config::ConfigError;
 use crate::config::EdgeConfig;
+use crate::confirm::Confirmations;
 use crate::frame;
 use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
@@ -44,6 +45,8 @@ pub struct Edge {
     control: Peers,
     /// Owners of channels among the control nodes.
     ring: RwLock<Ring>,
+    /// Publishes a reply's next command waits for (`confirm.rs`).
+    confirmations: Confirmations,
 }
 
 impl Edge {
@@ -64,6 +67,7 @@ impl Edge {
             drain_requested: tokio::sync::Notify::new(),
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
+            confirmations: Confirmations::default(),
             config,
         }))
     }
@@ -116,14 +120,39 @@ impl Edge {
         tracing::info!(members = new.members().len(), reannounced = moved, "control ring changed");
     }
 
-    /// Runs commands from a callback reply, in order.
-    pub fn apply(&self, commands: Vec<Command>) {
-        for command in commands {
-            match route::action(command) {
-                Action::Connection(command) => self.connection_command(command),
-                Action::Channel(publish) => self.publish(publish),
-                Action::Accept => tracing::debug!("ACCEPT outside a reply to OPEN ignored"),
-                Action::Poll { .. } => {}
+    /// Runs commands from a callback reply, in order: a publish followed by
+    /// more commands is seen delivered here before the next one runs.
+    pub async fn apply(&self, commands: Vec<Command>) {
+        let last = commands.len();
+        for (i, command) in commands.into_iter().enumerate() {
+            self.run(command, i + 1 < last).await;
+        }
+    }
+
+    /// Runs one command of a reply; with `more` (later commands follow), a
+    /// publish returns only once it is delivered here (`confirm.rs`).
+    pub async fn run(&self, command: Command, more: bool) {
+        match route::action(command) {
+            Action::Connection(command) => self.connection_command(command),
+            Action::Channel(publish) if more => self.publish_confirmed(publish).await,
+            Action::Channel(publish) => self.publish(publish),
+            Action::Accept => tracing::debug!("ACCEPT outside a reply to OPEN ignored"),
+            Action::Poll { .. } => {}
+        }
+    }
+
+    async fn publish_confirmed(&self, mut publish: Publish) {
+        let owner = self.ring.read().owner(&publish.channel).cloned();
+        let (Some(owner), Some((ack, confirmed))) = (owner, self.confirmations.expect()) else {
+            return self.publish(publish);
+        };
+        publish.ack = ack;
+        publish.reply_to = self.node_id().to_string();
+        match self.control.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
+            Ok(()) => self.confirmations.wait(ack, confirmed).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "frame to control plane dropped");
+                self.confirmations.confirm(ack);
             }
         }
     }
@@ -238,18 +267,26 @@ impl Edge {
     }
 
     fn deliver(&self, deliver: Deliver) {
-        let Some(body) = deliver.event.and_then(|e| e.body) else {
-            return;
-        };
+        let ack = deliver.ack;
+        if let Some(body) = deliver.event.and_then(|e| e.body) {
+            self.deliver_body(&deliver.channel, body);
+        }
+        // Fanned out here: whatever waited for this publish may go on.
+        if ack != 0 {
+            self.confirmations.confirm(ack);
+        }
+    }
+
+    fn deliver_body(&self, channel: &str, body: channel_event::Body) {
         match body {
-            channel_event::Body::Text(text) => self.fan_out(&deliver.channel, frame::text(&text)),
-            channel_event::Body::Binary(data) => self.fan_out(&deliver.channel, frame::binary(&data)),
+            channel_event::Body::Text(text) => self.fan_out(channel, frame::text(&text)),
+            channel_event::Body::Binary(data) => self.fan_out(channel, frame::binary(&data)),
             channel_event::Body::CloseChannel(_) => {
-                self.hub.close_channel(&deliver.channel, CHANNEL_CLOSED_CODE, "channel closed");
+                self.hub.close_channel(channel, CHANNEL_CLOSED_CODE, "channel closed");
             }
             channel_event::Body::CloseSubscribers(close) => {
                 let code = CloseCode::from_u32(close.code).unwrap_or(CHANNEL_CLOSED_CODE);
-                self.hub.close_channel(&deliver.channel, code, &close.reason);
+                self.hub.close_channel(channel, code, &close.reason);
             }
         }
     }
@@ -340,7 +377,9 @@ impl FrameHandler for EdgeFrames {
                 tracing::info!(from = %from, "drain requested by a control node");
                 edge.drain_requested.notify_one();
             }
-            Some(Kind::Hello(_) | Kind::Reply(_) | Kind::Interest(_) | Kind::Publish(_) | Kind::Members(_)) | None => {
+            // The owner confirming a publish this edge had no subscriber for.
+            Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
+            Some(Kind::Hello(_) | Kind::Interest(_) | Kind::Publish(_) | Kind::Members(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");
             }
         }

@@ -34,7 +34,7 @@ pub fn connection(connection_id: String, op: connection_command::Op) -> Connecti
 }
 
 pub fn publish(channel: String, body: channel_event::Body) -> Publish {
-    Publish { channel, event: Some(ChannelEvent { body: Some(body) }), id: String::new(), prev_id: String::new() }
+    Publish { channel, event: Some(ChannelEvent { body: Some(body) }), ..Default::default() }
 }
 
 /// Turns a checked command (see [`crate::command::parse`]) into its action.

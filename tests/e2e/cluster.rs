@@ -633,3 +633,19 @@ async fn a_control_node_answers_requests_in_flight_on_sigterm() {
     let exited = tokio::time::timeout(PATIENCE, child.wait()).await.expect("exits after answering").unwrap();
     assert!(exited.success(), "{exited}");
 }
+
+/// A reply's PUBLISH_TEXT goes to the channel's owner (another process) and
+/// back before the reply's next command runs: the chat's newcomer hears its
+/// own announcement before its welcome, over QUIC too.
+#[tokio::test]
+async fn a_reply_publish_comes_back_before_the_next_command() {
+    let backend = Backend::start(chat).await;
+    let cluster = Cluster::start(&backend.url, 3, 1).await;
+    for _ in 0..5 {
+        let mut client = Client::connect_url(&format!("{}/", cluster.edges[0].ws)).await;
+        assert_eq!(
+            client.texts(2).await,
+            ["New connection has joined!", "Welcome to the cool channel, be nice or get out"]
+        );
+    }
+}

@@ -14,8 +14,7 @@ mod chat_example;
 /// The chat of the original README, seen by two clients.
 async fn chat_works(gateway: &Gateway) {
     let mut ann = Client::connect(gateway).await;
-    let mut first = ann.texts(2).await;
-    first.sort();
+    let first = ann.texts(2).await;
     assert_eq!(first, ["New connection has joined!", "Welcome to the cool channel, be nice or get out"]);
     let mut bob = Client::connect(gateway).await;
     bob.texts(2).await;

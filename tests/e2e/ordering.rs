@@ -56,3 +56,22 @@ async fn three_hundred_rapid_frames_reach_the_backend_once_each_in_order() {
     assert!(requests < 300, "{requests} requests for 300 frames: nothing was batched");
     assert!(backend.seen().iter().all(|r| r.events.len() <= 64), "a batch exceeded its bound");
 }
+
+/// The original README's chat answers OPEN with ACCEPT, SUBSCRIBE,
+/// PUBLISH_TEXT "New connection has joined!", TEXT "Welcome…": commands run
+/// in order, so the newcomer hears its own announcement before its welcome.
+#[tokio::test]
+async fn a_reply_publish_reaches_local_subscribers_before_the_next_command() {
+    let backend = Backend::start(chat).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut client = Client::connect(&gateway).await;
+        assert_eq!(
+            client.texts(2).await,
+            ["New connection has joined!", "Welcome to the cool channel, be nice or get out"],
+            "in the order the reply gave them"
+        );
+        clients.push(client);
+    }
+}
