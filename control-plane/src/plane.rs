@@ -208,6 +208,11 @@ impl ControlPlane {
         });
     }
 
+    /// How many edges this node's interest table lists for `channel`.
+    pub fn interested_edges(&self, channel: &str) -> usize {
+        self.interest.lock().edges(channel).len()
+    }
+
     /// Control nodes in the ring, this one included.
     pub fn members(&self) -> Vec<NodeId> {
         self.ring.read().members().to_vec()

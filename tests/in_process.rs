@@ -1,0 +1,209 @@
+//! The cluster in one process: control planes and edges wired by the
+//! in-memory link, under tokio's paused clock, so ring settling, failover and
+//! interest pruning run in milliseconds instead of wall-clock seconds. The
+//! same routing code runs as across processes; only the transport differs
+//! (`tests/e2e/cluster.rs` runs it over QUIC).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slip_control_plane::plane::RING_SETTLE;
+use slip_control_plane::{ControlFrames, ControlPlane};
+use slip_edge::outbox::{Outbox, OutboxLimits};
+use slip_edge::{Edge, EdgeConfig, EdgeFrames};
+use slip_link::Link;
+use slip_link::memory;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::{
+    ChannelEvent, ConnectionCommand, Hello, Publish, Role, channel_event, connection_command::Op,
+};
+
+const SECRET: &str = "in-process-secret-of-32-bytes-or-more";
+
+fn id(name: &str) -> NodeId {
+    NodeId::parse(name).unwrap()
+}
+
+fn hello(node: &NodeId, role: Role) -> Hello {
+    Hello { node_id: node.to_string(), role: role as i32, ..Default::default() }
+}
+
+/// Control nodes and one edge, all linked both ways; links kept so a test can cut them.
+struct Cluster {
+    controls: Vec<Arc<ControlPlane>>,
+    edge: Arc<Edge>,
+    /// The edge's link to each control node, by index.
+    edge_links: Vec<Arc<dyn Link>>,
+    /// Control node i's link to control node j.
+    mesh: Vec<Vec<Option<Arc<dyn Link>>>>,
+}
+
+impl Cluster {
+    fn start(controls: usize) -> Self {
+        let control_ids: Vec<NodeId> = (0..controls).map(|i| id(&format!("c{i}"))).collect();
+        let edge_id = id("e0");
+        let planes: Vec<Arc<ControlPlane>> = control_ids.iter().map(|c| ControlPlane::new(c.clone())).collect();
+        // Nobody is called back: the edge only needs a target that parses.
+        let edge = Edge::new(EdgeConfig::new(edge_id.clone(), "http://127.0.0.1:9/", SECRET)).unwrap();
+        let mut mesh = vec![vec![None; controls]; controls];
+        for (i, from) in planes.iter().enumerate() {
+            for (j, to) in planes.iter().enumerate() {
+                if i != j {
+                    let link: Arc<dyn Link> = memory::link(
+                        control_ids[i].clone(),
+                        control_ids[j].clone(),
+                        Arc::new(ControlFrames(to.clone())),
+                    );
+                    from.link_up(&hello(&control_ids[j], Role::Control), link.clone());
+                    mesh[i][j] = Some(link);
+                }
+            }
+        }
+        let mut edge_links = Vec::new();
+        for (i, plane) in planes.iter().enumerate() {
+            let to_edge: Arc<dyn Link> =
+                memory::link(control_ids[i].clone(), edge_id.clone(), Arc::new(EdgeFrames(edge.clone())));
+            plane.link_up(&hello(&edge_id, Role::Edge), to_edge);
+            let to_control: Arc<dyn Link> =
+                memory::link(edge_id.clone(), control_ids[i].clone(), Arc::new(ControlFrames(plane.clone())));
+            edge.add_control_link(to_control.clone());
+            edge_links.push(to_control);
+        }
+        Self { controls: planes, edge, edge_links, mesh }
+    }
+
+    /// Control node `i` is gone: every link to it goes down.
+    fn kill_control(&self, i: usize) {
+        self.edge.remove_control_link(&self.edge_links[i]);
+        let gone = self.controls[i].node_id().clone();
+        for (j, plane) in self.controls.iter().enumerate() {
+            if let Some(link) = &self.mesh[j][i] {
+                plane.link_down(&gone, link);
+            }
+        }
+    }
+
+    /// A connection on the edge subscribed to `channels`; its outbox shows what it got.
+    fn subscriber(&self, channels: &[String]) -> Arc<Outbox> {
+        let connection = format!("{}.{:020x}", self.edge.node_id(), rand::random::<u64>());
+        let outbox = Arc::new(Outbox::new(OutboxLimits::default()));
+        self.edge.hub.register(&connection, outbox.clone(), Arc::from("null"));
+        for channel in channels {
+            let command = ConnectionCommand {
+                connection_id: connection.clone(),
+                op: Some(Op::Subscribe(channel.clone())),
+                ack: 0,
+            };
+            self.edge.connection_command(command);
+        }
+        outbox
+    }
+}
+
+fn publish(channel: &str, text: &str) -> Publish {
+    Publish {
+        channel: channel.into(),
+        event: Some(ChannelEvent { body: Some(channel_event::Body::Text(text.into())) }),
+        ..Default::default()
+    }
+}
+
+/// Lets every queued frame be handed on (the links' tasks run on this runtime).
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// How many frames the outbox holds, taking them.
+fn received(outbox: &Outbox) -> usize {
+    outbox.take(usize::MAX).frames.len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishes_reach_the_edge_whichever_control_node_takes_them() {
+    let cluster = Cluster::start(3);
+    settle().await;
+    let channels: Vec<String> = (0..30).map(|i| format!("ch-{i}")).collect();
+    let outbox = cluster.subscriber(&channels);
+    settle().await;
+    for (i, channel) in channels.iter().enumerate() {
+        cluster.controls[i % 3].publish(publish(channel, "hi")).unwrap();
+    }
+    settle().await;
+    assert_eq!(received(&outbox), 30, "one delivery per channel, whoever owns it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_control_node_moves_its_channels_and_nothing_is_lost_after() {
+    let cluster = Cluster::start(3);
+    settle().await;
+    let channels: Vec<String> = (0..60).map(|i| format!("ch-{i}")).collect();
+    let outbox = cluster.subscriber(&channels);
+    settle().await;
+    let owned_by_c2 =
+        channels.iter().filter(|c| cluster.controls[0].members().len() == 3 && owner_of(&cluster, c) == "c2").count();
+    assert!(owned_by_c2 > 0, "c2 owns some of the 60 channels");
+
+    cluster.kill_control(2);
+    settle().await;
+    // The survivors re-own c2's channels, and the edge re-announced its interest to them.
+    for channel in &channels {
+        cluster.controls[0].publish(publish(channel, "after")).unwrap();
+    }
+    settle().await;
+    assert_eq!(received(&outbox), 60, "every channel delivers through the two left");
+
+    // Long after, once the ring has held still: still delivered, nothing pruned wrongly.
+    tokio::time::sleep(RING_SETTLE * 2).await;
+    settle().await;
+    for channel in &channels {
+        cluster.controls[1].publish(publish(channel, "later")).unwrap();
+    }
+    settle().await;
+    assert_eq!(received(&outbox), 60);
+}
+
+#[tokio::test(start_paused = true)]
+async fn interest_left_with_a_former_owner_is_pruned_once_the_ring_settles() {
+    let cluster = Cluster::start(2);
+    settle().await;
+    let channels: Vec<String> = (0..40).map(|i| format!("ch-{i}")).collect();
+    let _outbox = cluster.subscriber(&channels);
+    settle().await;
+    // With c1 gone, c0 owns and knows all 40.
+    cluster.kill_control(1);
+    settle().await;
+    let known = |plane: &ControlPlane| channels.iter().filter(|c| interested_edges(plane, c) > 0).count();
+    assert_eq!(known(&cluster.controls[0]), 40);
+
+    // c1 comes back: it owns about half again; c0 keeps its stale copies until
+    // the ring has held still for RING_SETTLE, then forgets them.
+    let (c0, c1) = (cluster.controls[0].node_id().clone(), cluster.controls[1].node_id().clone());
+    let back: Arc<dyn Link> =
+        memory::link(c0.clone(), c1.clone(), Arc::new(ControlFrames(cluster.controls[1].clone())));
+    cluster.controls[0].link_up(&hello(&c1, Role::Control), back);
+    let edge_to_c1: Arc<dyn Link> =
+        memory::link(cluster.edge.node_id().clone(), c1.clone(), Arc::new(ControlFrames(cluster.controls[1].clone())));
+    cluster.edge.add_control_link(edge_to_c1);
+    settle().await;
+    let owned_by_c0 = channels.iter().filter(|c| owner_of(&cluster, c) == "c0").count();
+    assert!(owned_by_c0 < 40);
+    assert_eq!(known(&cluster.controls[0]), 40, "not pruned while the ring may still move");
+    tokio::time::sleep(RING_SETTLE + Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(known(&cluster.controls[0]), owned_by_c0, "only what it owns is left");
+}
+
+/// Who owns `channel`, as control node 0 sees the ring.
+fn owner_of(cluster: &Cluster, channel: &str) -> String {
+    slip_proto::ring::Ring::new(cluster.controls[0].members()).owner(channel).map(|o| o.to_string()).unwrap_or_default()
+}
+
+/// How many edges `plane`'s interest table lists for `channel`.
+fn interested_edges(plane: &ControlPlane, channel: &str) -> usize {
+    plane.interested_edges(channel)
+}
