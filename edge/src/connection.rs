@@ -176,10 +176,7 @@ impl<'a> Reader<'a> {
                     if ready.is_err() {
                         return Ending::abnormal("");
                     }
-                    // Room for what the frame at the front still needs, but never
-                    // more than has already arrived: a header that announces a
-                    // large frame reserves nothing until its bytes come.
-                    let want = self.decoder.wanted(&self.buf).unwrap_or(0).min(self.buf.len()).max(READ_CHUNK);
+                    let want = self.decoder.read_reserve(&self.buf, READ_CHUNK);
                     self.buf.reserve(want);
                     match read.try_read_buf(&mut self.buf) {
                         Ok(0) => return Ending::abnormal(""),

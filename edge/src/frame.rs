@@ -136,6 +136,14 @@ impl Decoder {
         (header.header_len + header.payload_len).checked_sub(buf.len())
     }
 
+    /// Room to make in `buf` before the next read: what the frame at the
+    /// front still needs, but never more than has already arrived (and at
+    /// least `chunk`). A header that announces a large frame so reserves
+    /// nothing until its bytes come: the buffer at most doubles per read.
+    pub fn read_reserve(&self, buf: &[u8], chunk: usize) -> usize {
+        self.wanted(buf).unwrap_or(0).min(buf.len()).max(chunk)
+    }
+
     /// Takes the next complete message out of `buf`, or `Ok(None)` when more
     /// bytes are needed. Consumed bytes are removed from `buf`.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
@@ -333,6 +341,20 @@ mod tests {
         bytes.extend(client_frame(true, OP_PING, b""));
         bytes.extend(client_frame(true, OP_CONTINUATION, b"lo"));
         assert_eq!(decode_all(&bytes, 1024).unwrap(), vec![Message::Ping(Bytes::new()), Message::Text("hello".into())]);
+    }
+
+    #[test]
+    fn a_header_announcing_a_large_frame_reserves_nothing_more() {
+        let decoder = Decoder::new(1 << 20);
+        // 14 bytes: FIN text, masked, 64-bit length of 1 MiB, the mask.
+        let mut header = vec![0x81, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(decoder.wanted(&header), Some(1 << 20));
+        assert_eq!(decoder.read_reserve(&header, 4096), 4096, "a read's worth, not a megabyte");
+        let half = vec![0u8; 512 * 1024];
+        // Half has come: the other half may be reserved now.
+        assert_eq!(decoder.read_reserve(&[&header[..], &half[..]].concat(), 4096), 512 * 1024);
     }
 
     #[test]

@@ -79,6 +79,15 @@ mod tests {
     }
 
     #[test]
+    fn a_header_announcing_a_large_frame_reserves_nothing() {
+        let mut buf = BytesMut::with_capacity(16);
+        buf.put_u32(MAX_FRAME_BYTES as u32);
+        buf.put_slice(&[0; 8]);
+        assert_eq!(decode(&mut buf), Ok(None));
+        assert!(buf.capacity() < 1024, "still {} bytes, not the {MAX_FRAME_BYTES} announced", buf.capacity());
+    }
+
+    #[test]
     fn round_trips_in_any_split() {
         let frames: Vec<Frame> = (0..50).map(|i| interest(&format!("channel-{i}"))).collect();
         let mut wire = BytesMut::new();
