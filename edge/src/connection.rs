@@ -83,7 +83,9 @@ pub(crate) async fn run(
     edge.hub.register(&id, outbox.clone(), metadata);
     slip_metrics::metrics().connections.inc();
     // What the reply to OPEN asked for runs before the first client frame is read.
-    apply(&edge, &outbox, effects).await;
+    // Boxed, as `answered` below: what a reply runs may wait (a publish's
+    // confirmation), and its state must not sit in every idle task.
+    Box::pin(apply(&edge, &outbox, effects)).await;
 
     let (read, write) = stream.into_split();
     let writer = tokio::spawn(write_loop(write, outbox.clone(), edge.config.ping_interval));
@@ -187,7 +189,7 @@ impl<'a> Reader<'a> {
                 }
                 result = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
                     self.in_flight = None;
-                    self.answered(result).await;
+                    Box::pin(self.answered(result)).await;
                     let next = self.batcher.complete();
                     self.start(next);
                 }
@@ -358,7 +360,7 @@ impl<'a> Reader<'a> {
         while let Some(in_flight) = self.in_flight.take() {
             let result = in_flight.await;
             if result.is_ok() {
-                self.answered(result).await;
+                Box::pin(self.answered(result)).await;
             }
             let next = self.batcher.complete();
             self.start(next);
