@@ -3,9 +3,9 @@
 //! clients do not all reconnect elsewhere at once), then wait for their
 //! CLOSE callbacks, all before the grace period ends.
 
-use slip_proto::close::CloseCode;
 use std::time::Duration;
 
+use slip_proto::close::CloseCode;
 use tokio::time::Instant;
 
 use crate::node::Edge;

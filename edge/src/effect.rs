@@ -2,10 +2,10 @@
 //! SLIP command runs through the hub like any other; the rest concern the
 //! answering connection alone.
 
-use slip_proto::close::CloseCode;
 use std::time::Duration;
 
 use bytes::Bytes;
+use slip_proto::close::CloseCode;
 use slip_proto::command::Command;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,12 +5,12 @@
 //! The hub reports when a channel gains its first or loses its last local
 //! subscriber, which is when the edge tells the channel's owner (interest).
 
-use slip_proto::close::CloseCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
+use slip_proto::close::CloseCode;
 use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Push};

@@ -1,15 +1,16 @@
 //! The edge as a node: routes commands to local connections or over links,
 //! keeps channel owners told of local interest, and answers frames from
-//! control nodes. Everything here is synchronous and non-blocking; sockets
-//! live in `connection` and `server`.
+//! control nodes. Nothing here blocks, and only a reply's commands wait (for
+//! a publish's confirmation, `confirm.rs`); sockets live in `connection` and
+//! `server`.
 
-use slip_proto::close::CloseCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use slip_link::{FrameHandler, Link, LinkError, Peers};
+use slip_proto::close::CloseCode;
 use slip_proto::command::Command;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;

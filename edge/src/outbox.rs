@@ -5,11 +5,11 @@
 //! and closes the connection with 1013, and every other connection goes on.
 //! An empty queue holds no allocation, so idle connections cost nothing here.
 
-use slip_proto::close::{self, CloseCode};
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use slip_proto::close::{self, CloseCode};
 use tokio::sync::Notify;
 
 use crate::effect::KeepAlive;

@@ -7,11 +7,11 @@
 //! (`Set-Meta-*` → `Meta-*`), whether grip mode is on and its message prefix,
 //! whether the connection is detached, and the backend's keep-alive interval.
 
-use slip_proto::close::CloseCode;
 use std::time::Duration;
 
 use bytes::Bytes;
 use slip_proto::callback::Event;
+use slip_proto::close::CloseCode;
 use slip_proto::command::{Command, decode_binary};
 use slip_proto::woh::{self, Control, KeepAliveContent, WsEvent};
 
