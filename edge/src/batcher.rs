@@ -13,11 +13,15 @@ use slip_proto::callback::Event;
 /// events in one request).
 pub const DEFAULT_MAX_PENDING_EVENTS: usize = 64;
 
-/// What a connection tells its backend: a SLIP event, or (WebSocket-over-HTTP
-/// only, as Pushpin forwards them) a client's ping.
+/// What a connection tells its backend: a SLIP event, a client's binary
+/// message as it came (base64 only when a SLIP request is built, so a
+/// WebSocket-over-HTTP target gets the bytes without a round trip through
+/// base64), or (WebSocket-over-HTTP only, as Pushpin forwards them) a
+/// client's ping.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SocketEvent {
     Event(Event),
+    Binary(bytes::Bytes),
     Ping(Vec<u8>),
 }
 

@@ -234,9 +234,9 @@ impl<'a> Reader<'a> {
                 }
             }
             let event = match message {
-                Message::Text(data) => Event::Text { connection_id, data },
+                Message::Text(data) => SocketEvent::Event(Event::Text { connection_id, data }),
                 Message::Binary(data) if self.edge.config.binary_events || self.session.is_some() => {
-                    Event::Binary { connection_id, data: encode_binary(&data) }
+                    SocketEvent::Binary(data)
                 }
                 Message::Binary(_) => {
                     let reason = "binary messages are not accepted";
@@ -267,7 +267,7 @@ impl<'a> Reader<'a> {
             if self.session.as_ref().is_some_and(|s| s.detached) {
                 continue;
             }
-            let next = self.batcher.push(event.into());
+            let next = self.batcher.push(event);
             self.start(next);
         }
         None
@@ -299,6 +299,9 @@ impl<'a> Reader<'a> {
             .into_iter()
             .filter_map(|e| match e {
                 SocketEvent::Event(event) => Some(event),
+                SocketEvent::Binary(data) => {
+                    Some(Event::Binary { connection_id: id.clone(), data: encode_binary(&data) })
+                }
                 SocketEvent::Ping(_) => None,
             })
             .collect();

@@ -277,6 +277,7 @@ pub fn events(batch: &[SocketEvent]) -> Vec<WsEvent> {
         .iter()
         .map(|event| match event {
             SocketEvent::Ping(data) => WsEvent::Ping(data.clone()),
+            SocketEvent::Binary(data) => WsEvent::Binary(data.to_vec()),
             SocketEvent::Event(Event::Open { .. }) => WsEvent::Open,
             SocketEvent::Event(Event::Text { data, .. }) => WsEvent::Text(data.clone().into_bytes()),
             SocketEvent::Event(Event::Binary { data, .. }) => WsEvent::Binary(decode_binary(data).unwrap_or_default()),
@@ -455,6 +456,7 @@ mod tests {
         let batch = [
             Event::Text { connection_id: ID.into(), data: "hi".into() }.into(),
             SocketEvent::Ping(b"hb".to_vec()),
+            SocketEvent::Binary(Bytes::from_static(&[0, 1, 255])),
             Event::Close { connection_id: ID.into(), code: Some(1000), reason: Some("done".into()) }.into(),
             Event::Close { connection_id: ID.into(), code: Some(1006), reason: None }.into(),
         ];
@@ -463,6 +465,7 @@ mod tests {
             [
                 text("hi"),
                 WsEvent::Ping(b"hb".to_vec()),
+                WsEvent::Binary(vec![0, 1, 255]),
                 WsEvent::Close { code: Some(1000), reason: "done".into() },
                 WsEvent::Disconnect
             ]
