@@ -7,7 +7,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use slip_link::{FrameHandler, Link, Peers};
@@ -73,18 +75,21 @@ pub struct ControlPlane {
     region: RwLock<String>,
     ring: RwLock<Ring>,
     /// Counts ring changes, so a delayed prune knows whether the ring held still.
-    ring_version: AtomicU64,
+    /// When interest in channels owned elsewhere is next pruned: RING_SETTLE
+    /// after the latest ring change, so a ring still moving prunes nothing.
+    settle_at: Mutex<Option<Instant>>,
     interest: Mutex<InterestTable>,
     /// GRIP `id`/`prev-id` ordering of the channels this node owns.
     sequencer: Mutex<Sequencer<Publish>>,
-    /// Wakes the sequencer's clock (see `new`); notified on drop so it ends.
-    sequencer_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the plane's clock task (see `new`): a deadline was set, or (on
+    /// drop) the plane is gone.
+    clock: Arc<tokio::sync::Notify>,
     pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_query: AtomicU64,
 }
 
 impl ControlPlane {
-    /// A control plane; its sequencer's clock runs on the current tokio runtime.
+    /// A control plane; its clock task runs on the current tokio runtime.
     pub fn new(node_id: NodeId) -> Arc<Self> {
         let plane = Arc::new(Self {
             ring: RwLock::new(Ring::new([node_id.clone()])),
@@ -92,27 +97,27 @@ impl ControlPlane {
             controls: RwLock::new(HashSet::new()),
             hellos: RwLock::new(HashMap::new()),
             region: RwLock::new(String::new()),
-            ring_version: AtomicU64::new(0),
+            settle_at: Mutex::new(None),
             peers: Peers::default(),
             interest: Mutex::new(InterestTable::default()),
             sequencer: Mutex::new(Sequencer::default()),
-            sequencer_wake: Arc::new(tokio::sync::Notify::new()),
+            clock: Arc::new(tokio::sync::Notify::new()),
             pending: Mutex::new(HashMap::new()),
             next_query: AtomicU64::new(1),
         });
-        // The sequencer's clock: asleep until its next deadline, woken when
-        // a publish is held (which may bring that deadline forward).
-        let (weak, wake) = (Arc::downgrade(&plane), plane.sequencer_wake.clone());
+        // The plane's one clock: asleep until its next deadline (a held
+        // publish falling due, the ring settling), woken when one is set.
+        let (weak, wake) = (Arc::downgrade(&plane), plane.clock.clone());
         tokio::spawn(async move {
             loop {
                 let next = match weak.upgrade() {
-                    Some(plane) => plane.sequencer.lock().next_deadline(),
+                    Some(plane) => plane.next_deadline(),
                     None => return,
                 };
                 match next {
                     Some(at) => {
                         tokio::select! {
-                            _ = tokio::time::sleep_until(at.into()) => {}
+                            _ = tokio::time::sleep_until(at) => {}
                             _ = wake.notified() => continue,
                         }
                     }
@@ -122,13 +127,41 @@ impl ControlPlane {
                     }
                 }
                 let Some(plane) = weak.upgrade() else { return };
-                let due = plane.sequencer.lock().expire(Instant::now());
-                for (_, publish) in due {
-                    plane.stamp_and_send(publish);
-                }
+                plane.on_clock(Instant::now());
             }
         });
         plane
+    }
+
+    /// The earliest thing the clock must do.
+    fn next_deadline(&self) -> Option<Instant> {
+        let held = self.sequencer.lock().next_deadline();
+        let settle = *self.settle_at.lock();
+        held.into_iter().chain(settle).min()
+    }
+
+    /// What is due at `now`: held publishes that waited long enough, and the
+    /// pruning of interest once the ring has held still.
+    fn on_clock(&self, now: Instant) {
+        let due = self.sequencer.lock().expire(now);
+        for (_, publish) in due {
+            self.stamp_and_send(publish);
+        }
+        let settled = {
+            let mut settle_at = self.settle_at.lock();
+            let settled = settle_at.is_some_and(|at| at <= now);
+            if settled {
+                *settle_at = None;
+            }
+            settled
+        };
+        if settled {
+            let ring = self.ring.read().clone();
+            let dropped = self.interest.lock().retain(|channel| ring.owner(channel) == Some(&self.node_id));
+            if dropped > 0 {
+                tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
+            }
+        }
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -182,30 +215,19 @@ impl ControlPlane {
     /// Rebuilds the ring and forgets interest in channels this node no
     /// longer owns (the edges announce it to the new owners).
     fn ring_changed(self: &Arc<Self>) {
-        let version = {
+        {
             // Under the ring's lock, so the last of two concurrent changes saw both.
             let mut ring = self.ring.write();
             let members: Vec<NodeId> =
                 self.peers.ids().into_iter().filter(|p| self.is_control(p)).chain([self.node_id.clone()]).collect();
             *ring = Ring::new(members);
             tracing::info!(members = ring.members().len(), "control ring changed");
-            self.ring_version.fetch_add(1, Ordering::SeqCst) + 1
-        };
-        // Forget interest in channels this node no longer owns, once the ring
-        // has held still: while nodes are still finding each other, a
-        // passing view must not throw away interest the final one needs.
-        let plane = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(RING_SETTLE).await;
-            if plane.ring_version.load(Ordering::SeqCst) != version {
-                return;
-            }
-            let ring = plane.ring.read().clone();
-            let dropped = plane.interest.lock().retain(|channel| ring.owner(channel) == Some(&plane.node_id));
-            if dropped > 0 {
-                tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
-            }
-        });
+            // Forget interest in channels this node no longer owns once the
+            // ring has held still: while nodes are still finding each other,
+            // a passing view must not throw away interest the final one needs.
+            *self.settle_at.lock() = Some(Instant::now() + RING_SETTLE);
+        }
+        self.clock.notify_one();
     }
 
     /// How many edges this node's interest table lists for `channel`.
@@ -246,7 +268,7 @@ impl ControlPlane {
         let sequence = Sequence { id: publish.id.clone(), prev_id: publish.prev_id.clone() };
         let channel = publish.channel.clone();
         let ready = self.sequencer.lock().offer(&channel, sequence, publish, Instant::now());
-        self.sequencer_wake.notify_one();
+        self.clock.notify_one();
         // What this publish let out; held, it reports nothing sent yet.
         ready.into_iter().map(|p| self.stamp_and_send(p)).last().unwrap_or_default()
     }
@@ -535,7 +557,7 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         // The clock task holds only a weak reference: let it see we are gone.
-        self.sequencer_wake.notify_one();
+        self.clock.notify_one();
     }
 }
 

@@ -9,7 +9,11 @@
 //! Held items per channel and channels remembered are bounded.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// A plain value passed in, never read here: tokio's, so a paused test clock
+// drives it like everything else on the runtime.
+use tokio::time::Instant;
 
 /// Longest an early publish waits for its predecessor.
 pub const HOLD_FOR: Duration = Duration::from_secs(5);
