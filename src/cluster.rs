@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ClusterArgs, ControlArgs, EdgeArgs, GenCaArgs, GenCertArgs};
 
+/// Longest wait for the links to say goodbye on shutdown.
+const LINK_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn gen_ca(args: GenCaArgs) -> anyhow::Result<()> {
     let ca = ClusterCa::generate()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -204,6 +207,8 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
         }
     }
     links.close();
+    // Bounded: a peer that vanished must not hold up the exit.
+    let _ = tokio::time::timeout(LINK_CLOSE_GRACE, links.closed()).await;
     Ok(())
 }
 
@@ -239,5 +244,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     });
     let served = slip_control_plane::server::serve(plane, &secret, args.grip_publish_auth.into(), api, shutdown).await;
     links.close();
+    // Bounded: a peer that vanished must not hold up the exit.
+    let _ = tokio::time::timeout(LINK_CLOSE_GRACE, links.closed()).await;
     served.context("control listener failed")
 }

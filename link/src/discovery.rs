@@ -73,9 +73,9 @@ pub async fn resolve(resolver: &TokioResolver, name: &str) -> Result<Vec<IpAddr>
     Ok(found.iter().collect())
 }
 
-/// Keeps `node` dialing whatever `peers` resolves to, for as long as it lives.
+/// Keeps `node` dialing whatever `peers` resolves to, until it closes.
 pub fn spawn(node: Arc<QuicNode>, peers: DnsPeers, resolver: TokioResolver, refresh: Duration) {
-    tokio::spawn(async move {
+    node.clone().spawn(async move {
         let mut known: HashSet<SocketAddr> = HashSet::new();
         loop {
             match resolve(&resolver, &peers.name).await {

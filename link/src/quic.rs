@@ -4,8 +4,10 @@
 //! channel traffic, a channel always on the same one. Frames queue per
 //! stream (bounded) and a writer per stream drains its queue in batches.
 //!
-//! Dialing retries forever with backoff; whoever dialed, both ends use the
-//! connection both ways. A peer that sends garbage has its connection closed.
+//! Dialing retries with backoff until the node closes; whoever dialed, both
+//! ends use the connection both ways. A peer that sends garbage has its
+//! connection closed. Every task of the node is tracked: [`QuicNode::close`]
+//! stops them all, and [`QuicNode::closed`] waits until they have.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{Frame, Hello, Member, Members, Role, frame::Kind};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::framing::{self, DATA_LANES};
 use crate::tls::{CertClaims, Identity, SERVER_NAME, TlsError};
@@ -107,6 +111,10 @@ pub struct QuicNode {
     dialing: Mutex<HashSet<SocketAddr>>,
     /// Live links, with the peer's Hello.
     live: Mutex<Vec<(Hello, Arc<dyn Link>)>>,
+    /// Every task this node runs (dialers, the acceptor, connections, streams).
+    tasks: TaskTracker,
+    /// Cancelled by `close`: dialers and discovery stop.
+    stopping: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,11 +154,24 @@ impl QuicNode {
             handler,
             dialing: Mutex::new(HashSet::new()),
             live: Mutex::new(Vec::new()),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         });
         if accept {
-            tokio::spawn(node.clone().accept_loop());
+            node.tasks.spawn(node.clone().accept_loop());
         }
         Ok(node)
+    }
+
+    /// Runs `task` as one of this node's own, stopped and awaited with it.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stopping = self.stopping.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = task => {}
+                _ = stopping.cancelled() => {}
+            }
+        });
     }
 
     /// Stops keeping a link to `addr`: no further attempts once a link to it
@@ -159,9 +180,19 @@ impl QuicNode {
         self.dialing.lock().remove(&addr);
     }
 
-    /// Closes every link of this node at once (peers hear it immediately).
+    /// Closes every link of this node at once (peers hear it immediately)
+    /// and stops its tasks; see [`QuicNode::closed`].
     pub fn close(&self) {
+        self.stopping.cancel();
         self.endpoint.close(0u32.into(), b"shutting down");
+        self.tasks.close();
+    }
+
+    /// Resolves once every task of a closed node has ended and the peers
+    /// have been told (the endpoint is idle).
+    pub async fn closed(&self) {
+        self.tasks.wait().await;
+        self.endpoint.wait_idle().await;
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -174,10 +205,12 @@ impl QuicNode {
             return;
         }
         let node = self.clone();
-        tokio::spawn(async move {
+        // Not cancelled mid-link: a link ends when the endpoint closes, and
+        // then it is reported down like any other.
+        self.tasks.spawn(async move {
             let (first, longest) = DIAL_BACKOFF;
             let mut wait = first;
-            loop {
+            while !node.stopping.is_cancelled() {
                 match node.endpoint.connect_with(node.client.clone(), addr, SERVER_NAME) {
                     Ok(connecting) => match connecting.await {
                         Ok(connection) => {
@@ -196,7 +229,10 @@ impl QuicNode {
                     },
                     Err(e) => tracing::warn!(%addr, error = %e, "cannot dial peer"),
                 }
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = node.stopping.cancelled() => return,
+                }
                 wait = (wait * 2).min(longest);
                 if !node.dialing.lock().contains(&addr) {
                     tracing::debug!(%addr, "no longer dialing a forgotten peer");
@@ -209,7 +245,7 @@ impl QuicNode {
     async fn accept_loop(self: Arc<Self>) {
         while let Some(incoming) = self.endpoint.accept().await {
             let node = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 match incoming.await {
                     Ok(connection) => {
                         if let Err(e) = node.run(connection).await {
@@ -259,12 +295,12 @@ impl QuicNode {
 
         let budget = Budget::default();
         let (control_queue, control_frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-        tokio::spawn(write_loop(control, control_frames, budget.clone()));
+        self.tasks.spawn(write_loop(control, control_frames, budget.clone(), connection.clone()));
         let mut lanes = Vec::with_capacity(DATA_LANES);
         for _ in 0..DATA_LANES {
             let stream = connection.open_uni().await.map_err(|e| e.to_string())?;
             let (queue, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-            tokio::spawn(write_loop(stream, frames, budget.clone()));
+            self.tasks.spawn(write_loop(stream, frames, budget.clone(), connection.clone()));
             lanes.push(queue);
         }
         let link: Arc<dyn Link> = Arc::new(QuicLink {
@@ -282,12 +318,12 @@ impl QuicNode {
         self.live.lock().push((their_hello.clone(), link.clone()));
         self.members_changed(&their_hello, &link);
 
-        tokio::spawn(read_loop(their_control, buf, peer.clone(), self.clone(), connection.clone()));
+        self.tasks.spawn(read_loop(their_control, buf, peer.clone(), self.clone(), connection.clone()));
         loop {
             tokio::select! {
                 stream = connection.accept_uni() => match stream {
                     Ok(stream) => {
-                        tokio::spawn(read_loop(stream, BytesMut::new(), peer.clone(), self.clone(), connection.clone()));
+                        self.tasks.spawn(read_loop(stream, BytesMut::new(), peer.clone(), self.clone(), connection.clone()));
                     }
                     Err(_) => break,
                 },
@@ -390,10 +426,24 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(mut stream: quinn::SendStream, mut frames: mpsc::Receiver<(Frame, usize)>, budget: Budget) {
+/// Drains one stream's queue until the queue's senders are gone or the
+/// connection closes (the link may outlive it in a handler's hands).
+async fn write_loop(
+    mut stream: quinn::SendStream,
+    mut frames: mpsc::Receiver<(Frame, usize)>,
+    budget: Budget,
+    connection: quinn::Connection,
+) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut out = BytesMut::new();
-    while frames.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+    loop {
+        let taken = tokio::select! {
+            taken = frames.recv_many(&mut batch, WRITE_BATCH) => taken,
+            _ = connection.closed() => return,
+        };
+        if taken == 0 {
+            break;
+        }
         let mut taken = 0;
         for (frame, size) in batch.drain(..) {
             taken += size;

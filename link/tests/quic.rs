@@ -183,3 +183,18 @@ async fn an_edge_certificate_cannot_join_as_a_control_node_or_pass_for_a_named_n
     let peers: Vec<String> = control_seen.links.lock().iter().map(|l| l.peer().to_string()).collect();
     assert_eq!(peers, ["edge-7"]);
 }
+
+#[tokio::test]
+async fn closing_a_node_stops_every_task_it_runs() {
+    let ca = ClusterCa::generate().unwrap();
+    let (control_seen, edge_seen) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let control = node(&ca, "control-1", true, control_seen.clone());
+    let edge = node(&ca, "edge-1", false, edge_seen.clone());
+    edge.dial(control.local_addr().unwrap());
+    // A peer that never answers: its dialer retries until the node closes.
+    edge.dial("127.0.0.1:9".parse().unwrap());
+    eventually("link up", || !edge_seen.links.lock().is_empty()).await;
+    edge.close();
+    tokio::time::timeout(Duration::from_secs(10), edge.closed()).await.expect("every task ended");
+    eventually("the control node hears it", || control_seen.downs.lock().iter().any(|p| p == "edge-1")).await;
+}
