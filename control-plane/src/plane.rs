@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use parking_lot::{Mutex, RwLock};
 use slip_link::{FrameHandler, Link, Peers};
 use slip_proto::channel;
@@ -22,6 +20,7 @@ use slip_proto::link_pb::{
 };
 use slip_proto::ring::Ring;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::interest::InterestTable;
 use crate::sequencer::{Sequence, Sequencer};
@@ -74,7 +73,6 @@ pub struct ControlPlane {
     /// This node's region, for `slip admin nodes`.
     region: RwLock<String>,
     ring: RwLock<Ring>,
-    /// Counts ring changes, so a delayed prune knows whether the ring held still.
     /// When interest in channels owned elsewhere is next pruned: RING_SETTLE
     /// after the latest ring change, so a ring still moving prunes nothing.
     settle_at: Mutex<Option<Instant>>,
@@ -147,15 +145,7 @@ impl ControlPlane {
         for (_, publish) in due {
             self.stamp_and_send(publish);
         }
-        let settled = {
-            let mut settle_at = self.settle_at.lock();
-            let settled = settle_at.is_some_and(|at| at <= now);
-            if settled {
-                *settle_at = None;
-            }
-            settled
-        };
-        if settled {
+        if self.settle_at.lock().take_if(|at| *at <= now).is_some() {
             let ring = self.ring.read().clone();
             let dropped = self.interest.lock().retain(|channel| ring.owner(channel) == Some(&self.node_id));
             if dropped > 0 {
@@ -214,7 +204,7 @@ impl ControlPlane {
 
     /// Rebuilds the ring and forgets interest in channels this node no
     /// longer owns (the edges announce it to the new owners).
-    fn ring_changed(self: &Arc<Self>) {
+    fn ring_changed(&self) {
         {
             // Under the ring's lock, so the last of two concurrent changes saw both.
             let mut ring = self.ring.write();
