@@ -214,7 +214,13 @@ impl CallbackClient {
     }
 
     async fn attempt_over_http(&self, request: &Request) -> Result<Reply, CallbackError> {
-        let mut post = self.http.post(&request.url).timeout(self.timeout).body(request.body.clone());
+        // Signed per attempt: a retry after a wait goes with a fresh token.
+        let mut post = self
+            .http
+            .post(&request.url)
+            .timeout(self.timeout)
+            .header("grip-sig", &*self.grip_sig())
+            .body(request.body.clone());
         for (name, value) in &request.headers {
             post = post.header(name.as_str(), value.as_str());
         }

@@ -79,7 +79,8 @@ pub enum Refusal {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     headers: Vec<(String, String)>,
-    path_and_query: String,
+    /// The backend's URL for this connection: the target with the client's path and query.
+    url: String,
     meta: Vec<(String, String)>,
     grip_prefix: Option<String>,
     pub detached: bool,
@@ -88,8 +89,10 @@ pub struct Session {
 
 impl Session {
     /// A session for a client's handshake: its headers (names in lower case)
-    /// and the path and query it asked for.
-    pub fn new(handshake: &[(String, String)], path_and_query: &str, client_ip: &str) -> Self {
+    /// and the path and query it asked for. `target` is the backend's base
+    /// URL; the client's path and query are appended to it, as Pushpin's
+    /// routes do.
+    pub fn new(handshake: &[(String, String)], target: &str, path_and_query: &str, client_ip: &str) -> Self {
         let mut headers: Vec<(String, String)> = handshake
             .iter()
             .filter(|(name, _)| !NOT_FORWARDED.contains(&name.as_str()) && !name.starts_with("meta-"))
@@ -102,7 +105,7 @@ impl Session {
         }
         Self {
             headers,
-            path_and_query: path_and_query.to_owned(),
+            url: join(target, path_and_query),
             meta: Vec::new(),
             grip_prefix: None,
             detached: false,
@@ -110,19 +113,17 @@ impl Session {
         }
     }
 
-    /// The request for these events. `target` is the backend's base URL; the
-    /// client's path and query are appended to it, as Pushpin's routes do.
-    pub fn request(&self, target: &str, connection_id: &str, grip_sig: &str, events: &[WsEvent]) -> Request {
+    /// The request for these events; the callback client signs it (`Grip-Sig`).
+    pub fn request(&self, connection_id: &str, events: &[WsEvent]) -> Request {
         let mut headers = self.headers.clone();
         headers.extend([
             ("accept".into(), woh::CONTENT_TYPE.into()),
             ("content-type".into(), woh::CONTENT_TYPE.into()),
             ("connection-id".into(), connection_id.into()),
             ("sec-websocket-extensions".into(), "grip".into()),
-            ("grip-sig".into(), grip_sig.into()),
         ]);
         headers.extend(self.meta.iter().map(|(name, value)| (format!("meta-{name}"), value.clone())));
-        Request { url: join(target, &self.path_and_query), headers, body: woh::encode(events) }
+        Request { url: self.url.clone(), headers, body: woh::encode(events) }
     }
 
     /// The answer to OPEN: the subprotocol to accept, and what the rest of the reply asks for.
@@ -314,7 +315,7 @@ mod tests {
             ("cookie".to_owned(), "a=1".to_owned()),
             ("meta-user".to_owned(), "forged".to_owned()),
         ];
-        Session::new(&handshake, "/chat?room=7", "10.0.0.9")
+        Session::new(&handshake, "http://backend:8081/", "/chat?room=7", "10.0.0.9")
     }
 
     fn reply(headers: &[(&str, &str)], events: &[WsEvent]) -> Reply {
@@ -331,14 +332,12 @@ mod tests {
     fn requests_carry_the_handshake_meta_and_events() {
         let mut s = session();
         s.set_meta("User", "ann");
-        let r = s.request("http://backend:8081/", ID, "sig", &[WsEvent::Open]);
+        let r = s.request(ID, &[WsEvent::Open]);
         assert_eq!(r.url, "http://backend:8081/chat?room=7");
         assert_eq!(r.body, b"OPEN\r\n");
         let has = |n: &str, v: &str| r.headers.iter().any(|(a, b)| a == n && b == v);
         assert!(has("cookie", "a=1") && has("connection-id", ID) && has("meta-user", "ann"));
-        assert!(
-            has("grip-sig", "sig") && has("sec-websocket-extensions", "grip") && has("x-forwarded-for", "10.0.0.9")
-        );
+        assert!(has("sec-websocket-extensions", "grip") && has("x-forwarded-for", "10.0.0.9"));
         assert!(!r.headers.iter().any(|(n, v)| n == "host" || n == "sec-websocket-key" || v == "forged"));
     }
 
@@ -446,7 +445,7 @@ mod tests {
             ]
         );
         assert!(s.detached);
-        let r = s.request("http://b", ID, "sig", &[]);
+        let r = s.request(ID, &[]);
         assert!(r.headers.contains(&("meta-room".into(), "7".into())));
         assert!(r.headers.contains(&("meta-user".into(), "bob".into())));
     }

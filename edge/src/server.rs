@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::admission::Refusal;
 use crate::callback::CallbackError;
 use crate::config::{HANDSHAKE_TIMEOUT, TargetFormat};
-use crate::connection;
+use crate::connection::{self, Format};
 use crate::effect::{self, Effect};
 use crate::metadata;
 use crate::node::Edge;
@@ -131,7 +131,7 @@ async fn handle(
         TargetFormat::Slip => open_slip(&edge, &id, &metadata).await,
         TargetFormat::WebSocketOverHttp => open_over_http(&edge, &id, &request, peer).await,
     };
-    let Opened { protocol, effects, session } = match opened {
+    let Opened { protocol, effects, format } = match opened {
         Ok(opened) => opened,
         Err(response) => return Ok(response),
     };
@@ -144,19 +144,18 @@ async fn handle(
         // The slot is held until the connection's last callback is done.
         let _slot = slot;
         match upgraded_stream(upgrade).await {
-            Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, effects, session).await,
+            Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, effects, format).await,
             Err(e) => {
                 // Accepted but gone before the upgrade finished: the backend
                 // still hears that the connection closed.
                 tracing::debug!(connection = %id, error = %e, "upgrade failed after ACCEPT");
-                match session {
-                    None => {
+                match format {
+                    Format::Slip => {
                         let close = [Event::Close { connection_id: id.clone(), code: Some(1006), reason: None }];
                         let _ = edge.callbacks.post(&id, &metadata, &close).await;
                     }
-                    Some(session) => {
-                        let sig = edge.callbacks.grip_sig();
-                        let request = session.request(edge.callbacks.target(), &id, &sig, &[WsEvent::Disconnect]);
+                    Format::OverHttp(session) => {
+                        let request = session.request(&id, &[WsEvent::Disconnect]);
                         let _ = edge.callbacks.post_over_http(&request).await;
                     }
                 }
@@ -167,11 +166,11 @@ async fn handle(
 }
 
 /// An accepted opening: the subprotocol to answer with, what the backend's
-/// reply asked for, and (WebSocket-over-HTTP) the connection's session.
+/// reply asked for, and the callback format with what it keeps per connection.
 struct Opened {
     protocol: Option<String>,
     effects: Vec<Effect>,
-    session: Option<Session>,
+    format: Format,
 }
 
 fn backend_failed(id: &str, e: CallbackError) -> Response<Body> {
@@ -191,7 +190,7 @@ async fn open_slip(edge: &Edge, id: &str, metadata: &str) -> Result<Opened, Resp
     let commands = edge.callbacks.post(id, metadata, &open).await.map_err(|e| backend_failed(id, e))?;
     match open::decide(id, commands) {
         Decision::Accept { protocol, commands } => {
-            Ok(Opened { protocol, effects: effect::from_commands(commands), session: None })
+            Ok(Opened { protocol, effects: effect::from_commands(commands), format: Format::Slip })
         }
         Decision::Refuse => {
             refused("refused");
@@ -214,12 +213,12 @@ async fn open_over_http<B>(
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
     let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut session = Session::new(&headers, path_and_query, &peer.ip().to_canonical().to_string());
-    let sig = edge.callbacks.grip_sig();
-    let open = session.request(edge.callbacks.target(), id, &sig, &[WsEvent::Open]);
+    let client_ip = peer.ip().to_canonical().to_string();
+    let mut session = Session::new(&headers, edge.callbacks.target(), path_and_query, &client_ip);
+    let open = session.request(id, &[WsEvent::Open]);
     let reply = edge.callbacks.post_over_http(&open).await.map_err(|e| backend_failed(id, e))?;
     match session.open(&reply, id) {
-        Ok((protocol, effects)) => Ok(Opened { protocol, effects, session: Some(session) }),
+        Ok((protocol, effects)) => Ok(Opened { protocol, effects, format: Format::OverHttp(session) }),
         Err(over_http::Refusal::Rejected { status, body }) => {
             refused("refused");
             let mut response = Response::new(Full::new(body));

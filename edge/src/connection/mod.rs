@@ -1,0 +1,198 @@
+//! One accepted WebSocket connection: its rules are the pure [`Core`]; this
+//! task only moves bytes and time. It reads when the core wants bytes, hands
+//! in callback answers and timeouts, and carries out the core's outputs in
+//! order, each finished before the next (a reply's commands take effect
+//! before the next callback goes). A writer task drains the outbox.
+//!
+//! The reader waits for readability with no buffer and reads only once bytes
+//! are there, so an idle connection holds no read buffer.
+
+mod core;
+mod writer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
+
+pub(crate) use self::core::Format;
+use self::core::{Answer, Core, Outgoing, Output, Settings};
+use crate::callback::CallbackError;
+use crate::config::MAX_TIMER;
+use crate::effect::Effect;
+use crate::node::Edge;
+use crate::outbox::{CloseOrder, Outbox};
+use slip_proto::close::CloseCode;
+
+/// Time the client has to answer our close frame before the socket is dropped.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type InFlight = Pin<Box<dyn Future<Output = Result<Answer, CallbackError>> + Send>>;
+
+/// Runs an accepted connection to its end. `early` holds bytes the client
+/// sent right behind its handshake; `metadata` is serialized JSON.
+pub(crate) async fn run(
+    edge: Arc<Edge>,
+    id: String,
+    stream: TcpStream,
+    early: Bytes,
+    metadata: Arc<str>,
+    effects: Vec<Effect>,
+    format: Format,
+) {
+    let outbox = Arc::new(Outbox::new(edge.config.outbox));
+    edge.hub.register(&id, outbox.clone(), metadata);
+    slip_metrics::metrics().connections.inc();
+    // What the reply to OPEN asked for runs before the first client frame is read.
+    // Boxed, as every apply below: what a reply runs may wait (a publish's
+    // confirmation), and its state must not sit in every idle task.
+    Box::pin(apply(&edge, &outbox, effects)).await;
+
+    let (read, write) = stream.into_split();
+    let writer = tokio::spawn(writer::run(write, outbox.clone()));
+    let core = Core::new(id, format, &Settings::from(&edge.config), &early, now());
+    let mut task = Task { edge: &edge, outbox: &outbox, core, in_flight: None, last_metadata: None };
+    task.read_until_ended(&read).await;
+    let id = task.core.id().to_owned();
+    // The CLOSE callback still carries the connection's metadata.
+    task.last_metadata = edge.hub.metadata(&id);
+    edge.connection_closed(&id);
+    slip_metrics::metrics().connections.dec();
+
+    // Make sure the writer finishes: it sends our close frame if one is due.
+    outbox.abort(task.core.ending().map_or("", |e| e.reason.as_str()));
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, writer).await;
+    tokio::join!(linger(read), task.finish());
+}
+
+/// The core's clock: tokio's, so that tests with a paused clock drive it too.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+struct Task<'a> {
+    edge: &'a Arc<Edge>,
+    outbox: &'a Arc<Outbox>,
+    core: Core,
+    in_flight: Option<InFlight>,
+    /// Metadata as it was when the connection left the hub.
+    last_metadata: Option<Arc<str>>,
+}
+
+impl Task<'_> {
+    async fn read_until_ended(&mut self, read: &OwnedReadHalf) {
+        loop {
+            self.carry_out().await;
+            if self.core.ending().is_some() {
+                return;
+            }
+            let deadline = self.core.poll_timeout().unwrap_or_else(|| now() + MAX_TIMER);
+            tokio::select! {
+                ready = read.readable(), if self.core.wants_read() => {
+                    let result = ready.and_then(|()| read.try_read_buf(self.core.buffer()));
+                    self.core.read(result, now());
+                }
+                result = async { self.in_flight.as_mut().expect("guarded by is_some").await }, if self.in_flight.is_some() => {
+                    self.in_flight = None;
+                    self.core.answered(result, now());
+                }
+                _ = self.outbox.closed() => {
+                    let order = self.outbox.close_order().unwrap_or(CloseOrder { code: Some(CloseCode::NORMAL), reason: String::new() });
+                    self.core.closed_elsewhere(order.reported_code(), order.reason);
+                }
+                _ = tokio::time::sleep_until(Instant::from_std(deadline)) => self.core.handle_timeout(now()),
+            }
+        }
+    }
+
+    /// After the socket is done: the CLOSE event, after whatever is in flight.
+    async fn finish(mut self) {
+        self.core.finish(now());
+        self.carry_out().await;
+        while let Some(in_flight) = self.in_flight.take() {
+            let result = in_flight.await;
+            self.core.answered(result, now());
+            self.carry_out().await;
+        }
+    }
+
+    /// Carries out what the core asked for, in order.
+    async fn carry_out(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Frame(frame) => {
+                    self.outbox.push(frame);
+                }
+                Output::Close { code, reason } => {
+                    self.outbox.close(code, &reason);
+                }
+                Output::Apply(effects) => Box::pin(apply(self.edge, self.outbox, effects)).await,
+                Output::Send(outgoing) => self.in_flight = Some(self.send(outgoing)),
+            }
+        }
+    }
+
+    fn send(&self, outgoing: Outgoing) -> InFlight {
+        let edge = self.edge.clone();
+        match outgoing {
+            Outgoing::OverHttp(request) => {
+                Box::pin(async move { edge.callbacks.post_over_http_with_retry(&request).await.map(Answer::OverHttp) })
+            }
+            Outgoing::Slip(events) => {
+                let id = self.core.id().to_owned();
+                let metadata =
+                    edge.hub.metadata(&id).or_else(|| self.last_metadata.clone()).unwrap_or_else(|| Arc::from("null"));
+                Box::pin(async move { edge.callbacks.post_with_retry(&id, &metadata, &events).await.map(Answer::Slip) })
+            }
+        }
+    }
+}
+
+/// Reads and discards until the client closes its side, for a short while:
+/// closing a socket with unread bytes sends a reset, which can destroy our
+/// close frame before the client reads it.
+async fn linger(read: OwnedReadHalf) {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+        let mut scratch = [0u8; 512];
+        loop {
+            if read.readable().await.is_err() {
+                return;
+            }
+            match read.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// Carries out what a backend asked for on this connection, in order: a
+/// publish followed by more is delivered here before the rest runs.
+async fn apply(edge: &Arc<Edge>, outbox: &Outbox, effects: Vec<Effect>) {
+    let last = effects.len();
+    for (i, effect) in effects.into_iter().enumerate() {
+        match effect {
+            Effect::Command(command) => edge.run(command, i + 1 < last).await,
+            Effect::Frame(frame) => {
+                outbox.push(frame);
+            }
+            Effect::Close { code, reason } => {
+                outbox.close(code, &reason);
+            }
+            Effect::Disconnect => {
+                outbox.abort("");
+            }
+            // The session already stopped forwarding.
+            Effect::Detach => {}
+            Effect::KeepAlive(keep_alive) => outbox.set_keep_alive(keep_alive),
+        }
+    }
+}
