@@ -195,7 +195,9 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     println!("SLIP Sockets edge, node {}", node.id);
     println!("  WebSocket:   ws://{}/", ws.local_addr()?);
     println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
-    crate::metrics_listener::start(args.cluster.metrics_listen).await?;
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone()).await?;
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
@@ -205,6 +207,11 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
         _ = edge.drain_requested.notified() => {
             slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
         }
+    }
+    // The listener stops; what is left of the edge's tasks ends (bounded).
+    let unfinished = edge.shutdown(crate::TASKS_GRACE).await;
+    if unfinished > 0 {
+        tracing::warn!(tasks = unfinished, "exiting with tasks still running");
     }
     links.close();
     // Bounded: a peer that vanished must not hold up the exit.
@@ -232,7 +239,9 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     println!("SLIP Sockets control node, node {}", node.id);
     println!("  Control API: http://{} (gRPC slip.v1.Control, SLIP v4 HTTP JSON, GRIP /publish/)", api.local_addr()?);
     println!("  Link:        {} (QUIC, UDP)", links.local_addr()?);
-    crate::metrics_listener::start(args.cluster.metrics_listen).await?;
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone()).await?;
     let secret = args.jwt_secret.into_bytes();
     // On SIGTERM: stop accepting, answer what is in flight, then close the links.
     let shutdown = CancellationToken::new();
@@ -242,7 +251,9 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: answering requests in flight");
         signalled.cancel();
     });
-    let served = slip_control_plane::server::serve(plane, &secret, args.grip_publish_auth.into(), api, shutdown).await;
+    let served =
+        slip_control_plane::server::serve(plane.clone(), &secret, args.grip_publish_auth.into(), api, shutdown).await;
+    plane.shutdown().await;
     links.close();
     // Bounded: a peer that vanished must not hold up the exit.
     let _ = tokio::time::timeout(LINK_CLOSE_GRACE, links.closed()).await;

@@ -7,7 +7,9 @@ use anyhow::Context;
 use slip_control_plane::{ControlFrames, ControlPlane};
 use slip_edge::{Edge, EdgeConfig, EdgeFrames};
 use slip_link::memory;
+use slip_proto::ids::{MAX_NODE_ID_BYTES, NodeId};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::DevArgs;
 use crate::node_id;
@@ -25,12 +27,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the control listener {}", args.control_listen))?;
     let ws_addr = ws.local_addr()?;
     let control_addr = control.local_addr()?;
+    // Stops the background listeners (demo backend, metrics) last of all.
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
 
     // No backend given: run the demo chat backend in this process.
     let demo = args.target_url.is_none();
     let target_url = match &args.target_url {
         Some(url) => url.clone(),
-        None => crate::demo::start(&secret, &format!("http://{control_addr}")).await?,
+        None => crate::demo::start(&secret, &format!("http://{control_addr}"), stop.clone()).await?,
     };
     let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
     args.edge.apply(&mut config);
@@ -38,11 +43,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config.landing_page = Some(crate::demo::PAGE.into());
     }
     let edge = Edge::new(config).context("starting the edge")?;
-    let plane = ControlPlane::new(node.clone());
+    // The control plane is a node of its own, as in a cluster: a reply
+    // addressed to one of the two must never be taken by the other.
+    let control_node = control_node_id(&node);
+    let plane = ControlPlane::new(control_node.clone());
 
     // The in-memory link, both ways: edge → control and control → edge.
-    edge.add_control_link(memory::link(node.clone(), node.clone(), Arc::new(ControlFrames(plane.clone()))));
-    plane.add_edge_link(memory::link(node.clone(), node.clone(), Arc::new(EdgeFrames(edge.clone()))));
+    let to_control = memory::link(node.clone(), control_node.clone(), Arc::new(ControlFrames(plane.clone())));
+    edge.add_control_link(to_control);
+    plane.add_edge_link(memory::link(control_node, node.clone(), Arc::new(EdgeFrames(edge.clone()))));
 
     println!("SLIP Sockets dev gateway, node {node}");
     if demo {
@@ -57,16 +66,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("  JWT secret:  {secret}");
     if let Some(listen) = args.metrics_listen {
-        crate::metrics_listener::start(listen).await?;
+        crate::metrics_listener::start(listen, stop.clone()).await?;
     }
 
     let secret_bytes = secret.into_bytes();
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     let grip_auth = args.grip_publish_auth.into();
-    let stop_control = tokio_util::sync::CancellationToken::new();
+    let stop_control = CancellationToken::new();
     let control_stopped = stop_control.clone();
+    let api_plane = plane.clone();
     let mut control_api = tokio::spawn(async move {
-        slip_control_plane::server::serve(plane, &secret_bytes, grip_auth, control, control_stopped).await
+        slip_control_plane::server::serve(api_plane, &secret_bytes, grip_auth, control, control_stopped).await
     });
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
@@ -77,7 +87,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             // Then the control API stops accepting and answers what is in flight.
             stop_control.cancel();
             control_api.await?.context("control listener failed")?;
+            // Then every task of the edge and the plane ends (bounded).
+            edge.shutdown(crate::TASKS_GRACE).await;
+            plane.shutdown().await;
         }
     }
     Ok(())
+}
+
+/// The id of `slip dev`'s control plane: the edge's, with `-control`.
+fn control_node_id(edge: &NodeId) -> NodeId {
+    const SUFFIX: &str = "-control";
+    let stem = &edge.as_str()[..edge.as_str().len().min(MAX_NODE_ID_BYTES - SUFFIX.len())];
+    NodeId::parse(&format!("{stem}{SUFFIX}")).expect("an id's prefix and a valid suffix make a valid id")
 }

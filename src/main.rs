@@ -55,6 +55,10 @@ pub(crate) fn random_secret() -> String {
     rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Longest wait, once a node has drained, for its own tasks to end (HTTP
+/// connections finishing a request, waiting queries, background listeners).
+pub(crate) const TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]

@@ -8,6 +8,8 @@ pub mod grpc;
 pub mod http_api;
 pub mod interest;
 pub mod plane;
+pub mod questions;
+pub mod routing;
 pub mod sequencer;
 pub mod server;
 

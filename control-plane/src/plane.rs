@@ -4,35 +4,32 @@
 //! Both control APIs (gRPC, HTTP JSON) call into this; it does no I/O
 //! beyond queueing frames on links.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use slip_link::{FrameHandler, Link, Peers};
 use slip_proto::channel;
 use slip_proto::ids::{ConnectionId, NodeId};
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Deliver, Drain, Frame, Hello, Publish, Query, Reply, Role,
-    WaitForConnection, frame::Kind, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Drain, Frame, Hello, Publish, Query, Reply, WaitForConnection,
+    frame::Kind, query, reply,
 };
-use slip_proto::ring::Ring;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::interest::InterestTable;
-use crate::sequencer::{Sequence, Sequencer};
+pub use crate::questions::MAX_PENDING_QUERIES;
+use crate::questions::Questions;
+use crate::routing::{Outlet, Routing};
+pub use crate::routing::{Published, RING_SETTLE};
 pub use slip_proto::pb::NodeInfo;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the ring must hold still before interest in channels owned
-/// elsewhere is forgotten.
-pub const RING_SETTLE: Duration = Duration::from_secs(10);
-/// Questions to edges awaiting an answer, at most.
-pub const MAX_PENDING_QUERIES: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -44,13 +41,6 @@ pub enum ControlError {
     Unavailable(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Published {
-    /// The channel offset the owner gave this publish (0 if forwarded or nobody listens).
-    pub offset: u64,
-    pub edges: u32,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSummary {
     pub channel: String,
@@ -60,98 +50,95 @@ pub struct ChannelSummary {
     pub last_offset: u64,
 }
 
+/// A control node: its links, what it knows (one [`Routing`] behind one
+/// lock, which is only ever taken before the links' own, never after), the
+/// questions it waits on, and the tasks it runs.
 pub struct ControlPlane {
     node_id: NodeId,
     /// Links to edges and to other control nodes.
     peers: Peers,
-    /// Every control node that ever linked here. The ring is those of them
-    /// with a live link, and this node: derived from `peers` each time, so
-    /// links coming and going at once cannot leave the two disagreeing.
-    controls: RwLock<HashSet<NodeId>>,
-    /// What each peer said of itself when it linked.
-    hellos: RwLock<HashMap<NodeId, Hello>>,
-    /// This node's region, for `slip admin nodes`.
-    region: RwLock<String>,
-    ring: RwLock<Ring>,
-    /// When interest in channels owned elsewhere is next pruned: RING_SETTLE
-    /// after the latest ring change, so a ring still moving prunes nothing.
-    settle_at: Mutex<Option<Instant>>,
-    interest: Mutex<InterestTable>,
-    /// GRIP `id`/`prev-id` ordering of the channels this node owns.
-    sequencer: Mutex<Sequencer<Publish>>,
-    /// Wakes the plane's clock task (see `new`): a deadline was set, or (on
-    /// drop) the plane is gone.
-    clock: Arc<tokio::sync::Notify>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
-    next_query: AtomicU64,
+    routing: Mutex<Routing>,
+    questions: Questions,
+    /// Wakes the clock task (see `new`): a deadline moved.
+    clock: Arc<Notify>,
+    /// The clock and the answers to other control nodes' questions.
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The plane's links as the routing's outlet; a reply addressed to this node
+/// (a SUBSCRIBE it asked an edge for, confirmed through it as the owner)
+/// resolves here.
+struct Links<'a>(&'a ControlPlane);
+
+impl Outlet for Links<'_> {
+    fn send(&mut self, to: &str, frame: Frame) -> bool {
+        let plane = self.0;
+        if let Some(Kind::Reply(reply)) = &frame.kind
+            && to == plane.node_id.as_str()
+        {
+            plane.questions.resolve(reply.clone());
+            return true;
+        }
+        match plane.peers.send(to, frame) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(to, error = %e, "frame dropped");
+                false
+            }
+        }
+    }
 }
 
 impl ControlPlane {
-    /// A control plane; its clock task runs on the current tokio runtime.
+    /// A control plane; its clock task runs on the current tokio runtime
+    /// until [`ControlPlane::shutdown`] or the plane is dropped.
     pub fn new(node_id: NodeId) -> Arc<Self> {
         let plane = Arc::new(Self {
-            ring: RwLock::new(Ring::new([node_id.clone()])),
+            routing: Mutex::new(Routing::new(node_id.clone())),
             node_id,
-            controls: RwLock::new(HashSet::new()),
-            hellos: RwLock::new(HashMap::new()),
-            region: RwLock::new(String::new()),
-            settle_at: Mutex::new(None),
             peers: Peers::default(),
-            interest: Mutex::new(InterestTable::default()),
-            sequencer: Mutex::new(Sequencer::default()),
-            clock: Arc::new(tokio::sync::Notify::new()),
-            pending: Mutex::new(HashMap::new()),
-            next_query: AtomicU64::new(1),
+            questions: Questions::default(),
+            clock: Arc::new(Notify::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
         });
-        // The plane's one clock: asleep until its next deadline (a held
-        // publish falling due, the ring settling), woken when one is set.
+        // The plane's one clock: asleep until the routing's next deadline (a
+        // held publish falling due, the ring settling), woken when one moves.
         let (weak, wake) = (Arc::downgrade(&plane), plane.clock.clone());
-        tokio::spawn(async move {
+        let stop = plane.shutdown.clone();
+        plane.tasks.spawn(stop.clone().run_until_cancelled_owned(async move {
             loop {
-                let next = match weak.upgrade() {
-                    Some(plane) => plane.next_deadline(),
-                    None => return,
-                };
+                let Some(plane) = weak.upgrade() else { return };
+                let next = plane.routing.lock().next_deadline();
+                // Not holding the plane while asleep: dropping it ends the task.
+                drop(plane);
+                // A wake-up in between is kept as a permit: nothing is missed.
+                let woken = wake.notified();
                 match next {
                     Some(at) => {
                         tokio::select! {
                             _ = tokio::time::sleep_until(at) => {}
-                            _ = wake.notified() => continue,
+                            _ = woken => continue,
                         }
                     }
                     None => {
-                        wake.notified().await;
+                        woken.await;
                         continue;
                     }
                 }
                 let Some(plane) = weak.upgrade() else { return };
-                plane.on_clock(Instant::now());
+                plane.routing.lock().on_clock(Instant::now(), &mut Links(&plane));
             }
-        });
+        }));
         plane
     }
 
-    /// The earliest thing the clock must do.
-    fn next_deadline(&self) -> Option<Instant> {
-        let held = self.sequencer.lock().next_deadline();
-        let settle = *self.settle_at.lock();
-        held.into_iter().chain(settle).min()
-    }
-
-    /// What is due at `now`: held publishes that waited long enough, and the
-    /// pruning of interest once the ring has held still.
-    fn on_clock(&self, now: Instant) {
-        let due = self.sequencer.lock().expire(now);
-        for (_, publish) in due {
-            self.stamp_and_send(publish);
-        }
-        if self.settle_at.lock().take_if(|at| *at <= now).is_some() {
-            let ring = self.ring.read().clone();
-            let dropped = self.interest.lock().retain(|channel| ring.owner(channel) == Some(&self.node_id));
-            if dropped > 0 {
-                tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
-            }
-        }
+    /// Stops the plane's tasks and waits for them; links are closed by their owner.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -162,72 +149,55 @@ impl ControlPlane {
         self.peers.insert(link);
     }
 
-    /// A link is up. Another control node joins the ring.
     pub fn set_region(&self, region: &str) {
-        *self.region.write() = region.to_owned();
+        self.routing.lock().set_region(region);
     }
 
-    pub fn link_up(self: &Arc<Self>, hello: &Hello, link: Arc<dyn Link>) {
-        self.hellos.write().insert(link.peer().clone(), hello.clone());
-        let is_control = hello.role == Role::Control as i32;
-        if is_control {
-            self.controls.write().insert(link.peer().clone());
-        }
-        if self.peers.insert(link) && is_control {
-            self.ring_changed();
+    /// A link is up. Another control node joins the ring.
+    pub fn link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
+        let peer = link.peer().clone();
+        let first = self.peers.insert(link);
+        let mut routing = self.routing.lock();
+        if routing.linked(&peer, hello) && first {
+            routing.rebuild_ring(&self.peers.ids(), Instant::now());
+            drop(routing);
+            self.clock.notify_one();
         }
     }
 
     /// A link is down. When it was the peer's last: an edge's interest goes
     /// with it; a control node leaves the ring.
-    pub fn link_down(self: &Arc<Self>, peer: &NodeId, link: &Arc<dyn Link>) {
+    pub fn link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
         if !self.peers.remove_link(link) {
             return;
         }
-        if self.is_control(peer) {
-            self.ring_changed();
+        let mut routing = self.routing.lock();
+        if routing.is_control(peer) {
+            routing.rebuild_ring(&self.peers.ids(), Instant::now());
+            drop(routing);
+            self.clock.notify_one();
             return;
         }
-        // Under the interest lock: a new link from the same edge is in
-        // `peers` before any of its frames is handled, so if it is there now
-        // its interest is fresh and must stay.
-        let mut interest = self.interest.lock();
+        // Under the routing lock: a new link from the same edge is in `peers`
+        // before any of its frames is handled, so if it is there now its
+        // interest is fresh and must stay.
         if !self.peers.contains(peer) {
-            let dropped = interest.drop_edge(peer);
-            tracing::info!(edge = %peer, channels = dropped, "edge gone; its interest dropped");
+            routing.edge_gone(peer);
         }
     }
 
     fn is_control(&self, node: &NodeId) -> bool {
-        self.controls.read().contains(node)
-    }
-
-    /// Rebuilds the ring and forgets interest in channels this node no
-    /// longer owns (the edges announce it to the new owners).
-    fn ring_changed(&self) {
-        {
-            // Under the ring's lock, so the last of two concurrent changes saw both.
-            let mut ring = self.ring.write();
-            let members: Vec<NodeId> =
-                self.peers.ids().into_iter().filter(|p| self.is_control(p)).chain([self.node_id.clone()]).collect();
-            *ring = Ring::new(members);
-            tracing::info!(members = ring.members().len(), "control ring changed");
-            // Forget interest in channels this node no longer owns once the
-            // ring has held still: while nodes are still finding each other,
-            // a passing view must not throw away interest the final one needs.
-            *self.settle_at.lock() = Some(Instant::now() + RING_SETTLE);
-        }
-        self.clock.notify_one();
+        self.routing.lock().is_control(node)
     }
 
     /// How many edges this node's interest table lists for `channel`.
     pub fn interested_edges(&self, channel: &str) -> usize {
-        self.interest.lock().edges(channel).len()
+        self.routing.lock().channel(channel).0.len()
     }
 
     /// Control nodes in the ring, this one included.
     pub fn members(&self) -> Vec<NodeId> {
-        self.ring.read().members().to_vec()
+        self.routing.lock().ring().members().to_vec()
     }
 
     /// Publishes to a channel (text, binary, or close-channel).
@@ -236,65 +206,27 @@ impl ControlPlane {
         if publish.event.as_ref().and_then(|e| e.body.as_ref()).is_none() {
             return Err(ControlError::Invalid("publish without a message".into()));
         }
-        let owner = self.ring.read().owner(&publish.channel).cloned();
-        match owner {
-            Some(owner) if owner != self.node_id => {
-                self.peers
-                    .send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
-                    .map_err(|e| ControlError::Unavailable(e.to_string()))?;
-                Ok(Published::default())
-            }
-            _ => Ok(self.fan_out(publish)),
+        let mut routing = self.routing.lock();
+        if let Some(owner) = routing.owner_elsewhere(&publish.channel) {
+            let owner = owner.clone();
+            drop(routing);
+            self.peers
+                .send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
+                .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+            return Ok(Published::default());
         }
+        Ok(self.fan_out_locked(&mut routing, publish))
     }
 
-    /// As the owner: stamp the publish and forward it once per interested edge.
-    /// A publish another control node forwarded here comes straight here, even
-    /// if this node's view of the ring differs: one hop, never a loop.
-    fn fan_out(&self, publish: Publish) -> Published {
-        if publish.id.is_empty() && publish.prev_id.is_empty() {
-            return self.stamp_and_send(publish);
+    /// As the owner (or as told by another control node): fan out here.
+    fn fan_out_locked(&self, routing: &mut Routing, publish: Publish) -> Published {
+        let held = !publish.prev_id.is_empty() || !publish.id.is_empty();
+        let published = routing.fan_out(publish, Instant::now(), &mut Links(self));
+        if held {
+            // A held publish may have set the clock's next deadline.
+            self.clock.notify_one();
         }
-        let sequence = Sequence { id: publish.id.clone(), prev_id: publish.prev_id.clone() };
-        let channel = publish.channel.clone();
-        let ready = self.sequencer.lock().offer(&channel, sequence, publish, Instant::now());
-        self.clock.notify_one();
-        // What this publish let out; held, it reports nothing sent yet.
-        ready.into_iter().map(|p| self.stamp_and_send(p)).last().unwrap_or_default()
-    }
-
-    fn stamp_and_send(&self, publish: Publish) -> Published {
-        let (ack, reply_to) = (publish.ack, publish.reply_to);
-        let Some((offset, edges)) = self.interest.lock().stamp(&publish.channel) else {
-            self.confirm_publish(ack, &reply_to);
-            return Published::default();
-        };
-        slip_metrics::metrics().publishes.inc();
-        let mut sent = 0;
-        let mut confirmed = ack == 0;
-        let deliver = Deliver { channel: publish.channel, offset, event: publish.event, ack: 0 };
-        for edge in &edges {
-            let mut deliver = deliver.clone();
-            // The edge that asked hears it on the Deliver itself, behind the message.
-            if !confirmed && edge.as_str() == reply_to {
-                (deliver.ack, confirmed) = (ack, true);
-            }
-            match self.peers.send(edge.as_str(), Frame { kind: Some(Kind::Deliver(deliver)) }) {
-                Ok(()) => sent += 1,
-                Err(e) => tracing::warn!(edge = %edge, error = %e, "delivery to edge dropped"),
-            }
-        }
-        if !confirmed {
-            self.confirm_publish(ack, &reply_to);
-        }
-        Published { offset, edges: sent }
-    }
-
-    /// Confirms publish `ack` to an edge with no subscriber of its channel.
-    fn confirm_publish(&self, ack: u64, edge: &str) {
-        if ack != 0 {
-            self.answer(edge, Reply { id: ack, kind: Some(reply::Kind::Found(true)) });
-        }
+        published
     }
 
     /// Sends a command to the connection's edge. With `confirm`, waits for the
@@ -340,8 +272,8 @@ impl ControlPlane {
     /// The channel as its owner sees it, with subscriber counts from each interested edge.
     pub async fn get_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
         channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let owner = self.ring.read().owner(channel).cloned().unwrap_or_else(|| self.node_id.clone());
-        if owner != self.node_id {
+        let owner = self.routing.lock().owner_elsewhere(channel).cloned();
+        if let Some(owner) = owner {
             let (qid, answer) = self.expect_reply()?;
             let frame =
                 Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
@@ -362,10 +294,7 @@ impl ControlPlane {
     /// The channel as its owner (this node) sees it.
     async fn owned_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
         let owner = self.node_id.clone();
-        let (edges, last_offset) = {
-            let table = self.interest.lock();
-            (table.edges(channel).to_vec(), table.last_offset(channel))
-        };
+        let (edges, last_offset) = self.routing.lock().channel(channel);
         let mut subscribers = 0;
         for answer in self.ask_each(&edges, || query::Kind::Channel(channel.into())).await {
             if let reply::Kind::Channel(state) = answer? {
@@ -383,11 +312,14 @@ impl ControlPlane {
 
     /// This node, the control nodes and the edges it links to.
     pub async fn nodes(&self) -> Vec<NodeInfo> {
-        let ring = self.ring.read().clone();
+        let (ring, region) = {
+            let routing = self.routing.lock();
+            (routing.ring().clone(), routing.region().to_owned())
+        };
         let mut nodes = vec![NodeInfo {
             node_id: self.node_id.to_string(),
             role: "control".into(),
-            region: self.region.read().clone(),
+            region,
             ring_share: ring.share(&self.node_id),
             connections: 0,
             linked: true,
@@ -406,8 +338,10 @@ impl ControlPlane {
             })
             .collect();
         for peer in peers {
-            let hello = self.hellos.read().get(&peer).cloned().unwrap_or_default();
-            let is_control = self.is_control(&peer);
+            let (hello, is_control) = {
+                let routing = self.routing.lock();
+                (routing.hello(&peer).cloned().unwrap_or_default(), routing.is_control(&peer))
+            };
             let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
             let connections = stats.get(&peer).copied().unwrap_or(0);
             nodes.push(NodeInfo {
@@ -456,13 +390,12 @@ impl ControlPlane {
                 }
             }
         }
-        let ring = self.ring.read().clone();
-        let table = self.interest.lock();
+        let routing = self.routing.lock();
         let mut top: Vec<ChannelSummary> = merged
             .into_iter()
             .map(|(channel, (subscribers, edges))| ChannelSummary {
-                owner: ring.owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
-                last_offset: table.last_offset(&channel),
+                owner: routing.ring().owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
+                last_offset: routing.channel(&channel).1,
                 channel,
                 subscribers,
                 edges,
@@ -494,14 +427,7 @@ impl ControlPlane {
     }
 
     fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {
-        let mut pending = self.pending.lock();
-        if pending.len() >= MAX_PENDING_QUERIES {
-            return Err(ControlError::Unavailable("too many questions to edges in flight".into()));
-        }
-        let id = self.next_query.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        pending.insert(id, tx);
-        Ok((id, rx))
+        self.questions.expect().ok_or_else(|| ControlError::Unavailable("too many questions to edges in flight".into()))
     }
 
     async fn ask(
@@ -513,33 +439,14 @@ impl ControlPlane {
         patience: Duration,
     ) -> Result<reply::Kind, ControlError> {
         if let Err(e) = self.peers.send(node, frame) {
-            self.pending.lock().remove(&id);
+            self.questions.forget(id);
             return Err(ControlError::Unavailable(e.to_string()));
         }
         let answered = tokio::time::timeout(patience, answer).await;
-        self.pending.lock().remove(&id);
+        self.questions.forget(id);
         match answered {
             Ok(Ok(kind)) => Ok(kind),
             _ => Err(ControlError::Unavailable(format!("node {node} did not answer"))),
-        }
-    }
-}
-
-impl ControlPlane {
-    /// Hands a reply to whoever waits for it here.
-    fn resolve(&self, reply: Reply) {
-        let waiter = self.pending.lock().remove(&reply.id);
-        if let (Some(waiter), Some(kind)) = (waiter, reply.kind) {
-            let _ = waiter.send(kind);
-        }
-    }
-
-    /// Delivers a reply to node `to`: here, or over the link to it.
-    fn answer(&self, to: &str, reply: Reply) {
-        if to == self.node_id.as_str() {
-            self.resolve(reply);
-        } else if let Err(e) = self.peers.send(to, Frame { kind: Some(Kind::Reply(reply)) }) {
-            tracing::debug!(error = %e, "reply for another control node dropped");
         }
     }
 }
@@ -562,32 +469,25 @@ impl FrameHandler for ControlFrames {
                 if channel::validate(&interest.channel).is_err() {
                     return;
                 }
-                {
-                    let mut table = plane.interest.lock();
-                    if interest.present {
-                        table.add(from, &interest.channel);
-                    } else {
-                        table.remove(from, &interest.channel);
-                    }
-                }
-                // An edge confirming a SUBSCRIBE through us: now it counts.
-                if interest.ack != 0 {
-                    let reply = Reply { id: interest.ack, kind: Some(reply::Kind::Found(true)) };
-                    plane.answer(&interest.reply_to, reply);
-                }
+                plane.routing.lock().interest(from, interest, &mut Links(plane));
             }
             Some(Kind::Publish(publish)) => {
-                if plane.is_control(from) {
-                    plane.fan_out(publish);
-                } else if let Err(e) = plane.publish(publish) {
+                let mut routing = plane.routing.lock();
+                if routing.is_control(from) {
+                    plane.fan_out_locked(&mut routing, publish);
+                    return;
+                }
+                drop(routing);
+                if let Err(e) = plane.publish(publish) {
                     tracing::warn!(from = %from, error = %e, "publish from peer dropped");
                 }
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::Channel(channel)) })) => {
                 // Another control node asks the owner about a channel.
-                let plane = plane.clone();
-                let from = from.clone();
-                tokio::spawn(async move {
+                let (asker, from) = (plane.clone(), from.clone());
+                let stop = plane.shutdown.clone();
+                plane.tasks.spawn(stop.run_until_cancelled_owned(async move {
+                    let plane = asker;
                     let Ok(summary) = plane.owned_channel(&channel).await else { return };
                     let state = ChannelState {
                         channel: summary.channel,
@@ -598,7 +498,7 @@ impl FrameHandler for ControlFrames {
                     };
                     let reply = Reply { id, kind: Some(reply::Kind::Channel(state)) };
                     let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
-                });
+                }));
             }
             Some(Kind::Command(command)) => {
                 // An edge addressing a connection on another edge: pass it on.
@@ -609,7 +509,7 @@ impl FrameHandler for ControlFrames {
                     }
                 }
             }
-            Some(Kind::Reply(reply)) => plane.resolve(reply),
+            Some(Kind::Reply(reply)) => plane.questions.resolve(reply),
             Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }

@@ -20,6 +20,8 @@ use slip_proto::link_pb::{
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::callback::CallbackClient;
@@ -48,6 +50,13 @@ pub struct Edge {
     ring: RwLock<Ring>,
     /// Publishes a reply's next command waits for (`confirm.rs`).
     confirmations: Confirmations,
+    /// Every task the edge runs: the listener's HTTP connections, the
+    /// WebSocket connections and their writers, waiting queries.
+    pub(crate) tasks: TaskTracker,
+    /// Cancelled by [`Edge::shutdown`]: the listener stops accepting, HTTP
+    /// connections finish their request and close, waiting queries end.
+    /// WebSocket connections end through their outbox (`drain.rs`).
+    pub(crate) stopping: CancellationToken,
 }
 
 impl Edge {
@@ -69,8 +78,20 @@ impl Edge {
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
             confirmations: Confirmations::default(),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             config,
         }))
+    }
+
+    /// Stops the edge's tasks and waits for them, for at most `grace`; run it
+    /// after [`crate::drain::drain`] has closed the connections. Returns how
+    /// many tasks were still running when the wait ended.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.stopping.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        self.tasks.len()
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -339,11 +360,12 @@ impl Edge {
                 // Waiting must not hold up the link's other frames.
                 let edge = self.clone();
                 let from = from.clone();
-                tokio::spawn(async move {
+                let stopping = self.stopping.clone();
+                self.tasks.spawn(stopping.run_until_cancelled_owned(async move {
                     let timeout = Duration::from_millis(u64::from(wait.timeout_ms).min(MAX_POLL_TIMEOUT_MS));
                     let found = edge.hub.wait_for(&wait.connection_id, timeout).await;
                     edge.reply(&from, id, reply::Kind::Found(found));
-                });
+                }));
                 return;
             }
             None => reply::Kind::Found(false),

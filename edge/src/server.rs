@@ -35,10 +35,14 @@ use crate::over_http::{self, Session};
 
 type Body = Full<Bytes>;
 
-/// Accepts connections until the listener fails.
+/// Accepts connections until [`Edge::shutdown`].
 pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()> {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = edge.stopping.cancelled() => return Ok(()),
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -48,7 +52,7 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_http(edge.clone(), stream, peer));
+        edge.tasks.spawn(serve_http(edge.clone(), stream, peer));
     }
 }
 
@@ -58,14 +62,23 @@ pub async fn serve(edge: Arc<Edge>, listener: TcpListener) -> std::io::Result<()
 const MAX_REQUEST_READ_BYTES: usize = 2 * metadata::MAX_HANDSHAKE_BYTES;
 
 async fn serve_http(edge: Arc<Edge>, stream: TcpStream, peer: SocketAddr) {
+    let stopping = edge.stopping.clone();
     let service = service_fn(move |request| handle(edge.clone(), peer, request));
-    let served = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
         .max_buf_size(MAX_REQUEST_READ_BYTES)
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = stopping.cancelled() => {
+            // The request in progress is answered; the connection then closes.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "http connection ended with an error");
     }
@@ -140,7 +153,7 @@ async fn handle(
     if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
         response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
-    tokio::spawn(async move {
+    edge.clone().tasks.spawn(async move {
         // The slot is held until the connection's last callback is done.
         let _slot = slot;
         match upgraded_stream(upgrade).await {

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 use slip_sockets::{Callback, InEvent, Publisher};
+use tokio_util::sync::CancellationToken;
 
 /// The page served at `/` of the WebSocket listener.
 pub const PAGE: &str = include_str!("page.html");
@@ -19,13 +20,13 @@ const MAX_NAME_CHARS: usize = 32;
 /// Longest chat message relayed.
 const MAX_TEXT_CHARS: usize = 2000;
 
-/// Starts the chat backend on loopback; returns its callback URL.
-pub async fn start(secret: &str, control_api: &str) -> anyhow::Result<String> {
+/// Starts the chat backend on loopback, until `stop`; returns its callback URL.
+pub async fn start(secret: &str, control_api: &str, stop: CancellationToken) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     let app = Router::new().route("/events", post(events)).with_state(Publisher::new(control_api, secret));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
             tracing::error!(error = %e, "demo backend stopped");
         }
     });

@@ -54,7 +54,7 @@ pub(crate) async fn run(
     Box::pin(apply(&edge, &outbox, effects)).await;
 
     let (read, write) = stream.into_split();
-    let writer = tokio::spawn(writer::run(write, outbox.clone()));
+    let writer = edge.tasks.spawn(writer::run(write, outbox.clone()));
     let core = Core::new(id, format, &Settings::from(&edge.config), &early, now());
     let mut task = Task { edge: &edge, outbox: &outbox, core, in_flight: None, last_metadata: None };
     task.read_until_ended(&read).await;

@@ -1,0 +1,190 @@
+//! The control node's rules, without links or clocks: the ring, interest,
+//! fan-out with its confirmations, GRIP holds, and pruning once the ring settles.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::{
+    ChannelEvent, Deliver, Frame, Hello, Interest, Publish, Reply, Role, channel_event, frame::Kind, reply,
+};
+use slip_proto::ring::Ring;
+use tokio::time::Instant;
+
+use super::*;
+use crate::sequencer::HOLD_FOR;
+
+fn node(name: &str) -> NodeId {
+    NodeId::parse(name).unwrap()
+}
+
+/// Frames the routing sent, in order; sends to `refuse` fail.
+#[derive(Default)]
+struct Sent {
+    frames: Vec<(String, Frame)>,
+    refuse: HashSet<String>,
+}
+
+impl Outlet for Sent {
+    fn send(&mut self, to: &str, frame: Frame) -> bool {
+        if self.refuse.contains(to) {
+            return false;
+        }
+        self.frames.push((to.to_owned(), frame));
+        true
+    }
+}
+
+impl Sent {
+    fn take(&mut self) -> Vec<(String, Kind)> {
+        self.frames.drain(..).map(|(to, frame)| (to, frame.kind.unwrap())).collect()
+    }
+}
+
+fn hello(role: Role) -> Hello {
+    Hello { role: role as i32, ..Hello::default() }
+}
+
+fn present(channel: &str) -> Interest {
+    Interest { channel: channel.into(), present: true, ..Interest::default() }
+}
+
+fn text(channel: &str, data: &str) -> Publish {
+    let event = ChannelEvent { body: Some(channel_event::Body::Text(data.into())) };
+    Publish { channel: channel.into(), event: Some(event), ..Publish::default() }
+}
+
+fn deliver(channel: &str, data: &str, offset: u64, ack: u64) -> Kind {
+    let event = ChannelEvent { body: Some(channel_event::Body::Text(data.into())) };
+    Kind::Deliver(Deliver { channel: channel.into(), offset, event: Some(event), ack })
+}
+
+fn confirmed(id: u64) -> Kind {
+    Kind::Reply(Reply { id, kind: Some(reply::Kind::Found(true)) })
+}
+
+/// A channel `owner` owns in a ring of `members`.
+fn channel_of(owner: &NodeId, members: &[NodeId]) -> String {
+    let ring = Ring::new(members.iter().cloned());
+    (0..).map(|i| format!("room-{i}")).find(|c| ring.owner(c) == Some(owner)).unwrap()
+}
+
+#[test]
+fn the_ring_is_this_node_and_the_linked_control_nodes() {
+    let (me, other, gone, edge) = (node("c-0"), node("c-1"), node("c-2"), node("e-0"));
+    let mut routing = Routing::new(me.clone());
+    assert_eq!(routing.ring().members(), std::slice::from_ref(&me));
+    assert!(routing.linked(&other, &hello(Role::Control)));
+    assert!(routing.linked(&gone, &hello(Role::Control)));
+    assert!(!routing.linked(&edge, &hello(Role::Edge)));
+    // `gone` linked once but has no live link now.
+    routing.rebuild_ring(&[other.clone(), edge.clone()], Instant::now());
+    let mut members = routing.ring().members().to_vec();
+    members.sort();
+    assert_eq!(members, [me.clone(), other.clone()]);
+    let theirs = channel_of(&other, &[me.clone(), other.clone()]);
+    assert_eq!(routing.owner_elsewhere(&theirs), Some(&other));
+    assert_eq!(routing.owner_elsewhere(&channel_of(&me, &[me.clone(), other])), None);
+}
+
+#[test]
+fn a_publish_goes_once_to_each_interested_edge_with_the_next_offset() {
+    let (e1, e2, e3) = (node("e-1"), node("e-2"), node("e-3"));
+    let mut routing = Routing::new(node("c-0"));
+    let mut out = Sent::default();
+    for edge in [&e1, &e2] {
+        routing.interest(edge, present("room"), &mut out);
+    }
+    routing.interest(&e1, present("room"), &mut out);
+    assert_eq!(out.take(), [], "interest without an ack is answered by nothing");
+    let now = Instant::now();
+    assert_eq!(routing.fan_out(text("room", "a"), now, &mut out), Published { offset: 1, edges: 2 });
+    assert_eq!(out.take(), [("e-1".into(), deliver("room", "a", 1, 0)), ("e-2".into(), deliver("room", "a", 1, 0))]);
+    out.refuse.insert("e-2".into());
+    assert_eq!(routing.fan_out(text("room", "b"), now, &mut out), Published { offset: 2, edges: 1 });
+    assert_eq!(out.take(), [("e-1".into(), deliver("room", "b", 2, 0))]);
+    assert_eq!(routing.fan_out(text("hall", "c"), now, &mut out), Published::default(), "nobody listens");
+    routing.interest(&e3, Interest { present: false, ..present("room") }, &mut out);
+    routing.interest(&e2, Interest { present: false, ..present("room") }, &mut out);
+    assert_eq!(routing.channel("room"), (vec![e1.clone()], 2));
+    routing.edge_gone(&e1);
+    assert_eq!(routing.channel("room"), (vec![], 0), "the channel starts over once nobody listens");
+}
+
+#[test]
+fn a_publish_is_confirmed_behind_the_delivery_to_the_edge_that_asked() {
+    let (e1, e2) = (node("e-1"), node("e-2"));
+    let mut routing = Routing::new(node("c-0"));
+    let mut out = Sent::default();
+    routing.interest(&e1, present("room"), &mut out);
+    routing.interest(&e2, present("room"), &mut out);
+    let now = Instant::now();
+    let asked = Publish { ack: 7, reply_to: "e-2".into(), ..text("room", "a") };
+    routing.fan_out(asked, now, &mut out);
+    assert_eq!(out.take(), [("e-1".into(), deliver("room", "a", 1, 0)), ("e-2".into(), deliver("room", "a", 1, 7))]);
+    // An edge with no subscriber of the channel is answered directly.
+    let asked = Publish { ack: 8, reply_to: "e-3".into(), ..text("room", "b") };
+    routing.fan_out(asked, now, &mut out);
+    let sent = out.take();
+    assert_eq!(sent.last(), Some(&("e-3".into(), confirmed(8))));
+    let asked = Publish { ack: 9, reply_to: "e-3".into(), ..text("hall", "c") };
+    routing.fan_out(asked, now, &mut out);
+    assert_eq!(out.take(), [("e-3".into(), confirmed(9))]);
+}
+
+#[test]
+fn a_subscribe_is_confirmed_once_its_interest_is_recorded() {
+    let e1 = node("e-1");
+    let mut routing = Routing::new(node("c-0"));
+    let mut out = Sent::default();
+    routing.interest(&e1, Interest { ack: 5, reply_to: "c-1".into(), ..present("room") }, &mut out);
+    assert_eq!(routing.channel("room").0, [e1]);
+    assert_eq!(out.take(), [("c-1".into(), confirmed(5))]);
+}
+
+#[test]
+fn an_early_grip_publish_waits_for_its_predecessor_or_its_deadline() {
+    let e1 = node("e-1");
+    let mut routing = Routing::new(node("c-0"));
+    let mut out = Sent::default();
+    routing.interest(&e1, present("room"), &mut out);
+    let t0 = Instant::now();
+    let grip = |data: &str, id: &str, prev: &str| Publish { id: id.into(), prev_id: prev.into(), ..text("room", data) };
+    routing.fan_out(grip("1", "a", ""), t0, &mut out);
+    assert_eq!(routing.fan_out(grip("3", "c", "b"), t0, &mut out), Published::default(), "held");
+    assert_eq!(routing.next_deadline(), Some(t0 + HOLD_FOR));
+    routing.fan_out(grip("2", "b", "a"), t0, &mut out);
+    let data: Vec<Kind> = out.take().into_iter().map(|(_, kind)| kind).collect();
+    assert_eq!(data, [deliver("room", "1", 1, 0), deliver("room", "2", 2, 0), deliver("room", "3", 3, 0)]);
+    assert_eq!(routing.next_deadline(), None);
+
+    routing.fan_out(grip("5", "e", "d"), t0, &mut out);
+    routing.on_clock(t0 + HOLD_FOR - Duration::from_millis(1), &mut out);
+    assert_eq!(out.take(), []);
+    routing.on_clock(t0 + HOLD_FOR, &mut out);
+    assert_eq!(out.take(), [("e-1".into(), deliver("room", "5", 4, 0))], "a lost predecessor stalls nothing");
+}
+
+#[test]
+fn interest_owned_elsewhere_is_dropped_only_once_the_ring_holds_still() {
+    let (me, other, e1) = (node("c-0"), node("c-1"), node("e-1"));
+    let both = [me.clone(), other.clone()];
+    let (mine, theirs) = (channel_of(&me, &both), channel_of(&other, &both));
+    let mut routing = Routing::new(me.clone());
+    let mut out = Sent::default();
+    routing.interest(&e1, present(&mine), &mut out);
+    routing.interest(&e1, present(&theirs), &mut out);
+    routing.linked(&other, &hello(Role::Control));
+    let t0 = Instant::now();
+    routing.rebuild_ring(std::slice::from_ref(&other), t0);
+    assert_eq!(routing.next_deadline(), Some(t0 + RING_SETTLE));
+    // The ring moves again before it settles: the wait starts over.
+    let t1 = t0 + RING_SETTLE / 2;
+    routing.rebuild_ring(std::slice::from_ref(&other), t1);
+    routing.on_clock(t0 + RING_SETTLE, &mut out);
+    assert_eq!(routing.channel(&theirs).0, std::slice::from_ref(&e1));
+    routing.on_clock(t1 + RING_SETTLE, &mut out);
+    assert_eq!(routing.channel(&theirs).0, []);
+    assert_eq!(routing.channel(&mine).0, [e1]);
+    assert_eq!(routing.next_deadline(), None);
+}
