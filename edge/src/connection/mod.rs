@@ -56,6 +56,9 @@ pub(crate) async fn run(
     let (read, write) = stream.into_split();
     let writer = edge.tasks.spawn(writer::run(write, outbox.clone()));
     let core = Core::new(id, format, &Settings::from(&edge.config), &early, now());
+    // Even empty, `early` is a view of hyper's read buffer and would keep
+    // all of it alive for the connection's life (measured: 6 KiB each).
+    drop(early);
     let mut task = Task { edge: &edge, outbox: &outbox, core, in_flight: None, last_metadata: None };
     task.read_until_ended(&read).await;
     let id = task.core.id().to_owned();
@@ -67,7 +70,9 @@ pub(crate) async fn run(
     // Make sure the writer finishes: it sends our close frame if one is due.
     outbox.abort(task.core.ending().map_or("", |e| e.reason.as_str()));
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, writer).await;
-    tokio::join!(linger(read), task.finish());
+    // Boxed: these run once, at the end; inline, their state would sit in
+    // every idle connection's task.
+    tokio::join!(Box::pin(linger(read)), Box::pin(task.finish()));
 }
 
 /// The core's clock: tokio's, so that tests with a paused clock drive it too.
