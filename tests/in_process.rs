@@ -1,8 +1,9 @@
 //! The cluster in one process: control planes and edges wired by the
 //! in-memory link, under tokio's paused clock, so ring settling, failover and
 //! interest pruning run in milliseconds instead of wall-clock seconds. The
-//! same routing code runs as across processes; only the transport differs
-//! (`tests/e2e/cluster.rs` runs it over QUIC).
+//! same routing code runs as across processes; only the transport differs.
+//! The last test wires the same parts by real QUIC on loopback instead, and
+//! `tests/e2e/cluster.rs` runs them as separate processes.
 
 #![allow(clippy::unwrap_used)]
 
@@ -206,4 +207,89 @@ fn owner_of(cluster: &Cluster, channel: &str) -> String {
 /// How many edges `plane`'s interest table lists for `channel`.
 fn interested_edges(plane: &ControlPlane, channel: &str) -> usize {
     plane.interested_edges(channel)
+}
+
+/// The same wiring over real QUIC links on loopback (real clock): two control
+/// nodes and an edge, each a `QuicNode` in this process; a publish taken by
+/// the node that does not own the channel reaches the edge's subscriber.
+#[tokio::test]
+async fn over_quic_on_loopback_a_publish_reaches_the_edge_through_its_owner() {
+    use slip_link::quic::QuicNode;
+    use slip_link::tls::ClusterCa;
+
+    let ca = ClusterCa::generate().unwrap();
+    let control_ids = [id("c0"), id("c1")];
+    let planes: Vec<Arc<ControlPlane>> = control_ids.iter().map(|c| ControlPlane::new(c.clone())).collect();
+    let mut nodes = Vec::new();
+    for (plane, node) in planes.iter().zip(&control_ids) {
+        let identity = ca.identity(Role::Control, node).unwrap();
+        let quic = QuicNode::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            true,
+            &identity,
+            hello(node, Role::Control),
+            Arc::new(ControlFrames(plane.clone())),
+        )
+        .unwrap();
+        nodes.push(quic);
+    }
+    nodes[0].dial(nodes[1].local_addr().unwrap());
+    let edge_id = id("e0");
+    let edge = Edge::new(EdgeConfig::new(edge_id.clone(), "http://127.0.0.1:9/", SECRET)).unwrap();
+    let identity = ca.identity(Role::Edge, &edge_id).unwrap();
+    let edge_quic = QuicNode::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        false,
+        &identity,
+        hello(&edge_id, Role::Edge),
+        Arc::new(EdgeFrames(edge.clone())),
+    )
+    .unwrap();
+    for node in &nodes {
+        edge_quic.dial(node.local_addr().unwrap());
+    }
+    // Bounded waits on the real clock: links come up in milliseconds.
+    let linked = || planes.iter().all(|p| p.members().len() == 2) && edge.is_ready();
+    for _ in 0..500 {
+        if linked() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(linked(), "the ring formed and the edge linked");
+
+    let channel = "quic-room".to_owned();
+    let outbox = {
+        let connection = format!("{}.{:020x}", edge.node_id(), 1u64);
+        let outbox = Arc::new(Outbox::new(OutboxLimits::default()));
+        edge.hub.register(&connection, outbox.clone(), Arc::from("null"));
+        let command = ConnectionCommand { connection_id: connection, op: Some(Op::Subscribe(channel.clone())), ack: 0 };
+        edge.connection_command(command);
+        outbox
+    };
+    let interest_recorded = || planes.iter().map(|p| interested_edges(p, &channel)).sum::<usize>() == 1;
+    for _ in 0..500 {
+        if interest_recorded() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(interest_recorded(), "the edge's interest reached the channel's owner");
+
+    // One publish through each control node: the owner's own, and one forwarded to it.
+    for plane in &planes {
+        plane.publish(publish(&channel, "hi")).unwrap();
+    }
+    let mut got = 0;
+    for _ in 0..500 {
+        got += received(&outbox);
+        if got >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, 2, "both publishes arrived over QUIC, once each");
+    for node in nodes.iter().chain([&edge_quic]) {
+        node.close();
+    }
 }
