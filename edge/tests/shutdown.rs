@@ -2,6 +2,8 @@
 //! request in progress on an HTTP connection, closes that connection, and
 //! reports every task ended.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use slip_edge::{Edge, EdgeConfig};
