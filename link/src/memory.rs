@@ -116,6 +116,8 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    // On purpose: the held lock is the peer that does not read.
+    #[allow(clippy::await_holding_lock)]
     async fn a_peer_that_does_not_read_costs_at_most_the_byte_budget() {
         let stuck = Arc::new(Stuck(std::sync::Mutex::new(()), Default::default()));
         let hold = stuck.0.lock().unwrap();
