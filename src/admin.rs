@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use slip_proto::pb::admin_client::AdminClient;
 use slip_proto::pb::control_client::ControlClient;
 use slip_proto::pb::{
-    ChannelsRequest, CloseRequest, DrainRequest, GetChannelRequest, GetConnectionRequest, NodesRequest, PublishRequest,
-    SendRequest, publish_request, send_request,
+    ChannelsRequest, CloseRequest, DrainRequest, GetChannelRequest, GetConnectionRequest, HistoryRequest, NodesRequest,
+    PublishRequest, SendRequest, publication, publish_request, send_request,
 };
 use slip_sockets::Signer;
 use tonic::service::interceptor::InterceptedService;
@@ -49,7 +49,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let info = control.get_channel(GetChannelRequest { channel: name }).await.map_err(explain)?.into_inner();
             Output::Record(json!({
                 "channel": info.channel, "owner": info.owner, "edges": info.edges,
-                "subscribers": info.subscribers, "last_offset": info.last_offset,
+                "subscribers": info.subscribers, "last_offset": info.last_offset, "epoch": info.epoch,
             }))
         }
         AdminCommand::Connection { id } => {
@@ -61,10 +61,37 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 "channels": info.channels, "metadata": metadata,
             }))
         }
-        AdminCommand::Publish { channel, text } => {
-            let request = PublishRequest { channel, message: Some(publish_request::Message::Text(text)) };
+        AdminCommand::Publish { channel, text, idempotency_key } => {
+            let message = Some(publish_request::Message::Text(text));
+            let request = PublishRequest { channel, message, idempotency_key: idempotency_key.unwrap_or_default() };
             let reply = control.publish(request).await.map_err(explain)?.into_inner();
-            Output::Record(json!({"published": true, "offset": reply.offset, "edges": reply.edges}))
+            Output::Record(
+                json!({"published": true, "offset": reply.offset, "epoch": reply.epoch, "edges": reply.edges}),
+            )
+        }
+        AdminCommand::History { channel, since, epoch, limit } => {
+            let request =
+                HistoryRequest { channel, since_epoch: epoch.unwrap_or_default(), since_offset: since, limit };
+            let reply = control.history(request).await.map_err(explain)?.into_inner();
+            if !reply.complete {
+                eprintln!(
+                    "history is incomplete: it no longer holds every publication asked for (epoch {}, top offset {})",
+                    reply.epoch, reply.top_offset
+                );
+            }
+            let rows = reply
+                .publications
+                .into_iter()
+                .map(|p| {
+                    let message = match p.message {
+                        Some(publication::Message::Text(t)) => t,
+                        Some(publication::Message::Binary(b)) => format!("<{} bytes>", b.len()),
+                        None => String::new(),
+                    };
+                    json!({"offset": p.offset, "epoch": reply.epoch, "message": message})
+                })
+                .collect();
+            Output::Table(HISTORY_COLUMNS, rows)
         }
         AdminCommand::Send { id, text } => {
             let request = SendRequest { connection_id: id, message: Some(send_request::Message::Text(text)) };
@@ -85,6 +112,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 }
 
 const CHANNEL_COLUMNS: &[&str] = &["channel", "subscribers", "edges", "owner"];
+const HISTORY_COLUMNS: &[&str] = &["offset", "epoch", "message"];
 const NODE_COLUMNS: &[&str] = &["node", "role", "region", "ring_share", "connections", "linked", "rtt_ms"];
 
 async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {

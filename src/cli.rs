@@ -59,12 +59,31 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// One channel: owner, interested edges, subscribers, last offset.
+    /// One channel: owner, interested edges, subscribers, epoch and last offset.
     Channel { name: String },
+    /// A channel's recent publications, oldest first, from its owner's history.
+    History {
+        channel: String,
+        /// Only publications after this offset.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// The epoch `--since` counts in; another epoch's offsets mean nothing here.
+        #[arg(long)]
+        epoch: Option<String>,
+        /// At most this many [default: the history size].
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
     /// One connection: edge, region, channels, metadata.
     Connection { id: String },
     /// Publish text to a channel.
-    Publish { channel: String, text: String },
+    Publish {
+        channel: String,
+        text: String,
+        /// Publishing again with the same key (within the idempotency window) delivers nothing new.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// Send text to one connection.
     Send { id: String, text: String },
     /// Close one connection (1000).
@@ -196,6 +215,9 @@ pub struct ControlArgs {
     pub link_advertise: Option<SocketAddr>,
 
     #[command(flatten)]
+    pub streams: StreamTuning,
+
+    #[command(flatten)]
     pub cluster: ClusterArgs,
 }
 
@@ -232,6 +254,55 @@ pub struct DevArgs {
 
     #[command(flatten)]
     pub edge: EdgeTuning,
+
+    #[command(flatten)]
+    pub streams: StreamTuning,
+}
+
+/// Channel streams kept by a control node (DESIGN §9).
+#[derive(Args, Debug, Clone)]
+pub struct StreamTuning {
+    /// Publications kept per channel for History (0: none; offsets are still given).
+    #[arg(long, env = "SLIP_HISTORY_SIZE", default_value_t = slip_control_plane::streams::DEFAULT_HISTORY_SIZE)]
+    pub history_size: usize,
+
+    /// Seconds a publication stays in history.
+    #[arg(long, env = "SLIP_HISTORY_TTL_SECS", default_value_t = 300)]
+    pub history_ttl_secs: u64,
+
+    /// History bytes this node keeps in all, the oldest publications going first
+    /// [default: an eighth of the machine's memory, at least 64 MiB].
+    #[arg(long, env = "SLIP_HISTORY_MAX_BYTES")]
+    pub history_max_bytes: Option<usize>,
+
+    /// Seconds in which a publish repeating an idempotency key on its channel is recognized.
+    #[arg(long, env = "SLIP_IDEMPOTENCY_SECS", default_value_t = 300)]
+    pub idempotency_secs: u64,
+
+    /// Seconds an idle stream's epoch and offset are kept after its last publish.
+    #[arg(long, env = "SLIP_STREAM_META_TTL_SECS", default_value_t = 86_400)]
+    pub stream_meta_ttl_secs: u64,
+}
+
+impl StreamTuning {
+    pub fn limits(&self) -> anyhow::Result<slip_control_plane::streams::StreamLimits> {
+        let day = 86_400;
+        for (name, secs) in [
+            ("SLIP_HISTORY_TTL_SECS", self.history_ttl_secs),
+            ("SLIP_IDEMPOTENCY_SECS", self.idempotency_secs),
+            ("SLIP_STREAM_META_TTL_SECS", self.stream_meta_ttl_secs),
+        ] {
+            anyhow::ensure!((1..=30 * day).contains(&secs), "{name} is {secs}; it must be between 1 and {}", 30 * day);
+        }
+        Ok(slip_control_plane::streams::StreamLimits {
+            history_size: self.history_size,
+            history_ttl: Duration::from_secs(self.history_ttl_secs),
+            max_bytes: self.history_max_bytes.unwrap_or_else(slip_control_plane::streams::default_max_bytes),
+            idempotency_ttl: Duration::from_secs(self.idempotency_secs),
+            meta_ttl: Duration::from_secs(self.stream_meta_ttl_secs),
+            max_streams: slip_control_plane::streams::MAX_STREAMS,
+        })
+    }
 }
 
 /// Limits and timings of the edge; the defaults are the documented ones.

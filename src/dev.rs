@@ -46,7 +46,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The control plane is a node of its own, as in a cluster: a reply
     // addressed to one of the two must never be taken by the other.
     let control_node = control_node_id(&node);
-    let plane = ControlPlane::new(control_node.clone());
+    let plane = ControlPlane::with_limits(control_node.clone(), args.streams.limits()?);
 
     // The in-memory link, both ways: edge → control and control → edge.
     let to_control = memory::link(node.clone(), control_node.clone(), Arc::new(ControlFrames(plane.clone())));

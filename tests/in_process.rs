@@ -132,7 +132,7 @@ async fn publishes_reach_the_edge_whichever_control_node_takes_them() {
     let outbox = cluster.subscriber(&channels);
     settle().await;
     for (i, channel) in channels.iter().enumerate() {
-        cluster.controls[i % 3].publish(publish(channel, "hi")).unwrap();
+        cluster.controls[i % 3].publish(publish(channel, "hi")).await.unwrap();
     }
     settle().await;
     assert_eq!(received(&outbox), 30, "one delivery per channel, whoever owns it");
@@ -153,7 +153,7 @@ async fn a_lost_control_node_moves_its_channels_and_nothing_is_lost_after() {
     settle().await;
     // The survivors re-own c2's channels, and the edge re-announced its interest to them.
     for channel in &channels {
-        cluster.controls[0].publish(publish(channel, "after")).unwrap();
+        cluster.controls[0].publish(publish(channel, "after")).await.unwrap();
     }
     settle().await;
     assert_eq!(received(&outbox), 60, "every channel delivers through the two left");
@@ -162,7 +162,7 @@ async fn a_lost_control_node_moves_its_channels_and_nothing_is_lost_after() {
     tokio::time::sleep(RING_SETTLE * 2).await;
     settle().await;
     for channel in &channels {
-        cluster.controls[1].publish(publish(channel, "later")).unwrap();
+        cluster.controls[1].publish(publish(channel, "later")).await.unwrap();
     }
     settle().await;
     assert_eq!(received(&outbox), 60);
@@ -278,7 +278,7 @@ async fn over_quic_on_loopback_a_publish_reaches_the_edge_through_its_owner() {
 
     // One publish through each control node: the owner's own, and one forwarded to it.
     for plane in &planes {
-        plane.publish(publish(&channel, "hi")).unwrap();
+        plane.publish(publish(&channel, "hi")).await.unwrap();
     }
     let mut got = 0;
     for _ in 0..500 {

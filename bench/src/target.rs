@@ -101,8 +101,11 @@ impl Publisher {
     pub async fn publish(&mut self, text: String) -> anyhow::Result<()> {
         match self {
             Publisher::Grpc(client) => {
-                let request =
-                    PublishRequest { channel: "bench".into(), message: Some(publish_request::Message::Text(text)) };
+                let request = PublishRequest {
+                    channel: "bench".into(),
+                    message: Some(publish_request::Message::Text(text)),
+                    ..Default::default()
+                };
                 client.publish(request).await.context("publishing over gRPC")?;
             }
             Publisher::Http(http) => {

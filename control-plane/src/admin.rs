@@ -44,6 +44,7 @@ impl Admin for AdminService {
                 edges: c.edges,
                 owner: c.owner,
                 last_offset: c.last_offset,
+                epoch: c.epoch,
             })
             .collect();
         Ok(Response::new(ChannelsReply { channels }))

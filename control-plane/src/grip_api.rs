@@ -96,7 +96,7 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: HttpB
         let mut publish = route::publish(item.channel.clone(), body);
         publish.id = item.id.unwrap_or_default();
         publish.prev_id = item.prev_id.unwrap_or_default();
-        match api.plane.publish(publish) {
+        match api.plane.publish(publish).await {
             Ok(p) => published.push(json!({"channel": item.channel, "receivers": receivers, "edges": p.edges})),
             Err(e) => {
                 tracing::warn!(channel = %item.channel, error = %e, "GRIP publish failed");

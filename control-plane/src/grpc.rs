@@ -3,22 +3,27 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use slip_proto::close::CloseCode;
 use slip_proto::link_pb::{CloseConnection, Message, channel_event, connection_command::Op, message};
 use slip_proto::pb::control_server::{Control, ControlServer};
 use slip_proto::pb::{
     ChannelInfo, CloseChannelReply, CloseChannelRequest, CloseReply, CloseRequest, ConnectionInfo, GetChannelRequest,
-    GetConnectionRequest, PublishReply, PublishRequest, PublishStreamReply, SendReply, SendRequest, SetMetadataReply,
-    SetMetadataRequest, SubscriptionReply, SubscriptionRequest, publish_request, send_request,
+    GetConnectionRequest, HistoryReply, HistoryRequest, Publication, PublishReply, PublishRequest, PublishStreamReply,
+    SendReply, SendRequest, SetMetadataReply, SetMetadataRequest, SubscriptionReply, SubscriptionRequest, publication,
+    publish_request, send_request,
 };
 use slip_proto::route;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth;
-use crate::plane::{ControlError, ControlPlane, Published};
+use crate::plane::{ControlError, ControlPlane, Published, Receipt};
 
 /// The most a `PublishStream` call may carry before it is cut off.
 pub const MAX_STREAM_PUBLISHES: u64 = 100_000_000;
+/// Publishes of one `PublishStream` awaiting their owner's confirmation at
+/// once; past it the stream waits for the oldest.
+pub const MAX_STREAM_IN_FLIGHT: usize = 1024;
 
 impl From<ControlError> for Status {
     fn from(e: ControlError) -> Self {
@@ -74,7 +79,8 @@ fn check_size(len: usize) -> Result<(), Status> {
 }
 
 impl ControlService {
-    fn publish_one(&self, request: PublishRequest) -> Result<Published, Status> {
+    /// Sends one publish on its way; its confirmation is waited on apart.
+    fn publish_start(&self, request: PublishRequest) -> Result<Receipt, Status> {
         let body = publish_body(request.message)?;
         if let channel_event::Body::Text(t) = &body {
             check_size(t.len())?;
@@ -82,7 +88,13 @@ impl ControlService {
         if let channel_event::Body::Binary(b) = &body {
             check_size(b.len())?;
         }
-        Ok(self.plane.publish(route::publish(request.channel, body))?)
+        let mut publish = route::publish(request.channel, body);
+        publish.idempotency_key = request.idempotency_key;
+        Ok(self.plane.publish_start(publish)?)
+    }
+
+    async fn confirmed(&self, receipt: Receipt) -> Result<Published, Status> {
+        Ok(receipt.wait(&self.plane).await?)
     }
 
     async fn command(&self, connection_id: String, op: Op) -> Result<(), Status> {
@@ -93,8 +105,9 @@ impl ControlService {
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishReply>, Status> {
-        let published = self.publish_one(request.into_inner())?;
-        Ok(Response::new(PublishReply { offset: published.offset, edges: published.edges }))
+        let receipt = self.publish_start(request.into_inner())?;
+        let published = self.confirmed(receipt).await?;
+        Ok(Response::new(PublishReply { offset: published.offset, edges: published.edges, epoch: published.epoch }))
     }
 
     async fn publish_stream(
@@ -103,11 +116,25 @@ impl Control for ControlService {
     ) -> Result<Response<PublishStreamReply>, Status> {
         let mut stream = request.into_inner();
         let mut published = 0;
-        while let Some(next) = stream.next().await {
-            self.publish_one(next?)?;
-            published += 1;
-            if published >= MAX_STREAM_PUBLISHES {
-                return Err(Status::resource_exhausted("publish stream too long; open a new one"));
+        // Started in order as they come; confirmed in order, many at a time.
+        let mut waiting = FuturesOrdered::new();
+        let mut ended = false;
+        while !ended || !waiting.is_empty() {
+            tokio::select! {
+                next = stream.next(), if !ended && waiting.len() < MAX_STREAM_IN_FLIGHT => match next {
+                    Some(request) => {
+                        let receipt = self.publish_start(request?)?;
+                        waiting.push_back(self.confirmed(receipt));
+                    }
+                    None => ended = true,
+                },
+                Some(confirmed) = waiting.next(), if !waiting.is_empty() => {
+                    confirmed?;
+                    published += 1;
+                    if published >= MAX_STREAM_PUBLISHES {
+                        return Err(Status::resource_exhausted("publish stream too long; open a new one"));
+                    }
+                }
             }
         }
         Ok(Response::new(PublishStreamReply { published }))
@@ -147,7 +174,7 @@ impl Control for ControlService {
         request: Request<CloseChannelRequest>,
     ) -> Result<Response<CloseChannelReply>, Status> {
         let channel = request.into_inner().channel;
-        self.plane.publish(route::publish(channel, channel_event::Body::CloseChannel(true)))?;
+        self.plane.publish(route::publish(channel, channel_event::Body::CloseChannel(true))).await?;
         Ok(Response::new(CloseChannelReply {}))
     }
 
@@ -197,6 +224,31 @@ impl Control for ControlService {
             edges: summary.edges,
             owner: summary.owner,
             last_offset: summary.last_offset,
+            epoch: summary.epoch,
+        }))
+    }
+
+    async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {
+        let request = request.into_inner();
+        let history =
+            self.plane.history(&request.channel, &request.since_epoch, request.since_offset, request.limit).await?;
+        let publications = history
+            .publications
+            .into_iter()
+            .filter_map(|p| {
+                let message = match p.event.body? {
+                    channel_event::Body::Text(t) => publication::Message::Text(t),
+                    channel_event::Body::Binary(b) => publication::Message::Binary(b),
+                    _ => return None,
+                };
+                Some(Publication { offset: p.offset, message: Some(message) })
+            })
+            .collect();
+        Ok(Response::new(HistoryReply {
+            epoch: history.epoch.to_string(),
+            top_offset: history.top_offset,
+            publications,
+            complete: history.complete,
         }))
     }
 }

@@ -60,7 +60,7 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) 
         let outcome = match route::action(command) {
             // Confirmed, so a SUBSCRIBE has taken effect before a PUBLISH after it runs.
             Action::Connection(command) => api.plane.connection_command(command, true).await,
-            Action::Channel(publish) => api.plane.publish(publish).map(|_| ()),
+            Action::Channel(publish) => api.plane.publish(publish).await.map(|_| ()),
             Action::Poll { connection_id, timeout_ms } => {
                 api.plane.poll_for_connection(&connection_id, timeout_ms).await.map(|_| ())
             }

@@ -1,9 +1,7 @@
 //! The channel-interest table a channel's owner keeps, as pure code: which
 //! edges have local subscribers of each channel (edge-level, never
-//! per-connection), and each channel's publish offset.
-//!
-//! A channel's entry lives while some edge is interested; its offset starts
-//! again from 1 when the channel comes back after being empty.
+//! per-connection). A channel's entry lives while some edge is interested;
+//! its offsets are the stream's (`streams.rs`), which outlive it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,7 +10,6 @@ use slip_proto::ids::NodeId;
 #[derive(Default)]
 struct Channel {
     edges: Vec<NodeId>,
-    offset: u64,
 }
 
 #[derive(Default)]
@@ -88,20 +85,8 @@ impl InterestTable {
         gone.len()
     }
 
-    /// Assigns the next offset of a publish to `channel` and names the edges
-    /// to forward it to; `None` when no edge is interested.
-    pub fn stamp(&mut self, channel: &str) -> Option<(u64, Vec<NodeId>)> {
-        let entry = self.channels.get_mut(channel)?;
-        entry.offset += 1;
-        Some((entry.offset, entry.edges.clone()))
-    }
-
     pub fn edges(&self, channel: &str) -> &[NodeId] {
         self.channels.get(channel).map_or(&[], |c| &c.edges)
-    }
-
-    pub fn last_offset(&self, channel: &str) -> u64 {
-        self.channels.get(channel).map_or(0, |c| c.offset)
     }
 
     pub fn channels(&self) -> usize {
@@ -118,14 +103,13 @@ mod tests {
     }
 
     #[test]
-    fn one_entry_per_edge_and_offsets_count_up() {
+    fn one_entry_per_edge() {
         let mut t = InterestTable::default();
         assert!(t.add(&node("e1"), "c"));
         assert!(!t.add(&node("e1"), "c"));
         assert!(t.add(&node("e2"), "c"));
-        assert_eq!(t.stamp("c"), Some((1, vec![node("e1"), node("e2")])));
-        assert_eq!(t.stamp("c").map(|(o, _)| o), Some(2));
-        assert_eq!(t.stamp("nobody"), None);
+        assert_eq!(t.edges("c"), &[node("e1"), node("e2")]);
+        assert_eq!(t.edges("nobody"), &[] as &[NodeId]);
         assert!(t.remove(&node("e1"), "c"));
         assert!(!t.remove(&node("e1"), "c"));
         assert_eq!(t.edges("c"), &[node("e2")]);

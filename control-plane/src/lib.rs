@@ -12,5 +12,6 @@ pub mod questions;
 pub mod routing;
 pub mod sequencer;
 pub mod server;
+pub mod streams;
 
 pub use plane::{ControlFrames, ControlPlane};

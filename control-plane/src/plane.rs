@@ -14,8 +14,8 @@ use slip_proto::channel;
 use slip_proto::ids::{ConnectionId, NodeId};
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Drain, Frame, Hello, Publish, Query, Reply, WaitForConnection,
-    frame::Kind, query, reply,
+    ChannelState, ConnectionCommand, ConnectionState, Drain, Frame, Hello, HistoryAnswer, HistoryEntry, HistoryQuery,
+    Publish, Query, Reply, WaitForConnection, frame::Kind, query, reply,
 };
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
@@ -24,8 +24,9 @@ use tokio_util::task::TaskTracker;
 
 pub use crate::questions::MAX_PENDING_QUERIES;
 use crate::questions::Questions;
+pub use crate::routing::{ChannelView, Published, RING_SETTLE};
 use crate::routing::{Outlet, Routing};
-pub use crate::routing::{Published, RING_SETTLE};
+use crate::streams::{self, History, MAX_IDEMPOTENCY_KEY_BYTES, StreamLimits};
 pub use slip_proto::pb::NodeInfo;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
@@ -48,6 +49,7 @@ pub struct ChannelSummary {
     pub edges: u32,
     pub owner: String,
     pub last_offset: u64,
+    pub epoch: String,
 }
 
 /// A control node: its links, what it knows (one [`Routing`] behind one
@@ -64,6 +66,30 @@ pub struct ControlPlane {
     /// The clock and the answers to other control nodes' questions.
     tasks: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// What [`ControlPlane::publish_start`] leaves to wait on.
+pub enum Receipt {
+    /// Published here, by this node as the channel's owner.
+    Done(Published),
+    /// The owner answers `id`.
+    Waiting { id: u64, answer: oneshot::Receiver<reply::Kind>, patience: Duration },
+}
+
+impl Receipt {
+    /// Where the publish went; UNAVAILABLE when its owner did not say in time.
+    pub async fn wait(self, plane: &ControlPlane) -> Result<Published, ControlError> {
+        let (id, answer, patience) = match self {
+            Receipt::Done(published) => return Ok(published),
+            Receipt::Waiting { id, answer, patience } => (id, answer, patience),
+        };
+        let answered = tokio::time::timeout(patience, answer).await;
+        plane.questions.forget(id);
+        match answered {
+            Ok(Ok(reply::Kind::Published(p))) => Ok(Published { offset: p.offset, epoch: p.epoch, edges: p.edges }),
+            _ => Err(ControlError::Unavailable("the channel's owner did not confirm the publish".into())),
+        }
+    }
 }
 
 /// The plane's links as the routing's outlet; a reply addressed to this node
@@ -91,11 +117,16 @@ impl Outlet for Links<'_> {
 }
 
 impl ControlPlane {
+    /// A control plane with the default stream limits; see [`ControlPlane::with_limits`].
+    pub fn new(node_id: NodeId) -> Arc<Self> {
+        Self::with_limits(node_id, StreamLimits::default())
+    }
+
     /// A control plane; its clock task runs on the current tokio runtime
     /// until [`ControlPlane::shutdown`] or the plane is dropped.
-    pub fn new(node_id: NodeId) -> Arc<Self> {
+    pub fn with_limits(node_id: NodeId, limits: StreamLimits) -> Arc<Self> {
         let plane = Arc::new(Self {
-            routing: Mutex::new(Routing::new(node_id.clone())),
+            routing: Mutex::new(Routing::new(node_id.clone(), limits, Instant::now())),
             node_id,
             peers: Peers::default(),
             questions: Questions::default(),
@@ -192,7 +223,7 @@ impl ControlPlane {
 
     /// How many edges this node's interest table lists for `channel`.
     pub fn interested_edges(&self, channel: &str) -> usize {
-        self.routing.lock().channel(channel).0.len()
+        self.routing.lock().channel(channel).edges.len()
     }
 
     /// Control nodes in the ring, this one included.
@@ -200,22 +231,89 @@ impl ControlPlane {
         self.routing.lock().ring().members().to_vec()
     }
 
-    /// Publishes to a channel (text, binary, or close-channel).
-    pub fn publish(&self, publish: Publish) -> Result<Published, ControlError> {
+    /// Publishes to a channel (text, binary, or close-channel) and waits for
+    /// its owner to say where it went in the stream.
+    pub async fn publish(&self, publish: Publish) -> Result<Published, ControlError> {
+        self.publish_start(publish)?.wait(self).await
+    }
+
+    /// Sends a publish on its way now and returns what to wait on: callers
+    /// that publish many in a row start them in order and wait together.
+    pub fn publish_start(&self, mut publish: Publish) -> Result<Receipt, ControlError> {
         channel::validate(&publish.channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
         if publish.event.as_ref().and_then(|e| e.body.as_ref()).is_none() {
             return Err(ControlError::Invalid("publish without a message".into()));
         }
-        let mut routing = self.routing.lock();
-        if let Some(owner) = routing.owner_elsewhere(&publish.channel) {
-            let owner = owner.clone();
-            drop(routing);
-            self.peers
-                .send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
-                .map_err(|e| ControlError::Unavailable(e.to_string()))?;
-            return Ok(Published::default());
+        if publish.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+            return Err(ControlError::Invalid(format!(
+                "idempotency key of {} bytes; at most {MAX_IDEMPOTENCY_KEY_BYTES}",
+                publish.idempotency_key.len()
+            )));
         }
-        Ok(self.fan_out_locked(&mut routing, publish))
+        let mut routing = self.routing.lock();
+        let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
+            return Ok(Receipt::Done(self.fan_out_locked(&mut routing, publish)));
+        };
+        drop(routing);
+        // The owner answers it.
+        let (id, answer) = self.expect_reply()?;
+        (publish.ack, publish.reply_to) = (id, self.node_id.to_string());
+        if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
+            self.questions.forget(id);
+            return Err(ControlError::Unavailable(e.to_string()));
+        }
+        Ok(Receipt::Waiting { id, answer, patience: QUERY_TIMEOUT })
+    }
+
+    /// A publish from an edge (a callback reply's PUBLISH), as it came: to the
+    /// owner, or fanned out here. Its `ack`, if any, is the edge's.
+    fn route(&self, publish: Publish) {
+        if channel::validate(&publish.channel).is_err() {
+            return;
+        }
+        let mut routing = self.routing.lock();
+        match routing.owner_elsewhere(&publish.channel).cloned() {
+            None => {
+                self.fan_out_locked(&mut routing, publish);
+            }
+            Some(owner) => {
+                drop(routing);
+                if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
+                    tracing::warn!(error = %e, "publish from an edge dropped");
+                }
+            }
+        }
+    }
+
+    /// A channel's history, from its owner.
+    pub async fn history(
+        &self,
+        channel: &str,
+        since_epoch: &str,
+        since_offset: u64,
+        limit: u32,
+    ) -> Result<History, ControlError> {
+        channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let owner = self.routing.lock().owner_elsewhere(channel).cloned();
+        let Some(owner) = owner else {
+            return Ok(self.routing.lock().history(channel, since_epoch, since_offset, limit as usize, Instant::now()));
+        };
+        let (qid, answer) = self.expect_reply()?;
+        let question = HistoryQuery { channel: channel.into(), since_epoch: since_epoch.into(), since_offset, limit };
+        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::History(question)) })) };
+        match self.ask(owner.as_str(), qid, frame, answer, QUERY_TIMEOUT).await? {
+            reply::Kind::History(answer) => Ok(History {
+                epoch: answer.epoch.into(),
+                top_offset: answer.top_offset,
+                publications: answer
+                    .publications
+                    .into_iter()
+                    .map(|p| streams::Publication { offset: p.offset, event: p.event.unwrap_or_default() })
+                    .collect(),
+                complete: answer.complete,
+            }),
+            _ => Err(ControlError::Unavailable(format!("owner {owner} gave no history"))),
+        }
     }
 
     /// As the owner (or as told by another control node): fan out here.
@@ -284,6 +382,7 @@ impl ControlPlane {
                     edges: state.edges,
                     owner: state.owner,
                     last_offset: state.last_offset,
+                    epoch: state.epoch,
                 }),
                 _ => Err(ControlError::Unavailable(format!("owner {owner} gave no answer"))),
             };
@@ -294,7 +393,7 @@ impl ControlPlane {
     /// The channel as its owner (this node) sees it.
     async fn owned_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
         let owner = self.node_id.clone();
-        let (edges, last_offset) = self.routing.lock().channel(channel);
+        let ChannelView { edges, epoch, top_offset } = self.routing.lock().channel(channel);
         let mut subscribers = 0;
         for answer in self.ask_each(&edges, || query::Kind::Channel(channel.into())).await {
             if let reply::Kind::Channel(state) = answer? {
@@ -306,7 +405,8 @@ impl ControlPlane {
             subscribers,
             edges: edges.len() as u32,
             owner: owner.to_string(),
-            last_offset,
+            last_offset: top_offset,
+            epoch,
         })
     }
 
@@ -395,7 +495,9 @@ impl ControlPlane {
             .into_iter()
             .map(|(channel, (subscribers, edges))| ChannelSummary {
                 owner: routing.ring().owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
-                last_offset: routing.channel(&channel).1,
+                // Known here only for channels this node owns.
+                last_offset: routing.channel(&channel).top_offset,
+                epoch: routing.channel(&channel).epoch,
                 channel,
                 subscribers,
                 edges,
@@ -478,9 +580,7 @@ impl FrameHandler for ControlFrames {
                     return;
                 }
                 drop(routing);
-                if let Err(e) = plane.publish(publish) {
-                    tracing::warn!(from = %from, error = %e, "publish from peer dropped");
-                }
+                plane.route(publish);
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::Channel(channel)) })) => {
                 // Another control node asks the owner about a channel.
@@ -495,10 +595,33 @@ impl FrameHandler for ControlFrames {
                         edges: summary.edges,
                         owner: summary.owner,
                         last_offset: summary.last_offset,
+                        epoch: summary.epoch,
                     };
                     let reply = Reply { id, kind: Some(reply::Kind::Channel(state)) };
                     let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
                 }));
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::History(question)) })) => {
+                // Another control node asks the owner for history.
+                let history = plane.routing.lock().history(
+                    &question.channel,
+                    &question.since_epoch,
+                    question.since_offset,
+                    question.limit as usize,
+                    Instant::now(),
+                );
+                let answer = HistoryAnswer {
+                    epoch: history.epoch.to_string(),
+                    top_offset: history.top_offset,
+                    publications: history
+                        .publications
+                        .into_iter()
+                        .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
+                        .collect(),
+                    complete: history.complete,
+                };
+                let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
             }
             Some(Kind::Command(command)) => {
                 // An edge addressing a connection on another edge: pass it on.

@@ -5,16 +5,20 @@
 //! and the clock is passed in, so every rule here is tested without links.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use slip_proto::ids::NodeId;
-use slip_proto::link_pb::{Deliver, Frame, Hello, Interest, Publish, Reply, Role, frame::Kind, reply};
+use slip_proto::link_pb::{
+    Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Reply, Role, frame::Kind, reply,
+};
 use slip_proto::ring::Ring;
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
 
 use crate::interest::InterestTable;
 use crate::sequencer::{Sequence, Sequencer};
+use crate::streams::{self, Appended, History, StreamLimits, Streams};
 
 /// How long the ring must hold still before interest in channels owned
 /// elsewhere is forgotten.
@@ -26,11 +30,22 @@ pub trait Outlet {
     fn send(&mut self, to: &str, frame: Frame) -> bool;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where a publish went in its channel's stream, and to how many edges.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Published {
-    /// The channel offset the owner gave this publish (0 if forwarded or nobody listens).
+    /// The offset the owner gave it (0 for closing orders, which are not publications).
     pub offset: u64,
+    pub epoch: String,
+    /// Edges it was sent to (0 for a repeated idempotency key).
     pub edges: u32,
+}
+
+/// A channel as its owner knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChannelView {
+    pub edges: Vec<NodeId>,
+    pub epoch: String,
+    pub top_offset: u64,
 }
 
 pub struct Routing {
@@ -49,11 +64,14 @@ pub struct Routing {
     interest: InterestTable,
     /// GRIP `id`/`prev-id` ordering of the channels this node owns.
     sequencer: Sequencer<Publish>,
+    /// Offsets, history and idempotency keys of the channels this node owns.
+    streams: Streams,
 }
 
 impl Routing {
-    pub fn new(node_id: NodeId) -> Self {
+    pub fn new(node_id: NodeId, limits: StreamLimits, now: Instant) -> Self {
         Self {
+            streams: Streams::new(limits, streams::random_epoch, now),
             ring: Ring::new([node_id.clone()]),
             node_id,
             region: String::new(),
@@ -141,27 +159,46 @@ impl Routing {
     /// or holds it for its GRIP predecessor. A publish forwarded here by
     /// another control node comes here too, even if this node's view of the
     /// ring differs: one hop, never a loop.
-    pub fn fan_out(&mut self, publish: Publish, now: Instant, out: &mut impl Outlet) -> Published {
+    pub fn fan_out(&mut self, mut publish: Publish, now: Instant, out: &mut impl Outlet) -> Published {
         if publish.id.is_empty() && publish.prev_id.is_empty() {
-            return self.stamp_and_send(publish, out);
+            return self.stamp_and_send(publish, now, out);
         }
+        // A GRIP publish is confirmed as soon as it is taken, held or not, as
+        // Pushpin answers: a publisher must not wait for the predecessor it
+        // may be about to send.
+        let ack = std::mem::take(&mut publish.ack);
+        let reply_to = std::mem::take(&mut publish.reply_to);
         let sequence = Sequence { id: publish.id.clone(), prev_id: publish.prev_id.clone() };
         let channel = publish.channel.clone();
         let ready = self.sequencer.offer(&channel, sequence, publish, now);
         // What this publish let out; held, it reports nothing sent yet.
-        ready.into_iter().map(|p| self.stamp_and_send(p, out)).last().unwrap_or_default()
+        let published = ready.into_iter().map(|p| self.stamp_and_send(p, now, out)).last().unwrap_or_default();
+        confirm_publish(ack, &reply_to, &published, out);
+        published
     }
 
-    fn stamp_and_send(&mut self, publish: Publish, out: &mut impl Outlet) -> Published {
+    /// Gives a message its place in the stream (or finds it there, by its
+    /// idempotency key) and sends it to each interested edge; confirms it to
+    /// whoever asked. A closing order takes no place in the stream.
+    fn stamp_and_send(&mut self, publish: Publish, now: Instant, out: &mut impl Outlet) -> Published {
         let (ack, reply_to) = (publish.ack, publish.reply_to);
-        let Some((offset, edges)) = self.interest.stamp(&publish.channel) else {
-            confirm_publish(ack, &reply_to, out);
-            return Published::default();
+        let event = publish.event.unwrap_or_default();
+        let (epoch, offset, new) = if streams::is_message(&event) {
+            match self.streams.append(&publish.channel, &event, &publish.idempotency_key, now) {
+                Appended::New { epoch, offset } => (epoch, offset, true),
+                Appended::Duplicate { epoch, offset } => (epoch, offset, false),
+            }
+        } else {
+            (Arc::from(""), 0, true)
         };
-        slip_metrics::metrics().publishes.inc();
+        let edges = if new { self.interest.edges(&publish.channel).to_vec() } else { Vec::new() };
+        if new {
+            slip_metrics::metrics().publishes.inc();
+        }
         let mut sent = 0;
         let mut confirmed = ack == 0;
-        let deliver = Deliver { channel: publish.channel, offset, event: publish.event, ack: 0 };
+        let deliver =
+            Deliver { channel: publish.channel, offset, event: Some(event), ack: 0, epoch: epoch.to_string() };
         for edge in &edges {
             let mut deliver = deliver.clone();
             // The edge that asked hears it on the Deliver itself, behind the message.
@@ -174,24 +211,26 @@ impl Routing {
                 tracing::warn!(edge = %edge, "delivery to edge dropped");
             }
         }
+        let published = Published { offset, epoch: epoch.to_string(), edges: sent };
         if !confirmed {
-            confirm_publish(ack, &reply_to, out);
+            confirm_publish(ack, &reply_to, &published, out);
         }
-        Published { offset, edges: sent }
+        published
     }
 
     /// The earliest thing [`Routing::on_clock`] must do: a held publish
     /// falling due, or the ring settling.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.sequencer.next_deadline().into_iter().chain(self.settle_at).min()
+        self.sequencer.next_deadline().into_iter().chain(self.settle_at).chain(self.streams.next_deadline()).min()
     }
 
     /// What is due at `now`: held publishes that waited long enough go out;
     /// once the ring has held still, interest in channels owned elsewhere goes.
     pub fn on_clock(&mut self, now: Instant, out: &mut impl Outlet) {
         for (_, publish) in self.sequencer.expire(now) {
-            self.stamp_and_send(publish, out);
+            self.stamp_and_send(publish, now, out);
         }
+        self.streams.expire(now);
         if self.settle_at.take_if(|at| *at <= now).is_some() {
             let (ring, me) = (&self.ring, &self.node_id);
             let dropped = self.interest.retain(|channel| ring.owner(channel) == Some(me));
@@ -201,17 +240,26 @@ impl Routing {
         }
     }
 
-    /// The edges interested in `channel`, and its last offset.
-    pub fn channel(&self, channel: &str) -> (Vec<NodeId>, u64) {
-        (self.interest.edges(channel).to_vec(), self.interest.last_offset(channel))
+    /// The edges interested in `channel`, and its stream's epoch and top offset.
+    pub fn channel(&self, channel: &str) -> ChannelView {
+        let (epoch, top_offset) = self.streams.head(channel).unwrap_or_else(|| (Arc::from(""), 0));
+        ChannelView { edges: self.interest.edges(channel).to_vec(), epoch: epoch.to_string(), top_offset }
+    }
+
+    /// What history holds of `channel` after a point (see [`Streams::history`]).
+    pub fn history(&self, channel: &str, since_epoch: &str, since_offset: u64, limit: usize, now: Instant) -> History {
+        self.streams.history(channel, since_epoch, since_offset, limit, now)
     }
 }
 
-/// Confirms publish `ack` to an edge with no subscriber of its channel.
-fn confirm_publish(ack: u64, edge: &str, out: &mut impl Outlet) {
+/// Confirms publish `ack` to the node that asked: a control node taking a
+/// publish for another's channel, or an edge with no subscriber of it.
+fn confirm_publish(ack: u64, to: &str, published: &Published, out: &mut impl Outlet) {
     if ack != 0 {
-        let reply = Reply { id: ack, kind: Some(reply::Kind::Found(true)) };
-        out.send(edge, Frame { kind: Some(Kind::Reply(reply)) });
+        let answer =
+            PublishedFrame { offset: published.offset, epoch: published.epoch.clone(), edges: published.edges };
+        let reply = Reply { id: ack, kind: Some(reply::Kind::Published(answer)) };
+        out.send(to, Frame { kind: Some(Kind::Reply(reply)) });
     }
 }
 

@@ -368,7 +368,8 @@ impl Edge {
                 }));
                 return;
             }
-            None => reply::Kind::Found(false),
+            // Histories are kept by control nodes.
+            Some(query::Kind::History(_)) | None => reply::Kind::Found(false),
         };
         self.reply(from, id, kind);
     }

@@ -8,11 +8,13 @@ use slip_proto::command::{Batch, Command, decode_binary};
 use slip_proto::jwt;
 use slip_proto::pb::control_client::ControlClient;
 use slip_proto::pb::{
-    CloseChannelRequest, CloseRequest, GetConnectionRequest, PublishRequest, SendRequest, SetMetadataRequest,
-    SubscriptionRequest, publish_request, send_request,
+    CloseChannelRequest, CloseRequest, GetConnectionRequest, SendRequest, SetMetadataRequest, SubscriptionRequest,
+    send_request,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::stream::Payload;
 
 /// Why a control request failed.
 ///
@@ -162,15 +164,19 @@ impl GrpcControl {
         Ok(Self { client: ControlClient::with_interceptor(channel, Signer::new(secret)) })
     }
 
-    async fn one(&self, command: Command) -> Result<(), tonic::Status> {
+    pub(crate) fn client(&self) -> ControlClient<InterceptedService<Channel, Signer>> {
+        self.client.clone()
+    }
+
+    async fn one(&self, command: Command) -> Result<(), ControlError> {
         let mut client = self.client.clone();
         match command {
-            Command::Accept { .. } => return Err(tonic::Status::invalid_argument("ACCEPT only answers OPEN")),
+            Command::Accept { .. } => return Err(ControlError::Rejected("ACCEPT only answers OPEN".into())),
             Command::Text { connection_id, data } => {
                 client.send(SendRequest { connection_id, message: Some(send_request::Message::Text(data)) }).await?;
             }
             Command::Binary { connection_id, data } => {
-                let bytes = decode_binary(&data).map_err(tonic::Status::invalid_argument)?;
+                let bytes = decode_binary(&data).map_err(ControlError::Rejected)?;
                 let message = Some(send_request::Message::Binary(bytes.into()));
                 client.send(SendRequest { connection_id, message }).await?;
             }
@@ -180,14 +186,13 @@ impl GrpcControl {
             Command::Unsubscribe { connection_id, channel } => {
                 client.unsubscribe(SubscriptionRequest { connection_id, channel }).await?;
             }
+            // Confirmed, and retried with one idempotency key (`stream.rs`).
             Command::PublishText { channel_id, data } => {
-                let message = Some(publish_request::Message::Text(data));
-                client.publish(PublishRequest { channel: channel_id, message }).await?;
+                self.publish(channel_id, Payload::Text(data), None).await?;
             }
             Command::PublishBinary { channel_id, data } => {
-                let bytes = decode_binary(&data).map_err(tonic::Status::invalid_argument)?;
-                let message = Some(publish_request::Message::Binary(bytes.into()));
-                client.publish(PublishRequest { channel: channel_id, message }).await?;
+                let bytes = decode_binary(&data).map_err(ControlError::Rejected)?;
+                self.publish(channel_id, Payload::Binary(bytes), None).await?;
             }
             Command::CloseChannel { channel_id } => {
                 client.close_channel(CloseChannelRequest { channel: channel_id }).await?;
@@ -213,7 +218,7 @@ impl GrpcControl {
                             tokio::time::sleep(POLL_EVERY).await;
                         }
                         Err(status) if status.code() == tonic::Code::NotFound => break,
-                        Err(status) => return Err(status),
+                        Err(status) => return Err(from_status(status)),
                     }
                 }
             }
@@ -225,13 +230,23 @@ impl GrpcControl {
 impl Transport for GrpcControl {
     async fn run(&self, commands: Vec<Command>) -> Result<(), ControlError> {
         for command in commands {
-            self.one(command).await.map_err(|status| match status.code() {
-                tonic::Code::Unauthenticated => ControlError::Unauthorized,
-                tonic::Code::NotFound => ControlError::NotFound(status.message().to_owned()),
-                tonic::Code::InvalidArgument => ControlError::Rejected(status.message().to_owned()),
-                _ => ControlError::Unavailable(status.message().to_owned()),
-            })?;
+            self.one(command).await?;
         }
         Ok(())
+    }
+}
+
+impl From<tonic::Status> for ControlError {
+    fn from(status: tonic::Status) -> Self {
+        from_status(status)
+    }
+}
+
+pub(crate) fn from_status(status: tonic::Status) -> ControlError {
+    match status.code() {
+        tonic::Code::Unauthenticated => ControlError::Unauthorized,
+        tonic::Code::NotFound => ControlError::NotFound(status.message().to_owned()),
+        tonic::Code::InvalidArgument => ControlError::Rejected(status.message().to_owned()),
+        _ => ControlError::Unavailable(status.message().to_owned()),
     }
 }

@@ -46,6 +46,7 @@
 mod connection;
 mod control;
 mod publisher;
+mod stream;
 
 #[cfg(feature = "axum")]
 mod extract;
@@ -62,6 +63,7 @@ pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// assert_eq!(serde_json::to_string(&command).unwrap(), r#"{"type":"PUBLISH_TEXT","channelId":"news","data":"hi"}"#);
 /// ```
 pub use slip_proto::command::Command;
+pub use stream::{History, PUBLISH_DEADLINE, Payload, Published, new_idempotency_key};
 
 /// One socket event from the gateway. Matching on it is exhaustive: a kind
 /// you did not handle is a compile error, not a surprise at run time.

@@ -275,7 +275,11 @@ impl Cluster {
 }
 
 fn publish(channel: &str, text: &str) -> PublishRequest {
-    PublishRequest { channel: channel.into(), message: Some(publish_request::Message::Text(text.into())) }
+    PublishRequest {
+        channel: channel.into(),
+        message: Some(publish_request::Message::Text(text.into())),
+        ..Default::default()
+    }
 }
 
 /// The connection id the backend saw opened on `edge`.
@@ -672,5 +676,37 @@ async fn a_reply_publish_comes_back_before_the_next_command() {
             ["New connection has joined!", "Welcome to the cool channel, be nice or get out"]
         );
         clients.push(client);
+    }
+}
+
+#[tokio::test]
+async fn publishes_through_any_control_node_share_one_stream_and_its_history() {
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 2, 1).await;
+    let (mut offsets, mut epochs) = (Vec::new(), Vec::new());
+    for i in 0..6 {
+        // Alternately through the owner and the other node: the other forwards
+        // it and answers only once the owner has said where it went.
+        let mut grpc = cluster.grpc(i % 2).await;
+        let reply = grpc.publish(publish("ledger", &format!("m{i}"))).await.unwrap().into_inner();
+        offsets.push(reply.offset);
+        epochs.push(reply.epoch);
+    }
+    assert_eq!(offsets, [1, 2, 3, 4, 5, 6]);
+    assert!(!epochs[0].is_empty() && epochs.iter().all(|e| *e == epochs[0]), "{epochs:?}");
+    for via in 0..2 {
+        let request = slip_proto::pb::HistoryRequest { channel: "ledger".into(), ..Default::default() };
+        let history = cluster.grpc(via).await.history(request).await.unwrap().into_inner();
+        assert!(history.complete);
+        assert_eq!((history.epoch.as_str(), history.top_offset), (epochs[0].as_str(), 6));
+        let got: Vec<(u64, String)> = history
+            .publications
+            .into_iter()
+            .map(|p| match p.message {
+                Some(slip_proto::pb::publication::Message::Text(t)) => (p.offset, t),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, (0..6).map(|i| (i + 1, format!("m{i}"))).collect::<Vec<_>>(), "via control-{via}");
     }
 }

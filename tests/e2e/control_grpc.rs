@@ -10,7 +10,11 @@ use tonic::Code;
 use crate::support::*;
 
 fn publish(channel: &str, text: &str) -> PublishRequest {
-    PublishRequest { channel: channel.into(), message: Some(publish_request::Message::Text(text.into())) }
+    PublishRequest {
+        channel: channel.into(),
+        message: Some(publish_request::Message::Text(text.into())),
+        ..Default::default()
+    }
 }
 
 fn send(id: &str, text: &str) -> SendRequest {

@@ -24,7 +24,11 @@ fn everyone_in_all(request: &slip_proto::callback::CallbackRequest) -> Reply {
 
 async fn bystander_still_hears(gateway: &Gateway, bystander: &mut Client, text: &str) {
     let mut grpc = gateway.grpc().await;
-    let request = PublishRequest { channel: "all".into(), message: Some(publish_request::Message::Text(text.into())) };
+    let request = PublishRequest {
+        channel: "all".into(),
+        message: Some(publish_request::Message::Text(text.into())),
+        ..Default::default()
+    };
     grpc.publish(request).await.unwrap();
     assert_eq!(bystander.text().await, text);
 }
@@ -97,8 +101,11 @@ async fn slow_consumer_is_closed_with_1013_and_others_keep_receiving() {
     let payload = "p".repeat(64 * 1024);
     for i in 0..400 {
         let text = format!("{i}:{payload}");
-        let request =
-            PublishRequest { channel: "all".into(), message: Some(publish_request::Message::Text(text.clone())) };
+        let request = PublishRequest {
+            channel: "all".into(),
+            message: Some(publish_request::Message::Text(text.clone())),
+            ..Default::default()
+        };
         grpc.publish(request).await.unwrap();
         assert_eq!(fast.text().await, text, "the fast client missed publish {i}");
     }

@@ -24,4 +24,5 @@ mod metrics;
 mod ordering;
 mod pushpin;
 mod security;
+mod streams;
 mod woh;

@@ -161,8 +161,11 @@ async fn tokens_the_gateway_signs_publish_nothing() {
         let channel = tonic::transport::Endpoint::from_shared(slip.control.clone()).unwrap().connect().await.unwrap();
         let mut control =
             slip_proto::pb::control_client::ControlClient::with_interceptor(channel.clone(), Auth::bearer(token));
-        let publish =
-            PublishRequest { channel: "c".into(), message: Some(publish_request::Message::Text("forged".into())) };
+        let publish = PublishRequest {
+            channel: "c".into(),
+            message: Some(publish_request::Message::Text("forged".into())),
+            ..Default::default()
+        };
         let status = control.publish(publish).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind} on gRPC Publish");
         let mut admin = AdminClient::with_interceptor(channel, Auth::bearer(token));

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    ChannelEvent, Deliver, Frame, Hello, Interest, Publish, Reply, Role, channel_event, frame::Kind, reply,
+    ChannelEvent, Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Reply, Role, channel_event,
+    frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::time::Instant;
 
 use super::*;
 use crate::sequencer::HOLD_FOR;
+use crate::streams::StreamLimits;
 
 fn node(name: &str) -> NodeId {
     NodeId::parse(name).unwrap()
@@ -54,9 +56,25 @@ fn text(channel: &str, data: &str) -> Publish {
     Publish { channel: channel.into(), event: Some(event), ..Publish::default() }
 }
 
-fn deliver(channel: &str, data: &str, offset: u64, ack: u64) -> Kind {
+fn routing(node_id: NodeId) -> Routing {
+    Routing::new(node_id, StreamLimits::default(), Instant::now())
+}
+
+/// The Deliver of text `data` at `offset` of the channel's stream (as `routing` knows its epoch).
+fn deliver(routing: &Routing, channel: &str, data: &str, offset: u64, ack: u64) -> Kind {
     let event = ChannelEvent { body: Some(channel_event::Body::Text(data.into())) };
-    Kind::Deliver(Deliver { channel: channel.into(), offset, event: Some(event), ack })
+    let epoch = routing.channel(channel).epoch;
+    Kind::Deliver(Deliver { channel: channel.into(), offset, event: Some(event), ack, epoch })
+}
+
+fn published(routing: &Routing, channel: &str, offset: u64, edges: u32) -> Published {
+    Published { offset, epoch: routing.channel(channel).epoch, edges }
+}
+
+/// A publish confirmed to the node that asked, with its place in the stream.
+fn placed(id: u64, published: &Published) -> Kind {
+    let answer = PublishedFrame { offset: published.offset, epoch: published.epoch.clone(), edges: published.edges };
+    Kind::Reply(Reply { id, kind: Some(reply::Kind::Published(answer)) })
 }
 
 fn confirmed(id: u64) -> Kind {
@@ -72,7 +90,7 @@ fn channel_of(owner: &NodeId, members: &[NodeId]) -> String {
 #[test]
 fn the_ring_is_this_node_and_the_linked_control_nodes() {
     let (me, other, gone, edge) = (node("c-0"), node("c-1"), node("c-2"), node("e-0"));
-    let mut routing = Routing::new(me.clone());
+    let mut routing = routing(me.clone());
     assert_eq!(routing.ring().members(), std::slice::from_ref(&me));
     assert!(routing.linked(&other, &hello(Role::Control)));
     assert!(routing.linked(&gone, &hello(Role::Control)));
@@ -90,7 +108,7 @@ fn the_ring_is_this_node_and_the_linked_control_nodes() {
 #[test]
 fn a_publish_goes_once_to_each_interested_edge_with_the_next_offset() {
     let (e1, e2, e3) = (node("e-1"), node("e-2"), node("e-3"));
-    let mut routing = Routing::new(node("c-0"));
+    let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
     for edge in [&e1, &e2] {
         routing.interest(edge, present("room"), &mut out);
@@ -98,54 +116,61 @@ fn a_publish_goes_once_to_each_interested_edge_with_the_next_offset() {
     routing.interest(&e1, present("room"), &mut out);
     assert_eq!(out.take(), [], "interest without an ack is answered by nothing");
     let now = Instant::now();
-    assert_eq!(routing.fan_out(text("room", "a"), now, &mut out), Published { offset: 1, edges: 2 });
-    assert_eq!(out.take(), [("e-1".into(), deliver("room", "a", 1, 0)), ("e-2".into(), deliver("room", "a", 1, 0))]);
+    let first = routing.fan_out(text("room", "a"), now, &mut out);
+    assert_eq!(first, published(&routing, "room", 1, 2));
+    let (a1, a2) = (deliver(&routing, "room", "a", 1, 0), deliver(&routing, "room", "a", 1, 0));
+    assert_eq!(out.take(), [("e-1".into(), a1), ("e-2".into(), a2)]);
     out.refuse.insert("e-2".into());
-    assert_eq!(routing.fan_out(text("room", "b"), now, &mut out), Published { offset: 2, edges: 1 });
-    assert_eq!(out.take(), [("e-1".into(), deliver("room", "b", 2, 0))]);
-    assert_eq!(routing.fan_out(text("hall", "c"), now, &mut out), Published::default(), "nobody listens");
+    assert_eq!(routing.fan_out(text("room", "b"), now, &mut out), published(&routing, "room", 2, 1));
+    assert_eq!(out.take(), [("e-1".into(), deliver(&routing, "room", "b", 2, 0))]);
+    let unheard = routing.fan_out(text("hall", "c"), now, &mut out);
+    assert_eq!(unheard, published(&routing, "hall", 1, 0), "nobody listens: a place in the stream all the same");
     routing.interest(&e3, Interest { present: false, ..present("room") }, &mut out);
     routing.interest(&e2, Interest { present: false, ..present("room") }, &mut out);
-    assert_eq!(routing.channel("room"), (vec![e1.clone()], 2));
+    assert_eq!(routing.channel("room").edges, std::slice::from_ref(&e1));
     routing.edge_gone(&e1);
-    assert_eq!(routing.channel("room"), (vec![], 0), "the channel starts over once nobody listens");
+    let room = routing.channel("room");
+    assert!(room.edges.is_empty());
+    assert_eq!(room.top_offset, 2, "the stream outlives its listeners");
+    assert_eq!(routing.fan_out(text("room", "c"), now, &mut out).offset, 3);
 }
 
 #[test]
 fn a_publish_is_confirmed_behind_the_delivery_to_the_edge_that_asked() {
     let (e1, e2) = (node("e-1"), node("e-2"));
-    let mut routing = Routing::new(node("c-0"));
+    let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
     routing.interest(&e1, present("room"), &mut out);
     routing.interest(&e2, present("room"), &mut out);
     let now = Instant::now();
     let asked = Publish { ack: 7, reply_to: "e-2".into(), ..text("room", "a") };
     routing.fan_out(asked, now, &mut out);
-    assert_eq!(out.take(), [("e-1".into(), deliver("room", "a", 1, 0)), ("e-2".into(), deliver("room", "a", 1, 7))]);
+    let (plain, acked) = (deliver(&routing, "room", "a", 1, 0), deliver(&routing, "room", "a", 1, 7));
+    assert_eq!(out.take(), [("e-1".into(), plain), ("e-2".into(), acked)]);
     // An edge with no subscriber of the channel is answered directly.
     let asked = Publish { ack: 8, reply_to: "e-3".into(), ..text("room", "b") };
     routing.fan_out(asked, now, &mut out);
     let sent = out.take();
-    assert_eq!(sent.last(), Some(&("e-3".into(), confirmed(8))));
+    assert_eq!(sent.last(), Some(&("e-3".into(), placed(8, &published(&routing, "room", 2, 2)))));
     let asked = Publish { ack: 9, reply_to: "e-3".into(), ..text("hall", "c") };
     routing.fan_out(asked, now, &mut out);
-    assert_eq!(out.take(), [("e-3".into(), confirmed(9))]);
+    assert_eq!(out.take(), [("e-3".into(), placed(9, &published(&routing, "hall", 1, 0)))]);
 }
 
 #[test]
 fn a_subscribe_is_confirmed_once_its_interest_is_recorded() {
     let e1 = node("e-1");
-    let mut routing = Routing::new(node("c-0"));
+    let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
     routing.interest(&e1, Interest { ack: 5, reply_to: "c-1".into(), ..present("room") }, &mut out);
-    assert_eq!(routing.channel("room").0, [e1]);
+    assert_eq!(routing.channel("room").edges, [e1]);
     assert_eq!(out.take(), [("c-1".into(), confirmed(5))]);
 }
 
 #[test]
 fn an_early_grip_publish_waits_for_its_predecessor_or_its_deadline() {
     let e1 = node("e-1");
-    let mut routing = Routing::new(node("c-0"));
+    let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
     routing.interest(&e1, present("room"), &mut out);
     let t0 = Instant::now();
@@ -155,14 +180,16 @@ fn an_early_grip_publish_waits_for_its_predecessor_or_its_deadline() {
     assert_eq!(routing.next_deadline(), Some(t0 + HOLD_FOR));
     routing.fan_out(grip("2", "b", "a"), t0, &mut out);
     let data: Vec<Kind> = out.take().into_iter().map(|(_, kind)| kind).collect();
-    assert_eq!(data, [deliver("room", "1", 1, 0), deliver("room", "2", 2, 0), deliver("room", "3", 3, 0)]);
-    assert_eq!(routing.next_deadline(), None);
+    let expected = [1, 2, 3].map(|i| deliver(&routing, "room", &i.to_string(), i, 0));
+    assert_eq!(data, expected);
+    assert!(routing.next_deadline() > Some(t0 + HOLD_FOR), "nothing held: only the streams' own timers are left");
 
     routing.fan_out(grip("5", "e", "d"), t0, &mut out);
     routing.on_clock(t0 + HOLD_FOR - Duration::from_millis(1), &mut out);
     assert_eq!(out.take(), []);
     routing.on_clock(t0 + HOLD_FOR, &mut out);
-    assert_eq!(out.take(), [("e-1".into(), deliver("room", "5", 4, 0))], "a lost predecessor stalls nothing");
+    let fifth = deliver(&routing, "room", "5", 4, 0);
+    assert_eq!(out.take(), [("e-1".into(), fifth)], "a lost predecessor stalls nothing");
 }
 
 #[test]
@@ -170,7 +197,7 @@ fn interest_owned_elsewhere_is_dropped_only_once_the_ring_holds_still() {
     let (me, other, e1) = (node("c-0"), node("c-1"), node("e-1"));
     let both = [me.clone(), other.clone()];
     let (mine, theirs) = (channel_of(&me, &both), channel_of(&other, &both));
-    let mut routing = Routing::new(me.clone());
+    let mut routing = routing(me.clone());
     let mut out = Sent::default();
     routing.interest(&e1, present(&mine), &mut out);
     routing.interest(&e1, present(&theirs), &mut out);
@@ -182,9 +209,9 @@ fn interest_owned_elsewhere_is_dropped_only_once_the_ring_holds_still() {
     let t1 = t0 + RING_SETTLE / 2;
     routing.rebuild_ring(std::slice::from_ref(&other), t1);
     routing.on_clock(t0 + RING_SETTLE, &mut out);
-    assert_eq!(routing.channel(&theirs).0, std::slice::from_ref(&e1));
+    assert_eq!(routing.channel(&theirs).edges, std::slice::from_ref(&e1));
     routing.on_clock(t1 + RING_SETTLE, &mut out);
-    assert_eq!(routing.channel(&theirs).0, []);
-    assert_eq!(routing.channel(&mine).0, [e1]);
+    assert!(routing.channel(&theirs).edges.is_empty());
+    assert_eq!(routing.channel(&mine).edges, [e1]);
     assert_eq!(routing.next_deadline(), None);
 }

@@ -1,0 +1,344 @@
+//! Channel streams at their owner, as pure code (DESIGN §9): per channel an
+//! epoch, the last offset given, the newest publications, and the
+//! idempotency keys seen. The clock is passed in; so is the source of new
+//! epochs, so tests can name them.
+//!
+//! Bounds: history per channel by count and age, history per node by bytes
+//! (the oldest publication anywhere goes first), keys per channel by age and
+//! count, and streams remembered by age and count. A stream whose history is
+//! empty keeps its epoch and offset for `meta_ttl` after its last publish,
+//! so offsets do not start over because nobody published for a while.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slip_proto::link_pb::{ChannelEvent, channel_event};
+// A plain value passed in: tokio's, so a paused test clock drives it.
+use tokio::time::Instant;
+
+/// Default publications kept per channel (`SLIP_HISTORY_SIZE`).
+pub const DEFAULT_HISTORY_SIZE: usize = 100;
+/// Default age after which a publication leaves history (`SLIP_HISTORY_TTL_SECS`).
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
+/// Default window in which a repeated idempotency key is recognized (`SLIP_IDEMPOTENCY_SECS`).
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(300);
+/// How long an idle stream's epoch and offset are kept after its last publish.
+pub const DEFAULT_META_TTL: Duration = Duration::from_secs(86_400);
+/// Streams remembered at most; past it the longest idle ones are forgotten first.
+pub const MAX_STREAMS: usize = 1_000_000;
+/// Idempotency keys remembered per channel at most; past it the oldest go.
+pub const MAX_KEYS_PER_STREAM: usize = 100_000;
+/// Longest idempotency key taken, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+/// How often idle streams are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// What a publication costs beyond its payload (its entry, its place in the
+/// age queue), counted against the byte bound.
+const ENTRY_OVERHEAD: usize = 96;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamLimits {
+    /// Publications kept per channel; 0 keeps none (offsets are still given).
+    pub history_size: usize,
+    pub history_ttl: Duration,
+    /// History bytes on this node in all.
+    pub max_bytes: usize,
+    pub idempotency_ttl: Duration,
+    pub meta_ttl: Duration,
+    pub max_streams: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_ttl: DEFAULT_HISTORY_TTL,
+            max_bytes: default_max_bytes(),
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            meta_ttl: DEFAULT_META_TTL,
+            max_streams: MAX_STREAMS,
+        }
+    }
+}
+
+/// `SLIP_HISTORY_MAX_BYTES` when not given: an eighth of the machine's
+/// memory, at least 64 MiB (256 MiB when the memory cannot be read).
+pub fn default_max_bytes() -> usize {
+    const MIN: usize = 64 << 20;
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        info.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<usize>().ok()
+    });
+    match total_kib {
+        Some(kib) => (kib.saturating_mul(1024) / 8).max(MIN),
+        None => 256 << 20,
+    }
+}
+
+/// A message of a stream, as history holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub offset: u64,
+    pub event: ChannelEvent,
+}
+
+/// What [`Streams::append`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// A new publication at `offset`.
+    New { epoch: Arc<str>, offset: u64 },
+    /// The key was seen within the window: the first publish's place; nothing new.
+    Duplicate { epoch: Arc<str>, offset: u64 },
+}
+
+/// What history holds of a stream after a point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub epoch: Arc<str>,
+    pub top_offset: u64,
+    pub publications: Vec<Publication>,
+    /// False when the epoch asked about is not this one, or when history no
+    /// longer holds every publication after the offset asked about.
+    pub complete: bool,
+}
+
+struct Queued {
+    at: Instant,
+    channel: Arc<str>,
+    epoch: Arc<str>,
+    offset: u64,
+}
+
+struct Entry {
+    offset: u64,
+    event: ChannelEvent,
+    at: Instant,
+    bytes: usize,
+}
+
+struct Stream {
+    epoch: Arc<str>,
+    top: u64,
+    history: VecDeque<Entry>,
+    keys: HashMap<String, u64>,
+    /// Keys in the order seen, for their window and their bound.
+    key_order: VecDeque<(Instant, String)>,
+    /// The last publish.
+    touched: Instant,
+}
+
+pub struct Streams {
+    limits: StreamLimits,
+    streams: HashMap<Arc<str>, Stream>,
+    /// Every publication in history, oldest first: for the age bound and the
+    /// per-node byte bound (entries already gone are skipped; the epoch tells
+    /// a forgotten stream's entries from those of one of the same name since).
+    order: VecDeque<Queued>,
+    bytes: usize,
+    next_sweep: Instant,
+    new_epoch: Box<dyn Fn() -> String + Send>,
+}
+
+/// A fresh random epoch: 64 bits in hex.
+pub fn random_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Only messages belong to a stream; closing a channel is an order, not a publication.
+pub fn is_message(event: &ChannelEvent) -> bool {
+    matches!(event.body, Some(channel_event::Body::Text(_) | channel_event::Body::Binary(_)))
+}
+
+fn payload_bytes(event: &ChannelEvent) -> usize {
+    match &event.body {
+        Some(channel_event::Body::Text(t)) => t.len(),
+        Some(channel_event::Body::Binary(b)) => b.len(),
+        _ => 0,
+    }
+}
+
+impl Streams {
+    pub fn new(limits: StreamLimits, new_epoch: impl Fn() -> String + Send + 'static, now: Instant) -> Self {
+        Self {
+            limits,
+            streams: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            next_sweep: now + SWEEP_EVERY,
+            new_epoch: Box::new(new_epoch),
+        }
+    }
+
+    pub fn limits(&self) -> &StreamLimits {
+        &self.limits
+    }
+
+    /// History bytes held on this node.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The stream's epoch and last offset, if it is remembered.
+    pub fn head(&self, channel: &str) -> Option<(Arc<str>, u64)> {
+        self.streams.get(channel).map(|s| (s.epoch.clone(), s.top))
+    }
+
+    /// Gives a message the stream's next offset and keeps it in history; a
+    /// key seen within the window gets the first publish's offset instead.
+    /// An empty key is no key.
+    pub fn append(&mut self, channel: &str, event: &ChannelEvent, key: &str, now: Instant) -> Appended {
+        if !self.streams.contains_key(channel) && self.streams.len() >= self.limits.max_streams {
+            self.forget_idlest();
+        }
+        let limits = &self.limits;
+        let (name, stream) = match self.streams.get_key_value(channel) {
+            Some((name, _)) => (name.clone(), self.streams.get_mut(channel).expect("just found")),
+            None => {
+                let name: Arc<str> = Arc::from(channel);
+                let stream = Stream {
+                    epoch: Arc::from((self.new_epoch)()),
+                    top: 0,
+                    history: VecDeque::new(),
+                    keys: HashMap::new(),
+                    key_order: VecDeque::new(),
+                    touched: now,
+                };
+                (name.clone(), self.streams.entry(name).or_insert(stream))
+            }
+        };
+        expire_keys(stream, limits.idempotency_ttl, now);
+        if !key.is_empty()
+            && let Some(&offset) = stream.keys.get(key)
+        {
+            return Appended::Duplicate { epoch: stream.epoch.clone(), offset };
+        }
+        stream.top += 1;
+        stream.touched = now;
+        let offset = stream.top;
+        if !key.is_empty() {
+            if stream.key_order.len() >= MAX_KEYS_PER_STREAM
+                && let Some((_, oldest)) = stream.key_order.pop_front()
+            {
+                stream.keys.remove(&oldest);
+            }
+            stream.keys.insert(key.to_owned(), offset);
+            stream.key_order.push_back((now, key.to_owned()));
+        }
+        let epoch = stream.epoch.clone();
+        if limits.history_size > 0 {
+            let bytes = payload_bytes(event) + ENTRY_OVERHEAD;
+            stream.history.push_back(Entry { offset, event: event.clone(), at: now, bytes });
+            self.bytes += bytes;
+            if stream.history.len() > limits.history_size
+                && let Some(old) = stream.history.pop_front()
+            {
+                self.bytes -= old.bytes;
+            }
+            self.order.push_back(Queued { at: now, channel: name, epoch: epoch.clone(), offset });
+            self.shed_bytes();
+        }
+        Appended::New { epoch, offset }
+    }
+
+    /// The publications after `since_offset` (all it holds when 0), oldest
+    /// first, at most `limit` (0: the history size). With `since_epoch` set
+    /// and not the stream's epoch, everything held, marked incomplete.
+    pub fn history(&self, channel: &str, since_epoch: &str, since_offset: u64, limit: usize, now: Instant) -> History {
+        let Some(stream) = self.streams.get(channel) else {
+            // Never published, or forgotten: a stream with nothing in it yet.
+            return History {
+                epoch: Arc::from(""),
+                top_offset: 0,
+                publications: Vec::new(),
+                complete: since_epoch.is_empty() && since_offset == 0,
+            };
+        };
+        let same_epoch = since_epoch.is_empty() || since_epoch == &*stream.epoch;
+        let after = if same_epoch { since_offset } else { 0 };
+        let limit = if limit == 0 { self.limits.history_size.max(1) } else { limit };
+        let live = stream.history.iter().filter(|e| now < e.at + self.limits.history_ttl);
+        let publications: Vec<Publication> = live
+            .clone()
+            .filter(|e| e.offset > after)
+            .take(limit)
+            .map(|e| Publication { offset: e.offset, event: e.event.clone() })
+            .collect();
+        // Everything after `after` is held when the oldest held is right after it
+        // (or nothing was published after it).
+        let oldest = live.map(|e| e.offset).next();
+        let holds_all = after >= stream.top || oldest.is_some_and(|o| o <= after + 1);
+        History { epoch: stream.epoch.clone(), top_offset: stream.top, publications, complete: same_epoch && holds_all }
+    }
+
+    /// When [`Streams::expire`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let oldest = self.order.front().map(|q| q.at + self.limits.history_ttl);
+        let sweep = (!self.streams.is_empty()).then_some(self.next_sweep);
+        oldest.into_iter().chain(sweep).min()
+    }
+
+    /// Drops publications past their age, and (every few seconds) streams
+    /// idle past `meta_ttl` whose history is empty.
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.limits.history_ttl;
+        while let Some(queued) = self.order.front()
+            && queued.at + ttl <= now
+        {
+            let queued = self.order.pop_front().expect("just looked");
+            self.drop_entry(&queued);
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY;
+            let (meta_ttl, idempotency_ttl) = (self.limits.meta_ttl, self.limits.idempotency_ttl);
+            self.streams.retain(|_, s| {
+                expire_keys(s, idempotency_ttl, now);
+                !s.history.is_empty() || now < s.touched + meta_ttl
+            });
+        }
+    }
+
+    /// Drops the oldest publications anywhere until history fits its bytes.
+    fn shed_bytes(&mut self) {
+        while self.bytes > self.limits.max_bytes {
+            let Some(queued) = self.order.pop_front() else { return };
+            self.drop_entry(&queued);
+        }
+    }
+
+    /// Drops a queued publication if its stream still holds it (anything
+    /// older of that stream went before it, by count).
+    fn drop_entry(&mut self, queued: &Queued) {
+        let Some(stream) = self.streams.get_mut(&queued.channel) else { return };
+        if stream.epoch != queued.epoch {
+            return;
+        }
+        while let Some(front) = stream.history.front()
+            && front.offset <= queued.offset
+        {
+            let entry = stream.history.pop_front().expect("just looked");
+            self.bytes -= entry.bytes;
+        }
+    }
+
+    /// Makes room for a new stream: the one idle longest goes.
+    fn forget_idlest(&mut self) {
+        let idlest = self.streams.iter().min_by_key(|(_, s)| s.touched).map(|(name, _)| name.clone());
+        if let Some(name) = idlest
+            && let Some(stream) = self.streams.remove(&name)
+        {
+            self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
+        }
+    }
+}
+
+fn expire_keys(stream: &mut Stream, ttl: Duration, now: Instant) {
+    while let Some((at, _)) = stream.key_order.front()
+        && *at + ttl <= now
+    {
+        let (_, key) = stream.key_order.pop_front().expect("just looked");
+        stream.keys.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests;

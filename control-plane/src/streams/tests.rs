@@ -1,0 +1,157 @@
+//! Streams' rules with a clock passed in: offsets that outlive idleness,
+//! history by count, age and bytes, idempotency keys, and what History says.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use slip_proto::link_pb::{ChannelEvent, channel_event};
+use tokio::time::Instant;
+
+use super::*;
+
+fn limits() -> StreamLimits {
+    StreamLimits {
+        history_size: 3,
+        history_ttl: Duration::from_secs(60),
+        max_bytes: 1 << 20,
+        idempotency_ttl: Duration::from_secs(30),
+        meta_ttl: Duration::from_secs(600),
+        max_streams: 1000,
+    }
+}
+
+/// Epochs named e1, e2, … in the order they are made.
+fn streams(limits: StreamLimits, now: Instant) -> Streams {
+    let made = AtomicU32::new(0);
+    Streams::new(limits, move || format!("e{}", made.fetch_add(1, Ordering::Relaxed) + 1), now)
+}
+
+fn text(data: &str) -> ChannelEvent {
+    ChannelEvent { body: Some(channel_event::Body::Text(data.into())) }
+}
+
+fn new(epoch: &str, offset: u64) -> Appended {
+    Appended::New { epoch: Arc::from(epoch), offset }
+}
+
+fn offsets(history: &History) -> Vec<u64> {
+    history.publications.iter().map(|p| p.offset).collect()
+}
+
+#[test]
+fn offsets_count_up_per_channel_within_one_epoch() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    assert_eq!(s.append("a", &text("1"), "", t0), new("e1", 1));
+    assert_eq!(s.append("a", &text("2"), "", t0), new("e1", 2));
+    assert_eq!(s.append("b", &text("1"), "", t0), new("e2", 1));
+    assert_eq!(s.head("a"), Some((Arc::from("e1"), 2)));
+    assert_eq!(s.head("c"), None);
+}
+
+#[test]
+fn history_keeps_the_newest_by_count_and_says_what_it_no_longer_holds() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    for i in 1..=5 {
+        s.append("a", &text(&i.to_string()), "", t0);
+    }
+    let all = s.history("a", "", 0, 0, t0);
+    assert_eq!(offsets(&all), [3, 4, 5]);
+    assert_eq!(all.top_offset, 5);
+    assert!(!all.complete, "1 and 2 are gone");
+    let recent = s.history("a", "e1", 3, 0, t0);
+    assert_eq!(offsets(&recent), [4, 5]);
+    assert!(recent.complete);
+    assert!(!s.history("a", "e1", 1, 0, t0).complete);
+    let caught_up = s.history("a", "e1", 5, 0, t0);
+    assert!(caught_up.publications.is_empty() && caught_up.complete);
+    assert_eq!(offsets(&s.history("a", "e1", 2, 1, t0)), [3], "at most `limit`");
+    let other = s.history("a", "e0", 4, 0, t0);
+    assert_eq!(offsets(&other), [3, 4, 5], "another epoch: everything held");
+    assert!(!other.complete);
+}
+
+#[test]
+fn history_ages_out_but_the_offset_goes_on() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    s.append("a", &text("old"), "", t0);
+    let t1 = t0 + Duration::from_secs(30);
+    s.append("a", &text("new"), "", t1);
+    assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(10)), "the sweep comes first");
+    s.expire(t0 + Duration::from_secs(60));
+    assert_eq!(offsets(&s.history("a", "", 0, 0, t0 + Duration::from_secs(60))), [2]);
+    s.expire(t1 + Duration::from_secs(60));
+    assert_eq!(s.bytes(), 0);
+    assert_eq!(offsets(&s.history("a", "", 0, 0, t1 + Duration::from_secs(60))), Vec::<u64>::new());
+    // Idle with no history, but within meta_ttl: the stream goes on where it was.
+    assert_eq!(s.append("a", &text("again"), "", t1 + Duration::from_secs(500)), new("e1", 3));
+}
+
+#[test]
+fn an_idle_stream_is_forgotten_after_meta_ttl_and_starts_a_new_epoch() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    s.append("a", &text("1"), "", t0);
+    let later = t0 + Duration::from_secs(700);
+    s.expire(later);
+    assert_eq!(s.head("a"), None);
+    assert_eq!(s.append("a", &text("1"), "", later), new("e2", 1));
+}
+
+#[test]
+fn history_bytes_are_bounded_per_node_oldest_first() {
+    let t0 = Instant::now();
+    let per_entry = 1000 + ENTRY_OVERHEAD;
+    let mut s = streams(StreamLimits { history_size: 100, max_bytes: 5 * per_entry, ..limits() }, t0);
+    let big = "x".repeat(1000);
+    for _ in 0..4 {
+        s.append("a", &text(&big), "", t0);
+    }
+    for _ in 0..4 {
+        s.append("b", &text(&big), "", t0);
+    }
+    assert!(s.bytes() <= 5 * per_entry);
+    assert_eq!(offsets(&s.history("a", "", 0, 0, t0)), [4], "the three oldest, all a's, went");
+    assert_eq!(offsets(&s.history("b", "", 0, 0, t0)), [1, 2, 3, 4]);
+    for _ in 0..10_000 {
+        s.append("c", &text(&big), "", t0);
+    }
+    assert!(s.bytes() <= 5 * per_entry, "a flood stays within the bound");
+    assert_eq!(s.head("c"), Some((Arc::from("e3"), 10_000)));
+}
+
+#[test]
+fn a_key_seen_within_the_window_gets_the_first_offset_and_nothing_new() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    assert_eq!(s.append("a", &text("hi"), "k1", t0), new("e1", 1));
+    assert_eq!(s.append("a", &text("hi"), "k1", t0), Appended::Duplicate { epoch: Arc::from("e1"), offset: 1 });
+    assert_eq!(s.append("b", &text("hi"), "k1", t0), new("e2", 1), "keys are per channel");
+    assert_eq!(s.append("a", &text("x"), "", t0), new("e1", 2));
+    assert_eq!(s.append("a", &text("x"), "", t0), new("e1", 3), "no key, no deduplication");
+    let after = t0 + Duration::from_secs(30);
+    assert_eq!(s.append("a", &text("hi"), "k1", after), new("e1", 4), "the window has passed");
+}
+
+#[test]
+fn no_history_still_gives_offsets() {
+    let t0 = Instant::now();
+    let mut s = streams(StreamLimits { history_size: 0, ..limits() }, t0);
+    s.append("a", &text("1"), "", t0);
+    assert_eq!(s.append("a", &text("2"), "", t0), new("e1", 2));
+    assert!(s.history("a", "", 0, 0, t0).publications.is_empty());
+    assert_eq!(s.bytes(), 0);
+}
+
+#[test]
+fn streams_are_bounded_in_number() {
+    let t0 = Instant::now();
+    let mut s = streams(StreamLimits { max_streams: 2, ..limits() }, t0);
+    s.append("a", &text("1"), "", t0);
+    s.append("b", &text("1"), "", t0 + Duration::from_secs(1));
+    s.append("c", &text("1"), "", t0 + Duration::from_secs(2));
+    assert_eq!(s.head("a"), None, "the idlest went");
+    assert!(s.head("b").is_some() && s.head("c").is_some());
+}

@@ -1,0 +1,169 @@
+//! Channel streams on one node (`slip dev`): offsets within an epoch that
+//! outlive an empty channel, history with its bounds, idempotency keys, the
+//! History API, `slip admin history`, and the SDK's confirmed publishes.
+
+use slip_proto::pb::{
+    GetChannelRequest, HistoryRequest, PublishRequest, SubscriptionRequest, publication, publish_request,
+};
+use slip_sockets::{GrpcControl, Payload};
+
+use crate::support::*;
+
+fn publish(channel: &str, text: &str, key: &str) -> PublishRequest {
+    PublishRequest {
+        channel: channel.into(),
+        message: Some(publish_request::Message::Text(text.into())),
+        idempotency_key: key.into(),
+    }
+}
+
+fn history(channel: &str, since_epoch: &str, since_offset: u64) -> HistoryRequest {
+    HistoryRequest { channel: channel.into(), since_epoch: since_epoch.into(), since_offset, limit: 0 }
+}
+
+fn texts(reply: &slip_proto::pb::HistoryReply) -> Vec<(u64, String)> {
+    reply
+        .publications
+        .iter()
+        .map(|p| match &p.message {
+            Some(publication::Message::Text(t)) => (p.offset, t.clone()),
+            other => panic!("not text: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn publishes_take_consecutive_offsets_of_one_epoch_and_history_returns_them() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut grpc = gateway.grpc().await;
+
+    // Nobody subscribed: the stream keeps them all the same.
+    let mut epochs = Vec::new();
+    for i in 1..=5u64 {
+        let reply = grpc.publish(publish("news", &format!("n{i}"), "")).await.unwrap().into_inner();
+        assert_eq!((reply.offset, reply.edges), (i, 0));
+        epochs.push(reply.epoch);
+    }
+    let epoch = epochs[0].clone();
+    assert!(!epoch.is_empty() && epochs.iter().all(|e| *e == epoch), "{epochs:?}");
+
+    let all = grpc.history(history("news", "", 0)).await.unwrap().into_inner();
+    assert_eq!((all.epoch.as_str(), all.top_offset, all.complete), (epoch.as_str(), 5, true));
+    assert_eq!(texts(&all), (1..=5).map(|i| (i, format!("n{i}"))).collect::<Vec<_>>());
+    let after_3 = grpc.history(history("news", &epoch, 3)).await.unwrap().into_inner();
+    assert_eq!(texts(&after_3), [(4, "n4".to_owned()), (5, "n5".to_owned())]);
+    assert!(after_3.complete);
+    let other_epoch = grpc.history(history("news", "not-this-one", 3)).await.unwrap().into_inner();
+    assert!(!other_epoch.complete, "offsets of another epoch mean nothing here");
+    assert_eq!(texts(&other_epoch).len(), 5);
+
+    let info = grpc.get_channel(GetChannelRequest { channel: "news".into() }).await.unwrap().into_inner();
+    assert_eq!((info.last_offset, info.epoch.as_str()), (5, epoch.as_str()));
+}
+
+#[tokio::test]
+async fn history_is_bounded_and_says_so() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start_with(&backend.url, &["--history-size", "3"]).await;
+    let mut grpc = gateway.grpc().await;
+    for i in 1..=5 {
+        grpc.publish(publish("news", &format!("n{i}"), "")).await.unwrap();
+    }
+    let all = grpc.history(history("news", "", 0)).await.unwrap().into_inner();
+    assert_eq!(texts(&all).iter().map(|(o, _)| *o).collect::<Vec<_>>(), [3, 4, 5]);
+    assert!(!all.complete, "1 and 2 are no longer held");
+    let recent = grpc.history(history("news", &all.epoch, 2)).await.unwrap().into_inner();
+    assert!(recent.complete, "everything after 2 is held");
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_is_delivered_once_and_answered_with_the_first_offset() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut client = Client::connect(&gateway).await;
+    let id = nth_open(&backend, 0).await;
+    let mut grpc = gateway.grpc().await;
+    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "orders".into() }).await.unwrap();
+
+    let first = grpc.publish(publish("orders", "order 17", "order-17")).await.unwrap().into_inner();
+    let again = grpc.publish(publish("orders", "order 17", "order-17")).await.unwrap().into_inner();
+    assert_eq!((again.offset, again.epoch.as_str()), (first.offset, first.epoch.as_str()));
+    assert_eq!((first.edges, again.edges), (1, 0), "the repeat went to no edge");
+    grpc.publish(publish("orders", "marker", "")).await.unwrap();
+    assert_eq!(client.texts(2).await, ["order 17", "marker"], "the repeat was not delivered");
+
+    let too_long = "k".repeat(129);
+    let refused = grpc.publish(publish("orders", "x", &too_long)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn offsets_outlive_an_empty_channel() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut client = Client::connect(&gateway).await;
+    let id = nth_open(&backend, 0).await;
+    let mut grpc = gateway.grpc().await;
+    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "room".into() }).await.unwrap();
+    let first = grpc.publish(publish("room", "one", "")).await.unwrap().into_inner();
+    assert_eq!(client.text().await, "one");
+    drop(client);
+    wait_for_no_edges(&gateway, "room").await;
+    let later = grpc.publish(publish("room", "two", "")).await.unwrap().into_inner();
+    assert_eq!((later.offset, later.epoch.as_str()), (first.offset + 1, first.epoch.as_str()));
+}
+
+/// Waits until the channel's owner lists no interested edge: the channel is empty.
+async fn wait_for_no_edges(gateway: &Gateway, channel: &str) {
+    let mut grpc = gateway.grpc().await;
+    for _ in 0..100 {
+        let request = GetChannelRequest { channel: channel.into() };
+        if grpc.get_channel(request).await.is_ok_and(|c| c.into_inner().edges == 0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{channel} kept its subscribers");
+}
+
+#[tokio::test]
+async fn slip_admin_history_prints_the_publications() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let mut grpc = gateway.grpc().await;
+    for text in ["a", "b", "c"] {
+        grpc.publish(publish("log", text, "")).await.unwrap();
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+        .args(["admin", "--control", &gateway.control, "--jwt-secret", SECRET, "--json", "history", "log"])
+        .args(["--since", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(u64, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["offset"].as_u64().unwrap(), r["message"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(got, [(2, "b".to_owned()), (3, "c".to_owned())]);
+}
+
+#[tokio::test]
+async fn the_sdk_publishes_with_a_key_and_reads_history() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let sdk = GrpcControl::connect(gateway.control.clone(), SECRET.as_bytes()).await.unwrap();
+    let a = sdk.publish("feed", Payload::Text("a".into()), None).await.unwrap();
+    let b = sdk.publish("feed", Payload::Text("b".into()), None).await.unwrap();
+    assert_eq!((a.offset, b.offset), (1, 2), "each publish gets a key of its own");
+    let keyed = sdk.publish("feed", Payload::Text("c".into()), Some("c".into())).await.unwrap();
+    let repeat = sdk.publish("feed", Payload::Text("c".into()), Some("c".into())).await.unwrap();
+    assert_eq!((keyed.offset, repeat.offset), (3, 3));
+    let history = sdk.history("feed", Some((&a.epoch, 1)), 0).await.unwrap();
+    assert!(history.complete);
+    assert_eq!(history.publications, [(2, Payload::Text("b".into())), (3, Payload::Text("c".into()))]);
+}
