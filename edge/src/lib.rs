@@ -7,6 +7,7 @@ pub mod callback;
 pub mod config;
 pub mod confirm;
 mod connection;
+pub mod cursor;
 pub mod drain;
 pub mod effect;
 pub mod frame;

@@ -8,18 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use slip_link::{FrameHandler, Link, LinkError, Peers};
 use slip_proto::close::CloseCode;
 use slip_proto::command::Command;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
-    ChannelCounts, ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, Interest,
-    Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message, query, reply,
+    ChannelCounts, ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, HistoryAnswer,
+    Interest, Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message, query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +29,7 @@ use crate::callback::CallbackClient;
 use crate::config::ConfigError;
 use crate::config::EdgeConfig;
 use crate::confirm::Confirmations;
+use crate::cursor::{Cursors, FETCH_TIMEOUT, Steps};
 use crate::frame;
 use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
@@ -50,6 +52,8 @@ pub struct Edge {
     ring: RwLock<Ring>,
     /// Publishes a reply's next command waits for (`confirm.rs`).
     confirmations: Confirmations,
+    /// Per channel, the last offset delivered here, and gaps being fetched (`cursor.rs`).
+    cursors: Mutex<Cursors>,
     /// Every task the edge runs: the listener's HTTP connections, the
     /// WebSocket connections and their writers, waiting queries.
     pub(crate) tasks: TaskTracker,
@@ -78,6 +82,7 @@ impl Edge {
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
             confirmations: Confirmations::default(),
+            cursors: Mutex::new(Cursors::default()),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             config,
@@ -261,6 +266,9 @@ impl Edge {
     }
 
     fn interest(&self, channel: String, present: bool) {
+        if !present {
+            self.cursors.lock().forget(&channel);
+        }
         let owner = self.ring.read().owner(&channel).cloned();
         self.send_to(owner, Frame { kind: Some(Kind::Interest(Interest { channel, present, ..Default::default() })) });
     }
@@ -290,15 +298,57 @@ impl Edge {
         }
     }
 
-    fn deliver(&self, deliver: Deliver) {
-        let ack = deliver.ack;
-        if let Some(body) = deliver.event.and_then(|e| e.body) {
-            self.deliver_body(&deliver.channel, body);
+    /// A Deliver from a channel's owner, in offset order: one past a gap
+    /// waits while the gap is fetched from the owner's history.
+    fn deliver(self: &Arc<Self>, deliver: Deliver) {
+        let mut cursors = self.cursors.lock();
+        let steps = cursors.deliver(deliver, Instant::now());
+        // Fanned out under the lock: whatever comes next goes out after.
+        self.carry_out(steps);
+    }
+
+    /// The owner's answer to a fetch of a gap (`None`: none came).
+    fn history_answered(self: &Arc<Self>, id: u64, answer: Option<HistoryAnswer>) {
+        let mut cursors = self.cursors.lock();
+        let steps = cursors.answered(id, answer);
+        self.carry_out(steps);
+    }
+
+    fn carry_out(self: &Arc<Self>, steps: Steps) {
+        for deliver in steps.deliver {
+            if let Some(body) = deliver.event.and_then(|e| e.body) {
+                self.deliver_body(&deliver.channel, body);
+            }
+            // Fanned out here: whatever waited for this publish may go on.
+            if deliver.ack != 0 {
+                self.confirmations.confirm(deliver.ack);
+            }
         }
-        // Fanned out here: whatever waited for this publish may go on.
-        if ack != 0 {
-            self.confirmations.confirm(ack);
+        if steps.repeat_ack != 0 {
+            self.confirmations.confirm(steps.repeat_ack);
         }
+        if steps.lost > 0 {
+            slip_metrics::metrics().stream_gaps.inc_by(steps.lost);
+            tracing::warn!(lost = steps.lost, "publications missed that history no longer held");
+        }
+        let Some((id, query)) = steps.fetch else { return };
+        let owner = self.ring.read().owner(&query.channel).cloned();
+        let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(query)) })) };
+        let sent = owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok());
+        if !sent {
+            // Nobody to ask: give the gap up once this returns (the lock is held).
+            let edge = self.clone();
+            self.tasks.spawn(async move { edge.history_answered(id, None) });
+            return;
+        }
+        // The answer may never come: give up after FETCH_TIMEOUT.
+        let (edge, stopping) = (self.clone(), self.stopping.clone());
+        self.tasks.spawn(stopping.run_until_cancelled_owned(async move {
+            tokio::time::sleep(FETCH_TIMEOUT).await;
+            let mut cursors = edge.cursors.lock();
+            let steps = cursors.expire(Instant::now());
+            edge.carry_out(steps);
+        }));
     }
 
     fn deliver_body(&self, channel: &str, body: channel_event::Body) {
@@ -404,6 +454,9 @@ impl FrameHandler for EdgeFrames {
                 edge.drain_requested.notify_one();
             }
             // The owner confirming a publish this edge had no subscriber for.
+            Some(Kind::Reply(Reply { id, kind: Some(reply::Kind::History(answer)) })) => {
+                edge.history_answered(id, Some(answer));
+            }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
             Some(Kind::Hello(_) | Kind::Interest(_) | Kind::Publish(_) | Kind::Members(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");

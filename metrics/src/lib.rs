@@ -42,6 +42,8 @@ pub struct Metrics {
     pub publishes: Counter,
     /// Messages queued for local connections (one per recipient).
     pub deliveries: Counter,
+    /// Publications an edge missed and could not fetch from history.
+    pub stream_gaps: Counter,
     /// Connections closed because their outbound queue overflowed (1013).
     pub slow_consumer_closes: Counter,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
@@ -96,6 +98,7 @@ fn exported() -> &'static Exported {
             callback_errors: ByKind::default(),
             publishes: Counter::default(),
             deliveries: Counter::default(),
+            stream_gaps: Counter::default(),
             slow_consumer_closes: Counter::default(),
             unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
@@ -112,6 +115,11 @@ fn exported() -> &'static Exported {
         registry.register("callback_errors", "Failed callback attempts, by kind", m.callback_errors.clone());
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
+        registry.register(
+            "stream_gaps",
+            "Publications an edge missed that history no longer held",
+            m.stream_gaps.clone(),
+        );
         registry.register(
             "slow_consumer_closes",
             "Connections closed as slow consumers",

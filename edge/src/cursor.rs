@@ -1,0 +1,181 @@
+//! Gap-free delivery at the edge, as pure code (DESIGN §9 "Delivery"): per
+//! channel, the stream's epoch and the last offset delivered here. A Deliver
+//! right after it goes out; one already delivered is dropped; one past a gap
+//! waits (bounded) while the gap is fetched from the owner's history, and
+//! then everything goes out in offset order. What history no longer holds is
+//! counted as lost and skipped. The clock is passed in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use slip_proto::link_pb::{Deliver, HistoryAnswer, HistoryQuery};
+use tokio::time::Instant;
+
+/// Delivers held per channel while a gap is fetched; past it the gap is given up.
+pub const MAX_HELD: usize = 1024;
+/// Longest wait for the owner's history before the gap is given up.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to do after a Deliver, an answer or a timeout.
+#[derive(Debug, Default, PartialEq)]
+pub struct Steps {
+    /// Fan these out here, in this order.
+    pub deliver: Vec<Deliver>,
+    /// Ask the channel's owner this, as question `id`.
+    pub fetch: Option<(u64, HistoryQuery)>,
+    /// Publications missed for good.
+    pub lost: u64,
+    /// The `ack` of a Deliver dropped as one delivered already: whoever
+    /// waits for it may go on.
+    pub repeat_ack: u64,
+}
+
+struct Fetch {
+    id: u64,
+    until: Instant,
+}
+
+struct Cursor {
+    epoch: String,
+    last: u64,
+    /// Delivers past a gap, by offset.
+    held: BTreeMap<u64, Deliver>,
+    fetch: Option<Fetch>,
+}
+
+#[derive(Default)]
+pub struct Cursors {
+    channels: HashMap<String, Cursor>,
+    /// Which channel each fetch in flight is for.
+    fetching: HashMap<u64, String>,
+    next_fetch: u64,
+}
+
+impl Cursors {
+    /// A Deliver from the channel's owner.
+    pub fn deliver(&mut self, deliver: Deliver, now: Instant) -> Steps {
+        let mut steps = Steps::default();
+        // Closing orders are not publications: no place in the stream.
+        if deliver.offset == 0 {
+            steps.deliver.push(deliver);
+            return steps;
+        }
+        let channel = deliver.channel.clone();
+        let Some(cursor) = self.channels.get_mut(&channel) else {
+            // The first since this edge joined: it starts here.
+            let cursor =
+                Cursor { epoch: deliver.epoch.clone(), last: deliver.offset, held: BTreeMap::new(), fetch: None };
+            self.channels.insert(channel, cursor);
+            steps.deliver.push(deliver);
+            return steps;
+        };
+        if cursor.epoch != deliver.epoch {
+            // Continuity lost (every copy of the stream was): start again here.
+            steps.lost += 1;
+            self.fetching.retain(|_, c| *c != channel);
+            cursor.fetch = None;
+            flush(cursor, &mut steps);
+            cursor.epoch.clone_from(&deliver.epoch);
+            cursor.last = deliver.offset;
+            steps.deliver.push(deliver);
+            return steps;
+        }
+        if deliver.offset <= cursor.last || cursor.held.contains_key(&deliver.offset) {
+            steps.repeat_ack = deliver.ack; // delivered already
+            return steps;
+        }
+        if deliver.offset == cursor.last + 1 && cursor.fetch.is_none() {
+            cursor.last = deliver.offset;
+            steps.deliver.push(deliver);
+            return steps;
+        }
+        cursor.held.insert(deliver.offset, deliver);
+        if cursor.held.len() > MAX_HELD {
+            // Too far behind to wait: give the gap up.
+            if let Some(fetch) = cursor.fetch.take() {
+                self.fetching.remove(&fetch.id);
+            }
+            flush(cursor, &mut steps);
+            return steps;
+        }
+        if cursor.fetch.is_none() {
+            let first_held = *cursor.held.keys().next().expect("just held one");
+            let id = self.next_fetch;
+            self.next_fetch += 1;
+            let query = HistoryQuery {
+                channel: channel.clone(),
+                since_epoch: cursor.epoch.clone(),
+                since_offset: cursor.last,
+                limit: u32::try_from(first_held - cursor.last - 1).unwrap_or(u32::MAX),
+            };
+            cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
+            self.fetching.insert(id, channel);
+            steps.fetch = Some((id, query));
+        }
+        steps
+    }
+
+    /// The owner's answer to fetch `id` (`None`: it could not be asked, or
+    /// gave no answer in time). What it holds of the gap goes out first, then
+    /// what waited; the rest of the gap is lost.
+    pub fn answered(&mut self, id: u64, answer: Option<HistoryAnswer>) -> Steps {
+        let mut steps = Steps::default();
+        let Some(channel) = self.fetching.remove(&id) else { return steps };
+        let Some(cursor) = self.channels.get_mut(&channel) else { return steps };
+        cursor.fetch = None;
+        if let Some(answer) = answer.filter(|a| a.epoch == cursor.epoch) {
+            for entry in answer.publications {
+                let first_held = cursor.held.keys().next().copied().unwrap_or(u64::MAX);
+                if entry.offset <= cursor.last || entry.offset >= first_held {
+                    continue;
+                }
+                steps.lost += entry.offset - cursor.last - 1;
+                cursor.last = entry.offset;
+                let (channel, epoch) = (channel.clone(), cursor.epoch.clone());
+                steps.deliver.push(Deliver { channel, offset: entry.offset, event: entry.event, ack: 0, epoch });
+            }
+        }
+        flush(cursor, &mut steps);
+        steps
+    }
+
+    /// When the next fetch gives up.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.channels.values().filter_map(|c| c.fetch.as_ref().map(|f| f.until)).min()
+    }
+
+    /// Gives up fetches past their time.
+    pub fn expire(&mut self, now: Instant) -> Steps {
+        let due: Vec<u64> =
+            self.channels.values().filter_map(|c| c.fetch.as_ref().filter(|f| f.until <= now).map(|f| f.id)).collect();
+        let mut steps = Steps::default();
+        for id in due {
+            let more = self.answered(id, None);
+            steps.deliver.extend(more.deliver);
+            steps.lost += more.lost;
+        }
+        steps
+    }
+
+    /// The edge no longer has subscribers of `channel`: it starts afresh if
+    /// they come back (whatever was published meanwhile is not theirs).
+    pub fn forget(&mut self, channel: &str) {
+        self.channels.remove(channel);
+        self.fetching.retain(|_, c| c != channel);
+    }
+}
+
+/// Delivers everything held, in order, counting the holes as lost.
+fn flush(cursor: &mut Cursor, steps: &mut Steps) {
+    for (offset, deliver) in std::mem::take(&mut cursor.held) {
+        if offset <= cursor.last {
+            continue;
+        }
+        steps.lost += offset - cursor.last - 1;
+        cursor.last = offset;
+        steps.deliver.push(deliver);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! The edge's cursors: in order, duplicates dropped, gaps fetched and filled,
+//! what history lost counted, epochs changing, bounds and timeouts.
+
+use slip_proto::link_pb::{ChannelEvent, Deliver, HistoryAnswer, HistoryEntry, channel_event};
+use tokio::time::Instant;
+
+use super::*;
+
+fn event(data: &str) -> ChannelEvent {
+    ChannelEvent { body: Some(channel_event::Body::Text(data.into())) }
+}
+
+fn d(offset: u64) -> Deliver {
+    Deliver { channel: "room".into(), offset, event: Some(event(&format!("m{offset}"))), ack: 0, epoch: "e1".into() }
+}
+
+fn offsets(steps: &Steps) -> Vec<u64> {
+    steps.deliver.iter().map(|d| d.offset).collect()
+}
+
+fn history(offsets: &[u64]) -> HistoryAnswer {
+    HistoryAnswer {
+        epoch: "e1".into(),
+        top_offset: 0,
+        publications: offsets
+            .iter()
+            .map(|&o| HistoryEntry { offset: o, event: Some(event(&format!("m{o}"))) })
+            .collect(),
+        complete: true,
+    }
+}
+
+#[test]
+fn in_order_goes_out_at_once_and_a_repeat_is_dropped() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    assert_eq!(offsets(&c.deliver(d(7), now)), [7], "the first one starts the cursor");
+    assert_eq!(offsets(&c.deliver(d(8), now)), [8]);
+    assert_eq!(c.deliver(d(8), now), Steps::default(), "delivered already");
+    assert_eq!(c.deliver(d(3), now), Steps::default());
+}
+
+#[test]
+fn a_gap_is_fetched_and_filled_before_what_came_after_it() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(1), now);
+    let steps = c.deliver(d(4), now);
+    assert_eq!(offsets(&steps), Vec::<u64>::new(), "4 waits for 2 and 3");
+    let (id, query) = steps.fetch.clone().unwrap();
+    assert_eq!(
+        (query.channel.as_str(), query.since_epoch.as_str(), query.since_offset, query.limit),
+        ("room", "e1", 1, 2)
+    );
+    assert_eq!(offsets(&c.deliver(d(5), now)), Vec::<u64>::new(), "later ones wait too");
+    assert_eq!(c.deliver(d(5), now), Steps::default(), "and are not held twice");
+    let filled = c.answered(id, Some(history(&[2, 3])));
+    assert_eq!(offsets(&filled), [2, 3, 4, 5]);
+    assert_eq!(filled.lost, 0);
+    assert_eq!(filled.deliver[0].event, Some(event("m2")));
+    assert_eq!(offsets(&c.deliver(d(6), now)), [6]);
+}
+
+#[test]
+fn what_history_no_longer_holds_is_counted_and_skipped() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(1), now);
+    let (id, _) = c.deliver(d(5), now).fetch.unwrap();
+    let filled = c.answered(id, Some(history(&[4])));
+    assert_eq!(offsets(&filled), [4, 5]);
+    assert_eq!(filled.lost, 2, "2 and 3 are gone");
+}
+
+#[test]
+fn a_fetch_that_is_not_answered_gives_up_in_time() {
+    let (mut c, t0) = (Cursors::default(), Instant::now());
+    c.deliver(d(1), t0);
+    c.deliver(d(3), t0);
+    assert_eq!(c.next_deadline(), Some(t0 + FETCH_TIMEOUT));
+    assert_eq!(c.expire(t0 + FETCH_TIMEOUT - Duration::from_millis(1)), Steps::default());
+    let given_up = c.expire(t0 + FETCH_TIMEOUT);
+    assert_eq!((offsets(&given_up), given_up.lost), (vec![3], 1));
+    assert_eq!(c.next_deadline(), None);
+    assert_eq!(offsets(&c.deliver(d(4), t0)), [4]);
+}
+
+#[test]
+fn a_new_epoch_starts_over_and_counts_a_loss() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(10), now);
+    let other = Deliver { epoch: "e2".into(), ..d(1) };
+    let steps = c.deliver(other, now);
+    assert_eq!((offsets(&steps), steps.lost), (vec![1], 1));
+    assert_eq!(offsets(&c.deliver(Deliver { epoch: "e2".into(), ..d(2) }, now)), [2]);
+    let stale = c.deliver(d(11), now);
+    assert_eq!(offsets(&stale), [11], "the old epoch again is a change too");
+}
+
+#[test]
+fn too_much_waiting_gives_the_gap_up() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(1), now);
+    for offset in 3..3 + MAX_HELD as u64 {
+        assert!(c.deliver(d(offset), now).deliver.is_empty());
+    }
+    let given_up = c.deliver(d(3 + MAX_HELD as u64), now);
+    assert_eq!(given_up.deliver.len(), MAX_HELD + 1);
+    assert_eq!(given_up.lost, 1);
+}
+
+#[test]
+fn closing_orders_and_forgotten_channels() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    let close = Deliver { offset: 0, event: None, ..d(0) };
+    assert_eq!(offsets(&c.deliver(close, now)), [0]);
+    c.deliver(d(5), now);
+    c.forget("room");
+    assert_eq!(offsets(&c.deliver(d(9), now)), [9], "a channel joined again starts where it is");
+}
