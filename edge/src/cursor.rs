@@ -21,8 +21,8 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Steps {
     /// Fan these out here, in this order.
     pub deliver: Vec<Deliver>,
-    /// Ask the channel's owner this, as question `id`.
-    pub fetch: Option<(u64, HistoryQuery)>,
+    /// Ask each channel's owner these, as questions `id`.
+    pub fetch: Vec<(u64, HistoryQuery)>,
     /// Publications missed for good.
     pub lost: u64,
     /// The `ack` of a Deliver dropped as one delivered already: whoever
@@ -91,41 +91,29 @@ impl Cursors {
         }
         cursor.held.insert(deliver.offset, deliver);
         if cursor.held.len() > MAX_HELD {
-            // Too far behind to wait: give the gap up.
+            // Too far behind to wait: give the gaps up.
             if let Some(fetch) = cursor.fetch.take() {
                 self.fetching.remove(&fetch.id);
             }
             flush(cursor, &mut steps);
             return steps;
         }
-        if cursor.fetch.is_none() {
-            let first_held = *cursor.held.keys().next().expect("just held one");
-            let id = self.next_fetch;
-            self.next_fetch += 1;
-            let query = HistoryQuery {
-                channel: channel.clone(),
-                since_epoch: cursor.epoch.clone(),
-                since_offset: cursor.last,
-                limit: u32::try_from(first_held - cursor.last - 1).unwrap_or(u32::MAX),
-            };
-            cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
-            self.fetching.insert(id, channel);
-            steps.fetch = Some((id, query));
-        }
+        self.settle(&channel, now, &mut steps);
         steps
     }
 
     /// The owner's answer to fetch `id` (`None`: it could not be asked, or
-    /// gave no answer in time). What it holds of the gap goes out first, then
-    /// what waited; the rest of the gap is lost.
-    pub fn answered(&mut self, id: u64, answer: Option<HistoryAnswer>) -> Steps {
+    /// gave no answer in time). What it holds of the gap goes out, then what
+    /// waited behind it; the rest of that gap is lost. A later gap among
+    /// what waited is fetched next.
+    pub fn answered(&mut self, id: u64, answer: Option<HistoryAnswer>, now: Instant) -> Steps {
         let mut steps = Steps::default();
         let Some(channel) = self.fetching.remove(&id) else { return steps };
         let Some(cursor) = self.channels.get_mut(&channel) else { return steps };
         cursor.fetch = None;
+        let first_held = cursor.held.keys().next().copied().unwrap_or(u64::MAX);
         if let Some(answer) = answer.filter(|a| a.epoch == cursor.epoch) {
             for entry in answer.publications {
-                let first_held = cursor.held.keys().next().copied().unwrap_or(u64::MAX);
                 if entry.offset <= cursor.last || entry.offset >= first_held {
                     continue;
                 }
@@ -135,8 +123,44 @@ impl Cursors {
                 steps.deliver.push(Deliver { channel, offset: entry.offset, event: entry.event, ack: 0, epoch });
             }
         }
-        flush(cursor, &mut steps);
+        // Whatever of this gap did not come is lost.
+        if first_held != u64::MAX && first_held > cursor.last + 1 {
+            steps.lost += first_held - cursor.last - 1;
+            cursor.last = first_held - 1;
+        }
+        self.settle(&channel, now, &mut steps);
         steps
+    }
+
+    /// Delivers what waited and now follows on; asks for the next gap if one is left.
+    fn settle(&mut self, channel: &str, now: Instant, steps: &mut Steps) {
+        let Some(cursor) = self.channels.get_mut(channel) else { return };
+        while let Some(entry) = cursor.held.first_entry() {
+            let offset = *entry.key();
+            if offset <= cursor.last {
+                entry.remove();
+            } else if offset == cursor.last + 1 && cursor.fetch.is_none() {
+                cursor.last = offset;
+                steps.deliver.push(entry.remove());
+            } else {
+                break;
+            }
+        }
+        let Some(&first_held) = cursor.held.keys().next() else { return };
+        if cursor.fetch.is_some() {
+            return;
+        }
+        let id = self.next_fetch;
+        self.next_fetch += 1;
+        let query = HistoryQuery {
+            channel: channel.to_owned(),
+            since_epoch: cursor.epoch.clone(),
+            since_offset: cursor.last,
+            limit: u32::try_from(first_held - cursor.last - 1).unwrap_or(u32::MAX),
+        };
+        cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
+        self.fetching.insert(id, channel.to_owned());
+        steps.fetch.push((id, query));
     }
 
     /// When the next fetch gives up.
@@ -150,9 +174,11 @@ impl Cursors {
             self.channels.values().filter_map(|c| c.fetch.as_ref().filter(|f| f.until <= now).map(|f| f.id)).collect();
         let mut steps = Steps::default();
         for id in due {
-            let more = self.answered(id, None);
+            let more = self.answered(id, None, now);
             steps.deliver.extend(more.deliver);
             steps.lost += more.lost;
+            // A gap found behind the one given up is asked for like any other.
+            steps.fetch.extend(more.fetch);
         }
         steps
     }

@@ -16,7 +16,8 @@ use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
     ChannelCounts, ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, HistoryAnswer,
-    Interest, Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message, query, reply,
+    HistoryQuery, Interest, Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message,
+    query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
@@ -310,7 +311,7 @@ impl Edge {
     /// The owner's answer to a fetch of a gap (`None`: none came).
     fn history_answered(self: &Arc<Self>, id: u64, answer: Option<HistoryAnswer>) {
         let mut cursors = self.cursors.lock();
-        let steps = cursors.answered(id, answer);
+        let steps = cursors.answered(id, answer, Instant::now());
         self.carry_out(steps);
     }
 
@@ -331,18 +332,24 @@ impl Edge {
             slip_metrics::metrics().stream_gaps.inc_by(steps.lost);
             tracing::warn!(lost = steps.lost, "publications missed that history no longer held");
         }
-        let Some((id, query)) = steps.fetch else { return };
+        for (id, query) in steps.fetch {
+            self.fetch(id, query);
+        }
+    }
+
+    /// Asks the channel's owner for a gap; gives it up if nobody can be asked
+    /// or no answer comes within [`FETCH_TIMEOUT`].
+    fn fetch(self: &Arc<Self>, id: u64, query: HistoryQuery) {
         let owner = self.ring.read().owner(&query.channel).cloned();
         let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(query)) })) };
         let sent = owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok());
+        let edge = self.clone();
         if !sent {
-            // Nobody to ask: give the gap up once this returns (the lock is held).
-            let edge = self.clone();
+            // Given up once this returns: the cursors' lock is held here.
             self.tasks.spawn(async move { edge.history_answered(id, None) });
             return;
         }
-        // The answer may never come: give up after FETCH_TIMEOUT.
-        let (edge, stopping) = (self.clone(), self.stopping.clone());
+        let stopping = self.stopping.clone();
         self.tasks.spawn(stopping.run_until_cancelled_owned(async move {
             tokio::time::sleep(FETCH_TIMEOUT).await;
             let mut cursors = edge.cursors.lock();

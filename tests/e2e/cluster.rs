@@ -710,3 +710,33 @@ async fn publishes_through_any_control_node_share_one_stream_and_its_history() {
         assert_eq!(got, (0..6).map(|i| (i + 1, format!("m{i}"))).collect::<Vec<_>>(), "via control-{via}");
     }
 }
+
+/// The SDK's publish retries an unavailable control plane with one
+/// idempotency key: with the channel's owner killed, a publish through the
+/// other node fails until the ring drops the dead one, and then goes in, once.
+#[tokio::test]
+async fn the_sdk_gets_a_publish_in_once_across_the_death_of_its_owner() {
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 2, 1).await;
+    let mut client = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    let info = cluster.wait_for_edges(0, "room", 1).await;
+    let owner = cluster.controls.iter().position(|c| c.id == info.owner).unwrap();
+    let survivor = 1 - owner;
+    let sdk = slip_sockets::GrpcControl::connect(cluster.controls[survivor].api(), SECRET.as_bytes()).await.unwrap();
+    let before = sdk.publish("room", slip_sockets::Payload::Text("before".into()), None).await.unwrap();
+    assert_eq!(client.text().await, "before");
+
+    cluster.kill_control(owner).await;
+    // Forwarded to a dead owner, it is not confirmed; the SDK tries again with
+    // the same key until the survivor owns the channel itself.
+    let after = sdk.publish("room", slip_sockets::Payload::Text("after".into()), None).await.unwrap();
+    assert_ne!(after.epoch, before.epoch, "the dead owner's stream went with it (no replication yet)");
+    let mut texts = Vec::new();
+    while let Ok(text) = tokio::time::timeout(Duration::from_secs(2), client.text()).await {
+        texts.push(text);
+    }
+    assert_eq!(texts, ["after"], "delivered once");
+    let request = slip_proto::pb::HistoryRequest { channel: "room".into(), ..Default::default() };
+    let history = cluster.grpc(survivor).await.history(request).await.unwrap().into_inner();
+    assert_eq!(history.publications.len(), 1, "in the stream once: {history:?}");
+}
