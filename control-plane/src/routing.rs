@@ -211,6 +211,7 @@ impl Routing {
                 tracing::warn!(edge = %edge, "delivery to edge dropped");
             }
         }
+        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
         let published = Published { offset, epoch: epoch.to_string(), edges: sent };
         if !confirmed {
             confirm_publish(ack, &reply_to, &published, out);
@@ -231,6 +232,7 @@ impl Routing {
             self.stamp_and_send(publish, now, out);
         }
         self.streams.expire(now);
+        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
         if self.settle_at.take_if(|at| *at <= now).is_some() {
             let (ring, me) = (&self.ring, &self.node_id);
             let dropped = self.interest.retain(|channel| ring.owner(channel) == Some(me));

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Publications an edge missed and could not fetch from history.
     pub stream_gaps: Counter,
+    /// Bytes of channel history this control node holds.
+    pub history_bytes: Gauge,
     /// Connections closed because their outbound queue overflowed (1013).
     pub slow_consumer_closes: Counter,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
@@ -99,6 +101,7 @@ fn exported() -> &'static Exported {
             publishes: Counter::default(),
             deliveries: Counter::default(),
             stream_gaps: Counter::default(),
+            history_bytes: Gauge::default(),
             slow_consumer_closes: Counter::default(),
             unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
@@ -115,6 +118,7 @@ fn exported() -> &'static Exported {
         registry.register("callback_errors", "Failed callback attempts, by kind", m.callback_errors.clone());
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
+        registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());
         registry.register(
             "stream_gaps",
             "Publications an edge missed that history no longer held",

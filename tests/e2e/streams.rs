@@ -167,3 +167,40 @@ async fn the_sdk_publishes_with_a_key_and_reads_history() {
     assert!(history.complete);
     assert_eq!(history.publications, [(2, Payload::Text("b".into())), (3, Payload::Text("c".into()))]);
 }
+
+/// A publish flood over many channels: history stays within its byte bound
+/// on the node, as the node's own gauge reports it, and the newest survive.
+#[tokio::test]
+async fn a_publish_flood_keeps_history_within_its_bytes() {
+    let backend = Backend::start(accept_all).await;
+    let max_bytes = 256 * 1024;
+    let max = max_bytes.to_string();
+    let extra = ["--history-max-bytes", max.as_str(), "--metrics-listen", "127.0.0.1:0"];
+    let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"];
+    let (_child, lines) = spawn_slip(
+        &[&args[..], &extra[..], &["--target-url", &backend.url, "--jwt-secret", SECRET]].concat(),
+        &["Control API:", "Metrics:"],
+    )
+    .await;
+    let control = lines[0].split_whitespace().next().unwrap().to_owned();
+    let scrape = lines[1].clone();
+    let mut grpc = grpc_to(&control).await;
+    let payload = "x".repeat(4096);
+    // 20 MB through 200 channels: 80 times the bound.
+    let requests = (0..5000).map(move |i| publish(&format!("flood-{}", i % 200), &format!("{i} {payload}"), ""));
+    let reply = grpc.publish_stream(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+    assert_eq!(reply.published, 5000);
+
+    let metrics = reqwest::get(&scrape).await.unwrap().text().await.unwrap();
+    let held: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("slip_history_bytes{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no slip_history_bytes in {metrics}"));
+    assert!(held > 0.0 && held <= max_bytes as f64, "history holds {held} bytes, bound {max_bytes}");
+    let newest = grpc.history(history("flood-199", "", 0)).await.unwrap().into_inner();
+    assert_eq!(newest.top_offset, 25);
+    assert_eq!(texts(&newest).last().map(|(o, _)| *o), Some(25), "the newest is held");
+    let oldest = grpc.history(history("flood-0", "", 0)).await.unwrap().into_inner();
+    assert!(texts(&oldest).is_empty() && !oldest.complete, "the oldest went first");
+}
