@@ -282,6 +282,11 @@ pub struct StreamTuning {
     /// Seconds an idle stream's epoch and offset are kept after its last publish.
     #[arg(long, env = "SLIP_STREAM_META_TTL_SECS", default_value_t = 86_400)]
     pub stream_meta_ttl_secs: u64,
+
+    /// Copies of each channel's stream beyond its owner's, on the next control nodes of the ring:
+    /// a publish is confirmed (and delivered) once they have it. 0 turns replication off.
+    #[arg(long, env = "SLIP_STREAM_REPLICAS", default_value_t = slip_control_plane::streams::DEFAULT_REPLICAS)]
+    pub stream_replicas: usize,
 }
 
 impl StreamTuning {
@@ -301,6 +306,7 @@ impl StreamTuning {
             idempotency_ttl: Duration::from_secs(self.idempotency_secs),
             meta_ttl: Duration::from_secs(self.stream_meta_ttl_secs),
             max_streams: slip_control_plane::streams::MAX_STREAMS,
+            replicas: self.stream_replicas,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod http_api;
 pub mod interest;
 pub mod plane;
 pub mod questions;
+pub mod replication;
 pub mod routing;
 pub mod sequencer;
 pub mod server;

@@ -190,7 +190,7 @@ impl ControlPlane {
         let first = self.peers.insert(link);
         let mut routing = self.routing.lock();
         if routing.linked(&peer, hello) && first {
-            routing.rebuild_ring(&self.peers.ids(), Instant::now());
+            routing.rebuild_ring(&self.peers.ids(), Instant::now(), &mut Links(self));
             drop(routing);
             self.clock.notify_one();
         }
@@ -204,7 +204,7 @@ impl ControlPlane {
         }
         let mut routing = self.routing.lock();
         if routing.is_control(peer) {
-            routing.rebuild_ring(&self.peers.ids(), Instant::now());
+            routing.rebuild_ring(&self.peers.ids(), Instant::now(), &mut Links(self));
             drop(routing);
             self.clock.notify_one();
             return;
@@ -250,17 +250,21 @@ impl ControlPlane {
                 publish.idempotency_key.len()
             )));
         }
-        let mut routing = self.routing.lock();
-        let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
-            return Ok(Receipt::Done(self.fan_out_locked(&mut routing, publish)));
-        };
-        drop(routing);
-        // The owner answers it.
+        // The owner answers it once its replicas have it: here, or elsewhere.
         let (id, answer) = self.expect_reply()?;
         (publish.ack, publish.reply_to) = (id, self.node_id.to_string());
-        if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
-            self.questions.forget(id);
-            return Err(ControlError::Unavailable(e.to_string()));
+        let mut routing = self.routing.lock();
+        match routing.owner_elsewhere(&publish.channel).cloned() {
+            None => {
+                self.fan_out_locked(&mut routing, publish);
+            }
+            Some(owner) => {
+                drop(routing);
+                if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
+                    self.questions.forget(id);
+                    return Err(ControlError::Unavailable(e.to_string()));
+                }
+            }
         }
         Ok(Receipt::Waiting { id, answer, patience: QUERY_TIMEOUT })
     }
@@ -633,6 +637,19 @@ impl FrameHandler for ControlFrames {
                 }
             }
             Some(Kind::Reply(reply)) => plane.questions.resolve(reply),
+            Some(Kind::Replicate(copy)) => {
+                let mut routing = plane.routing.lock();
+                // Only a control node may write a stream's history.
+                if routing.is_control(from) && channel::validate(&copy.channel).is_ok() {
+                    routing.store_replica(from, copy, Instant::now(), &mut Links(plane));
+                }
+            }
+            Some(Kind::Replicated(stored)) => {
+                let mut routing = plane.routing.lock();
+                if routing.is_control(from) {
+                    routing.replicated(from, stored, &mut Links(plane));
+                }
+            }
             Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_)) | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }

@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Reply, Role, frame::Kind, reply,
+    Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated, Reply, Role,
+    frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
 
 use crate::interest::InterestTable;
+use crate::replication::{MAX_WAITING_PER_CHANNEL, Replication, Waiting};
 use crate::sequencer::{Sequence, Sequencer};
 use crate::streams::{self, Appended, History, StreamLimits, Streams};
 
@@ -64,13 +66,20 @@ pub struct Routing {
     interest: InterestTable,
     /// GRIP `id`/`prev-id` ordering of the channels this node owns.
     sequencer: Sequencer<Publish>,
-    /// Offsets, history and idempotency keys of the channels this node owns.
+    /// Offsets, history and idempotency keys of the channels this node owns
+    /// (and copies of those it is a replica of).
     streams: Streams,
+    /// Publications stamped here, waiting for their replicas' copies.
+    replication: Replication,
+    /// Copies of each stream beyond this node's.
+    replicas: usize,
 }
 
 impl Routing {
     pub fn new(node_id: NodeId, limits: StreamLimits, now: Instant) -> Self {
         Self {
+            replicas: limits.replicas,
+            replication: Replication::default(),
             streams: Streams::new(limits, streams::random_epoch, now),
             ring: Ring::new([node_id.clone()]),
             node_id,
@@ -127,11 +136,95 @@ impl Routing {
     /// longer owns is forgotten once the ring has held still for
     /// [`RING_SETTLE`]: while nodes are still finding each other, a passing
     /// view must not throw away interest the final one needs.
-    pub fn rebuild_ring(&mut self, linked: &[NodeId], now: Instant) {
+    pub fn rebuild_ring(&mut self, linked: &[NodeId], now: Instant, out: &mut impl Outlet) {
         let members = linked.iter().filter(|p| self.is_control(p)).cloned().chain([self.node_id.clone()]);
         self.ring = Ring::new(members);
         tracing::info!(members = self.ring.members().len(), "control ring changed");
         self.settle_at = Some(now + RING_SETTLE);
+        // What waits for copies goes to the replicas the new ring names; a
+        // replica that left no longer holds anything up.
+        for channel in self.replication.channels() {
+            self.replicate(&channel, now, out);
+            self.release(&channel, out);
+        }
+    }
+
+    /// The control nodes that keep copies of `channel`'s stream.
+    fn replica_set(&self, channel: &str) -> Vec<NodeId> {
+        let me = &self.node_id;
+        self.ring.successors(channel, self.replicas).into_iter().filter(|n| *n != me).cloned().collect()
+    }
+
+    /// Sends each replica of `channel` what waits that it has not stored.
+    fn replicate(&mut self, channel: &str, now: Instant, out: &mut impl Outlet) {
+        for replica in self.replica_set(channel) {
+            for waiting in self.replication.unstored(channel, &replica, now) {
+                let d = waiting.deliver;
+                let copy = Replicate {
+                    channel: d.channel,
+                    epoch: d.epoch,
+                    offset: d.offset,
+                    event: d.event,
+                    idempotency_key: waiting.key,
+                };
+                out.send(replica.as_str(), Frame { kind: Some(Kind::Replicate(copy)) });
+            }
+        }
+    }
+
+    /// As a replica: stores what a channel's owner sent, and says so.
+    pub fn store_replica(&mut self, from: &NodeId, copy: Replicate, now: Instant, out: &mut impl Outlet) {
+        let event = copy.event.unwrap_or_default();
+        self.streams.store(&copy.channel, &copy.epoch, copy.offset, &event, &copy.idempotency_key, now);
+        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        let stored = Replicated { channel: copy.channel, epoch: copy.epoch, offset: copy.offset };
+        out.send(from.as_str(), Frame { kind: Some(Kind::Replicated(stored)) });
+    }
+
+    /// As the owner: a replica stored a publication; what it completes goes out.
+    pub fn replicated(&mut self, from: &NodeId, stored: Replicated, out: &mut impl Outlet) {
+        let same_epoch = self.streams.head(&stored.channel).is_some_and(|(epoch, _)| *epoch == *stored.epoch);
+        if same_epoch {
+            self.replication.stored(&stored.channel, stored.offset, from);
+            self.release(&stored.channel, out);
+        }
+    }
+
+    /// Delivers and confirms, in order, what every replica of `channel` has stored.
+    fn release(&mut self, channel: &str, out: &mut impl Outlet) -> u32 {
+        let replicas = self.replica_set(channel);
+        let mut sent = 0;
+        for waiting in self.replication.release(channel, &replicas) {
+            sent = self.deliver(waiting, out);
+        }
+        sent
+    }
+
+    /// Sends a publication once to each interested edge and confirms it to
+    /// whoever waits; returns how many edges it went to.
+    fn deliver(&mut self, waiting: Waiting, out: &mut impl Outlet) -> u32 {
+        let Waiting { deliver, confirm, .. } = waiting;
+        let edges = self.interest.edges(&deliver.channel).to_vec();
+        slip_metrics::metrics().publishes.inc();
+        let mut confirm = confirm.into_iter().peekable();
+        let mut sent = 0;
+        for edge in &edges {
+            let mut deliver = deliver.clone();
+            // The edge that asked hears it on the Deliver itself, behind the message.
+            if let Some((ack, _)) = confirm.next_if(|(_, node)| node == edge.as_str()) {
+                deliver.ack = ack;
+            }
+            if out.send(edge.as_str(), Frame { kind: Some(Kind::Deliver(deliver)) }) {
+                sent += 1;
+            } else {
+                tracing::warn!(edge = %edge, "delivery to edge dropped");
+            }
+        }
+        let published = Published { offset: deliver.offset, epoch: deliver.epoch, edges: sent };
+        for (ack, node) in confirm {
+            confirm_publish(ack, &node, &published, out);
+        }
+        sent
     }
 
     /// An edge's last link is gone: its interest goes with it.
@@ -178,51 +271,51 @@ impl Routing {
     }
 
     /// Gives a message its place in the stream (or finds it there, by its
-    /// idempotency key) and sends it to each interested edge; confirms it to
-    /// whoever asked. A closing order takes no place in the stream.
+    /// idempotency key), has it copied to the channel's replicas, and once
+    /// they have it, sends it to each interested edge and confirms it to
+    /// whoever asked. A closing order takes no place in the stream but waits
+    /// its turn behind what was published before it.
     fn stamp_and_send(&mut self, publish: Publish, now: Instant, out: &mut impl Outlet) -> Published {
-        let (ack, reply_to) = (publish.ack, publish.reply_to);
-        let event = publish.event.unwrap_or_default();
-        let (epoch, offset, new) = if streams::is_message(&event) {
-            match self.streams.append(&publish.channel, &event, &publish.idempotency_key, now) {
-                Appended::New { epoch, offset } => (epoch, offset, true),
-                Appended::Duplicate { epoch, offset } => (epoch, offset, false),
+        let Publish { channel, event, ack, reply_to, idempotency_key, .. } = publish;
+        if self.replication.waiting(&channel) >= MAX_WAITING_PER_CHANNEL {
+            // Not confirmed: the publisher hears UNAVAILABLE and may retry with its key.
+            tracing::warn!(channel, "publish refused: too many waiting for their replicas");
+            return Published::default();
+        }
+        let event = event.unwrap_or_default();
+        let (epoch, offset) = if streams::is_message(&event) {
+            match self.streams.append(&channel, &event, &idempotency_key, now) {
+                Appended::New { epoch, offset } => (epoch, offset),
+                Appended::Duplicate { epoch, offset } => {
+                    // In the stream already: confirmed once it is out, or now.
+                    if !self.replication.also_confirm(&channel, offset, ack, &reply_to) {
+                        let published = Published { offset, epoch: epoch.to_string(), edges: 0 };
+                        confirm_publish(ack, &reply_to, &published, out);
+                    }
+                    return Published { offset, epoch: epoch.to_string(), edges: 0 };
+                }
             }
         } else {
-            (Arc::from(""), 0, true)
+            (Arc::from(""), 0)
         };
-        let edges = if new { self.interest.edges(&publish.channel).to_vec() } else { Vec::new() };
-        if new {
-            slip_metrics::metrics().publishes.inc();
-        }
-        let mut sent = 0;
-        let mut confirmed = ack == 0;
-        let deliver =
-            Deliver { channel: publish.channel, offset, event: Some(event), ack: 0, epoch: epoch.to_string() };
-        for edge in &edges {
-            let mut deliver = deliver.clone();
-            // The edge that asked hears it on the Deliver itself, behind the message.
-            if !confirmed && edge.as_str() == reply_to {
-                (deliver.ack, confirmed) = (ack, true);
-            }
-            if out.send(edge.as_str(), Frame { kind: Some(Kind::Deliver(deliver)) }) {
-                sent += 1;
-            } else {
-                tracing::warn!(edge = %edge, "delivery to edge dropped");
-            }
-        }
         slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
-        let published = Published { offset, epoch: epoch.to_string(), edges: sent };
-        if !confirmed {
-            confirm_publish(ack, &reply_to, &published, out);
-        }
-        published
+        let deliver =
+            Deliver { channel: channel.clone(), offset, event: Some(event), ack: 0, epoch: epoch.to_string() };
+        let confirm = if ack != 0 { vec![(ack, reply_to)] } else { Vec::new() };
+        self.replication.push(deliver, idempotency_key, confirm, now);
+        self.replicate(&channel, now, out);
+        // Out at once when nothing needs copying; else once the copies are in.
+        let edges = self.release(&channel, out);
+        Published { offset, epoch: epoch.to_string(), edges }
     }
 
     /// The earliest thing [`Routing::on_clock`] must do: a held publish
     /// falling due, or the ring settling.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.sequencer.next_deadline().into_iter().chain(self.settle_at).chain(self.streams.next_deadline()).min()
+        [self.sequencer.next_deadline(), self.settle_at, self.streams.next_deadline(), self.replication.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// What is due at `now`: held publishes that waited long enough go out;
@@ -232,6 +325,10 @@ impl Routing {
             self.stamp_and_send(publish, now, out);
         }
         self.streams.expire(now);
+        // Copies not acknowledged in time are sent again.
+        for channel in self.replication.due(now) {
+            self.replicate(&channel, now, out);
+        }
         slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
         if self.settle_at.take_if(|at| *at <= now).is_some() {
             let (ring, me) = (&self.ring, &self.node_id);

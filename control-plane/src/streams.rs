@@ -47,7 +47,13 @@ pub struct StreamLimits {
     pub idempotency_ttl: Duration,
     pub meta_ttl: Duration,
     pub max_streams: usize,
+    /// Copies of each stream beyond its owner's, on the next control nodes
+    /// of the ring (`SLIP_STREAM_REPLICAS`).
+    pub replicas: usize,
 }
+
+/// Default copies of each stream beyond the owner's.
+pub const DEFAULT_REPLICAS: usize = 1;
 
 impl Default for StreamLimits {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for StreamLimits {
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             meta_ttl: DEFAULT_META_TTL,
             max_streams: MAX_STREAMS,
+            replicas: DEFAULT_REPLICAS,
         }
     }
 }
@@ -187,34 +194,72 @@ impl Streams {
     /// key seen within the window gets the first publish's offset instead.
     /// An empty key is no key.
     pub fn append(&mut self, channel: &str, event: &ChannelEvent, key: &str, now: Instant) -> Appended {
-        if !self.streams.contains_key(channel) && self.streams.len() >= self.limits.max_streams {
-            self.forget_idlest();
+        if !self.streams.contains_key(channel) {
+            let epoch = (self.new_epoch)();
+            self.start(channel, &epoch, now);
         }
-        let limits = &self.limits;
-        let (name, stream) = match self.streams.get_key_value(channel) {
-            Some((name, _)) => (name.clone(), self.streams.get_mut(channel).expect("just found")),
-            None => {
-                let name: Arc<str> = Arc::from(channel);
-                let stream = Stream {
-                    epoch: Arc::from((self.new_epoch)()),
-                    top: 0,
-                    history: VecDeque::new(),
-                    keys: HashMap::new(),
-                    key_order: VecDeque::new(),
-                    touched: now,
-                };
-                (name.clone(), self.streams.entry(name).or_insert(stream))
-            }
-        };
-        expire_keys(stream, limits.idempotency_ttl, now);
+        let ttl = self.limits.idempotency_ttl;
+        let stream = self.streams.get_mut(channel).expect("just made sure");
+        expire_keys(stream, ttl, now);
         if !key.is_empty()
             && let Some(&offset) = stream.keys.get(key)
         {
             return Appended::Duplicate { epoch: stream.epoch.clone(), offset };
         }
-        stream.top += 1;
+        let (epoch, offset) = (stream.epoch.clone(), stream.top + 1);
+        self.record(channel, offset, event, key, now);
+        Appended::New { epoch, offset }
+    }
+
+    /// A publication the channel's owner replicated here, at its offset in
+    /// the owner's epoch. The owner's copy is the stream: a copy here of
+    /// another epoch gives way to it. False if it was here already.
+    pub fn store(
+        &mut self,
+        channel: &str,
+        epoch: &str,
+        offset: u64,
+        event: &ChannelEvent,
+        key: &str,
+        now: Instant,
+    ) -> bool {
+        match self.streams.get(channel) {
+            Some(stream) if &*stream.epoch == epoch && offset <= stream.top => return false,
+            Some(stream) if &*stream.epoch == epoch => {}
+            _ => self.start(channel, epoch, now),
+        }
+        let ttl = self.limits.idempotency_ttl;
+        expire_keys(self.streams.get_mut(channel).expect("just made sure"), ttl, now);
+        self.record(channel, offset, event, key, now);
+        true
+    }
+
+    /// A new, empty stream for `channel` in `epoch` (replacing any other).
+    fn start(&mut self, channel: &str, epoch: &str, now: Instant) {
+        if !self.streams.contains_key(channel) && self.streams.len() >= self.limits.max_streams {
+            self.forget_idlest();
+        }
+        let stream = Stream {
+            epoch: Arc::from(epoch),
+            top: 0,
+            history: VecDeque::new(),
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
+            touched: now,
+        };
+        if let Some(old) = self.streams.insert(Arc::from(channel), stream) {
+            self.bytes -= old.history.iter().map(|e| e.bytes).sum::<usize>();
+        }
+    }
+
+    /// Keeps publication `offset` as the stream's newest, with its key.
+    fn record(&mut self, channel: &str, offset: u64, event: &ChannelEvent, key: &str, now: Instant) {
+        let limits = &self.limits;
+        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
+        let name = name.clone();
+        let stream = self.streams.get_mut(channel).expect("just found");
+        stream.top = offset;
         stream.touched = now;
-        let offset = stream.top;
         if !key.is_empty() {
             if stream.key_order.len() >= MAX_KEYS_PER_STREAM
                 && let Some((_, oldest)) = stream.key_order.pop_front()
@@ -224,20 +269,19 @@ impl Streams {
             stream.keys.insert(key.to_owned(), offset);
             stream.key_order.push_back((now, key.to_owned()));
         }
-        let epoch = stream.epoch.clone();
-        if limits.history_size > 0 {
-            let bytes = payload_bytes(event) + ENTRY_OVERHEAD;
-            stream.history.push_back(Entry { offset, event: event.clone(), at: now, bytes });
-            self.bytes += bytes;
-            if stream.history.len() > limits.history_size
-                && let Some(old) = stream.history.pop_front()
-            {
-                self.bytes -= old.bytes;
-            }
-            self.order.push_back(Queued { at: now, channel: name, epoch: epoch.clone(), offset });
-            self.shed_bytes();
+        if limits.history_size == 0 {
+            return;
         }
-        Appended::New { epoch, offset }
+        let bytes = payload_bytes(event) + ENTRY_OVERHEAD;
+        stream.history.push_back(Entry { offset, event: event.clone(), at: now, bytes });
+        self.bytes += bytes;
+        if stream.history.len() > limits.history_size
+            && let Some(old) = stream.history.pop_front()
+        {
+            self.bytes -= old.bytes;
+        }
+        self.order.push_back(Queued { at: now, channel: name, epoch: stream.epoch.clone(), offset });
+        self.shed_bytes();
     }
 
     /// The publications after `since_offset` (all it holds when 0), oldest

@@ -465,7 +465,15 @@ impl FrameHandler for EdgeFrames {
                 edge.history_answered(id, Some(answer));
             }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
-            Some(Kind::Hello(_) | Kind::Interest(_) | Kind::Publish(_) | Kind::Members(_)) | None => {
+            Some(
+                Kind::Hello(_)
+                | Kind::Interest(_)
+                | Kind::Publish(_)
+                | Kind::Members(_)
+                | Kind::Replicate(_)
+                | Kind::Replicated(_),
+            )
+            | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");
             }
         }

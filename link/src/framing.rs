@@ -60,6 +60,8 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Publish(p) => &p.channel,
         Kind::Deliver(d) => &d.channel,
         Kind::Interest(i) => &i.channel,
+        Kind::Replicate(r) => &r.channel,
+        Kind::Replicated(r) => &r.channel,
         Kind::Hello(_) | Kind::Command(_) | Kind::Query(_) | Kind::Reply(_) | Kind::Members(_) | Kind::Drain(_) => {
             return None;
         }

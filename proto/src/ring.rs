@@ -60,6 +60,26 @@ impl Ring {
         if self.points.len() == 1 { 1.0 } else { owned as f64 / 2f64.powi(64) }
     }
 
+    /// The members after `channel`'s owner, clockwise, at most `n`, each once:
+    /// the nodes that own it next if those before them die.
+    pub fn successors(&self, channel: &str, n: usize) -> Vec<&NodeId> {
+        let mut found: Vec<usize> = Vec::with_capacity(n + 1);
+        if self.points.is_empty() {
+            return Vec::new();
+        }
+        let at = self.points.partition_point(|(q, _)| *q < point(channel.as_bytes()));
+        for i in 0..self.points.len() {
+            let (_, index) = self.points[(at + i) % self.points.len()];
+            if !found.contains(&index) {
+                found.push(index);
+                if found.len() > n {
+                    break;
+                }
+            }
+        }
+        found.into_iter().skip(1).filter_map(|i| self.members.get(i)).collect()
+    }
+
     /// The owner of `channel`, or `None` for an empty ring.
     pub fn owner(&self, channel: &str) -> Option<&NodeId> {
         if self.points.is_empty() {
@@ -87,6 +107,27 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-9, "{total}");
         assert!(nodes(3).iter().all(|n| (0.2..0.5).contains(&ring.share(n))));
         assert_eq!(ring.share(&NodeId::parse("stranger").unwrap()), 0.0);
+    }
+
+    #[test]
+    fn successors_are_the_next_owners() {
+        let ring = Ring::new(nodes(4));
+        for i in 0..200 {
+            let ch = format!("ch-{i}");
+            let owner = ring.owner(&ch).unwrap();
+            let next = ring.successors(&ch, 2);
+            assert_eq!(next.len(), 2);
+            assert!(!next.contains(&owner) && next[0] != next[1]);
+            // Without the owner, the first successor owns the channel.
+            let without: Vec<NodeId> = nodes(4).into_iter().filter(|n| n != owner).collect();
+            assert_eq!(Ring::new(without.clone()).owner(&ch), Some(next[0]));
+            // And without it too, the second.
+            let fewer: Vec<NodeId> = without.into_iter().filter(|n| n != next[0]).collect();
+            assert_eq!(Ring::new(fewer).owner(&ch), Some(next[1]));
+        }
+        assert_eq!(ring.successors("a", 10).len(), 3, "at most the other members");
+        assert!(Ring::new(nodes(1)).successors("a", 1).is_empty());
+        assert!(Ring::new([]).successors("a", 1).is_empty());
     }
 
     #[test]

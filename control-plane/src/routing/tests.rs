@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    ChannelEvent, Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Reply, Role, channel_event,
-    frame::Kind, reply,
+    ChannelEvent, Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated, Reply,
+    Role, channel_event, frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::time::Instant;
@@ -96,7 +96,7 @@ fn the_ring_is_this_node_and_the_linked_control_nodes() {
     assert!(routing.linked(&gone, &hello(Role::Control)));
     assert!(!routing.linked(&edge, &hello(Role::Edge)));
     // `gone` linked once but has no live link now.
-    routing.rebuild_ring(&[other.clone(), edge.clone()], Instant::now());
+    routing.rebuild_ring(&[other.clone(), edge.clone()], Instant::now(), &mut Sent::default());
     let mut members = routing.ring().members().to_vec();
     members.sort();
     assert_eq!(members, [me.clone(), other.clone()]);
@@ -203,15 +203,154 @@ fn interest_owned_elsewhere_is_dropped_only_once_the_ring_holds_still() {
     routing.interest(&e1, present(&theirs), &mut out);
     routing.linked(&other, &hello(Role::Control));
     let t0 = Instant::now();
-    routing.rebuild_ring(std::slice::from_ref(&other), t0);
+    routing.rebuild_ring(std::slice::from_ref(&other), t0, &mut out);
     assert_eq!(routing.next_deadline(), Some(t0 + RING_SETTLE));
     // The ring moves again before it settles: the wait starts over.
     let t1 = t0 + RING_SETTLE / 2;
-    routing.rebuild_ring(std::slice::from_ref(&other), t1);
+    routing.rebuild_ring(std::slice::from_ref(&other), t1, &mut out);
     routing.on_clock(t0 + RING_SETTLE, &mut out);
     assert_eq!(routing.channel(&theirs).edges, std::slice::from_ref(&e1));
     routing.on_clock(t1 + RING_SETTLE, &mut out);
     assert!(routing.channel(&theirs).edges.is_empty());
     assert_eq!(routing.channel(&mine).edges, [e1]);
     assert_eq!(routing.next_deadline(), None);
+}
+
+/// A node and its replica for channels it owns.
+fn pair() -> (Routing, NodeId, String) {
+    let (me, other) = (node("c-0"), node("c-1"));
+    let mut routing = routing(me.clone());
+    routing.linked(&other, &hello(Role::Control));
+    routing.rebuild_ring(std::slice::from_ref(&other), Instant::now(), &mut Sent::default());
+    let mine = channel_of(&me, &[me.clone(), other.clone()]);
+    (routing, other, mine)
+}
+
+fn kinds(out: &mut Sent) -> Vec<(String, &'static str)> {
+    out.take()
+        .into_iter()
+        .map(|(to, kind)| {
+            let name = match kind {
+                Kind::Replicate(_) => "replicate",
+                Kind::Deliver(_) => "deliver",
+                Kind::Reply(_) => "reply",
+                Kind::Replicated(_) => "replicated",
+                _ => "other",
+            };
+            (to, name)
+        })
+        .collect()
+}
+
+fn stored(routing: &Routing, channel: &str, offset: u64) -> Replicated {
+    Replicated { channel: channel.into(), epoch: routing.channel(channel).epoch, offset }
+}
+
+#[test]
+fn a_publication_is_delivered_and_confirmed_only_once_its_replica_has_it() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    routing.interest(&node("e-1"), present(&room), &mut out);
+    let t0 = Instant::now();
+    let asked = Publish { ack: 7, reply_to: "c-0".into(), ..text(&room, "a") };
+    assert_eq!(routing.fan_out(asked, t0, &mut out).edges, 0, "not out yet");
+    assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")]);
+    routing.replicated(&other, stored(&routing, &room, 1), &mut out);
+    assert_eq!(kinds(&mut out), [("e-1".into(), "deliver"), ("c-0".into(), "reply")]);
+}
+
+#[test]
+fn publications_go_out_in_offset_order_whatever_order_their_copies_are_confirmed_in() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    routing.interest(&node("e-1"), present(&room), &mut out);
+    let t0 = Instant::now();
+    routing.fan_out(text(&room, "a"), t0, &mut out);
+    routing.fan_out(text(&room, "b"), t0, &mut out);
+    out.take();
+    routing.replicated(&other, stored(&routing, &room, 2), &mut out);
+    assert_eq!(kinds(&mut out), [], "2 waits for 1");
+    routing.replicated(&other, stored(&routing, &room, 1), &mut out);
+    let delivered: Vec<u64> = out
+        .take()
+        .into_iter()
+        .filter_map(|(_, k)| match k {
+            Kind::Deliver(d) => Some(d.offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, [1, 2]);
+    // A confirmation of another epoch counts for nothing.
+    routing.fan_out(text(&room, "c"), t0, &mut out);
+    out.take();
+    let stale = Replicated { epoch: "not-this".into(), ..stored(&routing, &room, 3) };
+    routing.replicated(&other, stale, &mut out);
+    assert_eq!(kinds(&mut out), []);
+}
+
+#[test]
+fn an_unconfirmed_copy_is_sent_again_and_a_replica_that_left_holds_nothing_up() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    routing.interest(&node("e-1"), present(&room), &mut out);
+    let t0 = Instant::now();
+    routing.fan_out(text(&room, "a"), t0, &mut out);
+    out.take();
+    assert_eq!(routing.next_deadline(), Some(t0 + crate::replication::RESEND_AFTER));
+    routing.on_clock(t0 + crate::replication::RESEND_AFTER, &mut out);
+    assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")], "sent again");
+    // The replica is gone from the ring: nothing waits for it any more.
+    routing.rebuild_ring(&[], t0, &mut out);
+    assert_eq!(kinds(&mut out), [("e-1".into(), "deliver")]);
+    let _ = other;
+}
+
+#[test]
+fn a_repeated_key_while_its_publication_waits_is_confirmed_when_it_goes_out() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    let t0 = Instant::now();
+    let first = Publish { ack: 1, reply_to: "c-0".into(), idempotency_key: "k".into(), ..text(&room, "a") };
+    let again = Publish { ack: 2, reply_to: "c-0".into(), ..first.clone() };
+    routing.fan_out(first, t0, &mut out);
+    routing.fan_out(again, t0, &mut out);
+    assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")], "one copy, no confirmation yet");
+    routing.replicated(&other, stored(&routing, &room, 1), &mut out);
+    let replies: Vec<u64> = out
+        .take()
+        .into_iter()
+        .filter_map(|(_, k)| match k {
+            Kind::Reply(r) => Some(r.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, [1, 2], "both publishers hear it, once it is copied");
+}
+
+#[test]
+fn a_replica_stores_says_so_and_takes_over_in_the_same_epoch() {
+    let (me, owner) = (node("c-1"), node("c-0"));
+    let mut replica = routing(me.clone());
+    replica.linked(&owner, &hello(Role::Control));
+    replica.rebuild_ring(std::slice::from_ref(&owner), Instant::now(), &mut Sent::default());
+    let mut out = Sent::default();
+    let now = Instant::now();
+    for offset in 1..=3 {
+        let event = ChannelEvent { body: Some(channel_event::Body::Text(format!("m{offset}"))) };
+        let copy = Replicate {
+            channel: "room".into(),
+            epoch: "e-owner".into(),
+            offset,
+            event: Some(event),
+            ..Default::default()
+        };
+        replica.store_replica(&owner, copy, now, &mut out);
+    }
+    assert_eq!(kinds(&mut out), vec![("c-0".to_owned(), "replicated"); 3]);
+    // The owner died: the ring is this node alone, and it goes on where the owner was.
+    replica.rebuild_ring(&[], now, &mut out);
+    let next = replica.fan_out(text("room", "m4"), now, &mut out);
+    assert_eq!((next.offset, next.epoch.as_str()), (4, "e-owner"));
+    let history = replica.history("room", "e-owner", 0, 0, now);
+    assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3, 4]);
 }

@@ -17,6 +17,7 @@ fn limits() -> StreamLimits {
         idempotency_ttl: Duration::from_secs(30),
         meta_ttl: Duration::from_secs(600),
         max_streams: 1000,
+        replicas: 1,
     }
 }
 
@@ -154,4 +155,22 @@ fn streams_are_bounded_in_number() {
     s.append("c", &text("1"), "", t0 + Duration::from_secs(2));
     assert_eq!(s.head("a"), None, "the idlest went");
     assert!(s.head("b").is_some() && s.head("c").is_some());
+}
+
+#[test]
+fn a_replica_stores_what_its_owner_sends_under_the_owners_epoch() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    assert!(s.store("a", "owner-1", 1, &text("1"), "k1", t0));
+    assert!(s.store("a", "owner-1", 2, &text("2"), "", t0));
+    assert!(!s.store("a", "owner-1", 2, &text("2"), "", t0), "sent again: here already");
+    assert_eq!(s.head("a"), Some((Arc::from("owner-1"), 2)));
+    // Taking over, it goes on in the same epoch; the keys came along.
+    assert_eq!(s.append("a", &text("3"), "", t0), new("owner-1", 3));
+    assert_eq!(s.append("a", &text("1"), "k1", t0), Appended::Duplicate { epoch: Arc::from("owner-1"), offset: 1 });
+    // Another epoch from an owner replaces what was here.
+    assert!(s.store("a", "owner-2", 7, &text("7"), "", t0));
+    let history = s.history("a", "", 0, 0, t0);
+    assert_eq!((history.epoch.as_ref(), offsets(&history)), ("owner-2", vec![7]));
+    assert!(!history.complete, "1 to 6 of that epoch were never here");
 }
