@@ -650,7 +650,10 @@ impl FrameHandler for ControlFrames {
                     routing.replicated(from, stored, &mut Links(plane));
                 }
             }
-            Some(Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_)) | None => {
+            Some(
+                Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_) | Kind::Head(_),
+            )
+            | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
             }
         }

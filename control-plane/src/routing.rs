@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated, Reply, Role,
+    Deliver, Frame, Head, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated, Reply, Role,
     frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
@@ -239,6 +239,11 @@ impl Routing {
     pub fn interest(&mut self, from: &NodeId, interest: Interest, out: &mut impl Outlet) {
         if interest.present {
             self.interest.add(from, &interest.channel);
+            // Where the stream is, so an edge that was behind catches up.
+            if let Some((epoch, top)) = self.streams.head(&interest.channel) {
+                let head = Head { channel: interest.channel.clone(), epoch: epoch.to_string(), top };
+                out.send(from.as_str(), Frame { kind: Some(Kind::Head(head)) });
+            }
         } else {
             self.interest.remove(from, &interest.channel);
         }

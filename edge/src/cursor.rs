@@ -163,6 +163,28 @@ impl Cursors {
         steps.fetch.push((id, query));
     }
 
+    /// The owner says where the stream is: a cursor behind it in the same
+    /// epoch fetches the rest (the Delivers it missed while the owner changed).
+    pub fn head(&mut self, channel: &str, epoch: &str, top: u64, now: Instant) -> Steps {
+        let mut steps = Steps::default();
+        let Some(cursor) = self.channels.get_mut(channel) else { return steps };
+        if cursor.epoch != epoch || top <= cursor.last || cursor.fetch.is_some() || !cursor.held.is_empty() {
+            return steps;
+        }
+        let id = self.next_fetch;
+        self.next_fetch += 1;
+        let query = HistoryQuery {
+            channel: channel.to_owned(),
+            since_epoch: cursor.epoch.clone(),
+            since_offset: cursor.last,
+            limit: u32::try_from(top - cursor.last).unwrap_or(u32::MAX),
+        };
+        cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
+        self.fetching.insert(id, channel.to_owned());
+        steps.fetch.push((id, query));
+        steps
+    }
+
     /// When the next fetch gives up.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.channels.values().filter_map(|c| c.fetch.as_ref().map(|f| f.until)).min()

@@ -461,6 +461,11 @@ impl FrameHandler for EdgeFrames {
                 edge.drain_requested.notify_one();
             }
             // The owner confirming a publish this edge had no subscriber for.
+            Some(Kind::Head(head)) => {
+                let mut cursors = edge.cursors.lock();
+                let steps = cursors.head(&head.channel, &head.epoch, head.top, Instant::now());
+                edge.carry_out(steps);
+            }
             Some(Kind::Reply(Reply { id, kind: Some(reply::Kind::History(answer)) })) => {
                 edge.history_answered(id, Some(answer));
             }

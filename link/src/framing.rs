@@ -62,6 +62,7 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Interest(i) => &i.channel,
         Kind::Replicate(r) => &r.channel,
         Kind::Replicated(r) => &r.channel,
+        Kind::Head(h) => &h.channel,
         Kind::Hello(_) | Kind::Command(_) | Kind::Query(_) | Kind::Reply(_) | Kind::Members(_) | Kind::Drain(_) => {
             return None;
         }

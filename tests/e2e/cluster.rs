@@ -808,3 +808,65 @@ async fn every_confirmed_publish_survives_the_death_of_its_owner_exactly_once_in
     assert_eq!(held.len(), 100, "history holds its size: the newest 100");
     assert_eq!(held, (MESSAGES as u64 - 99..=MESSAGES as u64).collect::<Vec<_>>());
 }
+
+/// The owner dies: its replica owns the channel next and goes on in the same
+/// epoch with the same history. The replica dies too: every copy is gone, so
+/// the last node starts a new epoch, and History says the old one is gone.
+#[tokio::test]
+async fn losing_every_copy_of_a_stream_starts_a_new_epoch_and_says_so() {
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 3, 1).await;
+    let mut grpc = cluster.grpc(0).await;
+    let mut last = None;
+    for i in 0..5 {
+        last = Some(grpc.publish(publish("ledger", &format!("m{i}"))).await.unwrap().into_inner());
+    }
+    let first = last.unwrap();
+    let index = |cluster: &Cluster, id: &str| cluster.controls.iter().position(|c| c.id == id).unwrap();
+    let info = cluster.grpc(0).await.get_channel(GetChannelRequest { channel: "ledger".into() }).await.unwrap();
+    let owner = index(&cluster, &info.into_inner().owner);
+
+    // Asked through a survivor until the ring has dropped the dead owner.
+    let next_owner = |cluster: &Cluster, via: usize, dead: String| {
+        let api = cluster.controls[via].api();
+        async move {
+            let deadline = Instant::now() + PATIENCE * 2;
+            loop {
+                let mut grpc = grpc_to(&api).await;
+                let info = grpc.get_channel(GetChannelRequest { channel: "ledger".into() }).await;
+                if let Ok(info) = info.map(|i| i.into_inner())
+                    && info.owner != dead
+                {
+                    return info;
+                }
+                assert!(Instant::now() < deadline, "the ring never dropped {dead}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let dead = cluster.controls[owner].id.clone();
+    cluster.kill_control(owner).await;
+    let survivor = (owner + 1) % 3;
+    let taken = next_owner(&cluster, survivor, dead).await;
+    assert_eq!((taken.epoch.as_str(), taken.last_offset), (first.epoch.as_str(), 5), "the replica went on");
+
+    let replica = index(&cluster, &taken.owner);
+    let dead = taken.owner.clone();
+    cluster.kill_control(replica).await;
+    let last_one = (0..3).find(|i| *i != owner && *i != replica).unwrap();
+    let alone = next_owner(&cluster, last_one, dead).await;
+    assert_eq!(alone.owner, cluster.controls[last_one].id);
+    let mut grpc = cluster.grpc(last_one).await;
+    let fresh = grpc.publish(publish("ledger", "after")).await.unwrap().into_inner();
+    assert_ne!(fresh.epoch, first.epoch, "a new epoch: continuity was lost");
+    assert_eq!(fresh.offset, 1);
+    let since = slip_proto::pb::HistoryRequest {
+        channel: "ledger".into(),
+        since_epoch: first.epoch.clone(),
+        since_offset: 5,
+        limit: 0,
+    };
+    let history = grpc.history(since).await.unwrap().into_inner();
+    assert!(!history.complete, "offsets of the lost epoch mean nothing now");
+    assert_eq!(history.epoch, fresh.epoch);
+}

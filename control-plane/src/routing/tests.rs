@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    ChannelEvent, Deliver, Frame, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated, Reply,
-    Role, channel_event, frame::Kind, reply,
+    ChannelEvent, Deliver, Frame, Head, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated,
+    Reply, Role, channel_event, frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::time::Instant;
@@ -353,4 +353,18 @@ fn a_replica_stores_says_so_and_takes_over_in_the_same_epoch() {
     assert_eq!((next.offset, next.epoch.as_str()), (4, "e-owner"));
     let history = replica.history("room", "e-owner", 0, 0, now);
     assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn an_edge_announcing_interest_hears_where_the_stream_is() {
+    let mut routing = routing(node("c-0"));
+    let mut out = Sent::default();
+    routing.interest(&node("e-1"), present("room"), &mut out);
+    assert_eq!(out.take(), [], "no stream yet: nothing to catch up on");
+    routing.fan_out(text("room", "a"), Instant::now(), &mut out);
+    routing.fan_out(text("room", "b"), Instant::now(), &mut out);
+    out.take();
+    routing.interest(&node("e-2"), present("room"), &mut out);
+    let epoch = routing.channel("room").epoch;
+    assert_eq!(out.take(), [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2 }))]);
 }

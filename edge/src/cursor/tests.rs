@@ -107,6 +107,21 @@ fn too_much_waiting_gives_the_gap_up() {
 }
 
 #[test]
+fn a_head_ahead_of_the_cursor_fetches_the_tail() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    assert_eq!(c.head("room", "e1", 5, now), Steps::default(), "no cursor: a new subscriber starts from now");
+    c.deliver(d(1), now);
+    assert_eq!(c.head("room", "e1", 1, now), Steps::default(), "up to date");
+    assert_eq!(c.head("room", "e2", 9, now), Steps::default(), "another epoch: the next Deliver tells");
+    let steps = c.head("room", "e1", 3, now);
+    let (id, query) = steps.fetch[0].clone();
+    assert_eq!((query.since_offset, query.limit), (1, 2));
+    let filled = c.answered(id, Some(history(&[2, 3])), now);
+    assert_eq!((offsets(&filled), filled.lost), (vec![2, 3], 0));
+    assert_eq!(offsets(&c.deliver(d(4), now)), [4]);
+}
+
+#[test]
 fn closing_orders_and_forgotten_channels() {
     let (mut c, now) = (Cursors::default(), Instant::now());
     let close = Deliver { offset: 0, event: None, ..d(0) };
