@@ -142,9 +142,18 @@ mod tests {
             reply.to_vec().unwrap()
         }
 
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        // DNS over TCP must answer on the same port as UDP: find a port free
+        // for both (another test may hold the TCP side of a free UDP port).
+        let mut bound = None;
+        for _ in 0..100 {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                bound = Some((udp, addr, tcp));
+                break;
+            }
+        }
+        let (udp, addr, tcp) = bound.expect("a port free for both UDP and TCP");
         let for_udp = ips.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 512];
