@@ -253,20 +253,22 @@ impl ControlPlane {
         // The owner answers it once its replicas have it: here, or elsewhere.
         let (id, answer) = self.expect_reply()?;
         (publish.ack, publish.reply_to) = (id, self.node_id.to_string());
-        let mut routing = self.routing.lock();
-        match routing.owner_elsewhere(&publish.channel).cloned() {
-            None => {
-                self.fan_out_locked(&mut routing, publish);
-            }
-            Some(owner) => {
-                drop(routing);
-                if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
-                    self.questions.forget(id);
-                    return Err(ControlError::Unavailable(e.to_string()));
-                }
-            }
+        if let Err(e) = self.place(publish) {
+            self.questions.forget(id);
+            return Err(ControlError::Unavailable(e.to_string()));
         }
         Ok(Receipt::Waiting { id, answer, patience: QUERY_TIMEOUT })
+    }
+
+    /// Fans a publish out here when this node owns its channel; else sends it to the owner.
+    fn place(&self, publish: Publish) -> Result<(), slip_link::LinkError> {
+        let mut routing = self.routing.lock();
+        let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
+            self.fan_out_locked(&mut routing, publish);
+            return Ok(());
+        };
+        drop(routing);
+        self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
     }
 
     /// A publish from an edge (a callback reply's PUBLISH), as it came: to the
@@ -275,17 +277,8 @@ impl ControlPlane {
         if channel::validate(&publish.channel).is_err() {
             return;
         }
-        let mut routing = self.routing.lock();
-        match routing.owner_elsewhere(&publish.channel).cloned() {
-            None => {
-                self.fan_out_locked(&mut routing, publish);
-            }
-            Some(owner) => {
-                drop(routing);
-                if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
-                    tracing::warn!(error = %e, "publish from an edge dropped");
-                }
-            }
+        if let Err(e) = self.place(publish) {
+            tracing::warn!(error = %e, "publish from an edge dropped");
         }
     }
 

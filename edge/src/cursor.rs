@@ -147,16 +147,21 @@ impl Cursors {
             }
         }
         let Some(&first_held) = cursor.held.keys().next() else { return };
-        if cursor.fetch.is_some() {
-            return;
+        if cursor.fetch.is_none() {
+            self.ask(channel, first_held - 1, now, steps);
         }
+    }
+
+    /// Asks the owner's history for what follows the cursor, through offset `through`.
+    fn ask(&mut self, channel: &str, through: u64, now: Instant, steps: &mut Steps) {
+        let Some(cursor) = self.channels.get_mut(channel) else { return };
         let id = self.next_fetch;
         self.next_fetch += 1;
         let query = HistoryQuery {
             channel: channel.to_owned(),
             since_epoch: cursor.epoch.clone(),
             since_offset: cursor.last,
-            limit: u32::try_from(first_held - cursor.last - 1).unwrap_or(u32::MAX),
+            limit: u32::try_from(through - cursor.last).unwrap_or(u32::MAX),
         };
         cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
         self.fetching.insert(id, channel.to_owned());
@@ -171,17 +176,7 @@ impl Cursors {
         if cursor.epoch != epoch || top <= cursor.last || cursor.fetch.is_some() || !cursor.held.is_empty() {
             return steps;
         }
-        let id = self.next_fetch;
-        self.next_fetch += 1;
-        let query = HistoryQuery {
-            channel: channel.to_owned(),
-            since_epoch: cursor.epoch.clone(),
-            since_offset: cursor.last,
-            limit: u32::try_from(top - cursor.last).unwrap_or(u32::MAX),
-        };
-        cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
-        self.fetching.insert(id, channel.to_owned());
-        steps.fetch.push((id, query));
+        self.ask(channel, top, now, &mut steps);
         steps
     }
 
