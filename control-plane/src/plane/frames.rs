@@ -1,0 +1,107 @@
+//! What a control node does with the frames its links bring.
+
+use super::*;
+
+/// Frames from edges and other control nodes.
+pub struct ControlFrames(pub Arc<ControlPlane>);
+
+impl FrameHandler for ControlFrames {
+    fn on_frame(&self, from: &NodeId, frame: Frame) {
+        let plane = &self.0;
+        match frame.kind {
+            Some(Kind::Interest(interest)) => {
+                if channel::validate(&interest.channel).is_err() {
+                    return;
+                }
+                plane.routing.lock().interest(from, interest, &mut Links(plane));
+            }
+            Some(Kind::Publish(publish)) => {
+                let mut routing = plane.routing.lock();
+                if routing.is_control(from) {
+                    plane.fan_out_locked(&mut routing, publish);
+                    return;
+                }
+                drop(routing);
+                plane.route(publish);
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::Channel(channel)) })) => {
+                // Another control node asks the owner about a channel.
+                let (asker, from) = (plane.clone(), from.clone());
+                let stop = plane.shutdown.clone();
+                plane.tasks.spawn(stop.run_until_cancelled_owned(async move {
+                    let plane = asker;
+                    let Ok(summary) = plane.owned_channel(&channel).await else { return };
+                    let state = ChannelState {
+                        channel: summary.channel,
+                        subscribers: summary.subscribers,
+                        edges: summary.edges,
+                        owner: summary.owner,
+                        last_offset: summary.last_offset,
+                        epoch: summary.epoch,
+                    };
+                    let reply = Reply { id, kind: Some(reply::Kind::Channel(state)) };
+                    let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+                }));
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::History(question)) })) => {
+                // Another control node asks the owner for history.
+                let history = plane.routing.lock().history(
+                    &question.channel,
+                    &question.since_epoch,
+                    question.since_offset,
+                    question.limit as usize,
+                    Instant::now(),
+                );
+                let answer = HistoryAnswer {
+                    epoch: history.epoch.to_string(),
+                    top_offset: history.top_offset,
+                    publications: history
+                        .publications
+                        .into_iter()
+                        .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
+                        .collect(),
+                    complete: history.complete,
+                };
+                let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+            }
+            Some(Kind::Command(command)) => {
+                // An edge addressing a connection on another edge: pass it on.
+                if let Ok(id) = ConnectionId::parse(&command.connection_id) {
+                    let frame = Frame { kind: Some(Kind::Command(command)) };
+                    if let Err(e) = plane.peers.send(id.edge(), frame) {
+                        tracing::debug!(error = %e, "command for a connection dropped");
+                    }
+                }
+            }
+            Some(Kind::Reply(reply)) => plane.questions.resolve(reply),
+            Some(Kind::Replicate(copy)) => {
+                let mut routing = plane.routing.lock();
+                // Only a control node may write a stream's history.
+                if routing.is_control(from) && channel::validate(&copy.channel).is_ok() {
+                    routing.store_replica(from, copy, Instant::now(), &mut Links(plane));
+                }
+            }
+            Some(Kind::Replicated(stored)) => {
+                let mut routing = plane.routing.lock();
+                if routing.is_control(from) {
+                    routing.replicated(from, stored, &mut Links(plane));
+                }
+            }
+            Some(
+                Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_) | Kind::Head(_),
+            )
+            | None => {
+                tracing::debug!(from = %from, "unexpected frame on a control node ignored");
+            }
+        }
+    }
+
+    fn on_link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
+        self.0.link_up(hello, link);
+    }
+
+    fn on_link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
+        self.0.link_down(peer, link);
+    }
+}

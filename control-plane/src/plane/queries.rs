@@ -1,0 +1,233 @@
+//! Questions a control node asks other nodes, and the answers it puts
+//! together: connection commands, connection and channel state, the nodes
+//! and channels `slip admin` lists, draining an edge. Every question waits
+//! at most its deadline; questions to many edges go at once.
+
+use super::*;
+
+impl ControlPlane {
+    /// Sends a command to the connection's edge. With `confirm`, waits for the
+    /// edge to say whether the connection exists (NOT_FOUND if not).
+    pub async fn connection_command(&self, mut command: ConnectionCommand, confirm: bool) -> Result<(), ControlError> {
+        let id = ConnectionId::parse(&command.connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if !confirm {
+            command.ack = 0;
+            let frame = Frame { kind: Some(Kind::Command(command)) };
+            return self.peers.send(id.edge(), frame).map_err(|e| ControlError::Unavailable(e.to_string()));
+        }
+        let (ack, answer) = self.expect_reply()?;
+        command.ack = ack;
+        let frame = Frame { kind: Some(Kind::Command(command)) };
+        match self.ask(id.edge(), ack, frame, answer, QUERY_TIMEOUT).await? {
+            reply::Kind::Found(true) => Ok(()),
+            _ => Err(ControlError::NotFound(format!("connection {id}"))),
+        }
+    }
+
+    pub async fn get_connection(&self, connection_id: &str) -> Result<ConnectionState, ControlError> {
+        let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let (qid, answer) = self.expect_reply()?;
+        let query = Query { id: qid, kind: Some(query::Kind::Connection(id.to_string())) };
+        let frame = Frame { kind: Some(Kind::Query(query)) };
+        match self.ask(id.edge(), qid, frame, answer, QUERY_TIMEOUT).await? {
+            reply::Kind::Connection(state) => Ok(state),
+            _ => Err(ControlError::NotFound(format!("connection {id}"))),
+        }
+    }
+
+    /// Waits up to `timeout_ms` for a connection to exist; true if it does.
+    pub async fn poll_for_connection(&self, connection_id: &str, timeout_ms: u64) -> Result<bool, ControlError> {
+        let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let timeout_ms = timeout_ms.min(MAX_POLL_TIMEOUT_MS);
+        let (qid, answer) = self.expect_reply()?;
+        let wait = WaitForConnection { connection_id: id.to_string(), timeout_ms: timeout_ms as u32 };
+        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Wait(wait)) })) };
+        let patience = Duration::from_millis(timeout_ms) + QUERY_TIMEOUT;
+        Ok(matches!(self.ask(id.edge(), qid, frame, answer, patience).await?, reply::Kind::Found(true)))
+    }
+
+    /// The channel as its owner sees it, with subscriber counts from each interested edge.
+    pub async fn get_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
+        channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let owner = self.routing.lock().owner_elsewhere(channel).cloned();
+        if let Some(owner) = owner {
+            let (qid, answer) = self.expect_reply()?;
+            let frame =
+                Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
+            return match self.ask(owner.as_str(), qid, frame, answer, QUERY_TIMEOUT * 2).await? {
+                reply::Kind::Channel(state) => Ok(ChannelSummary {
+                    channel: state.channel,
+                    subscribers: state.subscribers,
+                    edges: state.edges,
+                    owner: state.owner,
+                    last_offset: state.last_offset,
+                    epoch: state.epoch,
+                }),
+                _ => Err(ControlError::Unavailable(format!("owner {owner} gave no answer"))),
+            };
+        }
+        self.owned_channel(channel).await
+    }
+
+    /// The channel as its owner (this node) sees it.
+    pub(super) async fn owned_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
+        let owner = self.node_id.clone();
+        let ChannelView { edges, epoch, top_offset } = self.routing.lock().channel(channel);
+        let mut subscribers = 0;
+        for answer in self.ask_each(&edges, || query::Kind::Channel(channel.into())).await {
+            if let reply::Kind::Channel(state) = answer? {
+                subscribers += state.subscribers;
+            }
+        }
+        Ok(ChannelSummary {
+            channel: channel.to_owned(),
+            subscribers,
+            edges: edges.len() as u32,
+            owner: owner.to_string(),
+            last_offset: top_offset,
+            epoch,
+        })
+    }
+
+    /// This node, the control nodes and the edges it links to.
+    pub async fn nodes(&self) -> Vec<NodeInfo> {
+        let (ring, region) = {
+            let routing = self.routing.lock();
+            (routing.ring().clone(), routing.region().to_owned())
+        };
+        let mut nodes = vec![NodeInfo {
+            node_id: self.node_id.to_string(),
+            role: "control".into(),
+            region,
+            ring_share: ring.share(&self.node_id),
+            connections: 0,
+            linked: true,
+            rtt_ms: 0.0,
+        }];
+        let mut peers = self.peers.ids();
+        peers.sort();
+        let edges: Vec<NodeId> = peers.iter().filter(|p| !self.is_control(p)).cloned().collect();
+        let stats: HashMap<NodeId, u64> = edges
+            .iter()
+            .cloned()
+            .zip(self.ask_each(&edges, || query::Kind::Stats(true)).await)
+            .filter_map(|(edge, answer)| match answer {
+                Ok(reply::Kind::Stats(stats)) => Some((edge, stats.connections)),
+                _ => None,
+            })
+            .collect();
+        for peer in peers {
+            let (hello, is_control) = {
+                let routing = self.routing.lock();
+                (routing.hello(&peer).cloned().unwrap_or_default(), routing.is_control(&peer))
+            };
+            let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+            let connections = stats.get(&peer).copied().unwrap_or(0);
+            nodes.push(NodeInfo {
+                node_id: peer.to_string(),
+                role: if is_control { "control" } else { "edge" }.into(),
+                region: hello.region,
+                ring_share: ring.share(&peer),
+                connections,
+                linked: true,
+                rtt_ms: rtt,
+            });
+        }
+        nodes
+    }
+
+    /// Asks every node in `nodes` the same question at once, so all the
+    /// answers come within one [`QUERY_TIMEOUT`]; answers in `nodes`' order.
+    async fn ask_each(
+        &self,
+        nodes: &[NodeId],
+        question: impl Fn() -> query::Kind,
+    ) -> Vec<Result<reply::Kind, ControlError>> {
+        let asks = nodes.iter().map(|node| {
+            let asked = self.expect_reply().map(|(qid, answer)| {
+                let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(question()) })) };
+                (qid, frame, answer)
+            });
+            async move {
+                let (qid, frame, answer) = asked?;
+                self.ask(node.as_str(), qid, frame, answer, QUERY_TIMEOUT).await
+            }
+        });
+        futures_util::future::join_all(asks).await
+    }
+
+    /// The channels with the most subscribers across every edge this node links to.
+    pub async fn top_channels(&self, limit: usize) -> Vec<ChannelSummary> {
+        let mut merged: HashMap<String, (u64, u32)> = HashMap::new();
+        let edges: Vec<NodeId> = self.peers.ids().into_iter().filter(|p| !self.is_control(p)).collect();
+        for answer in self.ask_each(&edges, || query::Kind::ChannelCounts(limit as u32)).await {
+            if let Ok(reply::Kind::ChannelCounts(counts)) = answer {
+                for state in counts.channels {
+                    let entry = merged.entry(state.channel).or_default();
+                    entry.0 += state.subscribers;
+                    entry.1 += 1;
+                }
+            }
+        }
+        let routing = self.routing.lock();
+        let mut top: Vec<ChannelSummary> = merged
+            .into_iter()
+            .map(|(channel, (subscribers, edges))| ChannelSummary {
+                owner: routing.ring().owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
+                // Known here only for channels this node owns.
+                last_offset: routing.channel(&channel).top_offset,
+                epoch: routing.channel(&channel).epoch,
+                channel,
+                subscribers,
+                edges,
+            })
+            .collect();
+        top.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then_with(|| a.channel.cmp(&b.channel)));
+        top.truncate(limit);
+        top
+    }
+
+    /// Asks an edge to drain and exit; returns how many connections it had.
+    pub async fn drain_edge(&self, edge: &str) -> Result<u64, ControlError> {
+        let id = NodeId::parse(edge).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if self.is_control(&id) || id == self.node_id {
+            return Err(ControlError::Invalid(format!("{edge} is a control node; only edges drain")));
+        }
+        if !self.peers.contains(&id) {
+            return Err(ControlError::NotFound(format!("no edge {edge} is linked to this control node")));
+        }
+        let stats = self.ask_each(std::slice::from_ref(&id), || query::Kind::Stats(true)).await.pop();
+        let connections = match stats {
+            Some(Ok(reply::Kind::Stats(stats))) => stats.connections,
+            _ => 0,
+        };
+        self.peers
+            .send(edge, Frame { kind: Some(Kind::Drain(Drain {})) })
+            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        Ok(connections)
+    }
+
+    pub(super) fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {
+        self.questions.expect().ok_or_else(|| ControlError::Unavailable("too many questions to edges in flight".into()))
+    }
+
+    pub(super) async fn ask(
+        &self,
+        node: &str,
+        id: u64,
+        frame: Frame,
+        answer: oneshot::Receiver<reply::Kind>,
+        patience: Duration,
+    ) -> Result<reply::Kind, ControlError> {
+        if let Err(e) = self.peers.send(node, frame) {
+            self.questions.forget(id);
+            return Err(ControlError::Unavailable(e.to_string()));
+        }
+        let answered = tokio::time::timeout(patience, answer).await;
+        self.questions.forget(id);
+        match answered {
+            Ok(Ok(kind)) => Ok(kind),
+            _ => Err(ControlError::Unavailable(format!("node {node} did not answer"))),
+        }
+    }
+}
