@@ -18,6 +18,8 @@ pub struct Gateway {
     /// WebSocket URLs, one per edge; clients are spread over them.
     pub ws: Vec<String>,
     pub control: String,
+    /// What was started: `None` for `slip dev`.
+    pub shape: Option<Shape>,
     secret: String,
     _ca: Option<TempDir>,
     /// Owned, so the backend lives exactly as long as the gateway in front of it.
@@ -85,14 +87,17 @@ impl Gateway {
             children: vec![child],
             ws: vec![found[0].clone()],
             control: found[1].clone(),
+            shape: None,
             secret: backend.secret.clone(),
             _ca: None,
             _backend: backend,
         })
     }
 
-    /// A cluster on loopback: one `slip control` and `edges` `slip edge` processes.
-    pub async fn cluster(slip: &str, backend: Backend, edges: usize) -> anyhow::Result<Self> {
+    /// A cluster on loopback: `slip control` and `slip edge` processes.
+    pub async fn cluster(slip: &str, backend: Backend, shape: Shape) -> anyhow::Result<Self> {
+        let Shape { edges, controls, replicas } = shape;
+        let (edges, controls) = (edges.max(1), controls.max(1));
         let dir = std::env::temp_dir().join(format!("slip-bench-ca-{}", std::process::id()));
         let ca = TempDir(dir.clone());
         let status = Command::new(slip).args(["gen-ca", "--out"]).arg(&dir).stdout(Stdio::null()).status().await?;
@@ -107,26 +112,39 @@ impl Gateway {
         anyhow::ensure!(status.success(), "slip gen-cert failed");
         let (edge_cert, edge_key) =
             (dir.join("edge.pem").display().to_string(), dir.join("edge-key.pem").display().to_string());
-        let link = format!("127.0.0.1:{}", free_port()?);
-        let control_args = [
-            "control",
-            "--node-id",
-            "control-0",
-            "--control-listen",
-            "127.0.0.1:0",
-            "--link-listen",
-            &link,
-            "--cluster-ca",
-            &cert,
-            "--cluster-ca-key",
-            &key,
-            "--jwt-secret",
-            &backend.secret,
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ];
-        let (control, found) = spawn(slip, &control_args, &["Control API:"]).await?;
-        let mut children = vec![control];
+        let links: Vec<String> =
+            (0..controls).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+        let link = links.join(",");
+        let replicas = replicas.to_string();
+        let mut children = Vec::new();
+        let mut apis = Vec::new();
+        for (i, listen) in links.iter().enumerate() {
+            let id = format!("control-{i}");
+            let control_args = [
+                "control",
+                "--node-id",
+                &id,
+                "--control-listen",
+                "127.0.0.1:0",
+                "--link-listen",
+                listen,
+                "--peers",
+                &link,
+                "--stream-replicas",
+                &replicas,
+                "--cluster-ca",
+                &cert,
+                "--cluster-ca-key",
+                &key,
+                "--jwt-secret",
+                &backend.secret,
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ];
+            let (control, found) = spawn(slip, &control_args, &["Control API:"]).await?;
+            children.push(control);
+            apis.push(found[0].clone());
+        }
         let mut ws = Vec::new();
         for i in 0..edges {
             let id = format!("edge-{i}");
@@ -155,12 +173,13 @@ impl Gateway {
             children.push(edge);
             ws.push(url[0].clone());
         }
-        // Let the edges link before clients arrive.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // Let the nodes link (and the ring form) before clients arrive.
+        tokio::time::sleep(std::time::Duration::from_millis(500 + 500 * controls as u64)).await;
         Ok(Self {
             children,
             ws,
-            control: found[0].clone(),
+            control: apis.swap_remove(0),
+            shape: Some(shape),
             secret: backend.secret.clone(),
             _ca: Some(ca),
             _backend: backend,
@@ -176,6 +195,15 @@ impl Gateway {
         let channel = tonic::transport::Endpoint::from_shared(self.control.clone())?.connect().await?;
         Ok(ControlClient::with_interceptor(channel, Auth(self.secret.clone())))
     }
+}
+
+/// What `Gateway::cluster` starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub edges: usize,
+    pub controls: usize,
+    /// Copies of each stream beyond its owner's (`SLIP_STREAM_REPLICAS`).
+    pub replicas: usize,
 }
 
 /// Resident set size of one process, in KiB.

@@ -28,9 +28,16 @@ struct Cli {
     /// The `slip` binary to measure.
     #[arg(long, default_value = "target/release/slip")]
     slip: String,
-    /// Run a cluster (one control node, this many edges) instead of one `slip dev`.
+    /// Run a cluster (this many edges, and `--controls` control nodes) instead of one `slip dev`.
     #[arg(long)]
     cluster: Option<usize>,
+    /// Control nodes of `--cluster`. Publishes go through the first; the
+    /// channel's owner and its replica are wherever the ring puts them.
+    #[arg(long, default_value_t = 1)]
+    controls: usize,
+    /// `SLIP_STREAM_REPLICAS` of the control nodes of `--cluster`.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Measure Pushpin (installed with apt-get install pushpin) instead.
     #[arg(long)]
     pushpin: bool,
@@ -135,7 +142,10 @@ async fn main() -> anyhow::Result<()> {
         _ if cli.floor => Target::floor().await?,
         _ if cli.pushpin => Target::pushpin(backend::start().await?).await?,
         _ => match cli.cluster {
-            Some(edges) => Target::slip_cluster(&cli.slip, backend::start().await?, edges).await?,
+            Some(edges) => {
+                let shape = crate::gateway::Shape { edges, controls: cli.controls, replicas: cli.replicas };
+                Target::slip_cluster(&cli.slip, backend::start().await?, shape).await?
+            }
             None => Target::slip_dev(&cli.slip, backend::start().await?).await?,
         },
     };

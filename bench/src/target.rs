@@ -20,9 +20,9 @@ impl Target {
         Ok(Target::Slip(Gateway::dev(slip, backend).await?))
     }
 
-    /// One control node and `edges` edges, each its own process.
-    pub async fn slip_cluster(slip: &str, backend: Backend, edges: usize) -> anyhow::Result<Self> {
-        Ok(Target::Slip(Gateway::cluster(slip, backend, edges.max(1)).await?))
+    /// Control nodes and edges, each its own process.
+    pub async fn slip_cluster(slip: &str, backend: Backend, shape: crate::gateway::Shape) -> anyhow::Result<Self> {
+        Ok(Target::Slip(Gateway::cluster(slip, backend, shape).await?))
     }
 
     pub async fn pushpin(backend: Backend) -> anyhow::Result<Self> {
@@ -62,7 +62,9 @@ pub enum Publisher {
 impl Target {
     pub fn name(&self) -> String {
         match self {
-            Target::Slip(g) if g.ws.len() > 1 => format!("slip (1 control, {} edges)", g.ws.len()),
+            Target::Slip(Gateway { shape: Some(s), .. }) => {
+                format!("slip ({} control, {} edges, {} replicas)", s.controls, s.edges, s.replicas)
+            }
             Target::Slip(..) => "slip dev".into(),
             Target::Pushpin(..) => "Pushpin".into(),
             Target::Floor(..) => "floor (bare fastwebsockets)".into(),
