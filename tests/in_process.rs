@@ -326,3 +326,42 @@ async fn a_missed_publication_is_fetched_from_history_before_the_next() {
     let expected: Vec<_> = ["m1", "m2", "m3"].iter().map(|t| slip_edge::frame::text(t)).collect();
     assert_eq!(frames, expected, "m2 came from history, before m3");
 }
+
+/// A copy its replica never acknowledges is sent again on the plane's own
+/// clock: the publish set a deadline the sleeping clock had not seen.
+#[tokio::test(start_paused = true)]
+async fn an_unacknowledged_copy_is_sent_again_by_the_clock() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use slip_link::FrameHandler;
+    use slip_proto::link_pb::{Frame, frame::Kind};
+
+    /// A replica that stores nothing and answers nothing.
+    #[derive(Default)]
+    struct Silent(AtomicUsize);
+    impl FrameHandler for Silent {
+        fn on_frame(&self, _: &NodeId, frame: Frame) {
+            if matches!(frame.kind, Some(Kind::Replicate(_))) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        fn on_link_up(&self, _: &Hello, _: Arc<dyn Link>) {}
+        fn on_link_down(&self, _: &NodeId, _: &Arc<dyn Link>) {}
+    }
+
+    let (owner, replica) = (id("c0"), id("c1"));
+    let plane = ControlPlane::new(owner.clone());
+    let silent = Arc::new(Silent::default());
+    plane.link_up(&hello(&replica, Role::Control), memory::link(owner.clone(), replica.clone(), silent.clone()));
+    let ring = slip_proto::ring::Ring::new([owner.clone(), replica.clone()]);
+    let channel = (0..).map(|i| format!("room-{i}")).find(|c| ring.owner(c) == Some(&owner)).unwrap();
+    settle().await;
+
+    // Not waited on: it is never confirmed, since its copy never is.
+    let _receipt = plane.publish_start(publish(&channel, "m1")).unwrap();
+    settle().await;
+    assert_eq!(silent.0.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(slip_control_plane::replication::RESEND_AFTER).await;
+    settle().await;
+    assert_eq!(silent.0.load(Ordering::SeqCst), 2, "sent again after RESEND_AFTER");
+}

@@ -33,20 +33,7 @@ impl Admin for AdminService {
             0 => DEFAULT_TOP_CHANNELS,
             n => (n as usize).min(MAX_TOP_CHANNELS),
         };
-        let channels = self
-            .plane
-            .top_channels(limit)
-            .await
-            .into_iter()
-            .map(|c| ChannelInfo {
-                channel: c.channel,
-                subscribers: c.subscribers,
-                edges: c.edges,
-                owner: c.owner,
-                last_offset: c.last_offset,
-                epoch: c.epoch,
-            })
-            .collect();
+        let channels = self.plane.top_channels(limit).await.into_iter().map(ChannelInfo::from).collect();
         Ok(Response::new(ChannelsReply { channels }))
     }
 

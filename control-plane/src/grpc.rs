@@ -218,14 +218,7 @@ impl Control for ControlService {
 
     async fn get_channel(&self, request: Request<GetChannelRequest>) -> Result<Response<ChannelInfo>, Status> {
         let summary = self.plane.get_channel(&request.into_inner().channel).await?;
-        Ok(Response::new(ChannelInfo {
-            channel: summary.channel,
-            subscribers: summary.subscribers,
-            edges: summary.edges,
-            owner: summary.owner,
-            last_offset: summary.last_offset,
-            epoch: summary.epoch,
-        }))
+        Ok(Response::new(summary.into()))
     }
 
     async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {

@@ -52,6 +52,29 @@ pub struct ChannelSummary {
     pub epoch: String,
 }
 
+// The same channel as the link (`ChannelState`) and the API (`ChannelInfo`)
+// carry it, converted here once.
+impl From<ChannelState> for ChannelSummary {
+    fn from(s: ChannelState) -> Self {
+        let ChannelState { channel, subscribers, edges, owner, last_offset, epoch } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch }
+    }
+}
+
+impl From<ChannelSummary> for ChannelState {
+    fn from(s: ChannelSummary) -> Self {
+        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch }
+    }
+}
+
+impl From<ChannelSummary> for slip_proto::pb::ChannelInfo {
+    fn from(s: ChannelSummary) -> Self {
+        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch }
+    }
+}
+
 /// A control node: its links, what it knows (one [`Routing`] behind one
 /// lock, which is only ever taken before the links' own, never after), the
 /// questions it waits on, and the tasks it runs.
@@ -68,25 +91,20 @@ pub struct ControlPlane {
     shutdown: CancellationToken,
 }
 
-/// What [`ControlPlane::publish_start`] leaves to wait on.
-pub enum Receipt {
-    /// Published here, by this node as the channel's owner.
-    Done(Published),
-    /// The owner answers `id`.
-    Waiting { id: u64, answer: oneshot::Receiver<reply::Kind>, patience: Duration },
+/// What [`ControlPlane::publish_start`] leaves to wait on: the owner's
+/// answer to question `id` (this node's own routing, when it is the owner).
+pub struct Receipt {
+    id: u64,
+    answer: oneshot::Receiver<reply::Kind>,
 }
 
 impl Receipt {
     /// Where the publish went; UNAVAILABLE when its owner did not say in time.
     pub async fn wait(self, plane: &ControlPlane) -> Result<Published, ControlError> {
-        let (id, answer, patience) = match self {
-            Receipt::Done(published) => return Ok(published),
-            Receipt::Waiting { id, answer, patience } => (id, answer, patience),
-        };
-        let answered = tokio::time::timeout(patience, answer).await;
-        plane.questions.forget(id);
+        let answered = tokio::time::timeout(QUERY_TIMEOUT, self.answer).await;
+        plane.questions.forget(self.id);
         match answered {
-            Ok(Ok(reply::Kind::Published(p))) => Ok(Published { offset: p.offset, epoch: p.epoch, edges: p.edges }),
+            Ok(Ok(reply::Kind::Published(p))) => Ok(p.into()),
             _ => Err(ControlError::Unavailable("the channel's owner did not confirm the publish".into())),
         }
     }
@@ -257,7 +275,7 @@ impl ControlPlane {
             self.questions.forget(id);
             return Err(ControlError::Unavailable(e.to_string()));
         }
-        Ok(Receipt::Waiting { id, answer, patience: QUERY_TIMEOUT })
+        Ok(Receipt { id, answer })
     }
 
     /// Fans a publish out here when this node owns its channel; else sends it to the owner.
@@ -314,14 +332,20 @@ impl ControlPlane {
     }
 
     /// As the owner (or as told by another control node): fan out here.
-    fn fan_out_locked(&self, routing: &mut Routing, publish: Publish) -> Published {
-        let held = !publish.prev_id.is_empty() || !publish.id.is_empty();
-        let published = routing.fan_out(publish, Instant::now(), &mut Links(self));
-        if held {
-            // A held publish may have set the clock's next deadline.
+    fn fan_out_locked(&self, routing: &mut Routing, publish: Publish) {
+        self.timed(routing, |routing| routing.fan_out(publish, Instant::now(), &mut Links(self)));
+    }
+
+    /// Changes the routing and wakes the clock if that brought its next
+    /// deadline forward (a held GRIP publish, a copy to send again, history
+    /// to expire): the clock sleeps until the deadline it last saw.
+    fn timed<T>(&self, routing: &mut Routing, change: impl FnOnce(&mut Routing) -> T) -> T {
+        let before = routing.next_deadline();
+        let result = change(routing);
+        if routing.next_deadline().is_some_and(|at| before.is_none_or(|was| at < was)) {
             self.clock.notify_one();
         }
-        published
+        result
     }
 }
 

@@ -42,6 +42,19 @@ pub struct Published {
     pub edges: u32,
 }
 
+// The same answer as the link carries it to whoever asked.
+impl From<PublishedFrame> for Published {
+    fn from(p: PublishedFrame) -> Self {
+        Self { offset: p.offset, epoch: p.epoch, edges: p.edges }
+    }
+}
+
+impl From<&Published> for PublishedFrame {
+    fn from(p: &Published) -> Self {
+        Self { offset: p.offset, epoch: p.epoch.clone(), edges: p.edges }
+    }
+}
+
 /// A channel as its owner knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelView {
@@ -360,9 +373,7 @@ impl Routing {
 /// publish for another's channel, or an edge with no subscriber of it.
 fn confirm_publish(ack: u64, to: &str, published: &Published, out: &mut impl Outlet) {
     if ack != 0 {
-        let answer =
-            PublishedFrame { offset: published.offset, epoch: published.epoch.clone(), edges: published.edges };
-        let reply = Reply { id: ack, kind: Some(reply::Kind::Published(answer)) };
+        let reply = Reply { id: ack, kind: Some(reply::Kind::Published(published.into())) };
         out.send(to, Frame { kind: Some(Kind::Reply(reply)) });
     }
 }

@@ -31,15 +31,7 @@ impl FrameHandler for ControlFrames {
                 plane.tasks.spawn(stop.run_until_cancelled_owned(async move {
                     let plane = asker;
                     let Ok(summary) = plane.owned_channel(&channel).await else { return };
-                    let state = ChannelState {
-                        channel: summary.channel,
-                        subscribers: summary.subscribers,
-                        edges: summary.edges,
-                        owner: summary.owner,
-                        last_offset: summary.last_offset,
-                        epoch: summary.epoch,
-                    };
-                    let reply = Reply { id, kind: Some(reply::Kind::Channel(state)) };
+                    let reply = Reply { id, kind: Some(reply::Kind::Channel(summary.into())) };
                     let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
                 }));
             }
@@ -79,7 +71,7 @@ impl FrameHandler for ControlFrames {
                 let mut routing = plane.routing.lock();
                 // Only a control node may write a stream's history.
                 if routing.is_control(from) && channel::validate(&copy.channel).is_ok() {
-                    routing.store_replica(from, copy, Instant::now(), &mut Links(plane));
+                    plane.timed(&mut routing, |r| r.store_replica(from, copy, Instant::now(), &mut Links(plane)));
                 }
             }
             Some(Kind::Replicated(stored)) => {

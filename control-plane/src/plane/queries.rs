@@ -55,14 +55,7 @@ impl ControlPlane {
             let frame =
                 Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
             return match self.ask(owner.as_str(), qid, frame, answer, QUERY_TIMEOUT * 2).await? {
-                reply::Kind::Channel(state) => Ok(ChannelSummary {
-                    channel: state.channel,
-                    subscribers: state.subscribers,
-                    edges: state.edges,
-                    owner: state.owner,
-                    last_offset: state.last_offset,
-                    epoch: state.epoch,
-                }),
+                reply::Kind::Channel(state) => Ok(state.into()),
                 _ => Err(ControlError::Unavailable(format!("owner {owner} gave no answer"))),
             };
         }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    ChannelEvent, Deliver, Frame, Head, Hello, Interest, Publish, Published as PublishedFrame, Replicate, Replicated,
-    Reply, Role, channel_event, frame::Kind, reply,
+    ChannelEvent, Deliver, Frame, Head, Hello, Interest, Publish, Replicate, Replicated, Reply, Role, channel_event,
+    frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 use tokio::time::Instant;
@@ -73,8 +73,7 @@ fn published(routing: &Routing, channel: &str, offset: u64, edges: u32) -> Publi
 
 /// A publish confirmed to the node that asked, with its place in the stream.
 fn placed(id: u64, published: &Published) -> Kind {
-    let answer = PublishedFrame { offset: published.offset, epoch: published.epoch.clone(), edges: published.edges };
-    Kind::Reply(Reply { id, kind: Some(reply::Kind::Published(answer)) })
+    Kind::Reply(Reply { id, kind: Some(reply::Kind::Published(published.into())) })
 }
 
 fn confirmed(id: u64) -> Kind {
