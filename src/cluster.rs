@@ -223,7 +223,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     slip_proto::jwt::check_secret(args.jwt_secret.as_bytes()).context("SLIP_JWT_SECRET")?;
     let node = node(&args.cluster).await?;
     let identity = identity(&args.cluster, args.cluster_ca_key.as_deref(), Role::Control, &node.id)?;
-    let plane = ControlPlane::with_limits(node.id.clone(), args.streams.limits()?);
+    let plane = ControlPlane::joining(node.id.clone(), args.streams.limits()?);
     plane.set_region(&node.region);
     let links = QuicNode::bind(
         args.link_listen,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catchup;
 pub mod grip_api;
 pub mod grpc;
 pub mod http_api;

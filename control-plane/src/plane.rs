@@ -88,6 +88,8 @@ pub struct ControlPlane {
     clock: Arc<Notify>,
     /// The clock and the answers to other control nodes' questions.
     tasks: TaskTracker,
+    /// Stops the catch-up under way when the ring changes again.
+    catching_up: Mutex<Option<CancellationToken>>,
     shutdown: CancellationToken,
 }
 
@@ -140,11 +142,23 @@ impl ControlPlane {
         Self::with_limits(node_id, StreamLimits::default())
     }
 
-    /// A control plane; its clock task runs on the current tokio runtime
-    /// until [`ControlPlane::shutdown`] or the plane is dropped.
+    /// A control plane on its own (`slip dev`, or a cluster of one); its
+    /// clock task runs on the current tokio runtime until
+    /// [`ControlPlane::shutdown`] or the plane is dropped.
     pub fn with_limits(node_id: NodeId, limits: StreamLimits) -> Arc<Self> {
+        Self::build(node_id, limits, false)
+    }
+
+    /// A control node that links to others: it gives no offset in a channel
+    /// before it has caught up with them (or `CATCHUP_DEADLINE` passed).
+    pub fn joining(node_id: NodeId, limits: StreamLimits) -> Arc<Self> {
+        Self::build(node_id, limits, true)
+    }
+
+    fn build(node_id: NodeId, limits: StreamLimits, joining: bool) -> Arc<Self> {
         let plane = Arc::new(Self {
-            routing: Mutex::new(Routing::new(node_id.clone(), limits, Instant::now())),
+            routing: Mutex::new(Routing::new(node_id.clone(), limits, joining, Instant::now())),
+            catching_up: Mutex::new(None),
             node_id,
             peers: Peers::default(),
             questions: Questions::default(),
@@ -203,28 +217,33 @@ impl ControlPlane {
     }
 
     /// A link is up. Another control node joins the ring.
-    pub fn link_up(&self, hello: &Hello, link: Arc<dyn Link>) {
+    pub fn link_up(self: &Arc<Self>, hello: &Hello, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
         let first = self.peers.insert(link);
         let mut routing = self.routing.lock();
         if routing.linked(&peer, hello) && first {
-            routing.rebuild_ring(&self.peers.ids(), Instant::now(), &mut Links(self));
-            drop(routing);
-            self.clock.notify_one();
+            self.ring_changed(routing);
         }
+    }
+
+    /// Rebuilds the ring from the links up now, and starts catching up.
+    fn ring_changed(self: &Arc<Self>, mut routing: parking_lot::MutexGuard<'_, Routing>) {
+        let generation = routing.rebuild_ring(&self.peers.ids(), Instant::now(), &mut Links(self));
+        let members = routing.ring().members().to_vec();
+        drop(routing);
+        self.clock.notify_one();
+        self.catch_up(generation, members);
     }
 
     /// A link is down. When it was the peer's last: an edge's interest goes
     /// with it; a control node leaves the ring.
-    pub fn link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
+    pub fn link_down(self: &Arc<Self>, peer: &NodeId, link: &Arc<dyn Link>) {
         if !self.peers.remove_link(link) {
             return;
         }
         let mut routing = self.routing.lock();
         if routing.is_control(peer) {
-            routing.rebuild_ring(&self.peers.ids(), Instant::now(), &mut Links(self));
-            drop(routing);
-            self.clock.notify_one();
+            self.ring_changed(routing);
             return;
         }
         // Under the routing lock: a new link from the same edge is in `peers`
@@ -313,10 +332,8 @@ impl ControlPlane {
         let Some(owner) = owner else {
             return Ok(self.routing.lock().history(channel, since_epoch, since_offset, limit as usize, Instant::now()));
         };
-        let (qid, answer) = self.expect_reply()?;
         let question = HistoryQuery { channel: channel.into(), since_epoch: since_epoch.into(), since_offset, limit };
-        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::History(question)) })) };
-        match self.ask(owner.as_str(), qid, frame, answer, QUERY_TIMEOUT).await? {
+        match self.ask_query(owner.as_str(), query::Kind::History(question)).await? {
             reply::Kind::History(answer) => Ok(History {
                 epoch: answer.epoch.into(),
                 top_offset: answer.top_offset,
@@ -356,6 +373,7 @@ impl Drop for ControlPlane {
     }
 }
 
+mod catchup;
 mod frames;
 mod queries;
 

@@ -17,10 +17,11 @@ use slip_proto::ring::Ring;
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
 
+use crate::catchup::{CatchUp, HEADS_PER_PAGE};
 use crate::interest::InterestTable;
 use crate::replication::{MAX_WAITING_PER_CHANNEL, Replication, Waiting};
 use crate::sequencer::{Sequence, Sequencer};
-use crate::streams::{self, Appended, History, StreamLimits, Streams};
+use crate::streams::{self, Appended, CopyPage, History, StreamHead, StreamLimits, Streams};
 
 /// How long the ring must hold still before interest in channels owned
 /// elsewhere is forgotten.
@@ -86,15 +87,21 @@ pub struct Routing {
     replication: Replication,
     /// Copies of each stream beyond this node's.
     replicas: usize,
+    /// Learning, after a ring change, the streams this node now holds.
+    catch_up: CatchUp,
 }
 
 impl Routing {
-    pub fn new(node_id: NodeId, limits: StreamLimits, now: Instant) -> Self {
+    /// A node's routing; a node that `joining` others holds publishes until
+    /// it has caught up with them (see [`CatchUp`]).
+    pub fn new(node_id: NodeId, limits: StreamLimits, joining: bool, now: Instant) -> Self {
+        let ring = Ring::new([node_id.clone()]);
         Self {
+            catch_up: CatchUp::new(joining, &ring, now),
             replicas: limits.replicas,
             replication: Replication::default(),
             streams: Streams::new(limits, streams::random_epoch, now),
-            ring: Ring::new([node_id.clone()]),
+            ring,
             node_id,
             region: String::new(),
             controls: HashSet::new(),
@@ -148,8 +155,9 @@ impl Routing {
     /// with a live link) and this node. Interest in channels this node no
     /// longer owns is forgotten once the ring has held still for
     /// [`RING_SETTLE`]: while nodes are still finding each other, a passing
-    /// view must not throw away interest the final one needs.
-    pub fn rebuild_ring(&mut self, linked: &[NodeId], now: Instant, out: &mut impl Outlet) {
+    /// view must not throw away interest the final one needs. A catch-up
+    /// starts: returns its generation, for [`Routing::finish_catch_up`].
+    pub fn rebuild_ring(&mut self, linked: &[NodeId], now: Instant, out: &mut impl Outlet) -> u64 {
         let members = linked.iter().filter(|p| self.is_control(p)).cloned().chain([self.node_id.clone()]);
         self.ring = Ring::new(members);
         tracing::info!(members = self.ring.members().len(), "control ring changed");
@@ -159,6 +167,75 @@ impl Routing {
         for channel in self.replication.channels() {
             self.replicate(&channel, now, out);
             self.release(&channel, out);
+        }
+        self.catch_up.begin(now)
+    }
+
+    /// The control nodes that keep `channel`'s stream: its owner, then its replicas.
+    fn holders<'a>(&'a self, ring: &'a Ring, channel: &str) -> impl Iterator<Item = &'a NodeId> {
+        ring.owner(channel).into_iter().chain(ring.successors(channel, self.replicas))
+    }
+
+    /// As asked by a node catching up: the streams held here that `asker`
+    /// holds too in the ring of `members`, by name after `after`. Nothing
+    /// (`same_view` false) while this node's ring is another: it may still
+    /// give offsets in channels the asker is about to own.
+    pub fn heads_for(&self, asker: &NodeId, members: &[String], after: &str) -> (bool, Vec<StreamHead>, bool) {
+        let mut ours: Vec<&str> = self.ring.members().iter().map(NodeId::as_str).collect();
+        let mut theirs: Vec<&str> = members.iter().map(String::as_str).collect();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        if ours != theirs {
+            return (false, Vec::new(), false);
+        }
+        let (heads, more) =
+            self.streams.heads(after, HEADS_PER_PAGE, |channel| self.holders(&self.ring, channel).any(|n| n == asker));
+        (true, heads, more)
+    }
+
+    /// As asked by a node catching up: a page of `channel`'s copy.
+    pub fn copy_for(&self, channel: &str, after: u64, budget: usize, now: Instant) -> Option<CopyPage> {
+        self.streams.export(channel, after, budget, now)
+    }
+
+    /// Catching up: whether the copy `from` holds of a stream is worth
+    /// taking, and after which offset to ask. Ours is kept when it is as far
+    /// along and holds as much history; a copy of another epoch replaces ours
+    /// only when ours is nothing or `from` owns the channel.
+    pub fn wants_copy(&self, from: &NodeId, head: &StreamHead) -> Option<u64> {
+        let Some((epoch, top)) = self.streams.head(&head.channel) else { return Some(0) };
+        if epoch != head.epoch {
+            return (self.ring.owner(&head.channel) == Some(from)).then_some(0);
+        }
+        let first = self.streams.first(&head.channel);
+        if head.first != 0 && (first == 0 || head.first < first) {
+            // It holds history we lack: all of it (what we have is kept).
+            return Some(0);
+        }
+        (head.top > top).then_some(top)
+    }
+
+    /// Catching up: takes in a page of another node's copy of `channel`.
+    /// Once the last page is in, edges interested here hear where the
+    /// stream is (they may have missed what the copy brought).
+    pub fn import_copy(&mut self, channel: &str, page: CopyPage, now: Instant, out: &mut impl Outlet) {
+        let last = !page.more;
+        self.streams.import(channel, page, now);
+        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        if last && let Some((epoch, top)) = self.streams.head(channel) {
+            for edge in self.interest.edges(channel) {
+                let head = Head { channel: channel.to_owned(), epoch: epoch.to_string(), top, first: 0 };
+                out.send(edge.as_str(), Frame { kind: Some(Kind::Head(head)) });
+            }
+        }
+    }
+
+    /// Catch-up `generation` is over: the publishes it held go on.
+    pub fn finish_catch_up(&mut self, generation: u64, now: Instant, out: &mut impl Outlet) {
+        let Some(held) = self.catch_up.finish(generation, &self.ring) else { return };
+        tracing::info!(held = held.len(), "caught up after the ring changed");
+        for publish in held {
+            self.fan_out(publish, now, out);
         }
     }
 
@@ -254,7 +331,7 @@ impl Routing {
             self.interest.add(from, &interest.channel);
             // Where the stream is, so an edge that was behind catches up.
             if let Some((epoch, top)) = self.streams.head(&interest.channel) {
-                let head = Head { channel: interest.channel.clone(), epoch: epoch.to_string(), top };
+                let head = Head { channel: interest.channel.clone(), epoch: epoch.to_string(), top, first: 0 };
                 out.send(from.as_str(), Frame { kind: Some(Kind::Head(head)) });
             }
         } else {
@@ -271,6 +348,13 @@ impl Routing {
     /// another control node comes here too, even if this node's view of the
     /// ring differs: one hop, never a loop.
     pub fn fan_out(&mut self, mut publish: Publish, now: Instant, out: &mut impl Outlet) -> Published {
+        if self.catch_up.must_hold(&publish.channel, &self.node_id) {
+            // Confirmed once it is out, after the catch-up; refused, never.
+            if !self.catch_up.hold(publish) {
+                tracing::warn!("publish refused: too many held while catching up");
+            }
+            return Published::default();
+        }
         if publish.id.is_empty() && publish.prev_id.is_empty() {
             return self.stamp_and_send(publish, now, out);
         }
@@ -330,15 +414,25 @@ impl Routing {
     /// The earliest thing [`Routing::on_clock`] must do: a held publish
     /// falling due, or the ring settling.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.sequencer.next_deadline(), self.settle_at, self.streams.next_deadline(), self.replication.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.sequencer.next_deadline(),
+            self.settle_at,
+            self.streams.next_deadline(),
+            self.replication.next_deadline(),
+            self.catch_up.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// What is due at `now`: held publishes that waited long enough go out;
     /// once the ring has held still, interest in channels owned elsewhere goes.
     pub fn on_clock(&mut self, now: Instant, out: &mut impl Outlet) {
+        if let Some(generation) = self.catch_up.overdue(now) {
+            tracing::warn!("catching up took too long; going on with what this node has");
+            self.finish_catch_up(generation, now, out);
+        }
         for (_, publish) in self.sequencer.expire(now) {
             self.stamp_and_send(publish, now, out);
         }
@@ -353,6 +447,15 @@ impl Routing {
             let dropped = self.interest.retain(|channel| ring.owner(channel) == Some(me));
             if dropped > 0 {
                 tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
+            }
+            // Copies of streams this node no longer keeps: a stale copy must
+            // not be taken for the stream if the ring gives it back later.
+            let holders =
+                |channel: &str| ring.owner(channel).into_iter().chain(ring.successors(channel, self.replicas));
+            let forgotten = self.streams.retain(|channel| holders(channel).any(|n| n == me));
+            if forgotten > 0 {
+                tracing::info!(streams = forgotten, "copies of streams held elsewhere now dropped");
+                slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
             }
         }
     }

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slip_proto::link_pb::{ChannelEvent, channel_event};
+use slip_proto::link_pb::{ChannelEvent, CopyEntry, CopyKey, Head, StreamCopy, channel_event};
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
 
@@ -109,6 +109,28 @@ pub struct History {
     pub complete: bool,
 }
 
+/// Where a stream is: what another control node compares its copy with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamHead {
+    pub channel: Arc<str>,
+    pub epoch: Arc<str>,
+    pub top: u64,
+    /// The oldest offset history holds (0: none).
+    pub first: u64,
+}
+
+/// A page of a stream's copy, as it travels between control nodes: entries
+/// and keys with how long ago they were published.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CopyPage {
+    pub epoch: Arc<str>,
+    pub top: u64,
+    pub entries: Vec<(Publication, Duration)>,
+    pub keys: Vec<(String, u64, Duration)>,
+    /// Offsets after the last one here remain.
+    pub more: bool,
+}
+
 struct Queued {
     at: Instant,
     channel: Arc<str>,
@@ -190,6 +212,11 @@ impl Streams {
         self.streams.get(channel).map(|s| (s.epoch.clone(), s.top))
     }
 
+    /// The oldest offset the stream's history holds (0: none).
+    pub fn first(&self, channel: &str) -> u64 {
+        self.streams.get(channel).and_then(|s| s.history.front()).map_or(0, |e| e.offset)
+    }
+
     /// Gives a message the stream's next offset and keeps it in history; a
     /// key seen within the window gets the first publish's offset instead.
     /// An empty key is no key.
@@ -260,7 +287,7 @@ impl Streams {
         let stream = self.streams.get_mut(channel).expect("just found");
         stream.top = offset;
         stream.touched = now;
-        if !key.is_empty() {
+        if !key.is_empty() && !stream.keys.contains_key(key) {
             if stream.key_order.len() >= MAX_KEYS_PER_STREAM
                 && let Some((_, oldest)) = stream.key_order.pop_front()
             {
@@ -364,6 +391,136 @@ impl Streams {
         }
     }
 
+    /// The streams held here that `keep` picks, by channel name after
+    /// `after`, at most `max`: `(channel, epoch, top)`, and whether more remain.
+    pub fn heads(&self, after: &str, max: usize, keep: impl Fn(&str) -> bool) -> (Vec<StreamHead>, bool) {
+        let mut names: Vec<&Arc<str>> = self.streams.keys().filter(|name| &***name > after && keep(name)).collect();
+        names.sort_unstable();
+        let more = names.len() > max;
+        let heads = names
+            .into_iter()
+            .take(max)
+            .map(|name| {
+                let stream = &self.streams[name];
+                let first = stream.history.front().map_or(0, |e| e.offset);
+                StreamHead { channel: name.clone(), epoch: stream.epoch.clone(), top: stream.top, first }
+            })
+            .collect();
+        (heads, more)
+    }
+
+    /// A page of the stream's copy for another control node: its
+    /// publications and keys after offset `after`, in offset order, about
+    /// `budget` bytes (always at least one offset's worth).
+    pub fn export(&self, channel: &str, after: u64, budget: usize, now: Instant) -> Option<CopyPage> {
+        let stream = self.streams.get(channel)?;
+        let ttl = self.limits.history_ttl;
+        let mut entries = stream.history.iter().filter(|e| e.offset > after && now < e.at + ttl).peekable();
+        // Keys are kept in the order seen, which is offset order.
+        let first_key = stream.key_order.partition_point(|(_, key)| stream.keys.get(key).is_none_or(|&o| o <= after));
+        let mut keys = stream
+            .key_order
+            .range(first_key..)
+            .filter_map(|(at, key)| stream.keys.get(key).map(|&offset| (at, key, offset)))
+            .filter(|&(_, _, offset)| offset > after)
+            .peekable();
+        let mut page = CopyPage { epoch: stream.epoch.clone(), top: stream.top, ..CopyPage::default() };
+        let mut used = 0;
+        loop {
+            let entry_offset = entries.peek().map(|e| e.offset);
+            let key_offset = keys.peek().map(|&(_, _, offset)| offset);
+            let Some(offset) = entry_offset.into_iter().chain(key_offset).min() else { break };
+            if used >= budget {
+                page.more = true;
+                break;
+            }
+            // Everything at this offset goes in one page.
+            while let Some(entry) = entries.next_if(|e| e.offset == offset) {
+                used += entry.bytes;
+                page.entries.push((
+                    Publication { offset, event: entry.event.clone() },
+                    now.saturating_duration_since(entry.at),
+                ));
+            }
+            while let Some((at, key, _)) = keys.next_if(|&(_, _, o)| o == offset) {
+                used += key.len() + ENTRY_OVERHEAD;
+                page.keys.push((key.clone(), offset, now.saturating_duration_since(*at)));
+            }
+        }
+        Some(page)
+    }
+
+    /// Takes in a page of another node's copy of a stream. The same epoch
+    /// merges (what is here stays, what is new is added); another epoch
+    /// replaces the copy here. Entries are aged as they were there.
+    pub fn import(&mut self, channel: &str, page: CopyPage, now: Instant) {
+        let same = self.streams.get(channel).is_some_and(|s| s.epoch == page.epoch);
+        if !same {
+            self.start(channel, &page.epoch, now);
+        }
+        let (limits, ttl) = (&self.limits, self.limits.history_ttl);
+        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
+        let name = name.clone();
+        let stream = self.streams.get_mut(channel).expect("just found");
+        stream.top = stream.top.max(page.top);
+        stream.touched = now;
+        for (key, offset, age) in page.keys {
+            if stream.keys.contains_key(&key) || age >= limits.idempotency_ttl {
+                continue;
+            }
+            let at = now.checked_sub(age).unwrap_or(now);
+            let at_or_after = stream.key_order.partition_point(|(seen, _)| *seen <= at);
+            stream.key_order.insert(at_or_after, (at, key.clone()));
+            stream.keys.insert(key, offset);
+            if stream.key_order.len() > MAX_KEYS_PER_STREAM
+                && let Some((_, oldest)) = stream.key_order.pop_front()
+            {
+                stream.keys.remove(&oldest);
+            }
+        }
+        if limits.history_size == 0 {
+            return;
+        }
+        for (publication, age) in page.entries {
+            if age >= ttl {
+                continue;
+            }
+            let Publication { offset, event } = publication;
+            let place = stream.history.partition_point(|e| e.offset < offset);
+            if stream.history.get(place).is_some_and(|e| e.offset == offset) {
+                continue;
+            }
+            let at = now.checked_sub(age).unwrap_or(now);
+            let bytes = payload_bytes(&event) + ENTRY_OVERHEAD;
+            stream.history.insert(place, Entry { offset, event, at, bytes });
+            self.bytes += bytes;
+            // Behind newer ones in the age queue: it leaves history at most
+            // one TTL late, and reads never show it past its age.
+            self.order.push_back(Queued { at, channel: name.clone(), epoch: stream.epoch.clone(), offset });
+        }
+        while stream.history.len() > limits.history_size
+            && let Some(old) = stream.history.pop_front()
+        {
+            self.bytes -= old.bytes;
+        }
+        self.shed_bytes();
+    }
+
+    /// Forgets the streams `keep` does not pick: copies this node no longer holds.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let before = self.streams.len();
+        let mut freed = 0;
+        self.streams.retain(|name, stream| {
+            let kept = keep(name);
+            if !kept {
+                freed += stream.history.iter().map(|e| e.bytes).sum::<usize>();
+            }
+            kept
+        });
+        self.bytes -= freed;
+        before - self.streams.len()
+    }
+
     /// Makes room for a new stream: the one idle longest goes.
     fn forget_idlest(&mut self) {
         let idlest = self.streams.iter().min_by_key(|(_, s)| s.touched).map(|(name, _)| name.clone());
@@ -371,6 +528,63 @@ impl Streams {
             && let Some(stream) = self.streams.remove(&name)
         {
             self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
+        }
+    }
+}
+
+// Heads and copies as the link carries them between control nodes,
+// converted here once.
+impl From<StreamHead> for Head {
+    fn from(h: StreamHead) -> Self {
+        Self { channel: h.channel.to_string(), epoch: h.epoch.to_string(), top: h.top, first: h.first }
+    }
+}
+
+impl From<Head> for StreamHead {
+    fn from(h: Head) -> Self {
+        Self { channel: h.channel.into(), epoch: h.epoch.into(), top: h.top, first: h.first }
+    }
+}
+
+fn millis(age: Duration) -> u64 {
+    u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<CopyPage> for StreamCopy {
+    fn from(page: CopyPage) -> Self {
+        Self {
+            epoch: page.epoch.to_string(),
+            top: page.top,
+            entries: page
+                .entries
+                .into_iter()
+                .map(|(p, age)| CopyEntry { offset: p.offset, event: Some(p.event), age_ms: millis(age) })
+                .collect(),
+            keys: page
+                .keys
+                .into_iter()
+                .map(|(key, offset, age)| CopyKey { key, offset, age_ms: millis(age) })
+                .collect(),
+            more: page.more,
+        }
+    }
+}
+
+impl From<StreamCopy> for CopyPage {
+    fn from(copy: StreamCopy) -> Self {
+        Self {
+            epoch: copy.epoch.into(),
+            top: copy.top,
+            entries: copy
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let publication = Publication { offset: e.offset, event: e.event.unwrap_or_default() };
+                    (publication, Duration::from_millis(e.age_ms))
+                })
+                .collect(),
+            keys: copy.keys.into_iter().map(|k| (k.key, k.offset, Duration::from_millis(k.age_ms))).collect(),
+            more: copy.more,
         }
     }
 }

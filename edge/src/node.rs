@@ -426,7 +426,9 @@ impl Edge {
                 return;
             }
             // Histories are kept by control nodes.
-            Some(query::Kind::History(_)) | None => reply::Kind::Found(false),
+            Some(query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_)) | None => {
+                reply::Kind::Found(false)
+            }
         };
         self.reply(from, id, kind);
     }

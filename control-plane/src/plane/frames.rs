@@ -1,6 +1,8 @@
 //! What a control node does with the frames its links bring.
 
 use super::*;
+use crate::catchup::COPY_PAGE_BYTES;
+use slip_proto::link_pb::{Head, HeadsAnswer};
 
 /// Frames from edges and other control nodes.
 pub struct ControlFrames(pub Arc<ControlPlane>);
@@ -55,6 +57,29 @@ impl FrameHandler for ControlFrames {
                     complete: history.complete,
                 };
                 let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::Heads(question)) })) => {
+                // Another control node catching up: what it holds here too.
+                let routing = plane.routing.lock();
+                if !routing.is_control(from) {
+                    return;
+                }
+                let (same_view, heads, more) = routing.heads_for(from, &question.members, &question.after);
+                drop(routing);
+                let answer = HeadsAnswer { same_view, heads: heads.into_iter().map(Head::from).collect(), more };
+                let reply = Reply { id, kind: Some(reply::Kind::Heads(answer)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::Copy(question)) })) => {
+                // Another control node catching up: a page of a stream's copy.
+                let routing = plane.routing.lock();
+                if !routing.is_control(from) {
+                    return;
+                }
+                let page = routing.copy_for(&question.channel, question.after, COPY_PAGE_BYTES, Instant::now());
+                drop(routing);
+                let reply = Reply { id, kind: Some(reply::Kind::Copy(page.map(Into::into).unwrap_or_default())) };
                 let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
             }
             Some(Kind::Command(command)) => {

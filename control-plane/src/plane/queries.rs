@@ -26,10 +26,7 @@ impl ControlPlane {
 
     pub async fn get_connection(&self, connection_id: &str) -> Result<ConnectionState, ControlError> {
         let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let (qid, answer) = self.expect_reply()?;
-        let query = Query { id: qid, kind: Some(query::Kind::Connection(id.to_string())) };
-        let frame = Frame { kind: Some(Kind::Query(query)) };
-        match self.ask(id.edge(), qid, frame, answer, QUERY_TIMEOUT).await? {
+        match self.ask_query(id.edge(), query::Kind::Connection(id.to_string())).await? {
             reply::Kind::Connection(state) => Ok(state),
             _ => Err(ControlError::NotFound(format!("connection {id}"))),
         }
@@ -51,10 +48,8 @@ impl ControlPlane {
         channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let owner = self.routing.lock().owner_elsewhere(channel).cloned();
         if let Some(owner) = owner {
-            let (qid, answer) = self.expect_reply()?;
-            let frame =
-                Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Channel(channel.into())) })) };
-            return match self.ask(owner.as_str(), qid, frame, answer, QUERY_TIMEOUT * 2).await? {
+            let question = query::Kind::Channel(channel.into());
+            return match self.ask_query_within(owner.as_str(), question, QUERY_TIMEOUT * 2).await? {
                 reply::Kind::Channel(state) => Ok(state.into()),
                 _ => Err(ControlError::Unavailable(format!("owner {owner} gave no answer"))),
             };
@@ -136,16 +131,7 @@ impl ControlPlane {
         nodes: &[NodeId],
         question: impl Fn() -> query::Kind,
     ) -> Vec<Result<reply::Kind, ControlError>> {
-        let asks = nodes.iter().map(|node| {
-            let asked = self.expect_reply().map(|(qid, answer)| {
-                let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(question()) })) };
-                (qid, frame, answer)
-            });
-            async move {
-                let (qid, frame, answer) = asked?;
-                self.ask(node.as_str(), qid, frame, answer, QUERY_TIMEOUT).await
-            }
-        });
+        let asks = nodes.iter().map(|node| self.ask_query(node.as_str(), question()));
         futures_util::future::join_all(asks).await
     }
 
@@ -198,6 +184,22 @@ impl ControlPlane {
             .send(edge, Frame { kind: Some(Kind::Drain(Drain {})) })
             .map_err(|e| ControlError::Unavailable(e.to_string()))?;
         Ok(connections)
+    }
+
+    /// Asks `node` one question and waits up to [`QUERY_TIMEOUT`] for its answer.
+    pub(super) async fn ask_query(&self, node: &str, question: query::Kind) -> Result<reply::Kind, ControlError> {
+        self.ask_query_within(node, question, QUERY_TIMEOUT).await
+    }
+
+    async fn ask_query_within(
+        &self,
+        node: &str,
+        question: query::Kind,
+        patience: Duration,
+    ) -> Result<reply::Kind, ControlError> {
+        let (qid, answer) = self.expect_reply()?;
+        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(question) })) };
+        self.ask(node, qid, frame, answer, patience).await
     }
 
     pub(super) fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {

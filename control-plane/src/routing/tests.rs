@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::sequencer::HOLD_FOR;
-use crate::streams::StreamLimits;
+use crate::streams::{StreamHead, StreamLimits};
 
 fn node(name: &str) -> NodeId {
     NodeId::parse(name).unwrap()
@@ -57,7 +57,7 @@ fn text(channel: &str, data: &str) -> Publish {
 }
 
 fn routing(node_id: NodeId) -> Routing {
-    Routing::new(node_id, StreamLimits::default(), Instant::now())
+    Routing::new(node_id, StreamLimits::default(), false, Instant::now())
 }
 
 /// The Deliver of text `data` at `offset` of the channel's stream (as `routing` knows its epoch).
@@ -365,5 +365,106 @@ fn an_edge_announcing_interest_hears_where_the_stream_is() {
     out.take();
     routing.interest(&node("e-2"), present("room"), &mut out);
     let epoch = routing.channel("room").epoch;
-    assert_eq!(out.take(), [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2 }))]);
+    assert_eq!(out.take(), [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2, first: 0 }))]);
+}
+
+/// Node `to` catches up from `from` as the plane's task would: the heads it
+/// is given, then a copy of each stream worth having, page by page.
+fn catch_up_from(to: &mut Routing, from: &Routing, now: Instant, out: &mut Sent) {
+    let members: Vec<String> = to.ring().members().iter().map(|m| m.to_string()).collect();
+    let (same_view, heads, more) = from.heads_for(to.node_id(), &members, "");
+    assert!(same_view && !more);
+    for head in heads {
+        let Some(mut after) = to.wants_copy(from.node_id(), &head) else { continue };
+        loop {
+            let page = from.copy_for(&head.channel, after, 64, now).unwrap();
+            let next = page.entries.last().map(|(p, _)| p.offset);
+            let more = page.more;
+            to.import_copy(&head.channel, page, now, out);
+            match next {
+                Some(next) if more => after = next,
+                _ => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn a_node_that_comes_back_holds_its_channels_until_it_has_caught_up_then_goes_on_in_the_same_epoch() {
+    let (back, holder) = (node("c-0"), node("c-1"));
+    let both = [back.clone(), holder.clone()];
+    let channel = channel_of(&back, &both);
+    let now = Instant::now();
+    let mut out = Sent::default();
+    // While `back` was away, `holder` owned everything and gave offsets 1..=5.
+    let mut old = routing(holder.clone());
+    for i in 1..=5 {
+        let mut publish = text(&channel, &format!("m{i}"));
+        publish.idempotency_key = format!("k{i}");
+        old.fan_out(publish, now, &mut out);
+    }
+    let epoch = old.channel(&channel).epoch;
+    // `back` restarted with nothing in memory and links to `holder`.
+    let mut new = Routing::new(back.clone(), StreamLimits::default(), true, now);
+    new.linked(&holder, &hello(Role::Control));
+    let generation = new.rebuild_ring(std::slice::from_ref(&holder), now, &mut out);
+    new.interest(&node("e-1"), present(&channel), &mut out);
+    out.take();
+    let mut publish = text(&channel, "m6");
+    (publish.ack, publish.reply_to) = (9, "c-2".into());
+    assert_eq!(new.fan_out(publish, now, &mut out), Published::default(), "held");
+    assert_eq!(out.take(), [], "no offset given, nothing sent");
+    // The holder has not seen the new ring yet: it says nothing.
+    let members: Vec<String> = both.iter().map(|m| m.to_string()).collect();
+    assert_eq!(old.heads_for(&back, &members, ""), (false, Vec::new(), false));
+    old.linked(&back, &hello(Role::Control));
+    old.rebuild_ring(std::slice::from_ref(&back), now, &mut out);
+    out.take();
+    catch_up_from(&mut new, &old, now, &mut out);
+    let head = Head { channel: channel.clone(), epoch: epoch.clone(), top: 5, first: 0 };
+    assert_eq!(out.take(), [("e-1".into(), Kind::Head(head))], "the edge hears where the stream is");
+    let history = new.history(&channel, &epoch, 0, 0, now);
+    assert_eq!(history.publications.len(), 5);
+    assert!(history.complete);
+    // Caught up: the held publish takes offset 6 of the same epoch, copied to the holder first.
+    new.finish_catch_up(generation, now, &mut out);
+    assert_eq!(kinds(&mut out), [("c-1".to_owned(), "replicate")]);
+    let stored = Replicated { channel: channel.clone(), epoch: epoch.clone(), offset: 6 };
+    new.replicated(&holder, stored, &mut out);
+    let published = Published { offset: 6, epoch: epoch.clone(), edges: 1 };
+    assert_eq!(out.take()[1], ("c-2".into(), placed(9, &published)));
+    // A key the holder took is known here too.
+    let mut again = text(&channel, "m2 again");
+    again.idempotency_key = "k2".into();
+    assert_eq!(new.fan_out(again, now, &mut out), Published { offset: 2, epoch, edges: 0 });
+}
+
+#[test]
+fn a_copy_is_taken_only_when_it_is_further_along_or_holds_more() {
+    let (me, other) = (node("c-0"), node("c-1"));
+    let now = Instant::now();
+    let mut out = Sent::default();
+    let mut mine = routing(me.clone());
+    for i in 1..=3 {
+        mine.fan_out(text("room", &format!("m{i}")), now, &mut out);
+    }
+    let epoch: std::sync::Arc<str> = mine.channel("room").epoch.into();
+    let head = |epoch: &std::sync::Arc<str>, top, first| StreamHead {
+        channel: "room".into(),
+        epoch: epoch.clone(),
+        top,
+        first,
+    };
+    assert_eq!(mine.wants_copy(&other, &head(&epoch, 3, 1)), None, "as far along");
+    assert_eq!(mine.wants_copy(&other, &head(&epoch, 2, 1)), None, "behind");
+    assert_eq!(mine.wants_copy(&other, &head(&epoch, 7, 2)), Some(3), "ahead: what follows ours");
+    assert_eq!(mine.wants_copy(&other, &head(&epoch, 3, 0)), None, "no history there");
+    let other_epoch: std::sync::Arc<str> = "another".into();
+    assert_eq!(
+        mine.wants_copy(&other, &head(&other_epoch, 9, 1)),
+        None,
+        "another epoch, from a node that does not own it"
+    );
+    let fresh = StreamHead { channel: "unknown".into(), epoch: other_epoch, top: 1, first: 1 };
+    assert_eq!(mine.wants_copy(&other, &fresh), Some(0), "a stream we know nothing of");
 }

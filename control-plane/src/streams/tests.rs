@@ -174,3 +174,59 @@ fn a_replica_stores_what_its_owner_sends_under_the_owners_epoch() {
     assert_eq!((history.epoch.as_ref(), offsets(&history)), ("owner-2", vec![7]));
     assert!(!history.complete, "1 to 6 of that epoch were never here");
 }
+
+/// Every page of `from`'s copy of `channel`, taken in by `to`.
+fn copy_all(from: &Streams, to: &mut Streams, channel: &str, budget: usize, now: Instant) -> usize {
+    let (mut after, mut pages) = (0, 0);
+    loop {
+        let page = from.export(channel, after, budget, now).unwrap();
+        pages += 1;
+        let last = page.entries.iter().map(|(p, _)| p.offset).chain(page.keys.iter().map(|k| k.1)).max();
+        let more = page.more;
+        to.import(channel, page, now);
+        match last {
+            Some(last) if more => after = last,
+            _ => return pages,
+        }
+    }
+}
+
+#[test]
+fn a_copy_travels_in_pages_and_merges_with_what_was_stored_meanwhile() {
+    let t0 = Instant::now();
+    let mut owner = streams(StreamLimits { history_size: 10, ..limits() }, t0);
+    for i in 1..=8 {
+        owner.append("a", &text(&format!("m{i}")), &format!("k{i}"), t0 + Duration::from_secs(i));
+    }
+    let now = t0 + Duration::from_secs(10);
+    // The copy's page for a publication the new holder already got live.
+    let mut holder = streams(StreamLimits { history_size: 10, ..limits() }, now);
+    assert!(holder.store("a", "e1", 9, &text("m9"), "k9", now));
+    let pages = copy_all(&owner, &mut holder, "a", 200, now);
+    assert!(pages > 2, "{pages} pages of at most about 200 bytes");
+    let history = holder.history("a", "e1", 0, 0, now);
+    assert_eq!(offsets(&history), (1..=9).collect::<Vec<_>>());
+    assert!(history.complete);
+    assert_eq!(holder.head("a"), Some((Arc::from("e1"), 9)));
+    // Keys came along, with their age: k1 (seen at t0+1) is past the 30 s window at t0+31.
+    assert_eq!(holder.append("a", &text("again"), "k2", now), Appended::Duplicate { epoch: "e1".into(), offset: 2 });
+    assert_eq!(holder.append("a", &text("late"), "k1", t0 + Duration::from_secs(31)), new("e1", 10));
+    // So did the publications' ages: m1 leaves history 60 s after it was published, not after it was copied.
+    let later = t0 + Duration::from_millis(61_500);
+    assert_eq!(holder.history("a", "e1", 0, 0, later).publications[0].offset, 2);
+}
+
+#[test]
+fn a_copy_of_another_epoch_replaces_ours_and_forgotten_copies_free_their_bytes() {
+    let t0 = Instant::now();
+    let mut owner = streams(limits(), t0);
+    owner.append("a", &text("fresh"), "", t0);
+    let mut stale = streams(limits(), t0);
+    assert!(stale.store("a", "old", 7, &text("stale"), "", t0));
+    copy_all(&owner, &mut stale, "a", 1 << 20, t0);
+    assert_eq!(stale.head("a"), Some((Arc::from("e1"), 1)));
+    assert_eq!(offsets(&stale.history("a", "e1", 0, 0, t0)), [1]);
+    assert_eq!(stale.retain(|channel| channel != "a"), 1);
+    assert_eq!((stale.bytes(), stale.head("a")), (0, None));
+    assert_eq!(owner.export("nothing", 0, 100, t0), None);
+}

@@ -1,0 +1,84 @@
+//! Catching up after a ring change: the async shell around
+//! [`crate::catchup`]. The node asks each other control node, one after
+//! another, which streams it holds that this node now holds too, and takes
+//! a copy of each that is further along than its own, page by page.
+
+use super::*;
+use crate::catchup::{CATCHUP_DEADLINE, VIEW_RETRY};
+use crate::streams::CopyPage;
+use slip_proto::link_pb::{CopyQuery, HeadsQuery};
+
+impl ControlPlane {
+    /// Starts catching up with the ring of `members` (stopping any catch-up
+    /// still running for an earlier ring); `generation` ends it.
+    pub(super) fn catch_up(self: &Arc<Self>, generation: u64, members: Vec<NodeId>) {
+        let stop = self.shutdown.child_token();
+        if let Some(earlier) = self.catching_up.lock().replace(stop.clone()) {
+            earlier.cancel();
+        }
+        let plane = self.clone();
+        self.tasks.spawn(stop.run_until_cancelled_owned(async move {
+            let names: Vec<String> = members.iter().map(NodeId::to_string).collect();
+            let others = members.iter().filter(|m| **m != plane.node_id);
+            let asked = async {
+                for peer in others {
+                    plane.catch_up_from(peer, &names).await;
+                }
+            };
+            if tokio::time::timeout(CATCHUP_DEADLINE, asked).await.is_err() {
+                tracing::warn!("catching up took too long; going on with what this node has");
+            }
+            let mut routing = plane.routing.lock();
+            plane.timed(&mut routing, |r| r.finish_catch_up(generation, Instant::now(), &mut Links(&plane)));
+        }));
+    }
+
+    /// Takes from `peer` the copies it holds that are worth having. A peer
+    /// that does not answer is left out: it is leaving the ring.
+    async fn catch_up_from(&self, peer: &NodeId, members: &[String]) {
+        let mut after = String::new();
+        loop {
+            let question = HeadsQuery { members: members.to_vec(), after: after.clone() };
+            let Ok(reply::Kind::Heads(answer)) = self.ask_query(peer.as_str(), query::Kind::Heads(question)).await
+            else {
+                tracing::info!(peer = %peer, "a control node did not say what it holds");
+                return;
+            };
+            if !answer.same_view {
+                // It has not seen this ring yet; it will soon, or the ring changes again.
+                tokio::time::sleep(VIEW_RETRY).await;
+                continue;
+            }
+            for head in answer.heads {
+                let head = head.into();
+                let wanted = self.routing.lock().wants_copy(peer, &head);
+                if let Some(since) = wanted {
+                    self.copy_stream(peer, &head.channel, since).await;
+                }
+                after = head.channel.to_string();
+            }
+            if !answer.more {
+                return;
+            }
+        }
+    }
+
+    /// Takes `peer`'s copy of `channel` after offset `after`, page by page.
+    async fn copy_stream(&self, peer: &NodeId, channel: &str, mut after: u64) {
+        loop {
+            let question = CopyQuery { channel: channel.to_owned(), after };
+            let Ok(reply::Kind::Copy(copy)) = self.ask_query(peer.as_str(), query::Kind::Copy(question)).await else {
+                return;
+            };
+            let page = CopyPage::from(copy);
+            let last = page.entries.iter().map(|(p, _)| p.offset).chain(page.keys.iter().map(|k| k.1)).max();
+            let more = page.more && last.is_some_and(|last| last > after);
+            let mut routing = self.routing.lock();
+            self.timed(&mut routing, |r| r.import_copy(channel, page, Instant::now(), &mut Links(self)));
+            match last {
+                Some(last) if more => after = last,
+                _ => return,
+            }
+        }
+    }
+}
