@@ -21,7 +21,7 @@ use crate::catchup::{CatchUp, HEADS_PER_PAGE};
 use crate::interest::InterestTable;
 use crate::replication::{MAX_WAITING_PER_CHANNEL, Replication, Waiting};
 use crate::sequencer::{Sequence, Sequencer};
-use crate::streams::{self, Appended, CopyPage, History, StreamHead, StreamLimits, Streams};
+use crate::streams::{self, Appended, CopyPage, History, Imported, StreamHead, StreamLimits, Streams};
 
 /// How long the ring must hold still before interest in channels owned
 /// elsewhere is forgotten.
@@ -162,6 +162,8 @@ impl Routing {
         self.ring = Ring::new(members);
         tracing::info!(members = self.ring.members().len(), "control ring changed");
         self.settle_at = Some(now + RING_SETTLE);
+        // Offsets given under this view of the ring are of a term of their own.
+        self.streams.set_term(&streams::random_epoch());
         // What waits for copies goes to the replicas the new ring names; a
         // replica that left no longer holds anything up.
         for channel in self.replication.channels() {
@@ -200,8 +202,10 @@ impl Routing {
 
     /// Catching up: whether the copy `from` holds of a stream is worth
     /// taking, and after which offset to ask. Ours is kept when it is as far
-    /// along and holds as much history; a copy of another epoch replaces ours
-    /// only when ours is nothing or `from` owns the channel.
+    /// along, holds as much history and ends in the same term; a copy of
+    /// another epoch replaces ours only when ours is nothing or `from` owns
+    /// the channel. One of the same epoch ending in another term is asked
+    /// for (if only for its terms) to learn whether the two diverged.
     pub fn wants_copy(&self, from: &NodeId, head: &StreamHead) -> Option<u64> {
         let Some((epoch, top)) = self.streams.head(&head.channel) else { return Some(0) };
         if epoch != head.epoch {
@@ -212,22 +216,38 @@ impl Routing {
             // It holds history we lack: all of it (what we have is kept).
             return Some(0);
         }
-        (head.top > top).then_some(top)
+        let same_term = *head.term == *self.streams.term_at(&head.channel, top);
+        (head.top > top || !same_term).then_some(top)
     }
 
     /// Catching up: takes in a page of another node's copy of `channel`.
     /// Once the last page is in, edges interested here hear where the
     /// stream is (they may have missed what the copy brought).
-    pub fn import_copy(&mut self, channel: &str, page: CopyPage, now: Instant, out: &mut impl Outlet) {
+    ///
+    /// Two copies of one epoch that two owners extended (each side of a
+    /// partition) must never both be presented: the channel's owner moves
+    /// the stream to a new epoch; another node drops its copy and asks for
+    /// the other's from the start (the offset returned).
+    pub fn import_copy(&mut self, channel: &str, page: CopyPage, now: Instant, out: &mut impl Outlet) -> Option<u64> {
         let last = !page.more;
-        self.streams.import(channel, page, now);
+        if self.streams.import(channel, page, now) == Imported::Diverged {
+            if self.ring.owner(channel) == Some(&self.node_id) {
+                tracing::warn!(channel, "two owners extended this stream; it moves to a new epoch");
+                slip_metrics::metrics().stream_divergences.inc();
+                self.streams.restart(channel, now);
+                return None;
+            }
+            self.streams.forget(channel);
+            return Some(0);
+        }
         slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
         if last && let Some((epoch, top)) = self.streams.head(channel) {
             for edge in self.interest.edges(channel) {
-                let head = Head { channel: channel.to_owned(), epoch: epoch.to_string(), top, first: 0 };
+                let head = Head { channel: channel.to_owned(), epoch: epoch.to_string(), top, ..Default::default() };
                 out.send(edge.as_str(), Frame { kind: Some(Kind::Head(head)) });
             }
         }
+        None
     }
 
     /// Catch-up `generation` is over: the publishes it held go on.
@@ -251,6 +271,7 @@ impl Routing {
             for waiting in self.replication.unstored(channel, &replica, now) {
                 let d = waiting.deliver;
                 let copy = Replicate {
+                    term: self.streams.term_at(&d.channel, d.offset),
                     channel: d.channel,
                     epoch: d.epoch,
                     offset: d.offset,
@@ -265,7 +286,7 @@ impl Routing {
     /// As a replica: stores what a channel's owner sent, and says so.
     pub fn store_replica(&mut self, from: &NodeId, copy: Replicate, now: Instant, out: &mut impl Outlet) {
         let event = copy.event.unwrap_or_default();
-        self.streams.store(&copy.channel, &copy.epoch, copy.offset, &event, &copy.idempotency_key, now);
+        self.streams.store(&copy.channel, &copy.epoch, copy.offset, &event, &copy.idempotency_key, &copy.term, now);
         slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
         let stored = Replicated { channel: copy.channel, epoch: copy.epoch, offset: copy.offset };
         out.send(from.as_str(), Frame { kind: Some(Kind::Replicated(stored)) });
@@ -331,7 +352,8 @@ impl Routing {
             self.interest.add(from, &interest.channel);
             // Where the stream is, so an edge that was behind catches up.
             if let Some((epoch, top)) = self.streams.head(&interest.channel) {
-                let head = Head { channel: interest.channel.clone(), epoch: epoch.to_string(), top, first: 0 };
+                let head =
+                    Head { channel: interest.channel.clone(), epoch: epoch.to_string(), top, ..Default::default() };
                 out.send(from.as_str(), Frame { kind: Some(Kind::Head(head)) });
             }
         } else {

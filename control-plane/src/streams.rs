@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slip_proto::link_pb::{ChannelEvent, CopyEntry, CopyKey, Head, StreamCopy, channel_event};
+use slip_proto::link_pb::{ChannelEvent, CopyEntry, CopyKey, Head, StreamCopy, TermStart, channel_event};
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
 
@@ -29,6 +29,9 @@ pub const DEFAULT_META_TTL: Duration = Duration::from_secs(86_400);
 pub const MAX_STREAMS: usize = 1_000_000;
 /// Idempotency keys remembered per channel at most; past it the oldest go.
 pub const MAX_KEYS_PER_STREAM: usize = 100_000;
+/// Terms remembered per stream (see [`Streams::set_term`]); older ones are
+/// forgotten, and two copies are compared only where both remember.
+pub const MAX_TERMS_PER_STREAM: usize = 64;
 /// Longest idempotency key taken, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 /// How often idle streams are looked for.
@@ -117,6 +120,8 @@ pub struct StreamHead {
     pub top: u64,
     /// The oldest offset history holds (0: none).
     pub first: u64,
+    /// The term of the last offset ("" if not known).
+    pub term: Arc<str>,
 }
 
 /// A page of a stream's copy, as it travels between control nodes: entries
@@ -129,6 +134,18 @@ pub struct CopyPage {
     pub keys: Vec<(String, u64, Duration)>,
     /// Offsets after the last one here remain.
     pub more: bool,
+    /// `(start, term)`: from `start` on, offsets were given in `term`.
+    pub terms: Vec<(u64, Arc<str>)>,
+}
+
+/// What [`Streams::import`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// Taken in (merged with ours, or in place of ours of another epoch).
+    Taken,
+    /// Ours and the copy name different terms for one offset of the same
+    /// epoch: two owners gave it. Nothing was taken.
+    Diverged,
 }
 
 struct Queued {
@@ -154,6 +171,8 @@ struct Stream {
     key_order: VecDeque<(Instant, String)>,
     /// The last publish.
     touched: Instant,
+    /// From which offset on which term gave the offsets, oldest first.
+    terms: VecDeque<(u64, Arc<str>)>,
 }
 
 pub struct Streams {
@@ -166,6 +185,8 @@ pub struct Streams {
     bytes: usize,
     next_sweep: Instant,
     new_epoch: Box<dyn Fn() -> String + Send>,
+    /// The term this node gives offsets in now.
+    term: Arc<str>,
 }
 
 /// A fresh random epoch: 64 bits in hex.
@@ -195,6 +216,7 @@ impl Streams {
             bytes: 0,
             next_sweep: now + SWEEP_EVERY,
             new_epoch: Box::new(new_epoch),
+            term: Arc::from(random_epoch()),
         }
     }
 
@@ -210,6 +232,29 @@ impl Streams {
     /// The stream's epoch and last offset, if it is remembered.
     pub fn head(&self, channel: &str) -> Option<(Arc<str>, u64)> {
         self.streams.get(channel).map(|s| (s.epoch.clone(), s.top))
+    }
+
+    /// Offsets given from now on are of `term`. A node takes a new term at
+    /// each change of its ring, so that two nodes that each thought they
+    /// owned a channel (a partition) never give offsets in the same term.
+    pub fn set_term(&mut self, term: &str) {
+        self.term = Arc::from(term);
+    }
+
+    /// The term that gave `offset` of the channel's stream, if remembered.
+    pub fn term_at(&self, channel: &str, offset: u64) -> String {
+        self.streams.get(channel).and_then(|s| term_at(&s.terms, offset)).map(ToString::to_string).unwrap_or_default()
+    }
+
+    /// A new epoch for the stream, empty: its copies were found to differ.
+    pub fn restart(&mut self, channel: &str, now: Instant) {
+        let epoch = (self.new_epoch)();
+        self.start(channel, &epoch, now);
+    }
+
+    /// Forgets one stream.
+    pub fn forget(&mut self, channel: &str) {
+        self.retain(|name| name != channel);
     }
 
     /// The oldest offset the stream's history holds (0: none).
@@ -234,13 +279,15 @@ impl Streams {
             return Appended::Duplicate { epoch: stream.epoch.clone(), offset };
         }
         let (epoch, offset) = (stream.epoch.clone(), stream.top + 1);
-        self.record(channel, offset, event, key, now);
+        let term = self.term.clone();
+        self.record(channel, offset, event, key, &term, now);
         Appended::New { epoch, offset }
     }
 
     /// A publication the channel's owner replicated here, at its offset in
-    /// the owner's epoch. The owner's copy is the stream: a copy here of
-    /// another epoch gives way to it. False if it was here already.
+    /// the owner's epoch and term. The owner's copy is the stream: a copy
+    /// here of another epoch gives way to it. False if it was here already.
+    #[allow(clippy::too_many_arguments)]
     pub fn store(
         &mut self,
         channel: &str,
@@ -248,6 +295,7 @@ impl Streams {
         offset: u64,
         event: &ChannelEvent,
         key: &str,
+        term: &str,
         now: Instant,
     ) -> bool {
         match self.streams.get(channel) {
@@ -257,7 +305,7 @@ impl Streams {
         }
         let ttl = self.limits.idempotency_ttl;
         expire_keys(self.streams.get_mut(channel).expect("just made sure"), ttl, now);
-        self.record(channel, offset, event, key, now);
+        self.record(channel, offset, event, key, &Arc::from(term), now);
         true
     }
 
@@ -273,6 +321,7 @@ impl Streams {
             keys: HashMap::new(),
             key_order: VecDeque::new(),
             touched: now,
+            terms: VecDeque::new(),
         };
         if let Some(old) = self.streams.insert(Arc::from(channel), stream) {
             self.bytes -= old.history.iter().map(|e| e.bytes).sum::<usize>();
@@ -280,13 +329,19 @@ impl Streams {
     }
 
     /// Keeps publication `offset` as the stream's newest, with its key.
-    fn record(&mut self, channel: &str, offset: u64, event: &ChannelEvent, key: &str, now: Instant) {
+    fn record(&mut self, channel: &str, offset: u64, event: &ChannelEvent, key: &str, term: &Arc<str>, now: Instant) {
         let limits = &self.limits;
         let Some((name, _)) = self.streams.get_key_value(channel) else { return };
         let name = name.clone();
         let stream = self.streams.get_mut(channel).expect("just found");
         stream.top = offset;
         stream.touched = now;
+        if !term.is_empty() && stream.terms.back().is_none_or(|(_, last)| last != term) {
+            if stream.terms.len() >= MAX_TERMS_PER_STREAM {
+                stream.terms.pop_front();
+            }
+            stream.terms.push_back((offset, term.clone()));
+        }
         if !key.is_empty() && !stream.keys.contains_key(key) {
             if stream.key_order.len() >= MAX_KEYS_PER_STREAM
                 && let Some((_, oldest)) = stream.key_order.pop_front()
@@ -403,7 +458,8 @@ impl Streams {
             .map(|name| {
                 let stream = &self.streams[name];
                 let first = stream.history.front().map_or(0, |e| e.offset);
-                StreamHead { channel: name.clone(), epoch: stream.epoch.clone(), top: stream.top, first }
+                let term = stream.terms.back().map_or_else(|| Arc::from(""), |(_, t)| t.clone());
+                StreamHead { channel: name.clone(), epoch: stream.epoch.clone(), top: stream.top, first, term }
             })
             .collect();
         (heads, more)
@@ -424,7 +480,8 @@ impl Streams {
             .filter_map(|(at, key)| stream.keys.get(key).map(|&offset| (at, key, offset)))
             .filter(|&(_, _, offset)| offset > after)
             .peekable();
-        let mut page = CopyPage { epoch: stream.epoch.clone(), top: stream.top, ..CopyPage::default() };
+        let terms = stream.terms.iter().cloned().collect();
+        let mut page = CopyPage { epoch: stream.epoch.clone(), top: stream.top, terms, ..CopyPage::default() };
         let mut used = 0;
         loop {
             let entry_offset = entries.peek().map(|e| e.offset);
@@ -452,16 +509,26 @@ impl Streams {
 
     /// Takes in a page of another node's copy of a stream. The same epoch
     /// merges (what is here stays, what is new is added); another epoch
-    /// replaces the copy here. Entries are aged as they were there.
-    pub fn import(&mut self, channel: &str, page: CopyPage, now: Instant) {
-        let same = self.streams.get(channel).is_some_and(|s| s.epoch == page.epoch);
-        if !same {
-            self.start(channel, &page.epoch, now);
+    /// replaces the copy here. Entries are aged as they were there. A copy
+    /// of the same epoch that another owner gave (see [`Imported::Diverged`])
+    /// is not taken.
+    pub fn import(&mut self, channel: &str, page: CopyPage, now: Instant) -> Imported {
+        match self.streams.get(channel) {
+            Some(ours) if ours.epoch == page.epoch => {
+                if !agree(&ours.terms, ours.top, &page.terms, page.top) {
+                    return Imported::Diverged;
+                }
+            }
+            _ => self.start(channel, &page.epoch, now),
         }
         let (limits, ttl) = (&self.limits, self.limits.history_ttl);
-        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
+        let Some((name, _)) = self.streams.get_key_value(channel) else { return Imported::Taken };
         let name = name.clone();
         let stream = self.streams.get_mut(channel).expect("just found");
+        if page.top > stream.top {
+            // Theirs goes further and agrees with ours: its terms are ours, extended.
+            stream.terms = page.terms.into_iter().collect();
+        }
         stream.top = stream.top.max(page.top);
         stream.touched = now;
         for (key, offset, age) in page.keys {
@@ -479,7 +546,7 @@ impl Streams {
             }
         }
         if limits.history_size == 0 {
-            return;
+            return Imported::Taken;
         }
         for (publication, age) in page.entries {
             if age >= ttl {
@@ -504,6 +571,7 @@ impl Streams {
             self.bytes -= old.bytes;
         }
         self.shed_bytes();
+        Imported::Taken
     }
 
     /// Forgets the streams `keep` does not pick: copies this node no longer holds.
@@ -536,13 +604,19 @@ impl Streams {
 // converted here once.
 impl From<StreamHead> for Head {
     fn from(h: StreamHead) -> Self {
-        Self { channel: h.channel.to_string(), epoch: h.epoch.to_string(), top: h.top, first: h.first }
+        Self {
+            channel: h.channel.to_string(),
+            epoch: h.epoch.to_string(),
+            top: h.top,
+            first: h.first,
+            term: h.term.to_string(),
+        }
     }
 }
 
 impl From<Head> for StreamHead {
     fn from(h: Head) -> Self {
-        Self { channel: h.channel.into(), epoch: h.epoch.into(), top: h.top, first: h.first }
+        Self { channel: h.channel.into(), epoch: h.epoch.into(), top: h.top, first: h.first, term: h.term.into() }
     }
 }
 
@@ -566,6 +640,7 @@ impl From<CopyPage> for StreamCopy {
                 .map(|(key, offset, age)| CopyKey { key, offset, age_ms: millis(age) })
                 .collect(),
             more: page.more,
+            terms: page.terms.into_iter().map(|(start, term)| TermStart { start, term: term.to_string() }).collect(),
         }
     }
 }
@@ -585,8 +660,27 @@ impl From<StreamCopy> for CopyPage {
                 .collect(),
             keys: copy.keys.into_iter().map(|k| (k.key, k.offset, Duration::from_millis(k.age_ms))).collect(),
             more: copy.more,
+            terms: copy.terms.into_iter().map(|t| (t.start, t.term.into())).collect(),
         }
     }
+}
+
+/// The term that gave `offset`, if `terms` remembers that far back.
+fn term_at(terms: &VecDeque<(u64, Arc<str>)>, offset: u64) -> Option<&Arc<str>> {
+    let after = terms.partition_point(|(start, _)| *start <= offset);
+    after.checked_sub(1).map(|i| &terms[i].1)
+}
+
+/// Whether two copies of one epoch agree on who gave each offset both hold
+/// (up to the lower top), as far as both remember.
+fn agree(ours: &VecDeque<(u64, Arc<str>)>, our_top: u64, theirs: &[(u64, Arc<str>)], their_top: u64) -> bool {
+    let theirs: VecDeque<(u64, Arc<str>)> = theirs.iter().cloned().collect();
+    let common = our_top.min(their_top);
+    let points = ours.iter().chain(theirs.iter()).map(|(start, _)| *start).chain([common]);
+    points.filter(|p| (1..=common).contains(p)).all(|p| match (term_at(ours, p), term_at(&theirs, p)) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    })
 }
 
 fn expire_keys(stream: &mut Stream, ttl: Duration, now: Instant) {

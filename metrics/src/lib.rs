@@ -46,6 +46,8 @@ pub struct Metrics {
     pub stream_gaps: Counter,
     /// Bytes of channel history this control node holds.
     pub history_bytes: Gauge,
+    /// Streams moved to a new epoch because two owners had extended them (a partition).
+    pub stream_divergences: Counter,
     /// Connections closed because their outbound queue overflowed (1013).
     pub slow_consumer_closes: Counter,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
@@ -102,6 +104,7 @@ fn exported() -> &'static Exported {
             deliveries: Counter::default(),
             stream_gaps: Counter::default(),
             history_bytes: Gauge::default(),
+            stream_divergences: Counter::default(),
             slow_consumer_closes: Counter::default(),
             unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
@@ -119,6 +122,11 @@ fn exported() -> &'static Exported {
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
         registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());
+        registry.register(
+            "stream_divergences",
+            "Streams moved to a new epoch because two owners had extended them",
+            m.stream_divergences.clone(),
+        );
         registry.register(
             "stream_gaps",
             "Publications an edge missed that history no longer held",

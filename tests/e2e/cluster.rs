@@ -126,13 +126,20 @@ struct Cluster {
     backend: String,
     controls: Vec<ControlNode>,
     edges: Vec<EdgeNode>,
+    control_flags: Vec<String>,
 }
 
 impl Cluster {
     async fn start(backend: &str, controls: usize, edges: usize) -> Self {
+        Self::start_with(backend, controls, edges, &[]).await
+    }
+
+    /// A cluster whose control nodes take `control_flags` too.
+    async fn start_with(backend: &str, controls: usize, edges: usize, control_flags: &[&str]) -> Self {
         let mut cluster = Self {
             ca: CaDir::new(),
             backend: backend.to_owned(),
+            control_flags: control_flags.iter().map(|f| f.to_string()).collect(),
             controls: (0..controls)
                 .map(|i| ControlNode {
                     id: format!("control-{i}"),
@@ -203,6 +210,7 @@ impl Cluster {
             "--metrics-listen",
             "127.0.0.1:0",
         ];
+        let args: Vec<&str> = args.into_iter().chain(self.control_flags.iter().map(String::as_str)).collect();
         let (child, _) = spawn_slip(&args, &["Control API:", "Link:"]).await;
         node.child = Some(child);
     }
@@ -252,6 +260,38 @@ impl Cluster {
 
     async fn grpc(&self, i: usize) -> Grpc {
         grpc_to(&self.controls[i].api()).await
+    }
+
+    /// Waits until control node `via` names an owner of `channel` that `wanted` accepts.
+    async fn wait_for_owner(&self, via: usize, channel: &str, wanted: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + PATIENCE * 2;
+        loop {
+            let mut grpc = self.grpc(via).await;
+            let info = grpc.get_channel(GetChannelRequest { channel: channel.into() }).await.map(|i| i.into_inner());
+            if info.as_ref().is_ok_and(|info| wanted(&info.owner)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "control-{via} never named the owner wanted: {info:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until control node `via` links to `controls` control nodes, itself included.
+    async fn wait_for_members(&self, via: usize, controls: usize) {
+        let deadline = Instant::now() + PATIENCE * 2;
+        loop {
+            let channel =
+                tonic::transport::Endpoint::from_shared(self.controls[via].api()).unwrap().connect().await.unwrap();
+            let mut admin =
+                slip_proto::pb::admin_client::AdminClient::with_interceptor(channel, Auth::bearer(&control_token()));
+            let nodes = admin.nodes(slip_proto::pb::NodesRequest {}).await.map(|n| n.into_inner().nodes);
+            let count = nodes.as_ref().map(|n| n.iter().filter(|n| n.role == "control").count());
+            if count.as_ref().is_ok_and(|c| *c == controls) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "control-{via} never counted {controls} control nodes: {count:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the channel's owner, asked through control node `via`, counts `edges` interested edges.
@@ -744,17 +784,31 @@ async fn the_sdk_gets_a_publish_in_once_across_the_death_of_its_owner() {
     assert!(history.complete);
 }
 
+/// What a run of [`confirmed_publishes_survive`] kills, mid-run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// The channel's owner, with SIGKILL.
+    Owner,
+    /// The node holding the owner's copy.
+    Replica,
+    /// The owner; then, once it has been started again, has caught up and
+    /// owns the channel again, the same node once more.
+    OwnerAfterItCameBack,
+}
+
 /// DESIGN §9's guarantee under a crash: a publisher sends numbered messages
-/// at a steady rate with idempotency keys (the SDK retrying each until it is
-/// confirmed) while the channel's owner is killed with SIGKILL. Every
-/// confirmed message reaches every subscriber, on both edges, exactly once
-/// and in order, and History afterwards holds them all, with consecutive
-/// offsets in one epoch.
-#[tokio::test]
-async fn every_confirmed_publish_survives_the_death_of_its_owner_exactly_once_in_order() {
-    const MESSAGES: usize = 300;
+/// every 10 ms with idempotency keys (the SDK retrying each until it is
+/// confirmed), through a node that is killed by none of the faults, while
+/// `fault` kills a holder of the stream. Every confirmed message reaches every
+/// subscriber, on both edges, exactly once and in order, and History
+/// afterwards returns them all, with consecutive offsets in one epoch.
+async fn confirmed_publishes_survive(fault: Fault) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     let backend = Backend::start(cluster_backend).await;
-    let mut cluster = Cluster::start(&backend.url, 3, 2).await;
+    // History holds every message of the run.
+    let mut cluster = Cluster::start_with(&backend.url, 3, 2, &["--history-size", "5000"]).await;
     let mut clients = Vec::new();
     for edge in 0..2 {
         for _ in 0..2 {
@@ -762,35 +816,63 @@ async fn every_confirmed_publish_survives_the_death_of_its_owner_exactly_once_in
         }
     }
     let info = cluster.wait_for_edges(0, "ledger", 2).await;
-    let owner = cluster.controls.iter().position(|c| c.id == info.owner).unwrap();
-    let entry = (owner + 1) % 3;
+    let index = |id: &str| cluster.controls.iter().position(|c| c.id == id).unwrap();
+    let ring =
+        slip_proto::ring::Ring::new(cluster.controls.iter().map(|c| slip_proto::ids::NodeId::parse(&c.id).unwrap()));
+    let owner = index(&info.owner);
+    let replica = index(ring.successors("ledger", 1)[0].as_str());
+    let entry = (0..3).find(|i| *i != owner && *i != replica).unwrap();
     let sdk = slip_sockets::GrpcControl::connect(cluster.controls[entry].api(), SECRET.as_bytes()).await.unwrap();
 
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
     let publisher = tokio::spawn(async move {
         let mut confirmed = Vec::new();
-        for i in 0..MESSAGES {
+        while !stopped.load(Ordering::Relaxed) {
+            let i = confirmed.len();
             let placed = sdk.publish("ledger", slip_sockets::Payload::Text(format!("m{i}")), None).await;
-            confirmed.push((i, placed.map_err(|e| e.to_string())));
+            confirmed.push(placed.map_err(|e| e.to_string()));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         confirmed
     });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    cluster.kill_control(owner).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match fault {
+        Fault::Owner => {
+            cluster.kill_control(owner).await;
+            cluster.wait_for_owner(entry, "ledger", |o| o != info.owner).await;
+        }
+        Fault::Replica => {
+            cluster.kill_control(replica).await;
+            cluster.wait_for_members(entry, 2).await;
+        }
+        Fault::OwnerAfterItCameBack => {
+            cluster.kill_control(owner).await;
+            cluster.wait_for_owner(entry, "ledger", |o| o != info.owner).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cluster.start_control(owner).await;
+            cluster.wait_for_owner(entry, "ledger", |o| o == info.owner).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cluster.kill_control(owner).await;
+            cluster.wait_for_owner(entry, "ledger", |o| o != info.owner).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
     let confirmed = publisher.await.unwrap();
-    let failed: Vec<_> = confirmed.iter().filter(|(_, r)| r.is_err()).collect();
-    assert!(failed.is_empty(), "the SDK's retries got every publish in: {failed:?}");
-    let places: Vec<(u64, String)> =
-        confirmed.iter().map(|(_, r)| r.clone().unwrap()).map(|p| (p.offset, p.epoch)).collect();
+    let sent = confirmed.len();
+    let failed: Vec<_> = confirmed.iter().enumerate().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "{fault:?}: the SDK's retries got every publish in: {failed:?}");
+    let places: Vec<(u64, String)> = confirmed.into_iter().map(Result::unwrap).map(|p| (p.offset, p.epoch)).collect();
     let epoch = places[0].1.clone();
-    assert!(places.iter().all(|(_, e)| *e == epoch), "one epoch across the failover");
+    assert!(places.iter().all(|(_, e)| *e == epoch), "{fault:?}: one epoch across the failover");
     let offsets: Vec<u64> = places.iter().map(|(o, _)| *o).collect();
-    assert_eq!(offsets, (1..=MESSAGES as u64).collect::<Vec<_>>(), "consecutive offsets");
+    assert_eq!(offsets, (1..=sent as u64).collect::<Vec<_>>(), "{fault:?}: consecutive offsets");
 
-    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
+    let expected: Vec<String> = (0..sent).map(|i| format!("m{i}")).collect();
     for (n, client) in clients.iter_mut().enumerate() {
         let mut got = Vec::new();
-        while got.len() < MESSAGES {
+        while got.len() < sent {
             match tokio::time::timeout(PATIENCE, client.text()).await {
                 Ok(text) => got.push(text),
                 Err(_) => break,
@@ -798,15 +880,34 @@ async fn every_confirmed_publish_survives_the_death_of_its_owner_exactly_once_in
         }
         let lost: Vec<_> = expected.iter().filter(|m| !got.contains(m)).collect();
         let doubled = got.len() - got.iter().collect::<std::collections::HashSet<_>>().len();
-        println!("client {n}: {} received, {} lost, {doubled} doubled", got.len(), lost.len());
-        assert_eq!(got, expected, "client {n}: lost {lost:?}, doubled {doubled}");
+        println!(
+            "{fault:?}, client {n}: {sent} confirmed, {} received, {} lost, {doubled} doubled",
+            got.len(),
+            lost.len()
+        );
+        assert_eq!(got, expected, "{fault:?}, client {n}: lost {lost:?}, doubled {doubled}");
     }
-    let request = slip_proto::pb::HistoryRequest { channel: "ledger".into(), limit: 1000, ..Default::default() };
+    let request = slip_proto::pb::HistoryRequest { channel: "ledger".into(), limit: 5000, ..Default::default() };
     let history = cluster.grpc(entry).await.history(request).await.unwrap().into_inner();
     assert_eq!(history.epoch, epoch);
     let held: Vec<u64> = history.publications.iter().map(|p| p.offset).collect();
-    assert_eq!(held.len(), 100, "history holds its size: the newest 100");
-    assert_eq!(held, (MESSAGES as u64 - 99..=MESSAGES as u64).collect::<Vec<_>>());
+    assert_eq!(held, offsets, "{fault:?}: History holds every one");
+    assert!(history.complete);
+}
+
+#[tokio::test]
+async fn every_confirmed_publish_survives_the_death_of_its_owner_exactly_once_in_order() {
+    confirmed_publishes_survive(Fault::Owner).await;
+}
+
+#[tokio::test]
+async fn every_confirmed_publish_survives_the_death_of_its_replica_exactly_once_in_order() {
+    confirmed_publishes_survive(Fault::Replica).await;
+}
+
+#[tokio::test]
+async fn every_confirmed_publish_survives_an_owner_that_came_back_and_died_again() {
+    confirmed_publishes_survive(Fault::OwnerAfterItCameBack).await;
 }
 
 /// The owner dies: its replica owns the channel next and goes on in the same

@@ -65,6 +65,7 @@ impl ControlPlane {
 
     /// Takes `peer`'s copy of `channel` after offset `after`, page by page.
     async fn copy_stream(&self, peer: &NodeId, channel: &str, mut after: u64) {
+        let mut restarted = false;
         loop {
             let question = CopyQuery { channel: channel.to_owned(), after };
             let Ok(reply::Kind::Copy(copy)) = self.ask_query(peer.as_str(), query::Kind::Copy(question)).await else {
@@ -74,9 +75,12 @@ impl ControlPlane {
             let last = page.entries.iter().map(|(p, _)| p.offset).chain(page.keys.iter().map(|k| k.1)).max();
             let more = page.more && last.is_some_and(|last| last > after);
             let mut routing = self.routing.lock();
-            self.timed(&mut routing, |r| r.import_copy(channel, page, Instant::now(), &mut Links(self)));
-            match last {
-                Some(last) if more => after = last,
+            let again = self.timed(&mut routing, |r| r.import_copy(channel, page, Instant::now(), &mut Links(self)));
+            drop(routing);
+            match (again, last) {
+                // Ours was dropped for theirs: from the start, once.
+                (Some(start), _) if !restarted => (after, restarted) = (start, true),
+                (None, Some(last)) if more => after = last,
                 _ => return,
             }
         }

@@ -365,7 +365,10 @@ fn an_edge_announcing_interest_hears_where_the_stream_is() {
     out.take();
     routing.interest(&node("e-2"), present("room"), &mut out);
     let epoch = routing.channel("room").epoch;
-    assert_eq!(out.take(), [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2, first: 0 }))]);
+    assert_eq!(
+        out.take(),
+        [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2, ..Default::default() }))]
+    );
 }
 
 /// Node `to` catches up from `from` as the plane's task would: the heads it
@@ -421,7 +424,7 @@ fn a_node_that_comes_back_holds_its_channels_until_it_has_caught_up_then_goes_on
     old.rebuild_ring(std::slice::from_ref(&back), now, &mut out);
     out.take();
     catch_up_from(&mut new, &old, now, &mut out);
-    let head = Head { channel: channel.clone(), epoch: epoch.clone(), top: 5, first: 0 };
+    let head = Head { channel: channel.clone(), epoch: epoch.clone(), top: 5, ..Default::default() };
     assert_eq!(out.take(), [("e-1".into(), Kind::Head(head))], "the edge hears where the stream is");
     let history = new.history(&channel, &epoch, 0, 0, now);
     assert_eq!(history.publications.len(), 5);
@@ -449,13 +452,17 @@ fn a_copy_is_taken_only_when_it_is_further_along_or_holds_more() {
         mine.fan_out(text("room", &format!("m{i}")), now, &mut out);
     }
     let epoch: std::sync::Arc<str> = mine.channel("room").epoch.into();
+    let term: std::sync::Arc<str> = mine.streams.term_at("room", 3).into();
     let head = |epoch: &std::sync::Arc<str>, top, first| StreamHead {
         channel: "room".into(),
         epoch: epoch.clone(),
         top,
         first,
+        term: term.clone(),
     };
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 3, 1)), None, "as far along");
+    let elsewhere = StreamHead { term: "another term".into(), ..head(&epoch, 3, 1) };
+    assert_eq!(mine.wants_copy(&other, &elsewhere), Some(3), "given by another owner: its terms are compared");
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 2, 1)), None, "behind");
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 7, 2)), Some(3), "ahead: what follows ours");
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 3, 0)), None, "no history there");
@@ -465,6 +472,6 @@ fn a_copy_is_taken_only_when_it_is_further_along_or_holds_more() {
         None,
         "another epoch, from a node that does not own it"
     );
-    let fresh = StreamHead { channel: "unknown".into(), epoch: other_epoch, top: 1, first: 1 };
+    let fresh = StreamHead { channel: "unknown".into(), epoch: other_epoch, top: 1, first: 1, term: term.clone() };
     assert_eq!(mine.wants_copy(&other, &fresh), Some(0), "a stream we know nothing of");
 }

@@ -161,15 +161,15 @@ fn streams_are_bounded_in_number() {
 fn a_replica_stores_what_its_owner_sends_under_the_owners_epoch() {
     let t0 = Instant::now();
     let mut s = streams(limits(), t0);
-    assert!(s.store("a", "owner-1", 1, &text("1"), "k1", t0));
-    assert!(s.store("a", "owner-1", 2, &text("2"), "", t0));
-    assert!(!s.store("a", "owner-1", 2, &text("2"), "", t0), "sent again: here already");
+    assert!(s.store("a", "owner-1", 1, &text("1"), "k1", "t", t0));
+    assert!(s.store("a", "owner-1", 2, &text("2"), "", "t", t0));
+    assert!(!s.store("a", "owner-1", 2, &text("2"), "", "t", t0), "sent again: here already");
     assert_eq!(s.head("a"), Some((Arc::from("owner-1"), 2)));
     // Taking over, it goes on in the same epoch; the keys came along.
     assert_eq!(s.append("a", &text("3"), "", t0), new("owner-1", 3));
     assert_eq!(s.append("a", &text("1"), "k1", t0), Appended::Duplicate { epoch: Arc::from("owner-1"), offset: 1 });
     // Another epoch from an owner replaces what was here.
-    assert!(s.store("a", "owner-2", 7, &text("7"), "", t0));
+    assert!(s.store("a", "owner-2", 7, &text("7"), "", "t", t0));
     let history = s.history("a", "", 0, 0, t0);
     assert_eq!((history.epoch.as_ref(), offsets(&history)), ("owner-2", vec![7]));
     assert!(!history.complete, "1 to 6 of that epoch were never here");
@@ -201,7 +201,7 @@ fn a_copy_travels_in_pages_and_merges_with_what_was_stored_meanwhile() {
     let now = t0 + Duration::from_secs(10);
     // The copy's page for a publication the new holder already got live.
     let mut holder = streams(StreamLimits { history_size: 10, ..limits() }, now);
-    assert!(holder.store("a", "e1", 9, &text("m9"), "k9", now));
+    assert!(holder.store("a", "e1", 9, &text("m9"), "k9", "t", now));
     let pages = copy_all(&owner, &mut holder, "a", 200, now);
     assert!(pages > 2, "{pages} pages of at most about 200 bytes");
     let history = holder.history("a", "e1", 0, 0, now);
@@ -222,11 +222,39 @@ fn a_copy_of_another_epoch_replaces_ours_and_forgotten_copies_free_their_bytes()
     let mut owner = streams(limits(), t0);
     owner.append("a", &text("fresh"), "", t0);
     let mut stale = streams(limits(), t0);
-    assert!(stale.store("a", "old", 7, &text("stale"), "", t0));
+    assert!(stale.store("a", "old", 7, &text("stale"), "", "t", t0));
     copy_all(&owner, &mut stale, "a", 1 << 20, t0);
     assert_eq!(stale.head("a"), Some((Arc::from("e1"), 1)));
     assert_eq!(offsets(&stale.history("a", "e1", 0, 0, t0)), [1]);
     assert_eq!(stale.retain(|channel| channel != "a"), 1);
     assert_eq!((stale.bytes(), stale.head("a")), (0, None));
     assert_eq!(owner.export("nothing", 0, 100, t0), None);
+}
+
+#[test]
+fn copies_of_one_epoch_extended_by_two_owners_are_told_apart() {
+    let t0 = Instant::now();
+    let mut a = streams(limits(), t0);
+    a.set_term("term-a");
+    for i in 1..=3 {
+        a.append("x", &text(&format!("a{i}")), "", t0);
+    }
+    // b took a's copy, then gave offsets under its own view of the ring.
+    let mut b = streams(limits(), t0);
+    copy_all(&a, &mut b, "x", 1 << 20, t0);
+    b.set_term("term-b");
+    b.append("x", &text("b4"), "", t0);
+    assert_eq!((b.term_at("x", 3), b.term_at("x", 4)), ("term-a".to_owned(), "term-b".to_owned()));
+    // A third node behind both: b's copy extends what it has, and so did a's.
+    let mut c = streams(limits(), t0);
+    copy_all(&a, &mut c, "x", 1 << 20, t0);
+    assert_eq!(c.import("x", b.export("x", 3, 1 << 20, t0).unwrap(), t0), Imported::Taken);
+    assert_eq!(c.head("x"), Some((Arc::from("e1"), 4)));
+    // Meanwhile a, cut off from b, gave offset 4 too: the two copies diverged.
+    a.append("x", &text("a4"), "", t0);
+    assert_eq!(a.import("x", b.export("x", 3, 1 << 20, t0).unwrap(), t0), Imported::Diverged);
+    assert_eq!(b.import("x", a.export("x", 4, 1 << 20, t0).unwrap(), t0), Imported::Diverged);
+    assert_eq!(offsets(&a.history("x", "e1", 0, 0, t0)), [2, 3, 4], "nothing of b's taken");
+    a.restart("x", t0);
+    assert_eq!(a.append("x", &text("after"), "", t0), new("e2", 1));
 }
