@@ -17,7 +17,8 @@ pub struct Gateway {
     children: Vec<Child>,
     /// WebSocket URLs, one per edge; clients are spread over them.
     pub ws: Vec<String>,
-    pub control: String,
+    /// Each control node's API (a cluster's, in order; `slip dev`'s one).
+    pub controls: Vec<String>,
     /// What was started: `None` for `slip dev`.
     pub shape: Option<Shape>,
     secret: String,
@@ -86,7 +87,7 @@ impl Gateway {
         Ok(Self {
             children: vec![child],
             ws: vec![found[0].clone()],
-            control: found[1].clone(),
+            controls: vec![found[1].clone()],
             shape: None,
             secret: backend.secret.clone(),
             _ca: None,
@@ -178,7 +179,7 @@ impl Gateway {
         Ok(Self {
             children,
             ws,
-            control: apis.swap_remove(0),
+            controls: apis,
             shape: Some(shape),
             secret: backend.secret.clone(),
             _ca: Some(ca),
@@ -192,8 +193,26 @@ impl Gateway {
     }
 
     pub async fn grpc(&self) -> anyhow::Result<ControlClient<InterceptedService<Channel, Auth>>> {
-        let channel = tonic::transport::Endpoint::from_shared(self.control.clone())?.connect().await?;
+        self.grpc_to(0).await
+    }
+
+    /// The control API of control node `i`.
+    pub async fn grpc_to(&self, i: usize) -> anyhow::Result<ControlClient<InterceptedService<Channel, Auth>>> {
+        let api = self.controls.get(i).context("no such control node")?;
+        let channel = tonic::transport::Endpoint::from_shared(api.clone())?.connect().await?;
         Ok(ControlClient::with_interceptor(channel, Auth(self.secret.clone())))
+    }
+
+    /// Which control node (of a cluster) has node id `id`.
+    pub fn control_index(&self, id: &str) -> Option<usize> {
+        let i: usize = id.strip_prefix("control-")?.parse().ok()?;
+        (i < self.controls.len()).then_some(i)
+    }
+
+    /// SIGKILL to control node `i` of a cluster (its processes come first).
+    pub async fn kill_control(&mut self, i: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.shape.is_some() && i < self.controls.len(), "no control node {i} to kill");
+        self.children[i].kill().await.context("killing a control node")
     }
 }
 

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::scenario::{fanout, idle, inbound};
+use crate::scenario::{failover, fanout, idle, inbound};
 use crate::target::Target;
 
 #[derive(Parser)]
@@ -83,6 +83,15 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         messages: usize,
     },
+    /// A cluster's channel owner killed (SIGKILL) mid-run, `--runs` times with
+    /// the stream copied (`--replicas`) and as many without: the time to the
+    /// first delivery again, and what clients lost, side by side.
+    Failover {
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Both gateways, one after the other, at each size: a markdown table with ratios.
     Compare {
         /// Connection counts for idle.
@@ -135,6 +144,14 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Clients { urls, count, offset, concurrency } => {
             return swarm::serve(urls, count, offset, concurrency).await;
         }
+        Scenario::Failover { clients, runs } => {
+            let shape = crate::gateway::Shape {
+                edges: cli.cluster.unwrap_or(2),
+                controls: cli.controls.max(3),
+                replicas: cli.replicas.max(1),
+            };
+            return failover::compare(&cli.slip, shape, clients, runs).await;
+        }
         Scenario::Compare { idle, fanout, inbound, messages, out, doc } => {
             let sizes = compare::Sizes { idle, fanout, inbound, messages };
             return compare::run(&cli.slip, sizes, out, doc).await;
@@ -169,7 +186,11 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("{}", inbound::run(&target, clients, messages).await?);
         }
-        Scenario::Compare { .. } | Scenario::Backend | Scenario::Floor | Scenario::Clients { .. } => {
+        Scenario::Compare { .. }
+        | Scenario::Failover { .. }
+        | Scenario::Backend
+        | Scenario::Floor
+        | Scenario::Clients { .. } => {
             unreachable!("handled above")
         }
     }

@@ -241,6 +241,10 @@ impl ControlPlane {
         if !self.peers.remove_link(link) {
             return;
         }
+        // Nobody waits out a deadline for an answer from a node that is gone.
+        if !self.peers.contains(peer) {
+            self.questions.node_gone(peer.as_str());
+        }
         let mut routing = self.routing.lock();
         if routing.is_control(peer) {
             self.ring_changed(routing);
@@ -290,21 +294,25 @@ impl ControlPlane {
         // The owner answers it once its replicas have it: here, or elsewhere.
         let (id, answer) = self.expect_reply()?;
         (publish.ack, publish.reply_to) = (id, self.node_id.to_string());
-        if let Err(e) = self.place(publish) {
+        if let Err(e) = self.place(publish, Some(id)) {
             self.questions.forget(id);
             return Err(ControlError::Unavailable(e.to_string()));
         }
         Ok(Receipt { id, answer })
     }
 
-    /// Fans a publish out here when this node owns its channel; else sends it to the owner.
-    fn place(&self, publish: Publish) -> Result<(), slip_link::LinkError> {
+    /// Fans a publish out here when this node owns its channel; else sends
+    /// it to the owner (whose leaving ends question `confirm`, if any).
+    fn place(&self, publish: Publish, confirm: Option<u64>) -> Result<(), slip_link::LinkError> {
         let mut routing = self.routing.lock();
         let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
             self.fan_out_locked(&mut routing, publish);
             return Ok(());
         };
         drop(routing);
+        if let Some(id) = confirm {
+            self.questions.asked(id, owner.as_str());
+        }
         self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
     }
 
@@ -314,7 +322,7 @@ impl ControlPlane {
         if channel::validate(&publish.channel).is_err() {
             return;
         }
-        if let Err(e) = self.place(publish) {
+        if let Err(e) = self.place(publish, None) {
             tracing::warn!(error = %e, "publish from an edge dropped");
         }
     }

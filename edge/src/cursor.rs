@@ -70,14 +70,12 @@ impl Cursors {
             return steps;
         };
         if cursor.epoch != deliver.epoch {
-            // Continuity lost (every copy of the stream was): start again here.
-            steps.lost += 1;
-            self.fetching.retain(|_, c| *c != channel);
-            cursor.fetch = None;
-            flush(cursor, &mut steps);
-            cursor.epoch.clone_from(&deliver.epoch);
-            cursor.last = deliver.offset;
-            steps.deliver.push(deliver);
+            // Continuity lost (every copy of the stream was, or two histories
+            // met): the new epoch is new here from its first offset on.
+            self.restart(&channel, &deliver.epoch.clone(), &mut steps);
+            let cursor = self.channels.get_mut(&channel).expect("just restarted");
+            cursor.held.insert(deliver.offset, deliver);
+            self.settle(&channel, now, &mut steps);
             return steps;
         }
         if deliver.offset <= cursor.last || cursor.held.contains_key(&deliver.offset) {
@@ -168,15 +166,36 @@ impl Cursors {
         steps.fetch.push((id, query));
     }
 
-    /// The owner says where the stream is: a cursor behind it in the same
-    /// epoch fetches the rest (the Delivers it missed while the owner changed).
+    /// Follows a new epoch of `channel`'s stream from its start: what was
+    /// held of the old one goes out, and the break is counted.
+    fn restart(&mut self, channel: &str, epoch: &str, steps: &mut Steps) {
+        let Some(cursor) = self.channels.get_mut(channel) else { return };
+        steps.lost += 1;
+        if let Some(fetch) = cursor.fetch.take() {
+            self.fetching.remove(&fetch.id);
+        }
+        flush(cursor, steps);
+        epoch.clone_into(&mut cursor.epoch);
+        cursor.last = 0;
+    }
+
+    /// The owner says where the stream is: a cursor behind it fetches the
+    /// rest (the Delivers it missed while the owner changed); one in another
+    /// epoch follows the new one from its start.
     pub fn head(&mut self, channel: &str, epoch: &str, top: u64, now: Instant) -> Steps {
         let mut steps = Steps::default();
         let Some(cursor) = self.channels.get_mut(channel) else { return steps };
-        if cursor.epoch != epoch || top <= cursor.last || cursor.fetch.is_some() || !cursor.held.is_empty() {
+        if cursor.fetch.is_some() || !cursor.held.is_empty() {
             return steps;
         }
-        self.ask(channel, top, now, &mut steps);
+        if cursor.epoch != epoch {
+            self.restart(channel, epoch, &mut steps);
+        } else if top <= cursor.last {
+            return steps;
+        }
+        if top > 0 {
+            self.ask(channel, top, now, &mut steps);
+        }
         steps
     }
 

@@ -1,5 +1,6 @@
 //! The scenarios, each measuring one thing on any [`crate::target::Target`].
 
+pub mod failover;
 pub mod fanout;
 pub mod idle;
 pub mod inbound;

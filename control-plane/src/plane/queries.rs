@@ -214,6 +214,7 @@ impl ControlPlane {
         answer: oneshot::Receiver<reply::Kind>,
         patience: Duration,
     ) -> Result<reply::Kind, ControlError> {
+        self.questions.asked(id, node);
         if let Err(e) = self.peers.send(node, frame) {
             self.questions.forget(id);
             return Err(ControlError::Unavailable(e.to_string()));

@@ -90,8 +90,13 @@ fn a_new_epoch_starts_over_and_counts_a_loss() {
     let steps = c.deliver(other, now);
     assert_eq!((offsets(&steps), steps.lost), (vec![1], 1));
     assert_eq!(offsets(&c.deliver(Deliver { epoch: "e2".into(), ..d(2) }, now)), [2]);
+    // Another epoch past its first offset: what came before it in that epoch is fetched first.
     let stale = c.deliver(d(11), now);
-    assert_eq!(offsets(&stale), [11], "the old epoch again is a change too");
+    assert_eq!(stale.lost, 1, "the old epoch again is a change too");
+    let (id, query) = stale.fetch[0].clone();
+    assert_eq!((query.since_epoch.as_str(), query.since_offset, query.limit), ("e1", 0, 10));
+    let filled = c.answered(id, Some(history(&[9, 10])), now);
+    assert_eq!((offsets(&filled), filled.lost), (vec![9, 10, 11], 8));
 }
 
 #[test]
@@ -112,13 +117,16 @@ fn a_head_ahead_of_the_cursor_fetches_the_tail() {
     assert_eq!(c.head("room", "e1", 5, now), Steps::default(), "no cursor: a new subscriber starts from now");
     c.deliver(d(1), now);
     assert_eq!(c.head("room", "e1", 1, now), Steps::default(), "up to date");
-    assert_eq!(c.head("room", "e2", 9, now), Steps::default(), "another epoch: the next Deliver tells");
     let steps = c.head("room", "e1", 3, now);
     let (id, query) = steps.fetch[0].clone();
     assert_eq!((query.since_offset, query.limit), (1, 2));
     let filled = c.answered(id, Some(history(&[2, 3])), now);
     assert_eq!((offsets(&filled), filled.lost), (vec![2, 3], 0));
     assert_eq!(offsets(&c.deliver(d(4), now)), [4]);
+    // Another epoch: all of it is new here, from its first offset.
+    let other = c.head("room", "e2", 9, now);
+    let (_, query) = other.fetch[0].clone();
+    assert_eq!((query.since_epoch.as_str(), query.since_offset, query.limit, other.lost), ("e2", 0, 9, 1));
 }
 
 #[test]
