@@ -169,7 +169,8 @@ async fn the_sdk_publishes_with_a_key_and_reads_history() {
 }
 
 /// A publish flood over many channels: history stays within its byte bound
-/// on the node, as the node's own gauge reports it, and the newest survive.
+/// on the node, as the node's own gauge reports it, the newest survive, and
+/// the process's memory stays flat from one flood to the next.
 #[tokio::test]
 async fn a_publish_flood_keeps_history_within_its_bytes() {
     let backend = Backend::start(accept_all).await;
@@ -177,7 +178,7 @@ async fn a_publish_flood_keeps_history_within_its_bytes() {
     let max = max_bytes.to_string();
     let extra = ["--history-max-bytes", max.as_str(), "--metrics-listen", "127.0.0.1:0"];
     let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"];
-    let (_child, lines) = spawn_slip(
+    let (child, lines) = spawn_slip(
         &[&args[..], &extra[..], &["--target-url", &backend.url, "--jwt-secret", SECRET]].concat(),
         &["Control API:", "Metrics:"],
     )
@@ -185,11 +186,26 @@ async fn a_publish_flood_keeps_history_within_its_bytes() {
     let control = lines[0].split_whitespace().next().unwrap().to_owned();
     let scrape = lines[1].clone();
     let mut grpc = grpc_to(&control).await;
-    let payload = "x".repeat(4096);
-    // 20 MB through 200 channels: 80 times the bound.
-    let requests = (0..5000).map(move |i| publish(&format!("flood-{}", i % 200), &format!("{i} {payload}"), ""));
-    let reply = grpc.publish_stream(futures_util::stream::iter(requests)).await.unwrap().into_inner();
-    assert_eq!(reply.published, 5000);
+    let rss_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_owned();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    // Four floods of 20 MB each through 200 channels, each 80 times the bound.
+    const FLOODS: u64 = 4;
+    let mut rss = Vec::new();
+    for flood in 0..FLOODS {
+        let payload = "x".repeat(4096);
+        let requests =
+            (0..5000).map(move |i| publish(&format!("flood-{}", i % 200), &format!("{flood}.{i} {payload}"), ""));
+        let reply = grpc.publish_stream(futures_util::stream::iter(requests)).await.unwrap().into_inner();
+        assert_eq!(reply.published, 5000);
+        rss.push(rss_kib());
+    }
+    println!("RSS after each 20 MB flood: {rss:?} KiB");
+    // A leak would add about 20 MB a flood; allocator noise is a few MiB at most.
+    let grown = rss[FLOODS as usize - 1].saturating_sub(rss[0]);
+    assert!(grown < 8 * 1024, "memory grew {grown} KiB over {} more floods: {rss:?}", FLOODS - 1);
 
     let metrics = reqwest::get(&scrape).await.unwrap().text().await.unwrap();
     let held: f64 = metrics
@@ -199,8 +215,8 @@ async fn a_publish_flood_keeps_history_within_its_bytes() {
         .unwrap_or_else(|| panic!("no slip_history_bytes in {metrics}"));
     assert!(held > 0.0 && held <= max_bytes as f64, "history holds {held} bytes, bound {max_bytes}");
     let newest = grpc.history(history("flood-199", "", 0)).await.unwrap().into_inner();
-    assert_eq!(newest.top_offset, 25);
-    assert_eq!(texts(&newest).last().map(|(o, _)| *o), Some(25), "the newest is held");
+    assert_eq!(newest.top_offset, 25 * FLOODS);
+    assert_eq!(texts(&newest).last().map(|(o, _)| *o), Some(25 * FLOODS), "the newest is held");
     let oldest = grpc.history(history("flood-0", "", 0)).await.unwrap().into_inner();
     assert!(texts(&oldest).is_empty() && !oldest.complete, "the oldest went first");
 }
