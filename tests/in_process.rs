@@ -103,19 +103,15 @@ impl Cluster {
 
     /// Links control node `i` to every other control node again.
     fn heal(&mut self, i: usize) {
-        let me = self.controls[i].node_id().clone();
-        for j in 0..self.controls.len() {
-            if i == j {
-                continue;
-            }
-            let (mine, other) = (self.controls[i].clone(), self.controls[j].clone());
-            let peer = other.node_id().clone();
-            let out: Arc<dyn Link> = memory::link(me.clone(), peer.clone(), Arc::new(ControlFrames(other.clone())));
-            let back: Arc<dyn Link> = memory::link(peer.clone(), me.clone(), Arc::new(ControlFrames(mine.clone())));
-            mine.link_up(&hello(&peer, Role::Control), out.clone());
-            other.link_up(&hello(&me, Role::Control), back.clone());
-            self.mesh[i][j] = Some(out);
-            self.mesh[j][i] = Some(back);
+        for j in (0..self.controls.len()).filter(|j| *j != i) {
+            let (a, b) = (self.controls[i].clone(), self.controls[j].clone());
+            let here: Arc<dyn Link> =
+                memory::link(a.node_id().clone(), b.node_id().clone(), Arc::new(ControlFrames(b.clone())));
+            let back: Arc<dyn Link> =
+                memory::link(b.node_id().clone(), a.node_id().clone(), Arc::new(ControlFrames(a.clone())));
+            a.link_up(&hello(b.node_id(), Role::Control), here.clone());
+            b.link_up(&hello(a.node_id(), Role::Control), back.clone());
+            (self.mesh[i][j], self.mesh[j][i]) = (Some(here), Some(back));
         }
     }
 
@@ -124,25 +120,14 @@ impl Cluster {
     fn restart_control(&mut self, i: usize) {
         let me = self.controls[i].node_id().clone();
         let plane = ControlPlane::joining(me.clone(), Default::default());
-        for (j, other) in self.controls.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            let peer = other.node_id().clone();
-            let out: Arc<dyn Link> = memory::link(me.clone(), peer.clone(), Arc::new(ControlFrames(other.clone())));
-            let back: Arc<dyn Link> = memory::link(peer.clone(), me.clone(), Arc::new(ControlFrames(plane.clone())));
-            plane.link_up(&hello(&peer, Role::Control), out.clone());
-            other.link_up(&hello(&me, Role::Control), back.clone());
-            self.mesh[i][j] = Some(out);
-            self.mesh[j][i] = Some(back);
-        }
+        self.controls[i] = plane.clone();
+        self.heal(i);
         let edge_id = self.edge.node_id().clone();
         let to_edge: Arc<dyn Link> = memory::link(me.clone(), edge_id.clone(), Arc::new(EdgeFrames(self.edge.clone())));
         plane.link_up(&hello(&edge_id, Role::Edge), to_edge);
-        let to_control: Arc<dyn Link> = memory::link(edge_id, me, Arc::new(ControlFrames(plane.clone())));
+        let to_control: Arc<dyn Link> = memory::link(edge_id, me, Arc::new(ControlFrames(plane)));
         self.edge.add_control_link(to_control.clone());
         self.edge_links[i] = to_control;
-        self.controls[i] = plane;
     }
 
     /// A connection on the edge subscribed to `channels`; its outbox shows what it got.
