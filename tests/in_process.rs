@@ -496,3 +496,42 @@ async fn after_a_partition_two_histories_of_a_stream_meet_in_a_new_epoch() {
     let delivered: Vec<_> = ["m1", "m2", "m3", "a4", "after"].iter().map(|t| slip_edge::frame::text(t)).collect();
     assert_eq!(outbox.take(usize::MAX).frames, delivered, "the edge's side, then the new epoch");
 }
+
+/// Views of the ring differ for a moment (here c2 has lost its link to c0,
+/// which c1 still sees): a publish c2 passes to the owner it sees (c1) is
+/// passed on by c1 to the owner it sees (c0), so one node alone gives the
+/// channel's offsets and its stream does not fork.
+#[tokio::test(start_paused = true)]
+async fn a_publish_reaches_the_owner_through_a_node_whose_view_differs() {
+    let cluster = Cluster::start(3);
+    settle().await;
+    let channel = (0..)
+        .map(|i| format!("room-{i}"))
+        .find(|c| {
+            let without_c0 = slip_proto::ring::Ring::new([id("c1"), id("c2")]);
+            owner_of(&cluster, c) == "c0" && without_c0.owner(c) == Some(&id("c1"))
+        })
+        .unwrap();
+    let (c0, c2) = (id("c0"), id("c2"));
+    if let (Some(there), Some(back)) = (&cluster.mesh[2][0], &cluster.mesh[0][2]) {
+        cluster.controls[2].link_down(&c0, there);
+        cluster.controls[0].link_down(&c2, back);
+    }
+    settle().await;
+    for (i, via) in [2, 0, 2, 1].into_iter().enumerate() {
+        // Through c2 it is not confirmed (c0 cannot reach c2 to say so); it is in the stream all the same.
+        let _receipt = cluster.controls[via].publish_start(publish(&channel, &format!("m{i}"))).unwrap();
+        settle().await;
+    }
+    let history = cluster.controls[0].history(&channel, "", 0, 0).await.unwrap();
+    let texts: Vec<(u64, String)> = history
+        .publications
+        .iter()
+        .map(|p| match &p.event.body {
+            Some(channel_event::Body::Text(t)) => (p.offset, t.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected: Vec<(u64, String)> = (0..4).map(|i| (i + 1, format!("m{i}"))).collect();
+    assert_eq!(texts, expected, "one stream, given its offsets by c0 alone");
+}

@@ -29,6 +29,10 @@ use crate::routing::{Outlet, Routing};
 use crate::streams::{self, History, MAX_IDEMPOTENCY_KEY_BYTES, StreamLimits};
 pub use slip_proto::pb::NodeInfo;
 
+/// Times a publish may be passed between control nodes on its way to the
+/// channel's owner (see `ControlPlane::forwarded`).
+pub const MAX_PUBLISH_HOPS: u32 = 2;
+
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,6 +94,8 @@ pub struct ControlPlane {
     tasks: TaskTracker,
     /// Stops the catch-up under way when the ring changes again.
     catching_up: Mutex<Option<CancellationToken>>,
+    /// Wakes whoever waits to answer about a channel until the catch-up is over.
+    caught_up: Notify,
     shutdown: CancellationToken,
 }
 
@@ -159,6 +165,7 @@ impl ControlPlane {
         let plane = Arc::new(Self {
             routing: Mutex::new(Routing::new(node_id.clone(), limits, joining, Instant::now())),
             catching_up: Mutex::new(None),
+            caught_up: Notify::new(),
             node_id,
             peers: Peers::default(),
             questions: Questions::default(),
@@ -192,6 +199,8 @@ impl ControlPlane {
                 }
                 let Some(plane) = weak.upgrade() else { return };
                 plane.routing.lock().on_clock(Instant::now(), &mut Links(&plane));
+                // A catch-up past its deadline ended there.
+                plane.caught_up.notify_waiters();
             }
         }));
         plane
@@ -303,7 +312,7 @@ impl ControlPlane {
 
     /// Fans a publish out here when this node owns its channel; else sends
     /// it to the owner (whose leaving ends question `confirm`, if any).
-    fn place(&self, publish: Publish, confirm: Option<u64>) -> Result<(), slip_link::LinkError> {
+    fn place(&self, mut publish: Publish, confirm: Option<u64>) -> Result<(), slip_link::LinkError> {
         let mut routing = self.routing.lock();
         let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
             self.fan_out_locked(&mut routing, publish);
@@ -313,7 +322,29 @@ impl ControlPlane {
         if let Some(id) = confirm {
             self.questions.asked(id, owner.as_str());
         }
+        publish.hops = 1;
         self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
+    }
+
+    /// A publish another control node passed here as to the channel's owner.
+    /// Only the owner may give it an offset: a node whose ring names another
+    /// owner (views differ for a moment) passes it on, once; past
+    /// [`MAX_PUBLISH_HOPS`] it is dropped unconfirmed, and its publisher
+    /// retries. Two nodes giving the same offset would fork the stream.
+    fn forwarded(&self, mut routing: parking_lot::MutexGuard<'_, Routing>, mut publish: Publish) {
+        let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
+            self.fan_out_locked(&mut routing, publish);
+            return;
+        };
+        drop(routing);
+        if publish.hops >= MAX_PUBLISH_HOPS {
+            tracing::debug!(channel = publish.channel, "publish dropped: the control nodes disagree on its owner");
+            return;
+        }
+        publish.hops += 1;
+        if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
+            tracing::debug!(error = %e, "forwarded publish dropped");
+        }
     }
 
     /// A publish from an edge (a callback reply's PUBLISH), as it came: to the
@@ -338,6 +369,7 @@ impl ControlPlane {
         channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let owner = self.routing.lock().owner_elsewhere(channel).cloned();
         let Some(owner) = owner else {
+            self.until_caught_up(channel).await;
             return Ok(self.routing.lock().history(channel, since_epoch, since_offset, limit as usize, Instant::now()));
         };
         let question = HistoryQuery { channel: channel.into(), since_epoch: since_epoch.into(), since_offset, limit };
@@ -353,6 +385,22 @@ impl ControlPlane {
                 complete: answer.complete,
             }),
             _ => Err(ControlError::Unavailable(format!("owner {owner} gave no history"))),
+        }
+    }
+
+    /// Waits (at most `CATCHUP_DEADLINE`) until this node knows `channel`'s
+    /// stream, if it is catching up on it: an edge asking for history must
+    /// not hear "nothing" from an owner that has not yet taken the copy.
+    pub(super) async fn until_caught_up(&self, channel: &str) {
+        let deadline = Instant::now() + crate::catchup::CATCHUP_DEADLINE;
+        loop {
+            let caught_up = self.caught_up.notified();
+            if !self.routing.lock().acquiring(channel) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+                return;
+            }
         }
     }
 

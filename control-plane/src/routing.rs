@@ -250,6 +250,12 @@ impl Routing {
         None
     }
 
+    /// Whether this node is still catching up on `channel`, which it owns
+    /// now and did not before: what it would say of it may not be so yet.
+    pub fn acquiring(&self, channel: &str) -> bool {
+        self.catch_up.must_hold(channel, &self.node_id) && self.ring.owner(channel) == Some(&self.node_id)
+    }
+
     /// Catch-up `generation` is over: the publishes it held go on.
     pub fn finish_catch_up(&mut self, generation: u64, now: Instant, out: &mut impl Outlet) {
         let Some(held) = self.catch_up.finish(generation, &self.ring) else { return };
@@ -366,9 +372,8 @@ impl Routing {
     }
 
     /// As the owner: stamps the publish and sends it once per interested edge,
-    /// or holds it for its GRIP predecessor. A publish forwarded here by
-    /// another control node comes here too, even if this node's view of the
-    /// ring differs: one hop, never a loop.
+    /// or holds it for its GRIP predecessor. Only the channel's owner in this
+    /// node's view calls it (see `ControlPlane::forwarded`).
     pub fn fan_out(&mut self, mut publish: Publish, now: Instant, out: &mut impl Outlet) -> Published {
         if self.catch_up.must_hold(&publish.channel, &self.node_id) {
             // Confirmed once it is out, after the catch-up; refused, never.

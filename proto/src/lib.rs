@@ -10,6 +10,7 @@
 //! - [`grip`]: GRIP publishes (`POST /publish/`, the `ws-message` format), as Pushpin takes them.
 //! - [`ids`], [`channel`]: the rules for node ids, connection ids and channel names.
 //! - [`ring`]: which control node owns a channel; every node must compute the same answer.
+//! - [`session`]: `slip.v1` sessions: the session token, the envelopes, the resume frame.
 
 pub mod callback;
 pub mod channel;
@@ -21,6 +22,7 @@ pub mod jwt;
 pub mod limits;
 pub mod ring;
 pub mod route;
+pub mod session;
 pub mod woh;
 
 /// The gRPC control API, package `slip.v1`.

@@ -873,15 +873,17 @@ async fn confirmed_publishes_survive(fault: Fault) {
     for (n, client) in clients.iter_mut().enumerate() {
         let mut got = Vec::new();
         while got.len() < sent {
-            match tokio::time::timeout(PATIENCE, client.text()).await {
-                Ok(text) => got.push(text),
-                Err(_) => break,
+            match client.next_text(PATIENCE).await {
+                Some(text) => got.push(text),
+                None => break,
             }
         }
         let lost: Vec<_> = expected.iter().filter(|m| !got.contains(m)).collect();
         let doubled = got.len() - got.iter().collect::<std::collections::HashSet<_>>().len();
+        let number = |m: &String| m[1..].parse::<usize>().unwrap_or(usize::MAX);
+        let reordered = got.windows(2).filter(|w| number(&w[1]) < number(&w[0])).count();
         println!(
-            "{fault:?}, client {n}: {sent} confirmed, {} received, {} lost, {doubled} doubled",
+            "{fault:?}, client {n}: {sent} confirmed, {} received, {} lost, {doubled} doubled, {reordered} out of order",
             got.len(),
             lost.len()
         );

@@ -372,6 +372,18 @@ impl Client {
         self.ws.send(Message::text(text)).await.unwrap();
     }
 
+    /// The next text message within `wait` (pings and pongs skipped); `None` if none came.
+    pub async fn next_text(&mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await.ok()? {
+                Some(Ok(Message::Text(t))) => return Some(t.to_string()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// The next text message (pings and pongs skipped).
     pub async fn text(&mut self) -> String {
         loop {

@@ -30,6 +30,8 @@ impl ControlPlane {
             }
             let mut routing = plane.routing.lock();
             plane.timed(&mut routing, |r| r.finish_catch_up(generation, Instant::now(), &mut Links(&plane)));
+            drop(routing);
+            plane.caught_up.notify_waiters();
         }));
     }
 

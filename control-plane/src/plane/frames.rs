@@ -18,9 +18,9 @@ impl FrameHandler for ControlFrames {
                 plane.routing.lock().interest(from, interest, &mut Links(plane));
             }
             Some(Kind::Publish(publish)) => {
-                let mut routing = plane.routing.lock();
+                let routing = plane.routing.lock();
                 if routing.is_control(from) {
-                    plane.fan_out_locked(&mut routing, publish);
+                    plane.forwarded(routing, publish);
                     return;
                 }
                 drop(routing);
@@ -38,26 +38,18 @@ impl FrameHandler for ControlFrames {
                 }));
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::History(question)) })) => {
-                // Another control node asks the owner for history.
-                let history = plane.routing.lock().history(
-                    &question.channel,
-                    &question.since_epoch,
-                    question.since_offset,
-                    question.limit as usize,
-                    Instant::now(),
-                );
-                let answer = HistoryAnswer {
-                    epoch: history.epoch.to_string(),
-                    top_offset: history.top_offset,
-                    publications: history
-                        .publications
-                        .into_iter()
-                        .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
-                        .collect(),
-                    complete: history.complete,
-                };
-                let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
-                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+                // An edge or another control node asks the owner for history;
+                // an owner still taking the stream's copy answers once it has it.
+                if plane.routing.lock().acquiring(&question.channel) {
+                    let (plane, from) = (plane.clone(), from.clone());
+                    let stop = plane.shutdown.clone();
+                    plane.tasks.clone().spawn(stop.run_until_cancelled_owned(async move {
+                        plane.until_caught_up(&question.channel).await;
+                        plane.answer_history(&from, id, &question);
+                    }));
+                    return;
+                }
+                plane.answer_history(from, id, &question);
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::Heads(question)) })) => {
                 // Another control node catching up: what it holds here too.
@@ -120,5 +112,30 @@ impl FrameHandler for ControlFrames {
 
     fn on_link_down(&self, peer: &NodeId, link: &Arc<dyn Link>) {
         self.0.link_down(peer, link);
+    }
+}
+
+impl ControlPlane {
+    /// Answers a history question from `from` with what this node holds.
+    fn answer_history(&self, from: &NodeId, id: u64, question: &HistoryQuery) {
+        let history = self.routing.lock().history(
+            &question.channel,
+            &question.since_epoch,
+            question.since_offset,
+            question.limit as usize,
+            Instant::now(),
+        );
+        let answer = HistoryAnswer {
+            epoch: history.epoch.to_string(),
+            top_offset: history.top_offset,
+            publications: history
+                .publications
+                .into_iter()
+                .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
+                .collect(),
+            complete: history.complete,
+        };
+        let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
+        let _ = self.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
     }
 }
