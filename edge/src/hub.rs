@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -50,14 +51,31 @@ struct Entry {
     /// Serialized JSON, embedded as is in every callback body.
     metadata: Arc<str>,
     channels: Vec<Box<str>>,
+    /// A `slip.v1` session's last message number; `None` for a plain connection.
+    session: Option<Arc<AtomicU64>>,
+}
+
+/// A local subscriber of a channel, as fan-out sees it.
+#[derive(Clone)]
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    /// A `slip.v1` session: it gets publications in their envelope.
+    session: bool,
 }
 
 #[derive(Default)]
 struct State {
     connections: HashMap<Box<str>, Entry>,
-    /// channel → (connection key → outbox): fan-out walks this map only.
-    channels: HashMap<Box<str>, HashMap<u64, Arc<Outbox>>>,
+    /// channel → (connection key → subscriber): fan-out walks this map only.
+    channels: HashMap<Box<str>, HashMap<u64, Subscriber>>,
     next_key: u64,
+}
+
+/// What [`Hub::send`] queues: a plain frame, or for a session the message
+/// envelope with its number.
+pub trait Message {
+    fn plain(&self) -> Bytes;
+    fn enveloped(&self, seq: u64) -> Bytes;
 }
 
 pub struct Hub {
@@ -81,10 +99,17 @@ impl Hub {
     }
 
     pub fn register(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>) {
+        self.register_as(id, outbox, metadata, false);
+    }
+
+    /// Registers a connection; a `session` (`slip.v1`) gets publications and
+    /// messages in their envelopes.
+    pub fn register_as(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>, session: bool) {
         let mut state = self.state.write();
         state.next_key += 1;
         let key = state.next_key;
-        state.connections.insert(id.into(), Entry { key, outbox, metadata, channels: Vec::new() });
+        let session = session.then(|| Arc::new(AtomicU64::new(0)));
+        state.connections.insert(id.into(), Entry { key, outbox, metadata, channels: Vec::new(), session });
         drop(state);
         self.registered.notify_waiters();
     }
@@ -122,7 +147,8 @@ impl Hub {
         }
         entry.channels.push(channel.into());
         let subscribers = state.channels.entry(channel.into()).or_default();
-        subscribers.insert(entry.key, entry.outbox.clone());
+        let subscriber = Subscriber { outbox: entry.outbox.clone(), session: entry.session.is_some() };
+        subscribers.insert(entry.key, subscriber);
         if subscribers.len() == 1 { Subscribed::First } else { Subscribed::Added }
     }
 
@@ -149,13 +175,21 @@ impl Hub {
         }
     }
 
-    /// Queues one encoded frame for every local subscriber of `channel`.
-    pub fn deliver(&self, channel: &str, frame: &Bytes) -> Delivered {
+    /// Queues one encoded frame for every local subscriber of `channel`:
+    /// `frame` for plain connections, and for sessions the envelope
+    /// `envelope` makes (once, if there is one).
+    pub fn deliver(&self, channel: &str, frame: &Bytes, envelope: impl FnOnce() -> Bytes) -> Delivered {
         let state = self.state.read();
         let mut delivered = Delivered::default();
+        let (mut envelope, mut enveloped) = (Some(envelope), None::<Bytes>);
         if let Some(subscribers) = state.channels.get(channel) {
-            for outbox in subscribers.values() {
-                match outbox.push(frame.clone()) {
+            for subscriber in subscribers.values() {
+                let frame = if subscriber.session {
+                    enveloped.get_or_insert_with(|| envelope.take().map_or_else(Bytes::new, |make| make())).clone()
+                } else {
+                    frame.clone()
+                };
+                match subscriber.outbox.push(frame) {
                     Push::Queued => delivered.queued += 1,
                     Push::Overflowed => delivered.overflowed += 1,
                     Push::Closing => {}
@@ -171,11 +205,23 @@ impl Hub {
         state
             .channels
             .get(channel)
-            .map_or(0, |subscribers| subscribers.values().filter(|outbox| outbox.close(code, reason)).count())
+            .map_or(0, |subscribers| subscribers.values().filter(|s| s.outbox.close(code, reason)).count())
     }
 
-    /// Queues a frame for one connection; `None` if it is not here.
-    pub fn send(&self, id: &str, frame: Bytes) -> Option<Push> {
+    /// Queues a message for one connection (a session's in its envelope,
+    /// with its next number); `None` if it is not here.
+    pub fn send(&self, id: &str, message: &impl Message) -> Option<Push> {
+        let state = self.state.read();
+        let entry = state.connections.get(id)?;
+        let frame = match &entry.session {
+            Some(seq) => message.enveloped(seq.fetch_add(1, Ordering::Relaxed) + 1),
+            None => message.plain(),
+        };
+        Some(entry.outbox.push(frame))
+    }
+
+    /// Queues a frame as it is for one connection; `None` if it is not here.
+    pub fn send_frame(&self, id: &str, frame: Bytes) -> Option<Push> {
         let outbox = self.state.read().connections.get(id).map(|e| e.outbox.clone())?;
         Some(outbox.push(frame))
     }
@@ -310,7 +356,10 @@ mod tests {
         hub.subscribe("a", "ch");
         hub.subscribe("c", "ch");
         let frame = Bytes::from_static(b"x");
-        assert_eq!(hub.deliver("ch", &frame), Delivered { queued: 2, overflowed: 0 });
+        assert_eq!(
+            hub.deliver("ch", &frame, || unreachable!("no session here")),
+            Delivered { queued: 2, overflowed: 0 }
+        );
         let counts: Vec<usize> = outboxes.iter().map(|o| o.take(10).frames.len()).collect();
         assert_eq!(counts, vec![1, 0, 1]);
         assert_eq!(hub.close_channel("ch", CloseCode::NORMAL, ""), 2);

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod over_http;
 pub mod ratelimit;
 pub mod server;
+pub mod session;
 
 pub use config::EdgeConfig;
 pub use node::{Edge, EdgeFrames};

@@ -34,6 +34,8 @@ use crate::cursor::{Cursors, FETCH_TIMEOUT, Steps};
 use crate::frame;
 use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
+use crate::session::{self, Direct};
+use slip_proto::session::Payload;
 
 /// Most channels one edge lists for `slip admin channels`.
 const MAX_CHANNEL_COUNTS: usize = 1000;
@@ -223,12 +225,12 @@ impl Edge {
         };
         match op {
             Op::Send(msg) => {
-                let frame = match &msg.body {
-                    Some(message::Body::Text(text)) => frame::text(text),
-                    Some(message::Body::Binary(data)) => frame::binary(data),
+                let payload = match &msg.body {
+                    Some(message::Body::Text(text)) => Payload::Text(text),
+                    Some(message::Body::Binary(data)) => Payload::Binary(data),
                     None => return self.hub.contains(id),
                 };
-                match self.hub.send(id, frame) {
+                match self.hub.send(id, &Direct(payload)) {
                     Some(Push::Overflowed) => {
                         slip_metrics::metrics().slow_consumer_closes.inc();
                         tracing::info!(connection = id, "slow consumer closed");
@@ -318,7 +320,7 @@ impl Edge {
     fn carry_out(self: &Arc<Self>, steps: Steps) {
         for deliver in steps.deliver {
             if let Some(body) = deliver.event.and_then(|e| e.body) {
-                self.deliver_body(&deliver.channel, body);
+                self.deliver_body(&deliver.channel, &deliver.epoch, deliver.offset, body);
             }
             // Fanned out here: whatever waited for this publish may go on.
             if deliver.ack != 0 {
@@ -358,10 +360,15 @@ impl Edge {
         }));
     }
 
-    fn deliver_body(&self, channel: &str, body: channel_event::Body) {
+    fn deliver_body(&self, channel: &str, epoch: &str, offset: u64, body: channel_event::Body) {
+        let envelope = |payload| move || session::publication(channel, epoch, offset, payload);
         match body {
-            channel_event::Body::Text(text) => self.fan_out(channel, frame::text(&text)),
-            channel_event::Body::Binary(data) => self.fan_out(channel, frame::binary(&data)),
+            channel_event::Body::Text(text) => {
+                self.fan_out(channel, frame::text(&text), envelope(Payload::Text(&text)));
+            }
+            channel_event::Body::Binary(data) => {
+                self.fan_out(channel, frame::binary(&data), envelope(Payload::Binary(&data)));
+            }
             channel_event::Body::CloseChannel(_) => {
                 self.hub.close_channel(channel, CHANNEL_CLOSED_CODE, "channel closed");
             }
@@ -372,8 +379,8 @@ impl Edge {
         }
     }
 
-    fn fan_out(&self, channel: &str, frame: Bytes) {
-        let delivered = self.hub.deliver(channel, &frame);
+    fn fan_out(&self, channel: &str, frame: Bytes, envelope: impl FnOnce() -> Bytes) {
+        let delivered = self.hub.deliver(channel, &frame, envelope);
         let metrics = slip_metrics::metrics();
         metrics.deliveries.inc_by(delivered.queued as u64);
         metrics.slow_consumer_closes.inc_by(delivered.overflowed as u64);

@@ -32,6 +32,7 @@ use crate::metadata;
 use crate::node::Edge;
 use crate::open::{self, Decision};
 use crate::over_http::{self, Session};
+use crate::session;
 
 type Body = Full<Bytes>;
 
@@ -132,7 +133,13 @@ async fn handle(
         return Ok(plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "handshake headers over 16 KiB\n"));
     }
     let id = ConnectionId::generate(edge.node_id()).to_string();
-    let metadata: Arc<str> = metadata::from_handshake(&request, peer).to_string().into();
+    // Sessions ride on SLIP v4 callbacks; a WebSocket-over-HTTP backend picks its own subprotocol.
+    let session = edge.config.target_format == TargetFormat::Slip && session::offered(&request);
+    let mut metadata = metadata::from_handshake(&request, peer);
+    if session {
+        metadata["protocol"] = slip_proto::session::SUBPROTOCOL.into();
+    }
+    let metadata: Arc<str> = metadata.to_string().into();
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(upgrade) => upgrade,
         Err(e) => {
@@ -148,6 +155,7 @@ async fn handle(
         Ok(opened) => opened,
         Err(response) => return Ok(response),
     };
+    let protocol = if session { Some(slip_proto::session::SUBPROTOCOL.to_owned()) } else { protocol };
     slip_metrics::metrics().connections_opened.inc();
     let mut response = response.map(|_| Full::new(Bytes::new()));
     if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
@@ -157,7 +165,10 @@ async fn handle(
         // The slot is held until the connection's last callback is done.
         let _slot = slot;
         match upgraded_stream(upgrade).await {
-            Ok((stream, early)) => connection::run(edge, id, stream, early, metadata, effects, format).await,
+            Ok((stream, early)) => {
+                let opening = connection::Opening { metadata, effects, format, session };
+                connection::run(edge, id, stream, early, opening).await;
+            }
             Err(e) => {
                 // Accepted but gone before the upgrade finished: the backend
                 // still hears that the connection closed.

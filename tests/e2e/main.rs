@@ -24,5 +24,6 @@ mod metrics;
 mod ordering;
 mod pushpin;
 mod security;
+mod sessions;
 mod streams;
 mod woh;

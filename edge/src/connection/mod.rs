@@ -34,19 +34,27 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type InFlight = Pin<Box<dyn Future<Output = Result<Answer, CallbackError>> + Send>>;
 
+/// An accepted connection before its socket is ours: what the opening settled.
+pub(crate) struct Opening {
+    /// Serialized JSON.
+    pub metadata: Arc<str>,
+    /// What the reply to OPEN asked for.
+    pub effects: Vec<Effect>,
+    pub format: Format,
+    /// A `slip.v1` session (DESIGN §10).
+    pub session: bool,
+}
+
 /// Runs an accepted connection to its end. `early` holds bytes the client
-/// sent right behind its handshake; `metadata` is serialized JSON.
-pub(crate) async fn run(
-    edge: Arc<Edge>,
-    id: String,
-    stream: TcpStream,
-    early: Bytes,
-    metadata: Arc<str>,
-    effects: Vec<Effect>,
-    format: Format,
-) {
+/// sent right behind its handshake.
+pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: Bytes, opening: Opening) {
+    let Opening { metadata, effects, format, session } = opening;
     let outbox = Arc::new(Outbox::new(edge.config.outbox));
-    edge.hub.register(&id, outbox.clone(), metadata);
+    if session {
+        // The session frame goes before anything the reply to OPEN sends.
+        outbox.push(crate::session::opening(&edge.config.jwt_secret, &id, slip_proto::jwt::now()));
+    }
+    edge.hub.register_as(&id, outbox.clone(), metadata, session);
     slip_metrics::metrics().connections.inc();
     // What the reply to OPEN asked for runs before the first client frame is read.
     // Boxed, as every apply below: what a reply runs may wait (a publish's
