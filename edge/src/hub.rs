@@ -7,14 +7,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use slip_proto::close::CloseCode;
 use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Push};
+use crate::session::{Placed, Route, SessionState};
+
+/// A `slip.v1` session's state, shared by its hub entry and its subscriptions.
+pub type SessionCell = Arc<Mutex<SessionState>>;
 
 /// Default bound on channels one connection may be subscribed to.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
@@ -51,16 +54,16 @@ struct Entry {
     /// Serialized JSON, embedded as is in every callback body.
     metadata: Arc<str>,
     channels: Vec<Box<str>>,
-    /// A `slip.v1` session's last message number; `None` for a plain connection.
-    session: Option<Arc<AtomicU64>>,
+    /// A `slip.v1` session's state; `None` for a plain connection.
+    session: Option<SessionCell>,
 }
 
 /// A local subscriber of a channel, as fan-out sees it.
 #[derive(Clone)]
 struct Subscriber {
     outbox: Arc<Outbox>,
-    /// A `slip.v1` session: it gets publications in their envelope.
-    session: bool,
+    /// A `slip.v1` session: it gets publications in their envelope, once each.
+    session: Option<SessionCell>,
 }
 
 #[derive(Default)]
@@ -108,7 +111,7 @@ impl Hub {
         let mut state = self.state.write();
         state.next_key += 1;
         let key = state.next_key;
-        let session = session.then(|| Arc::new(AtomicU64::new(0)));
+        let session = session.then(SessionCell::default);
         state.connections.insert(id.into(), Entry { key, outbox, metadata, channels: Vec::new(), session });
         drop(state);
         self.registered.notify_waiters();
@@ -147,7 +150,7 @@ impl Hub {
         }
         entry.channels.push(channel.into());
         let subscribers = state.channels.entry(channel.into()).or_default();
-        let subscriber = Subscriber { outbox: entry.outbox.clone(), session: entry.session.is_some() };
+        let subscriber = Subscriber { outbox: entry.outbox.clone(), session: entry.session.clone() };
         subscribers.insert(entry.key, subscriber);
         if subscribers.len() == 1 { Subscribed::First } else { Subscribed::Added }
     }
@@ -175,19 +178,43 @@ impl Hub {
         }
     }
 
-    /// Queues one encoded frame for every local subscriber of `channel`:
-    /// `frame` for plain connections, and for sessions the envelope
-    /// `envelope` makes (once, if there is one).
-    pub fn deliver(&self, channel: &str, frame: &Bytes, envelope: impl FnOnce() -> Bytes) -> Delivered {
+    /// Queues publication `offset` of `channel`'s stream (in `epoch`) for
+    /// every local subscriber: `frame` for plain connections, and for
+    /// sessions the envelope `envelope` makes (once, if there is one), each
+    /// at most once.
+    pub fn deliver(
+        &self,
+        channel: &str,
+        (epoch, offset): (&str, u64),
+        frame: &Bytes,
+        envelope: impl FnOnce() -> Bytes,
+    ) -> Delivered {
         let state = self.state.read();
         let mut delivered = Delivered::default();
         let (mut envelope, mut enveloped) = (Some(envelope), None::<Bytes>);
         if let Some(subscribers) = state.channels.get(channel) {
             for subscriber in subscribers.values() {
-                let frame = if subscriber.session {
-                    enveloped.get_or_insert_with(|| envelope.take().map_or_else(Bytes::new, |make| make())).clone()
-                } else {
-                    frame.clone()
+                let frame = match &subscriber.session {
+                    None => frame.clone(),
+                    Some(session) => {
+                        let frame =
+                            enveloped.get_or_insert_with(|| envelope.take().map_or_else(Bytes::new, |make| make()));
+                        let placed = Placed {
+                            channel: channel.to_owned(),
+                            epoch: epoch.to_owned(),
+                            offset,
+                            frame: frame.clone(),
+                        };
+                        match session.lock().publication(placed) {
+                            Route::Send(frame) => frame,
+                            Route::Nothing => continue,
+                            Route::Overflow => {
+                                subscriber.outbox.close(crate::outbox::SLOW_CONSUMER_CODE, "too much to resume");
+                                delivered.overflowed += 1;
+                                continue;
+                            }
+                        }
+                    }
                 };
                 match subscriber.outbox.push(frame) {
                     Push::Queued => delivered.queued += 1,
@@ -214,10 +241,33 @@ impl Hub {
         let state = self.state.read();
         let entry = state.connections.get(id)?;
         let frame = match &entry.session {
-            Some(seq) => message.enveloped(seq.fetch_add(1, Ordering::Relaxed) + 1),
+            Some(session) => match session.lock().message(message) {
+                Route::Send(frame) => frame,
+                Route::Nothing | Route::Overflow => return Some(Push::Queued),
+            },
             None => message.plain(),
         };
         Some(entry.outbox.push(frame))
+    }
+
+    /// The session state of a `slip.v1` connection here.
+    pub fn session(&self, id: &str) -> Option<SessionCell> {
+        self.state.read().connections.get(id)?.session.clone()
+    }
+
+    /// Gives a connection another outbox (a session parked, or resumed on a
+    /// new socket); returns the one it had.
+    pub fn replace_outbox(&self, id: &str, outbox: Arc<Outbox>) -> Option<Arc<Outbox>> {
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        let entry = state.connections.get_mut(id)?;
+        let old = std::mem::replace(&mut entry.outbox, outbox.clone());
+        for channel in &entry.channels {
+            if let Some(subscriber) = state.channels.get_mut(channel).and_then(|s| s.get_mut(&entry.key)) {
+                subscriber.outbox = outbox.clone();
+            }
+        }
+        Some(old)
     }
 
     /// Queues a frame as it is for one connection; `None` if it is not here.
@@ -356,10 +406,8 @@ mod tests {
         hub.subscribe("a", "ch");
         hub.subscribe("c", "ch");
         let frame = Bytes::from_static(b"x");
-        assert_eq!(
-            hub.deliver("ch", &frame, || unreachable!("no session here")),
-            Delivered { queued: 2, overflowed: 0 }
-        );
+        let delivered = hub.deliver("ch", ("e", 1), &frame, || unreachable!("no session here"));
+        assert_eq!(delivered, Delivered { queued: 2, overflowed: 0 });
         let counts: Vec<usize> = outboxes.iter().map(|o| o.take(10).frames.len()).collect();
         assert_eq!(counts, vec![1, 0, 1]);
         assert_eq!(hub.close_channel("ch", CloseCode::NORMAL, ""), 2);

@@ -364,10 +364,10 @@ impl Edge {
         let envelope = |payload| move || session::publication(channel, epoch, offset, payload);
         match body {
             channel_event::Body::Text(text) => {
-                self.fan_out(channel, frame::text(&text), envelope(Payload::Text(&text)));
+                self.fan_out(channel, (epoch, offset), frame::text(&text), envelope(Payload::Text(&text)));
             }
             channel_event::Body::Binary(data) => {
-                self.fan_out(channel, frame::binary(&data), envelope(Payload::Binary(&data)));
+                self.fan_out(channel, (epoch, offset), frame::binary(&data), envelope(Payload::Binary(&data)));
             }
             channel_event::Body::CloseChannel(_) => {
                 self.hub.close_channel(channel, CHANNEL_CLOSED_CODE, "channel closed");
@@ -379,8 +379,8 @@ impl Edge {
         }
     }
 
-    fn fan_out(&self, channel: &str, frame: Bytes, envelope: impl FnOnce() -> Bytes) {
-        let delivered = self.hub.deliver(channel, &frame, envelope);
+    fn fan_out(&self, channel: &str, place: (&str, u64), frame: Bytes, envelope: impl FnOnce() -> Bytes) {
+        let delivered = self.hub.deliver(channel, place, &frame, envelope);
         let metrics = slip_metrics::metrics();
         metrics.deliveries.inc_by(delivered.queued as u64);
         metrics.slow_consumer_closes.inc_by(delivered.overflowed as u64);

@@ -48,3 +48,212 @@ impl Message for Direct<'_> {
         frame::text(&session::message(seq, self.0))
     }
 }
+
+/// Direct messages a session keeps to send again after a resume, at most;
+/// older ones the client had not seen are reported lost (`"#messages"`).
+pub const MAX_LOGGED_MESSAGES: usize = 64;
+/// Bytes of direct messages a session keeps, at most.
+pub const MAX_LOGGED_BYTES: usize = 64 * 1024;
+/// Frames held for a session while it resumes (history being fetched), at
+/// most; past it the connection is closed as a slow consumer.
+pub const MAX_HELD_WHILE_RESUMING: usize = 1024;
+
+/// A publication on its way to a session, with its place in its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub channel: String,
+    pub epoch: String,
+    pub offset: u64,
+    pub frame: Bytes,
+}
+
+/// What an edge keeps of one session besides its connection: the numbers of
+/// its messages and the last of them, where it is in each channel, and
+/// while it resumes, what arrived meanwhile. Pure: the hub calls it under
+/// the session's lock, so a live frame never overtakes a replayed one.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// Resumes so far: a token of an older generation no longer resumes.
+    pub generation: u64,
+    /// The last message number given.
+    seq: u64,
+    log: std::collections::VecDeque<(u64, Bytes)>,
+    log_bytes: usize,
+    /// Per channel, the epoch and last offset sent to the client.
+    positions: std::collections::HashMap<String, (String, u64)>,
+    /// While resuming: publications that arrived, to go after the replay.
+    held: Option<Vec<Placed>>,
+}
+
+/// What to do with a frame for a session.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    /// Queue it for the client.
+    Send(Bytes),
+    /// Held, already sent, or a message kept for a resume: nothing now.
+    Nothing,
+    /// Too much held while resuming: close the connection as a slow consumer.
+    Overflow,
+}
+
+impl SessionState {
+    /// A publication for this session: sent if it is past the session's
+    /// place in its channel (or of another epoch), held while resuming.
+    pub fn publication(&mut self, placed: Placed) -> Route {
+        if let Some(held) = &mut self.held {
+            if held.len() >= MAX_HELD_WHILE_RESUMING {
+                return Route::Overflow;
+            }
+            held.push(placed);
+            return Route::Nothing;
+        }
+        if self.advance(&placed.channel, &placed.epoch, placed.offset) {
+            Route::Send(placed.frame)
+        } else {
+            Route::Nothing
+        }
+    }
+
+    /// Moves the session's place in `channel` to `offset`, if it is further
+    /// (or of another epoch); false if the client has it already.
+    fn advance(&mut self, channel: &str, epoch: &str, offset: u64) -> bool {
+        match self.positions.get_mut(channel) {
+            Some((at_epoch, at)) if at_epoch == epoch => {
+                if offset <= *at {
+                    return false;
+                }
+                *at = offset;
+            }
+            _ => {
+                self.positions.insert(channel.to_owned(), (epoch.to_owned(), offset));
+            }
+        }
+        true
+    }
+
+    /// A message for this session: numbered, kept for a resume, and sent
+    /// unless the session is resuming (the replay sends it then).
+    pub fn message(&mut self, message: &impl Message) -> Route {
+        self.seq += 1;
+        let frame = message.enveloped(self.seq);
+        self.log_bytes += frame.len();
+        self.log.push_back((self.seq, frame.clone()));
+        while self.log.len() > MAX_LOGGED_MESSAGES || self.log_bytes > MAX_LOGGED_BYTES {
+            let Some((_, old)) = self.log.pop_front() else { break };
+            self.log_bytes -= old.len();
+        }
+        if self.held.is_some() { Route::Nothing } else { Route::Send(frame) }
+    }
+
+    /// Where the session is in `channel`, if anything of it was sent.
+    pub fn position(&self, channel: &str) -> Option<(&str, u64)> {
+        self.positions.get(channel).map(|(epoch, offset)| (epoch.as_str(), *offset))
+    }
+
+    /// A resume begins: from now on what arrives is held until [`SessionState::resumed`].
+    pub fn begin_resume(&mut self) {
+        self.generation += 1;
+        self.held = Some(Vec::new());
+    }
+
+    /// The resume's replay is ready: the client's places, what history gave
+    /// of each channel (in offset order), and the last message it got.
+    /// Returns, in order, what to send after the session frame, and whether
+    /// the messages it missed were all still kept.
+    pub fn resumed(
+        &mut self,
+        positions: impl IntoIterator<Item = (String, String, u64)>,
+        replay: Vec<Placed>,
+        seen_seq: u64,
+    ) -> (Vec<Bytes>, bool) {
+        self.positions = positions.into_iter().map(|(channel, epoch, offset)| (channel, (epoch, offset))).collect();
+        let mut frames = Vec::new();
+        let held = self.held.take().unwrap_or_default();
+        for placed in replay.into_iter().chain(held) {
+            if self.advance(&placed.channel, &placed.epoch, placed.offset) {
+                frames.push(placed.frame);
+            }
+        }
+        let first_kept = self.log.front().map_or(self.seq + 1, |(seq, _)| *seq);
+        let messages_kept = seen_seq >= self.seq || first_kept <= seen_seq + 1;
+        frames.extend(self.log.iter().filter(|(seq, _)| *seq > seen_seq).map(|(_, frame)| frame.clone()));
+        (frames, messages_kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(channel: &str, epoch: &str, offset: u64) -> Placed {
+        let frame = Bytes::from(format!("{channel}/{epoch}/{offset}"));
+        Placed { channel: channel.into(), epoch: epoch.into(), offset, frame }
+    }
+
+    fn sent(route: Route) -> Option<Bytes> {
+        match route {
+            Route::Send(frame) => Some(frame),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn publications_go_once_each_and_a_new_epoch_goes_on() {
+        let mut s = SessionState::default();
+        assert!(sent(s.publication(placed("a", "e1", 1))).is_some());
+        assert!(sent(s.publication(placed("a", "e1", 1))).is_none(), "sent already");
+        assert!(sent(s.publication(placed("a", "e1", 2))).is_some());
+        assert!(sent(s.publication(placed("a", "e2", 1))).is_some(), "another epoch");
+        assert_eq!(s.position("a"), Some(("e2", 1)));
+    }
+
+    #[test]
+    fn a_resume_replays_in_order_then_what_arrived_meanwhile_each_once() {
+        let mut s = SessionState::default();
+        for offset in 1..=3 {
+            s.publication(placed("a", "e1", offset));
+        }
+        s.message(&Direct(Payload::Text("m1")));
+        s.message(&Direct(Payload::Text("m2")));
+        s.begin_resume();
+        // Live ones arrive while history is fetched: held.
+        assert_eq!(s.publication(placed("a", "e1", 6)), Route::Nothing);
+        assert_eq!(s.publication(placed("a", "e1", 5)), Route::Nothing);
+        assert_eq!(s.message(&Direct(Payload::Text("m3"))), Route::Nothing);
+        // The client had offset 2 and message 1; history gives 3, 4, 5.
+        let replay = vec![placed("a", "e1", 3), placed("a", "e1", 4), placed("a", "e1", 5)];
+        let (frames, kept) = s.resumed([("a".into(), "e1".into(), 2)], replay, 1);
+        assert!(kept);
+        let texts: Vec<String> = frames.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+        assert_eq!(&texts[..4], ["a/e1/3", "a/e1/4", "a/e1/5", "a/e1/6"]);
+        assert_eq!(texts.len(), 6, "then messages 2 and 3: {texts:?}");
+        assert!(texts[4].contains("\"seq\":2") && texts[5].contains("\"seq\":3"));
+        assert!(sent(s.publication(placed("a", "e1", 7))).is_some(), "live again");
+        assert_eq!(s.generation, 1);
+    }
+
+    #[test]
+    fn messages_kept_are_bounded_and_older_ones_are_reported_lost() {
+        let mut s = SessionState::default();
+        for i in 0..MAX_LOGGED_MESSAGES + 10 {
+            s.message(&Direct(Payload::Text(&i.to_string())));
+        }
+        s.begin_resume();
+        let (frames, kept) = s.resumed([], Vec::new(), 5);
+        assert!(!kept, "messages 6 to 10 are gone");
+        assert_eq!(frames.len(), MAX_LOGGED_MESSAGES);
+        s.begin_resume();
+        let (frames, kept) = s.resumed([], Vec::new(), (MAX_LOGGED_MESSAGES + 10) as u64);
+        assert!(kept && frames.is_empty(), "nothing missed");
+    }
+
+    #[test]
+    fn too_much_held_while_resuming_overflows() {
+        let mut s = SessionState::default();
+        s.begin_resume();
+        for offset in 0..MAX_HELD_WHILE_RESUMING as u64 {
+            assert_eq!(s.publication(placed("a", "e", offset + 1)), Route::Nothing);
+        }
+        assert_eq!(s.publication(placed("a", "e", 9999)), Route::Overflow);
+    }
+}
