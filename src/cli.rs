@@ -373,6 +373,11 @@ pub struct EdgeTuning {
     #[arg(long, env = "SLIP_DRAIN_SECONDS", default_value_t = 20)]
     pub drain_seconds: u64,
 
+    /// Seconds a `slip.v1` session whose connection dropped waits to be resumed; only then does the
+    /// backend get its CLOSE.
+    #[arg(long, env = "SLIP_RESUME_SECS", default_value_t = slip_edge::config::DEFAULT_RESUME_WINDOW.as_secs())]
+    pub resume_secs: u64,
+
     /// Events waiting behind a connection's in-flight callback before its socket is no longer read.
     #[arg(long, env = "SLIP_MAX_PENDING_EVENTS", default_value_t = slip_edge::batcher::DEFAULT_MAX_PENDING_EVENTS)]
     pub max_pending_events: usize,
@@ -402,6 +407,7 @@ impl EdgeTuning {
         config.max_connections = self.max_connections;
         config.message_rate = self.message_rate;
         config.message_burst = self.message_burst;
+        config.resume_window = Duration::from_secs(self.resume_secs);
     }
 }
 

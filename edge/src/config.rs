@@ -89,7 +89,13 @@ pub struct EdgeConfig {
     /// An HTML page served at `GET /` to plain (non-WebSocket) requests: the
     /// demo of `slip dev`. Without it, `/` answers 426 like any other path.
     pub landing_page: Option<std::sync::Arc<str>>,
+    /// How long a `slip.v1` session whose connection dropped waits to be
+    /// resumed before it ends (`SLIP_RESUME_SECS`).
+    pub resume_window: Duration,
 }
+
+/// Default wait for a dropped `slip.v1` session to be resumed.
+pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(120);
 
 impl EdgeConfig {
     /// Checks every setting once, at start, so that a bad flag is a clear
@@ -113,6 +119,7 @@ impl EdgeConfig {
         in_range("SLIP_MAX_PENDING_EVENTS", self.max_pending_events, 1, usize::MAX)?;
         in_range("SLIP_MESSAGE_RATE", self.message_rate, 0.0, f64::MAX)?;
         in_range("SLIP_MESSAGE_BURST", self.message_burst, 1.0, f64::MAX)?;
+        in_range("SLIP_RESUME_SECS", self.resume_window.as_secs(), 0, MAX_TIMER.as_secs())?;
         Ok(())
     }
 
@@ -136,6 +143,7 @@ impl EdgeConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             message_rate: crate::ratelimit::DEFAULT_RATE,
             message_burst: crate::ratelimit::DEFAULT_BURST,
+            resume_window: DEFAULT_RESUME_WINDOW,
         }
     }
 }

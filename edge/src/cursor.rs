@@ -219,6 +219,11 @@ impl Cursors {
         steps
     }
 
+    /// The epoch and last offset delivered here of `channel`, if known.
+    pub fn position(&self, channel: &str) -> Option<(String, u64)> {
+        self.channels.get(channel).map(|c| (c.epoch.clone(), c.last))
+    }
+
     /// The edge no longer has subscribers of `channel`: it starts afresh if
     /// they come back (whatever was published meanwhile is not theirs).
     pub fn forget(&mut self, channel: &str) {

@@ -57,6 +57,8 @@ pub struct Edge {
     confirmations: Confirmations,
     /// Per channel, the last offset delivered here, and gaps being fetched (`cursor.rs`).
     cursors: Mutex<Cursors>,
+    /// `slip.v1` sessions waiting to be resumed (`node/resume.rs`).
+    parking: resume::Parking,
     /// Every task the edge runs: the listener's HTTP connections, the
     /// WebSocket connections and their writers, waiting queries.
     pub(crate) tasks: TaskTracker,
@@ -86,6 +88,7 @@ impl Edge {
             ring: RwLock::new(Ring::default()),
             confirmations: Confirmations::default(),
             cursors: Mutex::new(Cursors::default()),
+            parking: resume::Parking::default(),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             config,
@@ -476,7 +479,9 @@ impl FrameHandler for EdgeFrames {
                 edge.carry_out(steps);
             }
             Some(Kind::Reply(Reply { id, kind: Some(reply::Kind::History(answer)) })) => {
-                edge.history_answered(id, Some(answer));
+                if let Some(answer) = edge.session_history_answered(id, answer) {
+                    edge.history_answered(id, Some(answer));
+                }
             }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
             Some(
@@ -503,3 +508,6 @@ impl FrameHandler for EdgeFrames {
         self.0.remove_control_link(link);
     }
 }
+
+mod resume;
+pub(crate) use resume::Ticket;

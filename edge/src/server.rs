@@ -29,10 +29,11 @@ use crate::config::{HANDSHAKE_TIMEOUT, TargetFormat};
 use crate::connection::{self, Format};
 use crate::effect::{self, Effect};
 use crate::metadata;
-use crate::node::Edge;
+use crate::node::{Edge, Ticket};
 use crate::open::{self, Decision};
 use crate::over_http::{self, Session};
 use crate::session;
+use slip_proto::session::SUBPROTOCOL;
 
 type Body = Full<Bytes>;
 
@@ -140,13 +141,28 @@ async fn handle(
         metadata["protocol"] = slip_proto::session::SUBPROTOCOL.into();
     }
     let metadata: Arc<str> = metadata.to_string().into();
+    // A session's client coming back with its latest token resumes it; any
+    // other token gets a fresh session, as if it had none.
+    let ticket = session.then(|| session::resume_token(&request)).flatten().and_then(|token| {
+        let ticket = edge.resume_ticket(token);
+        if ticket.is_none() {
+            slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("refused")).inc();
+        }
+        ticket
+    });
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(upgrade) => upgrade,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad upgrade request");
+            if let Some(ticket) = ticket {
+                edge.park(&ticket.id, ticket.generation);
+            }
             return Ok(plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n"));
         }
     };
+    if let Some(ticket) = ticket {
+        return Ok(resumed(edge, slot, response, upgrade, ticket));
+    }
     let opened = match edge.config.target_format {
         TargetFormat::Slip => open_slip(&edge, &id, &metadata).await,
         TargetFormat::WebSocketOverHttp => open_over_http(&edge, &id, &request, peer).await,
@@ -166,7 +182,7 @@ async fn handle(
         let _slot = slot;
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => {
-                let opening = connection::Opening { metadata, effects, format, session };
+                let opening = connection::Opening { metadata, effects, format, session, resume: None };
                 connection::run(edge, id, stream, early, opening).await;
             }
             Err(e) => {
@@ -187,6 +203,38 @@ async fn handle(
         }
     });
     Ok(response)
+}
+
+/// A session resumed: the 101 with no OPEN callback; the connection goes on
+/// under the session's id, with its metadata and subscriptions.
+fn resumed(
+    edge: Arc<Edge>,
+    slot: crate::admission::Slot,
+    response: Response<http_body_util::Empty<Bytes>>,
+    upgrade: fastwebsockets::upgrade::UpgradeFut,
+    ticket: Ticket,
+) -> Response<Body> {
+    let mut response = response.map(|_| Full::new(Bytes::new()));
+    response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    edge.clone().tasks.spawn(async move {
+        let _slot = slot;
+        match upgraded_stream(upgrade).await {
+            Ok((stream, early)) => {
+                let (id, metadata) = (ticket.id.clone(), ticket.metadata.clone());
+                let opening = connection::Opening {
+                    metadata,
+                    effects: Vec::new(),
+                    format: Format::Slip,
+                    session: true,
+                    resume: Some(ticket),
+                };
+                connection::run(edge, id, stream, early, opening).await;
+            }
+            // Gone again before the upgrade finished: parked again.
+            Err(_) => edge.park(&ticket.id, ticket.generation),
+        }
+    });
+    response
 }
 
 /// An accepted opening: the subprotocol to answer with, what the backend's

@@ -21,6 +21,12 @@ pub fn offered<B>(request: &http::Request<B>) -> bool {
         .any(|p| p.trim() == session::SUBPROTOCOL)
 }
 
+/// The token a resuming client puts in the `slip_resume` query parameter.
+pub fn resume_token<B>(request: &http::Request<B>) -> Option<&str> {
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix(session::RESUME_PARAM)?.strip_prefix('='))
+}
+
 /// The first frame of a new session, with its token.
 pub fn opening(secret: &[u8], connection_id: &str, now: u64) -> Bytes {
     let claims = SessionClaims { connection_id: connection_id.to_owned(), generation: 0, issued: now };
@@ -148,6 +154,12 @@ impl SessionState {
     /// Where the session is in `channel`, if anything of it was sent.
     pub fn position(&self, channel: &str) -> Option<(&str, u64)> {
         self.positions.get(channel).map(|(epoch, offset)| (epoch.as_str(), *offset))
+    }
+
+    /// The session's connection dropped (or a resume failed before its
+    /// replay): nothing is held for it; the next resume replays from history.
+    pub fn park(&mut self) {
+        self.held = None;
     }
 
     /// A resume begins: from now on what arrives is held until [`SessionState::resumed`].

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub callback_seconds: Histogram,
     /// Failed callback attempts, by kind: timeout, network, status, reply.
     pub callback_errors: ByKind,
+    /// `slip.v1` sessions, by what happened: parked, resumed, recovered,
+    /// not_recovered (something could not be replayed), expired, refused
+    /// (a resume token that was not the session's latest, or unknown here).
+    pub sessions: ByKind,
     /// Publishes stamped and fanned out by this node as a channel's owner.
     pub publishes: Counter,
     /// Messages queued for local connections (one per recipient).
@@ -100,6 +104,7 @@ fn exported() -> &'static Exported {
             frames_out: Counter::default(),
             callback_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             callback_errors: ByKind::default(),
+            sessions: ByKind::default(),
             publishes: Counter::default(),
             deliveries: Counter::default(),
             stream_gaps: Counter::default(),
@@ -119,6 +124,11 @@ fn exported() -> &'static Exported {
         registry.register("frames_out", "Frames written to clients", m.frames_out.clone());
         registry.register("callback_seconds", "Backend time per callback attempt", m.callback_seconds.clone());
         registry.register("callback_errors", "Failed callback attempts, by kind", m.callback_errors.clone());
+        registry.register(
+            "sessions",
+            "slip.v1 sessions parked, resumed, recovered or not, expired, refused",
+            m.sessions.clone(),
+        );
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
         registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());

@@ -82,3 +82,145 @@ async fn a_slip_v1_client_gets_a_session_and_envelopes_while_a_plain_one_sees_no
     plain.send("me:plain").await;
     assert_eq!(plain.text().await, "plain");
 }
+
+fn publish(channel: &str, text: &str) -> PublishRequest {
+    PublishRequest {
+        channel: channel.into(),
+        message: Some(publish_request::Message::Text(text.into())),
+        ..Default::default()
+    }
+}
+
+/// A session's opening: its token and connection id, and the greeting read.
+async fn opened(client: &mut Client) -> (String, String) {
+    let first = json_frame(client).await;
+    assert_eq!(first["type"], "session");
+    let greeting = json_frame(client).await;
+    assert_eq!(greeting["data"], "hello");
+    (first["session"].as_str().unwrap().to_owned(), first["connectionId"].as_str().unwrap().to_owned())
+}
+
+fn events_named(backend: &Backend, id: &str, kind: &str) -> usize {
+    backend
+        .events_of(id)
+        .iter()
+        .filter(|e| matches!((e, kind), (Event::Open { .. }, "OPEN") | (Event::Close { .. }, "CLOSE")))
+        .count()
+}
+
+/// The client vanishes (no close frame); while it is away, two publications
+/// and a message; it comes back with its token and its places: it gets
+/// exactly what it missed, in order, then live ones, under the same
+/// connection id, and the backend saw one OPEN and no CLOSE.
+#[tokio::test]
+async fn a_session_resumed_on_its_edge_misses_nothing_and_the_backend_sees_no_close() {
+    let backend = Backend::start(room).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let (mut client, _) = session_client(&gateway.ws).await;
+    let (token, id) = opened(&mut client).await;
+    wait_for_subscribers(&gateway, "room", 1).await;
+    let mut grpc = gateway.grpc().await;
+    let mut epoch = String::new();
+    for i in 1..=3 {
+        grpc.publish(publish("room", &format!("p{i}"))).await.unwrap();
+        let got = json_frame(&mut client).await;
+        epoch = got["epoch"].as_str().unwrap().to_owned();
+        assert_eq!(got["offset"], i);
+    }
+    drop(client);
+    // Parked: the subscription holds, the backend is not told.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for i in 4..=5 {
+        grpc.publish(publish("room", &format!("p{i}"))).await.unwrap();
+    }
+    let send = slip_proto::pb::SendRequest {
+        connection_id: id.clone(),
+        message: Some(slip_proto::pb::send_request::Message::Text("while away".into())),
+    };
+    grpc.send(send).await.unwrap();
+
+    let (mut back, protocol) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
+    assert_eq!(protocol.as_deref(), Some("slip.v1"));
+    back.send(&json!({"type": "resume", "seq": 1, "channels": {"room": {"epoch": epoch, "offset": 3}}}).to_string())
+        .await;
+    let session = json_frame(&mut back).await;
+    assert_eq!(
+        (&session["type"], &session["connectionId"], &session["resumed"], &session["recovered"], &session["lost"]),
+        (&json!("session"), &json!(id), &json!(true), &json!(true), &json!([]))
+    );
+    assert_ne!(session["session"], json!(token), "a new token each resume");
+    let replayed: Vec<Value> =
+        [json_frame(&mut back).await, json_frame(&mut back).await, json_frame(&mut back).await].into();
+    assert_eq!(
+        replayed,
+        [
+            json!({"type": "publication", "channel": "room", "epoch": epoch, "offset": 4, "data": "p4"}),
+            json!({"type": "publication", "channel": "room", "epoch": epoch, "offset": 5, "data": "p5"}),
+            json!({"type": "message", "seq": 2, "data": "while away"}),
+        ]
+    );
+    grpc.publish(publish("room", "p6")).await.unwrap();
+    assert_eq!(json_frame(&mut back).await["offset"], 6, "then live");
+    back.send("me:back").await;
+    assert_eq!(json_frame(&mut back).await, json!({"type": "message", "seq": 3, "data": "back"}));
+    backend
+        .wait_until("the TEXT after the resume", |seen| {
+            seen.iter().any(|r| {
+                r.connection_id == id
+                    && r.events.iter().any(|e| matches!(e, Event::Text { data, .. } if data == "me:back"))
+            })
+        })
+        .await;
+    assert_eq!((events_named(&backend, &id, "OPEN"), events_named(&backend, &id, "CLOSE")), (1, 0));
+}
+
+/// A token altered by one character, and a token already used to resume,
+/// each get a fresh session: a new connection id, an OPEN to the backend.
+#[tokio::test]
+async fn forged_and_replayed_tokens_get_a_fresh_session_never_someone_elses() {
+    let backend = Backend::start(room).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let (mut client, _) = session_client(&gateway.ws).await;
+    let (token, id) = opened(&mut client).await;
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for bad in [forged.as_str(), "garbage", ""] {
+        let (mut other, _) = session_client(&format!("{}/?slip_resume={bad}", gateway.ws)).await;
+        let first = json_frame(&mut other).await;
+        assert_eq!(first["resumed"], false, "{bad}");
+        assert_ne!(first["connectionId"], json!(id));
+    }
+    // The real token resumes once; used again, it is a stranger's.
+    let (mut back, _) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
+    back.send(r#"{"type":"resume"}"#).await;
+    let resumed = json_frame(&mut back).await;
+    assert_eq!((&resumed["resumed"], &resumed["connectionId"]), (&json!(true), &json!(id)));
+    let (mut replayed, _) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
+    let first = json_frame(&mut replayed).await;
+    assert_eq!(first["resumed"], false);
+    assert_ne!(first["connectionId"], json!(id));
+    assert_eq!(events_named(&backend, &id, "OPEN"), 1);
+}
+
+/// Nobody comes back within `SLIP_RESUME_SECS`: the backend gets the
+/// session's CLOSE then, once.
+#[tokio::test]
+async fn a_session_not_resumed_in_time_ends_with_exactly_one_close() {
+    let backend = Backend::start(room).await;
+    let gateway = Gateway::start_with(&backend.url, &["--resume-secs", "1"]).await;
+    let (mut client, _) = session_client(&gateway.ws).await;
+    let (token, id) = opened(&mut client).await;
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(events_named(&backend, &id, "CLOSE"), 0, "parked, not closed");
+    backend.wait_until("the CLOSE after the window", |_| events_named(&backend, &id, "CLOSE") > 0).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(events_named(&backend, &id, "CLOSE"), 1);
+    let (mut late, _) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
+    assert_eq!(json_frame(&mut late).await["resumed"], false, "too late: a fresh session");
+}

@@ -95,6 +95,9 @@ pub enum Output {
     Apply(Vec<Effect>),
     /// Send a callback; its answer goes to [`Core::answered`].
     Send(Outgoing),
+    /// A resuming `slip.v1` session's first frame, its resume frame (empty
+    /// if the first was not text): the task replays before anything else.
+    Resume(String),
 }
 
 /// How the connection ended, as the CLOSE event reports it.
@@ -130,13 +133,26 @@ pub struct Core {
     last_request: Instant,
     next_ping: Instant,
     outputs: VecDeque<Output>,
+    /// A resuming session: its first message is its resume frame, not an event.
+    awaiting_resume: bool,
 }
 
 impl Core {
     /// A connection that just opened; `early` holds bytes the client sent
     /// right behind its handshake.
     pub fn new(id: String, format: Format, settings: &Settings, early: &[u8], now: Instant) -> Self {
+        Self::build(id, format, settings, early, now, false)
+    }
+
+    /// A resumed `slip.v1` session's connection: its first message is the
+    /// client's resume frame ([`Output::Resume`]).
+    pub fn resuming(id: String, settings: &Settings, early: &[u8], now: Instant) -> Self {
+        Self::build(id, Format::Slip, settings, early, now, true)
+    }
+
+    fn build(id: String, format: Format, settings: &Settings, early: &[u8], now: Instant, resume: bool) -> Self {
         let mut core = Self {
+            awaiting_resume: resume,
             id,
             format,
             buf: BytesMut::from(early),
@@ -316,6 +332,12 @@ impl Core {
     }
 
     fn message(&mut self, message: Message, now: Instant) {
+        if self.awaiting_resume && matches!(message, Message::Text(_) | Message::Binary(_)) {
+            self.awaiting_resume = false;
+            let frame = if let Message::Text(text) = message { text } else { String::new() };
+            self.outputs.push_back(Output::Resume(frame));
+            return;
+        }
         if matches!(message, Message::Text(_) | Message::Binary(_)) {
             slip_metrics::metrics().frames_in.inc();
             if !self.rate.allow(now) {

@@ -20,13 +20,16 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
+use self::core::Ending;
 pub(crate) use self::core::Format;
 use self::core::{Answer, Core, Outgoing, Output, Settings};
 use crate::callback::CallbackError;
 use crate::config::MAX_TIMER;
 use crate::effect::Effect;
 use crate::node::Edge;
-use crate::outbox::{CloseOrder, Outbox};
+use crate::node::Ticket;
+use crate::outbox::{CloseOrder, Outbox, SLOW_CONSUMER_CODE};
+use slip_proto::close;
 use slip_proto::close::CloseCode;
 
 /// Time the client has to answer our close frame before the socket is dropped.
@@ -43,18 +46,42 @@ pub(crate) struct Opening {
     pub format: Format,
     /// A `slip.v1` session (DESIGN §10).
     pub session: bool,
+    /// The session this connection resumes (no OPEN was sent for it).
+    pub resume: Option<Ticket>,
+}
+
+/// How a session's connection ending leaves the session: parked for a
+/// resume when the client vanished (no close frame), the edge drains, or
+/// the client could not keep up; ended when either side closed it.
+fn parks(ending: Option<&Ending>) -> bool {
+    ending.is_some_and(|e| {
+        [close::ABNORMAL, CloseCode::SERVICE_RESTART.get(), SLOW_CONSUMER_CODE.get()].contains(&e.code)
+    })
 }
 
 /// Runs an accepted connection to its end. `early` holds bytes the client
 /// sent right behind its handshake.
 pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: Bytes, opening: Opening) {
-    let Opening { metadata, effects, format, session } = opening;
+    let Opening { metadata, effects, format, session, resume } = opening;
     let outbox = Arc::new(Outbox::new(edge.config.outbox));
-    if session {
-        // The session frame goes before anything the reply to OPEN sends.
-        outbox.push(crate::session::opening(&edge.config.jwt_secret, &id, slip_proto::jwt::now()));
-    }
-    edge.hub.register_as(&id, outbox.clone(), metadata, session);
+    let generation = match &resume {
+        Some(ticket) => {
+            // A connection still holding the session (its client gone
+            // unnoticed) ends quietly: the session is this one's now.
+            if let Some(old) = edge.hub.replace_outbox(&id, outbox.clone()) {
+                old.abort("resumed");
+            }
+            ticket.generation
+        }
+        None => {
+            if session {
+                // The session frame goes before anything the reply to OPEN sends.
+                outbox.push(crate::session::opening(&edge.config.jwt_secret, &id, slip_proto::jwt::now()));
+            }
+            edge.hub.register_as(&id, outbox.clone(), metadata, session);
+            0
+        }
+    };
     slip_metrics::metrics().connections.inc();
     // What the reply to OPEN asked for runs before the first client frame is read.
     // Boxed, as every apply below: what a reply runs may wait (a publish's
@@ -63,13 +90,32 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
 
     let (read, write) = stream.into_split();
     let writer = edge.tasks.spawn(writer::run(write, outbox.clone()));
-    let core = Core::new(id, format, &Settings::from(&edge.config), &early, now());
+    let settings = Settings::from(&edge.config);
+    let core = match resume {
+        Some(_) => Core::resuming(id, &settings, &early, now()),
+        None => Core::new(id, format, &settings, &early, now()),
+    };
     // Even empty, `early` is a view of hyper's read buffer and would keep
     // all of it alive for the connection's life (measured: 6 KiB each).
     drop(early);
-    let mut task = Task { edge: &edge, outbox: &outbox, core, in_flight: None, last_metadata: None };
+    let mut task = Task { edge: &edge, outbox: &outbox, core, in_flight: None, last_metadata: None, resume };
     task.read_until_ended(&read).await;
     let id = task.core.id().to_owned();
+    if session {
+        let current = edge.hub.session(&id).map(|s| s.lock().generation);
+        let superseded = current.is_some_and(|g| g != generation);
+        if superseded || parks(task.core.ending()) {
+            if !superseded {
+                edge.park(&id, generation);
+            }
+            slip_metrics::metrics().connections.dec();
+            outbox.abort("");
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, writer).await;
+            // What the client sent before it went still reaches the backend; no CLOSE.
+            tokio::join!(Box::pin(linger(read)), Box::pin(task.settle()));
+            return;
+        }
+    }
     // The CLOSE callback still carries the connection's metadata.
     task.last_metadata = edge.hub.metadata(&id);
     edge.connection_closed(&id);
@@ -95,6 +141,8 @@ struct Task<'a> {
     in_flight: Option<InFlight>,
     /// Metadata as it was when the connection left the hub.
     last_metadata: Option<Arc<str>>,
+    /// The session this connection resumes, until its resume frame came.
+    resume: Option<Ticket>,
 }
 
 impl Task<'_> {
@@ -123,6 +171,17 @@ impl Task<'_> {
         }
     }
 
+    /// After a session's socket is done, parked: callbacks in flight and
+    /// waiting go, and no CLOSE event.
+    async fn settle(mut self) {
+        self.carry_out().await;
+        while let Some(in_flight) = self.in_flight.take() {
+            let result = in_flight.await;
+            self.core.answered(result, now());
+            self.carry_out().await;
+        }
+    }
+
     /// After the socket is done: the CLOSE event, after whatever is in flight.
     async fn finish(mut self) {
         self.core.finish(now());
@@ -146,6 +205,11 @@ impl Task<'_> {
                 }
                 Output::Apply(effects) => Box::pin(apply(self.edge, self.outbox, effects)).await,
                 Output::Send(outgoing) => self.in_flight = Some(self.send(outgoing)),
+                Output::Resume(frame) => {
+                    if let Some(ticket) = self.resume.take() {
+                        Box::pin(self.edge.resume(&ticket, &frame, self.outbox)).await;
+                    }
+                }
             }
         }
     }
