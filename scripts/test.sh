@@ -6,7 +6,8 @@
 #           (the baseline the benchmark harness and the conformance suite
 #           compare against), python3-pip, nodejs, npm.
 #   PyPI:   gripcontrol; npm: @fanoutio/grip (tests/e2e/grip), the unmodified
-#           GRIP libraries a Pushpin backend uses.
+#           GRIP libraries a Pushpin backend uses; js/'s dev dependencies
+#           (typescript, ws) for the TypeScript packages.
 #
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh security`).
 set -euo pipefail
@@ -40,5 +41,9 @@ fi
 if [ ! -d tests/e2e/grip/node_modules/@fanoutio/grip ]; then
   (cd tests/e2e/grip && npm ci --silent --no-audit --no-fund)
 fi
+
+# The TypeScript packages (js/): their own unit tests, and the build the
+# end-to-end tests drive (js/client against a real gateway).
+(cd js && npm ci --silent --no-audit --no-fund && npm run build --silent && npm test --silent)
 
 cargo test --workspace "$@"

@@ -17,6 +17,7 @@ mod drain;
 mod examples;
 mod grip_publish;
 mod handshake;
+mod js_client;
 mod keepalive;
 mod limits;
 mod metadata;

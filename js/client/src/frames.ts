@@ -1,0 +1,115 @@
+// The slip.v1 frames (docs/protocol.md, "slip.v1 sessions"), parsed and
+// built as plain data: no socket, no timer.
+
+/** Where a client is in one channel's stream. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** A message published to a channel this session is subscribed to. */
+export interface Publication {
+  channel: string;
+  epoch: string;
+  offset: number;
+  /** The text, or `undefined` for a binary publication. */
+  data?: string;
+  /** The bytes of a binary publication. */
+  binary?: Uint8Array;
+}
+
+/** A message sent to this connection alone. */
+export interface DirectMessage {
+  seq: number;
+  data?: string;
+  binary?: Uint8Array;
+}
+
+/** The gateway's first frame on every connection of a session. */
+export interface SessionFrame {
+  token: string;
+  connectionId: string;
+  resumed: boolean;
+  /** On a resume: whether everything missed was sent again. */
+  recovered: boolean;
+  /** On a resume: the channels (and "#messages") with something the client will not get. */
+  lost: string[];
+}
+
+export type ServerFrame =
+  | { type: "session"; session: SessionFrame }
+  | { type: "publication"; publication: Publication }
+  | { type: "message"; message: DirectMessage };
+
+function bytes(base64: string): Uint8Array {
+  const text = atob(base64);
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+  return out;
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** Parses a frame from the gateway; `undefined` for anything else. */
+export function parseServerFrame(text: string): ServerFrame | undefined {
+  let frame: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== "object" || parsed === null) return undefined;
+    frame = parsed as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const payload = () =>
+    typeof frame.data === "string"
+      ? { data: frame.data }
+      : typeof frame.binary === "string"
+        ? { binary: bytes(frame.binary) }
+        : undefined;
+  switch (frame.type) {
+    case "session": {
+      if (typeof frame.session !== "string" || typeof frame.connectionId !== "string") return undefined;
+      const lost = Array.isArray(frame.lost) ? frame.lost.filter((l): l is string => typeof l === "string") : [];
+      const resumed = frame.resumed === true;
+      return {
+        type: "session",
+        session: {
+          token: frame.session,
+          connectionId: frame.connectionId,
+          resumed,
+          recovered: resumed && frame.recovered === true,
+          lost,
+        },
+      };
+    }
+    case "publication": {
+      const body = payload();
+      if (typeof frame.channel !== "string" || typeof frame.epoch !== "string" || !isCount(frame.offset) || !body) {
+        return undefined;
+      }
+      return { type: "publication", publication: { channel: frame.channel, epoch: frame.epoch, offset: frame.offset, ...body } };
+    }
+    case "message": {
+      const body = payload();
+      if (!isCount(frame.seq) || !body) return undefined;
+      return { type: "message", message: { seq: frame.seq, ...body } };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The client's first frame on a resumed connection. */
+export function resumeFrame(seq: number, channels: ReadonlyMap<string, Position>): string {
+  const places: Record<string, Position> = {};
+  for (const [channel, position] of channels) places[channel] = { epoch: position.epoch, offset: position.offset };
+  return JSON.stringify({ type: "resume", seq, channels: places });
+}
+
+/** `url` with the session token to resume, as the gateway reads it. */
+export function resumeUrl(url: string, token: string): string {
+  const separator = url.includes("?") ? "&" : "?";
+  return `${url}${separator}slip_resume=${encodeURIComponent(token)}`;
+}
