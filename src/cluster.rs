@@ -223,7 +223,16 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     slip_proto::jwt::check_secret(args.jwt_secret.as_bytes()).context("SLIP_JWT_SECRET")?;
     let node = node(&args.cluster).await?;
     let identity = identity(&args.cluster, args.cluster_ca_key.as_deref(), Role::Control, &node.id)?;
-    let plane = ControlPlane::joining(node.id.clone(), args.streams.limits()?);
+    // Other control nodes to join (addresses besides this node's own, or
+    // DNS discovery): until it has caught up with them it gives no offsets.
+    let own = [Some(args.link_listen), advertised(&args, args.link_listen)];
+    let others = node.dns.is_some() || node.peers.iter().any(|p| !own.contains(&Some(*p)));
+    let limits = args.streams.limits()?;
+    let plane = if others {
+        ControlPlane::joining(node.id.clone(), limits)
+    } else {
+        ControlPlane::with_limits(node.id.clone(), limits)
+    };
     plane.set_region(&node.region);
     let links = QuicNode::bind(
         args.link_listen,

@@ -19,6 +19,9 @@ use tokio::time::Instant;
 
 /// Longest a catch-up may take; past it the node goes on with what it has.
 pub const CATCHUP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a node that joins others waits for the first of them to link
+/// before it takes itself to be alone and gives offsets.
+pub const JOIN_WAIT: Duration = Duration::from_secs(3);
 /// Publishes held while catching up, at most; past it they are refused
 /// (the publisher hears UNAVAILABLE and retries with its key).
 pub const MAX_HELD_WHILE_CATCHING_UP: usize = 65_536;
@@ -46,7 +49,7 @@ impl CatchUp {
     /// deadline passes.
     pub fn new(joining: bool, ring: &Ring, now: Instant) -> Self {
         let (caught_up, running) =
-            if joining { (None, Some((0, now + CATCHUP_DEADLINE))) } else { (Some(ring.clone()), None) };
+            if joining { (None, Some((0, now + JOIN_WAIT))) } else { (Some(ring.clone()), None) };
         Self { caught_up, running, generation: 0, held: VecDeque::new() }
     }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catchup;
 pub mod grip_api;
 pub mod grpc;
+pub mod homes;
 pub mod http_api;
 pub mod interest;
 pub mod plane;

@@ -96,6 +96,8 @@ pub struct ControlPlane {
     catching_up: Mutex<Option<CancellationToken>>,
     /// Wakes whoever waits to answer about a channel until the catch-up is over.
     caught_up: Notify,
+    /// Sessions resumed away from the edge their connection id names.
+    homes: crate::homes::Homes,
     shutdown: CancellationToken,
 }
 
@@ -166,6 +168,7 @@ impl ControlPlane {
             routing: Mutex::new(Routing::new(node_id.clone(), limits, joining, Instant::now())),
             catching_up: Mutex::new(None),
             caught_up: Notify::new(),
+            homes: Default::default(),
             node_id,
             peers: Peers::default(),
             questions: Questions::default(),

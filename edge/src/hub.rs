@@ -108,11 +108,31 @@ impl Hub {
     /// Registers a connection; a `session` (`slip.v1`) gets publications and
     /// messages in their envelopes.
     pub fn register_as(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>, session: bool) {
+        self.insert(id, outbox, metadata, session.then(SessionCell::default));
+    }
+
+    /// Registers a session taken over from another edge, with its state.
+    pub fn register_session(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>, session: SessionState) {
+        self.insert(id, outbox, metadata, Some(Arc::new(Mutex::new(session))));
+    }
+
+    fn insert(&self, id: &str, outbox: Arc<Outbox>, metadata: Arc<str>, session: Option<SessionCell>) {
         let mut state = self.state.write();
         state.next_key += 1;
         let key = state.next_key;
-        let session = session.then(SessionCell::default);
-        state.connections.insert(id.into(), Entry { key, outbox, metadata, channels: Vec::new(), session });
+        if let Some(old) =
+            state.connections.insert(id.into(), Entry { key, outbox, metadata, channels: Vec::new(), session })
+        {
+            // The same id again (a session coming back here): its old subscriptions go.
+            for channel in old.channels {
+                if let Some(subscribers) = state.channels.get_mut(&channel) {
+                    subscribers.remove(&old.key);
+                    if subscribers.is_empty() {
+                        state.channels.remove(&channel);
+                    }
+                }
+            }
+        }
         drop(state);
         self.registered.notify_waiters();
     }

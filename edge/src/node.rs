@@ -209,15 +209,33 @@ impl Edge {
         self.send_to(owner, Frame { kind: Some(Kind::Publish(publish)) });
     }
 
-    /// A connection ended: forget it and withdraw interest where it was the last.
+    /// A connection ended: forget it and withdraw interest where it was the
+    /// last. A session that had moved here from another edge is no longer
+    /// here for the control nodes either.
     pub fn connection_closed(&self, connection_id: &str) {
         for channel in self.hub.unregister(connection_id) {
             self.interest(channel, false);
         }
+        let named_here = connection_id.rsplit_once('.').is_some_and(|(node, _)| node == self.node_id().as_str());
+        if !named_here {
+            self.session_moved(connection_id, "");
+        }
     }
 
+    /// Tells every control node where session `id` lives now ("" once it ended).
+    pub(crate) fn session_moved(&self, id: &str, edge: &str) {
+        let moved = slip_proto::link_pb::SessionMoved { connection_id: id.to_owned(), edge: edge.to_owned() };
+        for control in self.control.ids() {
+            let frame = Frame { kind: Some(Kind::SessionMoved(moved.clone())) };
+            if let Err(e) = self.control.send(control.as_str(), frame) {
+                tracing::debug!(error = %e, "session move not told");
+            }
+        }
+    }
+
+    /// Whether the connection is held here: by its id, or a session resumed here from another edge.
     fn is_local(&self, connection_id: &str) -> bool {
-        connection_id.rsplit_once('.').is_some_and(|(node, _)| node == self.node_id().as_str())
+        self.hub.contains(connection_id)
     }
 
     /// Applies a connection command here; false if the connection is not here.
@@ -395,6 +413,7 @@ impl Edge {
     fn answer(self: &Arc<Self>, from: &NodeId, query: Query) {
         let id = query.id;
         let kind = match query.kind {
+            Some(query::Kind::TakeSession(take)) => reply::Kind::SessionHandover(self.hand_over(&take)),
             Some(query::Kind::Connection(connection_id)) => match self.hub.view(&connection_id) {
                 Some(view) => reply::Kind::Connection(ConnectionState {
                     connection_id,
@@ -479,9 +498,12 @@ impl FrameHandler for EdgeFrames {
                 edge.carry_out(steps);
             }
             Some(Kind::Reply(Reply { id, kind: Some(reply::Kind::History(answer)) })) => {
-                if let Some(answer) = edge.session_history_answered(id, answer) {
+                if let Some(reply::Kind::History(answer)) = edge.session_answered(id, reply::Kind::History(answer)) {
                     edge.history_answered(id, Some(answer));
                 }
+            }
+            Some(Kind::Reply(Reply { id, kind: Some(handover @ reply::Kind::SessionHandover(_)) })) => {
+                edge.session_answered(id, handover);
             }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
             Some(
@@ -490,7 +512,8 @@ impl FrameHandler for EdgeFrames {
                 | Kind::Publish(_)
                 | Kind::Members(_)
                 | Kind::Replicate(_)
-                | Kind::Replicated(_),
+                | Kind::Replicated(_)
+                | Kind::SessionMoved(_),
             )
             | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");

@@ -143,13 +143,16 @@ async fn handle(
     let metadata: Arc<str> = metadata.to_string().into();
     // A session's client coming back with its latest token resumes it; any
     // other token gets a fresh session, as if it had none.
-    let ticket = session.then(|| session::resume_token(&request)).flatten().and_then(|token| {
-        let ticket = edge.resume_ticket(token);
-        if ticket.is_none() {
-            slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("refused")).inc();
+    let ticket = match session.then(|| session::resume_token(&request)).flatten() {
+        Some(token) => {
+            let ticket = edge.resume_ticket(token).await;
+            if ticket.is_none() {
+                slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("refused")).inc();
+            }
+            ticket
         }
-        ticket
-    });
+        None => None,
+    };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(upgrade) => upgrade,
         Err(e) => {

@@ -102,7 +102,40 @@ pub enum Route {
     Overflow,
 }
 
+/// The messages a session kept, as another edge takes them over.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Kept {
+    /// The last message number given.
+    pub seq: u64,
+    pub messages: Vec<(u64, Bytes)>,
+}
+
 impl SessionState {
+    /// A session taken over from another edge, with the messages it kept.
+    pub fn restored(generation: u64, seq: u64, messages: Vec<(u64, Bytes)>) -> Self {
+        let mut state = Self { generation, seq, ..Self::default() };
+        let messages: Vec<(u64, Bytes)> = messages.into_iter().filter(|(n, _)| *n <= seq).collect();
+        let skip = messages.len().saturating_sub(MAX_LOGGED_MESSAGES);
+        for (seq, frame) in messages.into_iter().skip(skip) {
+            if state.log_bytes + frame.len() > MAX_LOGGED_BYTES {
+                continue;
+            }
+            state.log_bytes += frame.len();
+            state.log.push_back((seq, frame));
+        }
+        state
+    }
+
+    /// What it kept, for another edge taking it over.
+    pub fn kept(&self) -> Kept {
+        Kept { seq: self.seq, messages: self.log.iter().cloned().collect() }
+    }
+
+    /// Where it is in each channel (what it was last sent).
+    pub fn positions(&self) -> std::collections::HashMap<String, (String, u64)> {
+        self.positions.clone()
+    }
+
     /// A publication for this session: sent if it is past the session's
     /// place in its channel (or of another epoch), held while resuming.
     pub fn publication(&mut self, placed: Placed) -> Route {

@@ -63,7 +63,13 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Replicate(r) => &r.channel,
         Kind::Replicated(r) => &r.channel,
         Kind::Head(h) => &h.channel,
-        Kind::Hello(_) | Kind::Command(_) | Kind::Query(_) | Kind::Reply(_) | Kind::Members(_) | Kind::Drain(_) => {
+        Kind::Hello(_)
+        | Kind::Command(_)
+        | Kind::Query(_)
+        | Kind::Reply(_)
+        | Kind::Members(_)
+        | Kind::Drain(_)
+        | Kind::SessionMoved(_) => {
             return None;
         }
     };

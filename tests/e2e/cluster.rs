@@ -973,3 +973,58 @@ async fn losing_every_copy_of_a_stream_starts_a_new_epoch_and_says_so() {
     assert!(!history.complete, "offsets of the lost epoch mean nothing now");
     assert_eq!(history.epoch, fresh.epoch);
 }
+
+/// A `slip.v1` session whose client drops on one edge and comes back on the
+/// other: the new edge takes the session over from the old one through the
+/// control plane (subscriptions, metadata, the message sent meanwhile), the
+/// client gets what it missed once each, in order, then live ones, and
+/// commands to its connection id now reach it there. The backend saw one
+/// OPEN and no CLOSE.
+#[tokio::test]
+async fn a_session_resumes_on_another_edge_and_its_commands_follow_it() {
+    use crate::sessions::{json_frame, session_client};
+
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 1, 2).await;
+    let (mut client, _) = session_client(&format!("{}/room", cluster.edges[0].ws)).await;
+    let first = json_frame(&mut client).await;
+    let (token, id) =
+        (first["session"].as_str().unwrap().to_owned(), first["connectionId"].as_str().unwrap().to_owned());
+    cluster.wait_for_edges(0, "room", 1).await;
+    let mut grpc = cluster.grpc(0).await;
+    let mut epoch = String::new();
+    for i in 1..=2 {
+        grpc.publish(publish("room", &format!("p{i}"))).await.unwrap();
+        let got = json_frame(&mut client).await;
+        epoch = got["epoch"].as_str().unwrap().to_owned();
+    }
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    grpc.publish(publish("room", "p3")).await.unwrap();
+    let away = SendRequest { connection_id: id.clone(), message: Some(send_request::Message::Text("away".into())) };
+    grpc.send(away).await.unwrap();
+
+    let url = format!("{}/room?slip_resume={token}", cluster.edges[1].ws);
+    let (mut back, _) = session_client(&url).await;
+    back.send(&json!({"type": "resume", "seq": 0, "channels": {"room": {"epoch": epoch, "offset": 2}}}).to_string())
+        .await;
+    let session = json_frame(&mut back).await;
+    assert_eq!(
+        (&session["connectionId"], &session["resumed"], &session["recovered"]),
+        (&json!(id), &json!(true), &json!(true)),
+        "{session}"
+    );
+    assert_eq!(json_frame(&mut back).await["data"], "p3");
+    assert_eq!(json_frame(&mut back).await, json!({"type": "message", "seq": 1, "data": "away"}));
+    grpc.publish(publish("room", "p4")).await.unwrap();
+    assert_eq!(json_frame(&mut back).await["offset"], 4, "live, through the new edge");
+    let after = SendRequest { connection_id: id.clone(), message: Some(send_request::Message::Text("after".into())) };
+    grpc.send(after).await.unwrap();
+    assert_eq!(json_frame(&mut back).await, json!({"type": "message", "seq": 2, "data": "after"}));
+    let state = grpc.get_connection(GetConnectionRequest { connection_id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!(state.edge, "edge-1");
+    let events = backend.events_of(&id);
+    let opens = events.iter().filter(|e| matches!(e, Event::Open { .. })).count();
+    let closes = events.iter().filter(|e| matches!(e, Event::Close { .. })).count();
+    assert_eq!((opens, closes), (1, 0));
+}

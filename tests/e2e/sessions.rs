@@ -31,7 +31,7 @@ fn room(request: &CallbackRequest) -> Reply {
 }
 
 /// A client offering `slip.v1`; the subprotocol the gateway chose.
-async fn session_client(url: &str) -> (Client, Option<String>) {
+pub(crate) async fn session_client(url: &str) -> (Client, Option<String>) {
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert("sec-websocket-protocol", "slip.v1".parse().unwrap());
     let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
@@ -39,7 +39,7 @@ async fn session_client(url: &str) -> (Client, Option<String>) {
     (Client { ws }, protocol)
 }
 
-async fn json_frame(client: &mut Client) -> Value {
+pub(crate) async fn json_frame(client: &mut Client) -> Value {
     serde_json::from_str(&client.text().await).unwrap()
 }
 

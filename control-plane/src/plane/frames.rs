@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::catchup::COPY_PAGE_BYTES;
-use slip_proto::link_pb::{Head, HeadsAnswer};
+use slip_proto::link_pb::{Head, HeadsAnswer, SessionHandover};
 
 /// Frames from edges and other control nodes.
 pub struct ControlFrames(pub Arc<ControlPlane>);
@@ -77,13 +77,42 @@ impl FrameHandler for ControlFrames {
             Some(Kind::Command(command)) => {
                 // An edge addressing a connection on another edge: pass it on.
                 if let Ok(id) = ConnectionId::parse(&command.connection_id) {
+                    let home = plane.homes.of(&id);
+                    if home == from.as_str() {
+                        // The edge that asked does not hold it (any more): nowhere to go.
+                        return;
+                    }
                     let frame = Frame { kind: Some(Kind::Command(command)) };
-                    if let Err(e) = plane.peers.send(id.edge(), frame) {
+                    if let Err(e) = plane.peers.send(&home, frame) {
                         tracing::debug!(error = %e, "command for a connection dropped");
                     }
                 }
             }
             Some(Kind::Reply(reply)) => plane.questions.resolve(reply),
+            Some(Kind::SessionMoved(moved)) => {
+                // An edge speaks for itself only: a session moved to it, or ended there.
+                if !plane.is_control(from) && (moved.edge.is_empty() || moved.edge == from.as_str()) {
+                    plane.homes.moved(&moved.connection_id, &moved.edge);
+                }
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::TakeSession(take)) })) => {
+                // An edge resuming a session held elsewhere: ask its edge to hand it over.
+                let Ok(connection) = ConnectionId::parse(&take.connection_id) else { return };
+                let (plane, from) = (plane.clone(), from.clone());
+                let stop = plane.shutdown.clone();
+                plane.tasks.clone().spawn(stop.run_until_cancelled_owned(async move {
+                    let home = plane.homes.of(&connection);
+                    let answer = match plane.ask_query(&home, query::Kind::TakeSession(take)).await {
+                        Ok(reply::Kind::SessionHandover(handover)) => handover,
+                        _ => SessionHandover::default(),
+                    };
+                    if answer.found {
+                        plane.homes.moved(connection.as_str(), from.as_str());
+                    }
+                    let reply = Reply { id, kind: Some(reply::Kind::SessionHandover(answer)) };
+                    let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+                }));
+            }
             Some(Kind::Replicate(copy)) => {
                 let mut routing = plane.routing.lock();
                 // Only a control node may write a stream's history.

@@ -13,12 +13,12 @@ impl ControlPlane {
         if !confirm {
             command.ack = 0;
             let frame = Frame { kind: Some(Kind::Command(command)) };
-            return self.peers.send(id.edge(), frame).map_err(|e| ControlError::Unavailable(e.to_string()));
+            return self.peers.send(&self.homes.of(&id), frame).map_err(|e| ControlError::Unavailable(e.to_string()));
         }
         let (ack, answer) = self.expect_reply()?;
         command.ack = ack;
         let frame = Frame { kind: Some(Kind::Command(command)) };
-        match self.ask(id.edge(), ack, frame, answer, QUERY_TIMEOUT).await? {
+        match self.ask(&self.homes.of(&id), ack, frame, answer, QUERY_TIMEOUT).await? {
             reply::Kind::Found(true) => Ok(()),
             _ => Err(ControlError::NotFound(format!("connection {id}"))),
         }
@@ -26,7 +26,7 @@ impl ControlPlane {
 
     pub async fn get_connection(&self, connection_id: &str) -> Result<ConnectionState, ControlError> {
         let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        match self.ask_query(id.edge(), query::Kind::Connection(id.to_string())).await? {
+        match self.ask_query(&self.homes.of(&id), query::Kind::Connection(id.to_string())).await? {
             reply::Kind::Connection(state) => Ok(state),
             _ => Err(ControlError::NotFound(format!("connection {id}"))),
         }
@@ -40,7 +40,7 @@ impl ControlPlane {
         let wait = WaitForConnection { connection_id: id.to_string(), timeout_ms: timeout_ms as u32 };
         let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Wait(wait)) })) };
         let patience = Duration::from_millis(timeout_ms) + QUERY_TIMEOUT;
-        Ok(matches!(self.ask(id.edge(), qid, frame, answer, patience).await?, reply::Kind::Found(true)))
+        Ok(matches!(self.ask(&self.homes.of(&id), qid, frame, answer, patience).await?, reply::Kind::Found(true)))
     }
 
     /// The channel as its owner sees it, with subscriber counts from each interested edge.

@@ -102,8 +102,9 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
     task.read_until_ended(&read).await;
     let id = task.core.id().to_owned();
     if session {
+        // Resumed by another connection, here or on another edge: not ours to end.
         let current = edge.hub.session(&id).map(|s| s.lock().generation);
-        let superseded = current.is_some_and(|g| g != generation);
+        let superseded = current != Some(generation);
         if superseded || parks(task.core.ending()) {
             if !superseded {
                 edge.park(&id, generation);

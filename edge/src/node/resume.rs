@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use slip_proto::callback::Event;
-use slip_proto::link_pb::{HistoryAnswer, HistoryQuery, channel_event};
+use slip_proto::link_pb::{
+    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, TakeSession, channel_event,
+};
 use slip_proto::session::{self as wire, Payload, Recovery, Resume, SessionClaims};
 use tokio::sync::oneshot;
 
@@ -37,7 +39,7 @@ pub(crate) struct Parked {
 #[derive(Default)]
 pub(crate) struct Parking {
     parked: Mutex<HashMap<String, Parked>>,
-    questions: Mutex<HashMap<u64, oneshot::Sender<HistoryAnswer>>>,
+    questions: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_question: AtomicU64,
 }
 
@@ -76,9 +78,7 @@ impl Edge {
                 .collect()
         };
         // Frames for it go nowhere until it is resumed.
-        let nowhere = Arc::new(Outbox::new(self.config.outbox));
-        nowhere.abort("parked");
-        self.hub.replace_outbox(id, nowhere);
+        self.hub.replace_outbox(id, parked_outbox(self.config.outbox));
         self.parking.parked.lock().insert(id.to_owned(), Parked { generation, positions });
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("parked")).inc();
         let (edge, id) = (self.clone(), id.to_owned());
@@ -109,11 +109,20 @@ impl Edge {
         }
     }
 
-    /// The session a resume token names, if it is here and the token is its
-    /// latest: it is taken from the parking (or from the connection still
-    /// holding it, which then ends quietly). `None`: a fresh session it is.
-    pub(crate) fn resume_ticket(&self, token: &str) -> Option<Ticket> {
+    /// The session a resume token names, if the token is its latest: taken
+    /// from the parking here (or from the connection still holding it, which
+    /// then ends quietly), or handed over by the edge holding it. `None`: a
+    /// fresh session it is.
+    pub(crate) async fn resume_ticket(&self, token: &str) -> Option<Ticket> {
         let claims = wire::verify(token, &self.config.jwt_secret).ok()?;
+        if self.hub.session(&claims.connection_id).is_none() {
+            return self.take_over(&claims).await;
+        }
+        self.local_ticket(&claims)
+    }
+
+    /// A session held here.
+    fn local_ticket(&self, claims: &SessionClaims) -> Option<Ticket> {
         let session = self.hub.session(&claims.connection_id)?;
         let metadata = self.hub.metadata(&claims.connection_id)?;
         let generation = {
@@ -126,7 +135,7 @@ impl Edge {
         };
         let parked = self.parking.parked.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
-        Some(Ticket { id: claims.connection_id, metadata, generation, positions })
+        Some(Ticket { id: claims.connection_id.clone(), metadata, generation, positions })
     }
 
     /// The resumed connection's client sent its resume frame: the session
@@ -188,21 +197,29 @@ impl Edge {
 
     /// History of `channel` after `offset` of `epoch`, from its owner.
     async fn session_history(&self, channel: &str, epoch: &str, offset: u64) -> Option<HistoryAnswer> {
+        let question =
+            HistoryQuery { channel: channel.to_owned(), since_epoch: epoch.to_owned(), since_offset: offset, limit: 0 };
+        let owner = self.ring.read().owner(channel).cloned()?;
+        match self.ask_control(&owner, query::Kind::History(question)).await? {
+            reply::Kind::History(answer) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Asks control node `node` a question for a session; `None` if no answer came in time.
+    async fn ask_control(&self, node: &NodeId, question: query::Kind) -> Option<reply::Kind> {
         let id = SESSION_QUERY_BIT | self.parking.next_question.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.parking.questions.lock().insert(id, tx);
-        let question =
-            HistoryQuery { channel: channel.to_owned(), since_epoch: epoch.to_owned(), since_offset: offset, limit: 0 };
-        let owner = self.ring.read().owner(channel).cloned();
-        let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(question)) })) };
-        let sent = owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok());
+        let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(question) })) };
+        let sent = self.control.send(node.as_str(), frame).is_ok();
         let answer = if sent { tokio::time::timeout(FETCH_TIMEOUT, rx).await.ok().and_then(Result::ok) } else { None };
         self.parking.questions.lock().remove(&id);
         answer
     }
 
-    /// Takes an answer to a resume's history question; gives back one that is not.
-    pub(crate) fn session_history_answered(&self, id: u64, answer: HistoryAnswer) -> Option<HistoryAnswer> {
+    /// Takes an answer to a session's question; gives back one that is not.
+    pub(crate) fn session_answered(&self, id: u64, answer: reply::Kind) -> Option<reply::Kind> {
         if id & SESSION_QUERY_BIT == 0 {
             return Some(answer);
         }
@@ -211,6 +228,90 @@ impl Edge {
         }
         None
     }
+
+    /// Another edge resumes a session held here: it gets everything the
+    /// session had, and this edge lets it go without a CLOSE (a connection
+    /// still holding it ends quietly).
+    pub(crate) fn hand_over(&self, take: &TakeSession) -> SessionHandover {
+        let id = take.connection_id.as_str();
+        let (Some(session), Some(view)) = (self.hub.session(id), self.hub.view(id)) else {
+            return SessionHandover::default();
+        };
+        let parked = self.parking.parked.lock().remove(id);
+        let handover = {
+            let mut state = session.lock();
+            if state.generation != take.generation {
+                if let Some(parked) = parked {
+                    self.parking.parked.lock().insert(id.to_owned(), parked);
+                }
+                return SessionHandover::default();
+            }
+            // Seen by a connection still holding it: it is not its any more.
+            state.generation += 1;
+            let kept = state.kept();
+            let places = parked.map(|p| p.positions).unwrap_or_else(|| state.positions());
+            SessionHandover {
+                found: true,
+                metadata_json: view.metadata.to_string(),
+                channels: view.channels,
+                seq: kept.seq,
+                messages: kept.messages.into_iter().map(|(seq, frame)| KeptMessage { seq, frame }).collect(),
+                places: places
+                    .into_iter()
+                    .map(|(channel, (epoch, offset))| ChannelPlace { channel, epoch, offset })
+                    .collect(),
+                generation: take.generation,
+            }
+        };
+        if let Some(outbox) = self.hub.replace_outbox(id, parked_outbox(self.config.outbox)) {
+            outbox.abort("resumed elsewhere");
+        }
+        for channel in self.hub.unregister(id) {
+            self.interest(channel, false);
+        }
+        slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("handed_over")).inc();
+        handover
+    }
+
+    /// A token for a session held by another edge: it is asked (through a
+    /// control node) to hand the session over, which then lives here.
+    pub(crate) async fn take_over(&self, claims: &SessionClaims) -> Option<Ticket> {
+        let via = self.ring.read().owner(&claims.connection_id).cloned()?;
+        let take = TakeSession { connection_id: claims.connection_id.clone(), generation: claims.generation };
+        let Some(reply::Kind::SessionHandover(handover)) = self.ask_control(&via, query::Kind::TakeSession(take)).await
+        else {
+            return None;
+        };
+        if !handover.found {
+            return None;
+        }
+        let id = claims.connection_id.clone();
+        let metadata: Arc<str> = Arc::from(handover.metadata_json.as_str());
+        let kept = handover.messages.into_iter().map(|m| (m.seq, m.frame)).collect();
+        let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
+        self.hub.register_session(&id, parked_outbox(self.config.outbox), metadata.clone(), state);
+        for channel in &handover.channels {
+            if self.hub.subscribe(&id, channel) == crate::hub::Subscribed::First {
+                self.interest(channel.clone(), true);
+            }
+        }
+        let generation = {
+            let session = self.hub.session(&id)?;
+            let mut state = session.lock();
+            state.begin_resume();
+            state.generation
+        };
+        self.session_moved(&id, self.node_id().as_str());
+        let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
+        Some(Ticket { id, metadata, generation, positions })
+    }
+}
+
+/// An outbox that takes nothing: a parked session's.
+fn parked_outbox(limits: crate::outbox::OutboxLimits) -> Arc<Outbox> {
+    let nowhere = Arc::new(Outbox::new(limits));
+    nowhere.abort("parked");
+    nowhere
 }
 
 /// A publication from history as a session gets it.
