@@ -11,6 +11,7 @@ pub mod http_api;
 pub mod interest;
 pub mod plane;
 pub mod questions;
+pub mod records;
 pub mod replication;
 pub mod routing;
 pub mod sequencer;

@@ -98,6 +98,8 @@ pub struct ControlPlane {
     caught_up: Notify,
     /// Sessions resumed away from the edge their connection id names.
     homes: crate::homes::Homes,
+    /// Subscriptions and metadata of the sessions whose ids this node owns.
+    records: crate::records::Records,
     shutdown: CancellationToken,
 }
 
@@ -169,6 +171,7 @@ impl ControlPlane {
             catching_up: Mutex::new(None),
             caught_up: Notify::new(),
             homes: Default::default(),
+            records: Default::default(),
             node_id,
             peers: Peers::default(),
             questions: Questions::default(),

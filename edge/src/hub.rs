@@ -270,6 +270,17 @@ impl Hub {
         Some(entry.outbox.push(frame))
     }
 
+    /// Every `slip.v1` session here.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.state
+            .read()
+            .connections
+            .iter()
+            .filter(|(_, e)| e.session.is_some())
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
     /// The session state of a `slip.v1` connection here.
     pub fn session(&self, id: &str) -> Option<SessionCell> {
         self.state.read().connections.get(id)?.session.clone()

@@ -150,6 +150,12 @@ impl Edge {
                 self.send_to(owner.cloned(), Frame { kind: Some(Kind::Interest(interest)) });
             }
         }
+        // Session records go to the control node owning each session's id now.
+        for id in self.hub.session_ids() {
+            if new.owner(&id) != old.owner(&id) || (new.owner(&id).is_some() && new.owner(&id) == joined) {
+                self.record_session(&id);
+            }
+        }
         tracing::info!(members = new.members().len(), reannounced = moved, "control ring changed");
     }
 
@@ -213,6 +219,9 @@ impl Edge {
     /// last. A session that had moved here from another edge is no longer
     /// here for the control nodes either.
     pub fn connection_closed(&self, connection_id: &str) {
+        if self.hub.session(connection_id).is_some() {
+            self.record_ended(connection_id);
+        }
         for channel in self.hub.unregister(connection_id) {
             self.interest(channel, false);
         }
@@ -244,7 +253,7 @@ impl Edge {
         let Some(op) = &command.op else {
             return self.hub.contains(id);
         };
-        match op {
+        let found = match op {
             Op::Send(msg) => {
                 let payload = match &msg.body {
                     Some(message::Body::Text(text)) => Payload::Text(text),
@@ -286,7 +295,11 @@ impl Edge {
                 Unsubscribed::NoConnection => false,
             },
             Op::SetMetadata(json) => self.hub.set_metadata(id, Arc::from(json.as_str())),
+        };
+        if found && self.hub.session(id).is_some() && !matches!(op, Op::Send(_) | Op::Close(_)) {
+            self.record_session(id);
         }
+        found
     }
 
     fn interest(&self, channel: String, present: bool) {
@@ -455,9 +468,10 @@ impl Edge {
                 return;
             }
             // Histories are kept by control nodes.
-            Some(query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_)) | None => {
-                reply::Kind::Found(false)
-            }
+            Some(
+                query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_) | query::Kind::SessionRecord(_),
+            )
+            | None => reply::Kind::Found(false),
         };
         self.reply(from, id, kind);
     }
@@ -502,8 +516,11 @@ impl FrameHandler for EdgeFrames {
                     edge.history_answered(id, Some(answer));
                 }
             }
-            Some(Kind::Reply(Reply { id, kind: Some(handover @ reply::Kind::SessionHandover(_)) })) => {
-                edge.session_answered(id, handover);
+            Some(Kind::Reply(Reply {
+                id,
+                kind: Some(answer @ (reply::Kind::SessionHandover(_) | reply::Kind::SessionRecord(_))),
+            })) => {
+                edge.session_answered(id, answer);
             }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
             Some(
@@ -513,7 +530,8 @@ impl FrameHandler for EdgeFrames {
                 | Kind::Members(_)
                 | Kind::Replicate(_)
                 | Kind::Replicated(_)
-                | Kind::SessionMoved(_),
+                | Kind::SessionMoved(_)
+                | Kind::SessionRecord(_),
             )
             | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");

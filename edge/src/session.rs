@@ -126,6 +126,12 @@ impl SessionState {
         state
     }
 
+    /// Message numbers go on after `seq` (the client's last, when the edge
+    /// that numbered its messages is gone).
+    pub fn continue_from(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
     /// What it kept, for another edge taking it over.
     pub fn kept(&self) -> Kept {
         Kept { seq: self.seq, messages: self.log.iter().cloned().collect() }

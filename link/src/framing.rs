@@ -69,7 +69,8 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         | Kind::Reply(_)
         | Kind::Members(_)
         | Kind::Drain(_)
-        | Kind::SessionMoved(_) => {
+        | Kind::SessionMoved(_)
+        | Kind::SessionRecord(_) => {
             return None;
         }
     };

@@ -1028,3 +1028,51 @@ async fn a_session_resumes_on_another_edge_and_its_commands_follow_it() {
     let closes = events.iter().filter(|e| matches!(e, Event::Close { .. })).count();
     assert_eq!((opens, closes), (1, 0));
 }
+
+/// The edge holding a session is killed (`kill -9`) while its client is
+/// away; the client resumes on the other edge. The session goes on from the
+/// record its control node kept (its subscription, same connection id, no
+/// OPEN): the publications it missed come from history, and `recovered` is
+/// false with `lost` naming the direct messages that died with the edge.
+#[tokio::test]
+async fn a_session_whose_edge_died_resumes_elsewhere_from_history() {
+    use crate::sessions::{json_frame, session_client};
+
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 1, 2).await;
+    let (mut client, _) = session_client(&format!("{}/room", cluster.edges[0].ws)).await;
+    let first = json_frame(&mut client).await;
+    let (token, id) =
+        (first["session"].as_str().unwrap().to_owned(), first["connectionId"].as_str().unwrap().to_owned());
+    cluster.wait_for_edges(0, "room", 1).await;
+    let mut grpc = cluster.grpc(0).await;
+    grpc.publish(publish("room", "p1")).await.unwrap();
+    let p1 = json_frame(&mut client).await;
+    let epoch = p1["epoch"].as_str().unwrap().to_owned();
+    drop(client);
+    cluster.kill_edge(0).await;
+    cluster.wait_for_edges(0, "room", 0).await;
+    for i in 2..=3 {
+        grpc.publish(publish("room", &format!("p{i}"))).await.unwrap();
+    }
+
+    let url = format!("{}/room?slip_resume={token}", cluster.edges[1].ws);
+    let (mut back, _) = session_client(&url).await;
+    back.send(&json!({"type": "resume", "seq": 0, "channels": {"room": {"epoch": epoch, "offset": 1}}}).to_string())
+        .await;
+    let session = json_frame(&mut back).await;
+    assert_eq!(
+        (&session["connectionId"], &session["resumed"], &session["recovered"], &session["lost"]),
+        (&json!(id), &json!(true), &json!(false), &json!(["#messages"])),
+        "{session}"
+    );
+    assert_eq!(json_frame(&mut back).await["data"], "p2");
+    assert_eq!(json_frame(&mut back).await["data"], "p3");
+    grpc.publish(publish("room", "p4")).await.unwrap();
+    assert_eq!(json_frame(&mut back).await["offset"], 4, "then live");
+    let send = SendRequest { connection_id: id.clone(), message: Some(send_request::Message::Text("here".into())) };
+    grpc.send(send).await.unwrap();
+    assert_eq!(json_frame(&mut back).await, json!({"type": "message", "seq": 1, "data": "here"}));
+    let opens = backend.events_of(&id).iter().filter(|e| matches!(e, Event::Open { .. })).count();
+    assert_eq!(opens, 1);
+}

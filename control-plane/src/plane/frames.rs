@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::catchup::COPY_PAGE_BYTES;
-use slip_proto::link_pb::{Head, HeadsAnswer, SessionHandover};
+use slip_proto::link_pb::{Head, HeadsAnswer, SessionHandover, SessionRecord};
 
 /// Frames from edges and other control nodes.
 pub struct ControlFrames(pub Arc<ControlPlane>);
@@ -94,6 +94,16 @@ impl FrameHandler for ControlFrames {
                 if !plane.is_control(from) && (moved.edge.is_empty() || moved.edge == from.as_str()) {
                     plane.homes.moved(&moved.connection_id, &moved.edge);
                 }
+            }
+            Some(Kind::SessionRecord(record)) => {
+                if !plane.is_control(from) && ConnectionId::parse(&record.connection_id).is_ok() {
+                    plane.records.update(record);
+                }
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::SessionRecord(connection_id)) })) => {
+                let record = plane.records.get(&connection_id).map(|r| SessionRecord { found: true, ..r });
+                let reply = Reply { id, kind: Some(reply::Kind::SessionRecord(record.unwrap_or_default())) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::TakeSession(take)) })) => {
                 // An edge resuming a session held elsewhere: ask its edge to hand it over.

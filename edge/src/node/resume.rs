@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use slip_proto::callback::Event;
 use slip_proto::link_pb::{
-    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, TakeSession, channel_event,
+    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionRecord, TakeSession, channel_event,
 };
 use slip_proto::session::{self as wire, Payload, Recovery, Resume, SessionClaims};
 use tokio::sync::oneshot;
@@ -51,6 +51,8 @@ pub(crate) struct Ticket {
     /// The session's generation once resumed: its connection's.
     pub generation: u64,
     positions: HashMap<String, (String, u64)>,
+    /// Its edge died: what it kept (messages, its places) died with it.
+    home_lost: bool,
 }
 
 impl Edge {
@@ -135,7 +137,7 @@ impl Edge {
         };
         let parked = self.parking.parked.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
-        Some(Ticket { id: claims.connection_id.clone(), metadata, generation, positions })
+        Some(Ticket { id: claims.connection_id.clone(), metadata, generation, positions, home_lost: false })
     }
 
     /// The resumed connection's client sent its resume frame: the session
@@ -155,7 +157,13 @@ impl Edge {
                 Some(p) => Some((p.epoch.clone(), p.offset)),
                 None => ticket.positions.get(&channel).cloned(),
             };
-            let Some((epoch, offset)) = from else { continue };
+            let Some((epoch, offset)) = from else {
+                // No place known: only a stream that never had a publication is surely not missed.
+                if ticket.home_lost && self.session_history(&channel, "", 0).await.is_none_or(|a| a.top_offset > 0) {
+                    lost.push(channel.clone());
+                }
+                continue;
+            };
             match self.session_history(&channel, &epoch, offset).await {
                 Some(answer) => {
                     if !answer.complete {
@@ -173,8 +181,12 @@ impl Edge {
             positions.push((channel, epoch, offset));
         }
         let mut state = session.lock();
+        if ticket.home_lost {
+            // Numbers go on from the client's: what was sent meanwhile died with its edge.
+            state.continue_from(resume.seq);
+        }
         let (frames, messages_kept) = state.resumed(positions, replay, resume.seq);
-        if !messages_kept {
+        if !messages_kept || ticket.home_lost {
             lost.push(wire::LOST_MESSAGES.to_owned());
         }
         let claims = SessionClaims {
@@ -229,6 +241,29 @@ impl Edge {
         None
     }
 
+    /// Tells the control node owning session `id` what it is subscribed to
+    /// and its metadata, for an edge to go on with it if this one dies.
+    pub(crate) fn record_session(&self, id: &str) {
+        let Some(view) = self.hub.view(id) else { return };
+        let record = SessionRecord {
+            connection_id: id.to_owned(),
+            metadata_json: view.metadata.to_string(),
+            channels: view.channels,
+            ..Default::default()
+        };
+        self.send_record(record);
+    }
+
+    /// The session is over: its record goes.
+    pub(crate) fn record_ended(&self, id: &str) {
+        self.send_record(SessionRecord { connection_id: id.to_owned(), ended: true, ..Default::default() });
+    }
+
+    fn send_record(&self, record: SessionRecord) {
+        let owner = self.ring.read().owner(&record.connection_id).cloned();
+        self.send_to(owner, Frame { kind: Some(Kind::SessionRecord(record)) });
+    }
+
     /// Another edge resumes a session held here: it gets everything the
     /// session had, and this edge lets it go without a CLOSE (a connection
     /// still holding it ends quietly).
@@ -278,13 +313,12 @@ impl Edge {
     pub(crate) async fn take_over(&self, claims: &SessionClaims) -> Option<Ticket> {
         let via = self.ring.read().owner(&claims.connection_id).cloned()?;
         let take = TakeSession { connection_id: claims.connection_id.clone(), generation: claims.generation };
-        let Some(reply::Kind::SessionHandover(handover)) = self.ask_control(&via, query::Kind::TakeSession(take)).await
-        else {
-            return None;
+        let handover = match self.ask_control(&via, query::Kind::TakeSession(take)).await {
+            Some(reply::Kind::SessionHandover(handover)) if handover.found => handover,
+            // Its edge is gone (or has no such session): the session's record
+            // says what it was subscribed to; what it kept died with the edge.
+            _ => return self.take_over_from_record(claims, &via).await,
         };
-        if !handover.found {
-            return None;
-        }
         let id = claims.connection_id.clone();
         let metadata: Arc<str> = Arc::from(handover.metadata_json.as_str());
         let kept = handover.messages.into_iter().map(|m| (m.seq, m.frame)).collect();
@@ -303,7 +337,36 @@ impl Edge {
         };
         self.session_moved(&id, self.node_id().as_str());
         let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
-        Some(Ticket { id, metadata, generation, positions })
+        Some(Ticket { id, metadata, generation, positions, home_lost: false })
+    }
+
+    /// A session whose edge died, rebuilt from its record at the control
+    /// node owning its id: its subscriptions and metadata, nothing kept.
+    async fn take_over_from_record(&self, claims: &SessionClaims, via: &NodeId) -> Option<Ticket> {
+        let question = query::Kind::SessionRecord(claims.connection_id.clone());
+        let Some(reply::Kind::SessionRecord(record)) = self.ask_control(via, question).await else { return None };
+        if !record.found {
+            return None;
+        }
+        let id = claims.connection_id.clone();
+        let metadata: Arc<str> = Arc::from(record.metadata_json.as_str());
+        let state = crate::session::SessionState::restored(claims.generation, 0, Vec::new());
+        self.hub.register_session(&id, parked_outbox(self.config.outbox), metadata.clone(), state);
+        for channel in &record.channels {
+            if self.hub.subscribe(&id, channel) == crate::hub::Subscribed::First {
+                self.interest(channel.clone(), true);
+            }
+        }
+        let generation = {
+            let session = self.hub.session(&id)?;
+            let mut state = session.lock();
+            state.begin_resume();
+            state.generation
+        };
+        self.session_moved(&id, self.node_id().as_str());
+        self.record_session(&id);
+        slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
+        Some(Ticket { id, metadata, generation, positions: HashMap::new(), home_lost: true })
     }
 }
 
