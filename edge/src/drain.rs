@@ -1,7 +1,10 @@
 //! Graceful shutdown of an edge: refuse new connections, fail readiness,
 //! close every socket with 1012 spread over most of the grace period (so
 //! clients do not all reconnect elsewhere at once), then wait for their
-//! CLOSE callbacks, all before the grace period ends.
+//! CLOSE callbacks, all before the grace period ends. A `slip.v1` session
+//! is parked instead, and its client resumes it on another edge, which
+//! takes it over from this one while it still runs; one not resumed by the
+//! end of the grace period ends then (its CLOSE goes to the backend).
 
 use std::time::Duration;
 
@@ -16,6 +19,8 @@ pub const RESTART_CODE: CloseCode = CloseCode::SERVICE_RESTART;
 const SPREAD_SHARE: f64 = 0.6;
 /// Share of the grace period after which we stop waiting for callbacks.
 const WAIT_SHARE: f64 = 0.95;
+/// Share of the grace period parked sessions have to be resumed elsewhere.
+const SESSIONS_SHARE: f64 = 0.85;
 /// How often a batch of connections is closed.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -46,6 +51,12 @@ pub async fn drain(edge: &Edge, grace: Duration) -> Drained {
     // Woken by the last connection to finish, not polled.
     let deadline = started + grace.mul_f64(WAIT_SHARE);
     let _ = tokio::time::timeout_at(deadline, edge.admission.idle()).await;
+    // Parked sessions wait for their clients to resume them elsewhere.
+    let sessions_deadline = started + grace.mul_f64(SESSIONS_SHARE);
+    while edge.parked_sessions() > 0 && Instant::now() < sessions_deadline {
+        tokio::time::sleep(TICK).await;
+    }
+    let _ = tokio::time::timeout_at(deadline, edge.end_parked_sessions()).await;
     let drained = Drained { closed, unfinished: edge.admission.in_use() };
     tracing::info!(closed = drained.closed, unfinished = drained.unfinished, elapsed = ?started.elapsed(), "drained");
     drained

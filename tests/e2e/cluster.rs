@@ -1076,3 +1076,76 @@ async fn a_session_whose_edge_died_resumes_elsewhere_from_history() {
     let opens = backend.events_of(&id).iter().filter(|e| matches!(e, Event::Open { .. })).count();
     assert_eq!(opens, 1);
 }
+
+/// A deploy: the edge holding a session gets SIGTERM while publications go
+/// on. It parks the session and closes with 1012; the client comes back on
+/// the other edge, which takes the session over from the draining one:
+/// every publication reaches it once, in order, `recovered` is true, and
+/// the backend saw one OPEN and no CLOSE.
+#[tokio::test]
+async fn a_drained_edge_hands_its_sessions_to_the_edge_their_clients_come_back_to() {
+    use crate::sessions::{json_frame, session_client};
+
+    let backend = Backend::start(cluster_backend).await;
+    let cluster = Cluster::start(&backend.url, 1, 2).await;
+    let (mut client, _) = session_client(&format!("{}/room", cluster.edges[0].ws)).await;
+    let first = json_frame(&mut client).await;
+    let (mut token, id) =
+        (first["session"].as_str().unwrap().to_owned(), first["connectionId"].as_str().unwrap().to_owned());
+    cluster.wait_for_edges(0, "room", 1).await;
+
+    // A publisher, steady, through the control node.
+    let mut grpc = cluster.grpc(0).await;
+    let publisher = tokio::spawn(async move {
+        for i in 1..=60 {
+            grpc.publish(publish("room", &format!("p{i}"))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    let mut got: Vec<u64> = Vec::new();
+    let mut epoch = String::new();
+    while got.len() < 10 {
+        let frame = json_frame(&mut client).await;
+        epoch = frame["epoch"].as_str().unwrap().to_owned();
+        got.push(frame["offset"].as_u64().unwrap());
+    }
+    let pid = cluster.edges[0].child.as_ref().unwrap().id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Read until the edge closes us (1012), then come back on the other edge.
+    loop {
+        match client.ws.next().await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                got.push(frame["offset"].as_u64().unwrap());
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(close))) => {
+                assert_eq!(close.map(|c| u16::from(c.code)), Some(1012));
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+    let last = *got.last().unwrap();
+    let url = format!("{}/room?slip_resume={token}", cluster.edges[1].ws);
+    let (mut back, _) = session_client(&url).await;
+    back.send(&json!({"type": "resume", "seq": 0, "channels": {"room": {"epoch": epoch, "offset": last}}}).to_string())
+        .await;
+    let session = json_frame(&mut back).await;
+    assert_eq!(
+        (&session["connectionId"], &session["resumed"], &session["recovered"]),
+        (&json!(id), &json!(true), &json!(true)),
+        "{session}"
+    );
+    token = session["session"].as_str().unwrap().to_owned();
+    assert!(!token.is_empty());
+    while got.len() < 60 {
+        got.push(json_frame(&mut back).await["offset"].as_u64().unwrap());
+    }
+    publisher.await.unwrap();
+    assert_eq!(got, (1..=60).collect::<Vec<u64>>(), "each once, in order, across the drain");
+    let events = backend.events_of(&id);
+    let opens = events.iter().filter(|e| matches!(e, Event::Open { .. })).count();
+    let closes = events.iter().filter(|e| matches!(e, Event::Close { .. })).count();
+    assert_eq!((opens, closes), (1, 0));
+}

@@ -92,8 +92,21 @@ impl Edge {
         }));
     }
 
+    /// Sessions parked here, waiting to be resumed.
+    pub fn parked_sessions(&self) -> usize {
+        self.parking.parked.lock().len()
+    }
+
+    /// The edge is going away: sessions still parked end now.
+    pub async fn end_parked_sessions(&self) {
+        let parked: Vec<(String, u64)> =
+            self.parking.parked.lock().iter().map(|(id, p)| (id.clone(), p.generation)).collect();
+        let ends = parked.iter().map(|(id, generation)| self.expire(id, *generation));
+        futures_util::future::join_all(ends).await;
+    }
+
     /// The resume window passed: the session ends, and the backend hears its CLOSE.
-    async fn expire(self: &Arc<Self>, id: &str, generation: u64) {
+    async fn expire(&self, id: &str, generation: u64) {
         {
             let mut parked = self.parking.parked.lock();
             if parked.get(id).is_none_or(|p| p.generation != generation) {
