@@ -40,7 +40,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
     args.edge.apply(&mut config);
     if demo {
-        config.landing_page = Some(crate::demo::PAGE.into());
+        config.landing_page = Some(crate::demo::page().into());
     }
     let edge = Edge::new(config).context("starting the edge")?;
     // The control plane is a node of its own, as in a cluster: a reply

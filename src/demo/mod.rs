@@ -11,8 +11,17 @@ use serde_json::{Value, json};
 use slip_sockets::{Callback, InEvent, Publisher};
 use tokio_util::sync::CancellationToken;
 
-/// The page served at `/` of the WebSocket listener.
-pub const PAGE: &str = include_str!("page.html");
+/// The page served at `/` of the WebSocket listener, before the client library goes in.
+const PAGE: &str = include_str!("page.html");
+/// `@slip-sockets/client` as one ES module: `js/client`'s `npm run build`
+/// writes it to `js/client/dist/slip-client.js`, and a copy lives here so
+/// `cargo run` needs no npm (`tests/e2e/js_client.rs` checks the two agree).
+pub const CLIENT: &str = include_str!("slip-client.js");
+
+/// The demo page, with the client library inlined in its module script.
+pub fn page() -> String {
+    PAGE.replace("/*SLIP_CLIENT*/", CLIENT)
+}
 /// The one channel of the demo.
 const ROOM: &str = "chat";
 /// Longest display name kept.

@@ -113,3 +113,13 @@ async fn the_js_client_resumes_after_its_socket_dies_and_misses_nothing() {
     assert_eq!((opens, closes), (1, 0));
     node.command("close").await;
 }
+
+/// The demo page carries the library as `npm run build` makes it: the copy
+/// in `src/demo` is the build's output, not a stale one.
+#[test]
+fn the_demo_carries_the_library_as_built() {
+    let built = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/js/client/dist/slip-client.js"))
+        .expect("build js/client first (scripts/test.sh does)");
+    let copy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo/slip-client.js")).unwrap();
+    assert!(built == copy, "src/demo/slip-client.js is stale: copy js/client/dist/slip-client.js over it");
+}
