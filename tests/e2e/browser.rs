@@ -13,7 +13,7 @@ use crate::support::*;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-async fn browser(driver: &str, profile: &std::path::Path) -> Browser {
+pub(crate) async fn browser(driver: &str, profile: &std::path::Path) -> Browser {
     let mut caps = serde_json::Map::new();
     let args = [
         "--headless=new",
@@ -39,6 +39,31 @@ async fn browser(driver: &str, profile: &std::path::Path) -> Browser {
         .expect("a Chromium session through chromedriver")
 }
 
+/// chromedriver on a free port, once it answers: its process and URL.
+pub(crate) async fn chromedriver() -> (tokio::process::Child, String) {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let process = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    let driver = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + PATIENCE;
+    while reqwest::get(format!("{driver}/status")).await.is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (process, driver)
+}
+
 async fn join(browser: &Browser, page: &str, name: &str) {
     browser.goto(page).await.unwrap();
     browser.find(Locator::Id("name")).await.unwrap().send_keys(name).await.unwrap();
@@ -60,31 +85,12 @@ async fn wait_for_text(browser: &Browser, id: &str, want: &str) {
 
 #[tokio::test]
 async fn the_demo_chats_between_two_browsers() {
-    for tool in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            std::path::Path::new(tool).exists(),
-            "{tool} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
-        );
-    }
     // `slip dev` with no target URL: the built-in demo.
     let (_gateway, lines) =
         spawn_slip(&["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"], &["Demo chat:"]).await;
     let page = lines[0].split_whitespace().next().unwrap().to_owned();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _driver = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromedriver");
-    let driver = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + PATIENCE;
-    while reqwest::get(format!("{driver}/status")).await.is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_driver, driver) = chromedriver().await;
 
     let profiles = std::env::temp_dir().join(format!("slip-browser-{}", std::process::id()));
     let ann = browser(&driver, &profiles.join("ann")).await;

@@ -1149,3 +1149,107 @@ async fn a_drained_edge_hands_its_sessions_to_the_edge_their_clients_come_back_t
     let closes = events.iter().filter(|e| matches!(e, Event::Close { .. })).count();
     assert_eq!((opens, closes), (1, 0));
 }
+
+/// What a browser tab on `@slip-sockets/client` is put through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EdgeFault {
+    /// SIGTERM: the edge drains.
+    Drain,
+    /// SIGKILL.
+    Kill,
+}
+
+/// A page on `@slip-sockets/client` in headless Chromium, subscribed through
+/// edge 0 of a cluster (one control node, two edges) while publications go
+/// on steadily; edge 0 is drained or killed, and the page comes back through
+/// edge 1 by itself. Every publication reaches it once, in order; after a
+/// drain `recovered` is true; after a kill it is told what could not be
+/// recovered (the messages kept on the dead edge).
+async fn a_browser_session_survives(fault: EdgeFault) {
+    use fantoccini::Locator;
+
+    const PUBLICATIONS: u64 = 80;
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 1, 2).await;
+    let library = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/js/client/dist/slip-client.js"))
+        .expect("build js/client first (scripts/test.sh does)");
+    let urls = json!([format!("{}/room", cluster.edges[0].ws), format!("{}/room", cluster.edges[1].ws)]);
+    let page = format!(
+        r#"<!doctype html><meta charset="utf-8"><pre id="got"></pre><pre id="sessions"></pre>
+<script type="module">
+{library}
+const got = [], sessions = [];
+const client = new SlipClient({urls}, {{ minDelayMs: 100, maxDelayMs: 1000 }});
+client.on("publication", (p) => {{ got.push(p.offset); document.getElementById("got").textContent = got.join(","); }});
+client.on("session", (s) => {{ sessions.push(s); document.getElementById("sessions").textContent = JSON.stringify(sessions); }});
+</script>"#
+    );
+    let site = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(page) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site_url = format!("http://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
+
+    let (_driver, driver) = crate::browser::chromedriver().await;
+    let profile = std::env::temp_dir().join(format!("slip-session-{}-{fault:?}", std::process::id()));
+    let tab = crate::browser::browser(&driver, &profile).await;
+    tab.goto(&site_url).await.unwrap();
+    let read = |id: &'static str| {
+        let tab = tab.clone();
+        async move { tab.find(Locator::Id(id)).await.unwrap().text().await.unwrap() }
+    };
+    let offsets = |text: String| -> Vec<u64> { text.split(',').filter_map(|o| o.parse().ok()).collect() };
+    cluster.wait_for_edges(0, "room", 1).await;
+
+    let mut grpc = cluster.grpc(0).await;
+    let publisher = tokio::spawn(async move {
+        for i in 1..=PUBLICATIONS {
+            grpc.publish(publish("room", &format!("p{i}"))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while offsets(read("got").await).len() < 10 {
+        assert!(Instant::now() < deadline, "the page got nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match fault {
+        EdgeFault::Drain => {
+            let pid = cluster.edges[0].child.as_ref().unwrap().id().unwrap().to_string();
+            assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        }
+        EdgeFault::Kill => cluster.kill_edge(0).await,
+    }
+    publisher.await.unwrap();
+    let deadline = Instant::now() + PATIENCE * 3;
+    let got = loop {
+        let got = offsets(read("got").await);
+        if got.len() as u64 >= PUBLICATIONS || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sessions: serde_json::Value = serde_json::from_str(&read("sessions").await).unwrap();
+    println!("{fault:?}: {} publications received; sessions {sessions}", got.len());
+    assert_eq!(got, (1..=PUBLICATIONS).collect::<Vec<u64>>(), "{fault:?}: each once, in order");
+    let resumed = sessions.as_array().unwrap().last().unwrap();
+    assert_eq!(resumed["resumed"], true, "{fault:?}: {sessions}");
+    match fault {
+        EdgeFault::Drain => assert_eq!((&resumed["recovered"], &resumed["lost"]), (&json!(true), &json!([]))),
+        EdgeFault::Kill => {
+            assert_eq!((&resumed["recovered"], &resumed["lost"]), (&json!(false), &json!(["#messages"])))
+        }
+    }
+    tab.close().await.unwrap();
+    server.abort();
+    let _ = std::fs::remove_dir_all(profile);
+}
+
+#[tokio::test]
+async fn a_browser_session_survives_a_drain_of_its_edge() {
+    a_browser_session_survives(EdgeFault::Drain).await;
+}
+
+#[tokio::test]
+async fn a_browser_session_survives_a_kill_of_its_edge() {
+    a_browser_session_survives(EdgeFault::Kill).await;
+}

@@ -5,7 +5,7 @@
 
 mod support;
 
-mod browser;
+pub(crate) mod browser;
 mod chat;
 mod cluster;
 mod control_grpc;
