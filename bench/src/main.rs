@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::scenario::{failover, fanout, idle, inbound};
+use crate::scenario::{failover, fanout, idle, inbound, sessions};
 use crate::target::Target;
 
 #[derive(Parser)]
@@ -82,6 +82,12 @@ enum Scenario {
         clients: usize,
         #[arg(long, default_value_t = 100)]
         messages: usize,
+    },
+    /// N `slip.v1` sessions open, all drop (parked), all resume while a
+    /// publisher goes on: memory per live and parked session, resume times.
+    Sessions {
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
     },
     /// A cluster's channel owner killed (SIGKILL) mid-run, `--runs` times with
     /// the stream copied (`--replicas`) and as many without: the time to the
@@ -178,6 +184,10 @@ async fn main() -> anyhow::Result<()> {
             );
             let plan = fanout::Plan { subscribers, messages, window, payload };
             println!("{}", fanout::run(&target, plan).await?);
+        }
+        Scenario::Sessions { sessions } => {
+            println!("sessions ({}): {sessions} slip.v1 sessions parked and resumed", target.name());
+            println!("{}", serde_json::to_string_pretty(&sessions::run(&target, sessions).await?)?);
         }
         Scenario::Inbound { clients, messages } => {
             println!(

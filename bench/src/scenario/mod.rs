@@ -4,3 +4,4 @@ pub mod failover;
 pub mod fanout;
 pub mod idle;
 pub mod inbound;
+pub mod sessions;
