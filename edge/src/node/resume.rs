@@ -336,21 +336,34 @@ impl Edge {
         let metadata: Arc<str> = Arc::from(handover.metadata_json.as_str());
         let kept = handover.messages.into_iter().map(|m| (m.seq, m.frame)).collect();
         let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
-        self.hub.register_session(&id, parked_outbox(self.config.outbox), metadata.clone(), state);
-        for channel in &handover.channels {
-            if self.hub.subscribe(&id, channel) == crate::hub::Subscribed::First {
+        let generation = self.adopt(&id, metadata.clone(), state, &handover.channels)?;
+        let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
+        Some(Ticket { id, metadata, generation, positions, home_lost: false })
+    }
+
+    /// Makes a session from another edge live here (subscribed, resuming,
+    /// and known to the control nodes to be here); its generation now.
+    fn adopt(
+        &self,
+        id: &str,
+        metadata: Arc<str>,
+        state: crate::session::SessionState,
+        channels: &[String],
+    ) -> Option<u64> {
+        self.hub.register_session(id, parked_outbox(self.config.outbox), metadata, state);
+        for channel in channels {
+            if self.hub.subscribe(id, channel) == crate::hub::Subscribed::First {
                 self.interest(channel.clone(), true);
             }
         }
         let generation = {
-            let session = self.hub.session(&id)?;
+            let session = self.hub.session(id)?;
             let mut state = session.lock();
             state.begin_resume();
             state.generation
         };
-        self.session_moved(&id, self.node_id().as_str());
-        let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
-        Some(Ticket { id, metadata, generation, positions, home_lost: false })
+        self.session_moved(id, self.node_id().as_str());
+        Some(generation)
     }
 
     /// A session whose edge died, rebuilt from its record at the control
@@ -364,19 +377,7 @@ impl Edge {
         let id = claims.connection_id.clone();
         let metadata: Arc<str> = Arc::from(record.metadata_json.as_str());
         let state = crate::session::SessionState::restored(claims.generation, 0, Vec::new());
-        self.hub.register_session(&id, parked_outbox(self.config.outbox), metadata.clone(), state);
-        for channel in &record.channels {
-            if self.hub.subscribe(&id, channel) == crate::hub::Subscribed::First {
-                self.interest(channel.clone(), true);
-            }
-        }
-        let generation = {
-            let session = self.hub.session(&id)?;
-            let mut state = session.lock();
-            state.begin_resume();
-            state.generation
-        };
-        self.session_moved(&id, self.node_id().as_str());
+        let generation = self.adopt(&id, metadata.clone(), state, &record.channels)?;
         self.record_session(&id);
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
         Some(Ticket { id, metadata, generation, positions: HashMap::new(), home_lost: true })
