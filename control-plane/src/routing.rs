@@ -173,11 +173,6 @@ impl Routing {
         self.catch_up.begin(now)
     }
 
-    /// The control nodes that keep `channel`'s stream: its owner, then its replicas.
-    fn holders<'a>(&'a self, ring: &'a Ring, channel: &str) -> impl Iterator<Item = &'a NodeId> {
-        ring.owner(channel).into_iter().chain(ring.successors(channel, self.replicas))
-    }
-
     /// As asked by a node catching up: the streams held here that `asker`
     /// holds too in the ring of `members`, by name after `after`. Nothing
     /// (`same_view` false) while this node's ring is another: it may still
@@ -190,8 +185,9 @@ impl Routing {
         if ours != theirs {
             return (false, Vec::new(), false);
         }
-        let (heads, more) =
-            self.streams.heads(after, HEADS_PER_PAGE, |channel| self.holders(&self.ring, channel).any(|n| n == asker));
+        let (heads, more) = self
+            .streams
+            .heads(after, HEADS_PER_PAGE, |channel| holders(&self.ring, self.replicas, channel).any(|n| n == asker));
         (true, heads, more)
     }
 
@@ -477,9 +473,8 @@ impl Routing {
             }
             // Copies of streams this node no longer keeps: a stale copy must
             // not be taken for the stream if the ring gives it back later.
-            let holders =
-                |channel: &str| ring.owner(channel).into_iter().chain(ring.successors(channel, self.replicas));
-            let forgotten = self.streams.retain(|channel| holders(channel).any(|n| n == me));
+            let replicas = self.replicas;
+            let forgotten = self.streams.retain(|channel| holders(ring, replicas, channel).any(|n| n == me));
             if forgotten > 0 {
                 tracing::info!(streams = forgotten, "copies of streams held elsewhere now dropped");
                 slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
@@ -497,6 +492,11 @@ impl Routing {
     pub fn history(&self, channel: &str, since_epoch: &str, since_offset: u64, limit: usize, now: Instant) -> History {
         self.streams.history(channel, since_epoch, since_offset, limit, now)
     }
+}
+
+/// The control nodes that keep `channel`'s stream: its owner, then its replicas.
+fn holders<'a>(ring: &'a Ring, replicas: usize, channel: &str) -> impl Iterator<Item = &'a NodeId> {
+    ring.owner(channel).into_iter().chain(ring.successors(channel, replicas))
 }
 
 /// Confirms publish `ack` to the node that asked: a control node taking a

@@ -14,7 +14,7 @@ use slip_proto::close::CloseCode;
 use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Push};
-use crate::session::{Placed, Route, SessionState};
+use crate::session::{Route, SessionState};
 
 /// A `slip.v1` session's state, shared by its hub entry and its subscriptions.
 pub type SessionCell = Arc<Mutex<SessionState>>;
@@ -219,13 +219,7 @@ impl Hub {
                     Some(session) => {
                         let frame =
                             enveloped.get_or_insert_with(|| envelope.take().map_or_else(Bytes::new, |make| make()));
-                        let placed = Placed {
-                            channel: channel.to_owned(),
-                            epoch: epoch.to_owned(),
-                            offset,
-                            frame: frame.clone(),
-                        };
-                        match session.lock().publication(placed) {
+                        match session.lock().publication(channel, epoch, offset, frame) {
                             Route::Send(frame) => frame,
                             Route::Nothing => continue,
                             Route::Overflow => {
@@ -299,12 +293,6 @@ impl Hub {
             }
         }
         Some(old)
-    }
-
-    /// Queues a frame as it is for one connection; `None` if it is not here.
-    pub fn send_frame(&self, id: &str, frame: Bytes) -> Option<Push> {
-        let outbox = self.state.read().connections.get(id).map(|e| e.outbox.clone())?;
-        Some(outbox.push(frame))
     }
 
     /// Orders one connection closed; false if it is not here.

@@ -144,19 +144,18 @@ impl SessionState {
 
     /// A publication for this session: sent if it is past the session's
     /// place in its channel (or of another epoch), held while resuming.
-    pub fn publication(&mut self, placed: Placed) -> Route {
+    /// Borrowed: fan-out calls it once per session subscriber, and only a
+    /// held one is copied.
+    pub fn publication(&mut self, channel: &str, epoch: &str, offset: u64, frame: &Bytes) -> Route {
         if let Some(held) = &mut self.held {
             if held.len() >= MAX_HELD_WHILE_RESUMING {
                 return Route::Overflow;
             }
-            held.push(placed);
+            let frame = frame.clone();
+            held.push(Placed { channel: channel.to_owned(), epoch: epoch.to_owned(), offset, frame });
             return Route::Nothing;
         }
-        if self.advance(&placed.channel, &placed.epoch, placed.offset) {
-            Route::Send(placed.frame)
-        } else {
-            Route::Nothing
-        }
+        if self.advance(channel, epoch, offset) { Route::Send(frame.clone()) } else { Route::Nothing }
     }
 
     /// Moves the session's place in `channel` to `offset`, if it is further
@@ -241,6 +240,10 @@ mod tests {
         Placed { channel: channel.into(), epoch: epoch.into(), offset, frame }
     }
 
+    fn offer(s: &mut SessionState, p: Placed) -> Route {
+        s.publication(&p.channel, &p.epoch, p.offset, &p.frame)
+    }
+
     fn sent(route: Route) -> Option<Bytes> {
         match route {
             Route::Send(frame) => Some(frame),
@@ -251,10 +254,10 @@ mod tests {
     #[test]
     fn publications_go_once_each_and_a_new_epoch_goes_on() {
         let mut s = SessionState::default();
-        assert!(sent(s.publication(placed("a", "e1", 1))).is_some());
-        assert!(sent(s.publication(placed("a", "e1", 1))).is_none(), "sent already");
-        assert!(sent(s.publication(placed("a", "e1", 2))).is_some());
-        assert!(sent(s.publication(placed("a", "e2", 1))).is_some(), "another epoch");
+        assert!(sent(offer(&mut s, placed("a", "e1", 1))).is_some());
+        assert!(sent(offer(&mut s, placed("a", "e1", 1))).is_none(), "sent already");
+        assert!(sent(offer(&mut s, placed("a", "e1", 2))).is_some());
+        assert!(sent(offer(&mut s, placed("a", "e2", 1))).is_some(), "another epoch");
         assert_eq!(s.position("a"), Some(("e2", 1)));
     }
 
@@ -262,14 +265,14 @@ mod tests {
     fn a_resume_replays_in_order_then_what_arrived_meanwhile_each_once() {
         let mut s = SessionState::default();
         for offset in 1..=3 {
-            s.publication(placed("a", "e1", offset));
+            offer(&mut s, placed("a", "e1", offset));
         }
         s.message(&Direct(Payload::Text("m1")));
         s.message(&Direct(Payload::Text("m2")));
         s.begin_resume();
         // Live ones arrive while history is fetched: held.
-        assert_eq!(s.publication(placed("a", "e1", 6)), Route::Nothing);
-        assert_eq!(s.publication(placed("a", "e1", 5)), Route::Nothing);
+        assert_eq!(offer(&mut s, placed("a", "e1", 6)), Route::Nothing);
+        assert_eq!(offer(&mut s, placed("a", "e1", 5)), Route::Nothing);
         assert_eq!(s.message(&Direct(Payload::Text("m3"))), Route::Nothing);
         // The client had offset 2 and message 1; history gives 3, 4, 5.
         let replay = vec![placed("a", "e1", 3), placed("a", "e1", 4), placed("a", "e1", 5)];
@@ -279,7 +282,7 @@ mod tests {
         assert_eq!(&texts[..4], ["a/e1/3", "a/e1/4", "a/e1/5", "a/e1/6"]);
         assert_eq!(texts.len(), 6, "then messages 2 and 3: {texts:?}");
         assert!(texts[4].contains("\"seq\":2") && texts[5].contains("\"seq\":3"));
-        assert!(sent(s.publication(placed("a", "e1", 7))).is_some(), "live again");
+        assert!(sent(offer(&mut s, placed("a", "e1", 7))).is_some(), "live again");
         assert_eq!(s.generation, 1);
     }
 
@@ -303,8 +306,8 @@ mod tests {
         let mut s = SessionState::default();
         s.begin_resume();
         for offset in 0..MAX_HELD_WHILE_RESUMING as u64 {
-            assert_eq!(s.publication(placed("a", "e", offset + 1)), Route::Nothing);
+            assert_eq!(offer(&mut s, placed("a", "e", offset + 1)), Route::Nothing);
         }
-        assert_eq!(s.publication(placed("a", "e", 9999)), Route::Overflow);
+        assert_eq!(offer(&mut s, placed("a", "e", 9999)), Route::Overflow);
     }
 }

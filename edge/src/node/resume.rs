@@ -61,20 +61,23 @@ impl Edge {
     pub(crate) fn park(self: &Arc<Self>, id: &str, generation: u64) {
         let Some(session) = self.hub.session(id) else { return };
         let channels = self.hub.view(id).map(|v| v.channels).unwrap_or_default();
+        // Where the edge's streams are, read before the session is locked:
+        // fan-out takes the cursors' lock, then sessions' (never the reverse).
+        let streams: Vec<Option<(String, u64)>> = {
+            let cursors = self.cursors.lock();
+            channels.iter().map(|channel| cursors.position(channel)).collect()
+        };
         let positions = {
             let mut state = session.lock();
             if state.generation != generation {
                 return;
             }
             state.park();
-            let cursors = self.cursors.lock();
             channels
                 .into_iter()
-                .filter_map(|channel| {
-                    let at = match state.position(&channel) {
-                        Some((epoch, offset)) => Some((epoch.to_owned(), offset)),
-                        None => cursors.position(&channel),
-                    };
+                .zip(streams)
+                .filter_map(|(channel, stream)| {
+                    let at = state.position(&channel).map(|(epoch, offset)| (epoch.to_owned(), offset)).or(stream);
                     at.map(|at| (channel, at))
                 })
                 .collect()
