@@ -160,7 +160,7 @@ impl ControlPlane {
     }
 
     /// A control node that links to others: it gives no offset in a channel
-    /// before it has caught up with them (or `CATCHUP_DEADLINE` passed).
+    /// before it has caught up with them (or `JOIN_WAIT` passed with none linked).
     pub fn joining(node_id: NodeId, limits: StreamLimits) -> Arc<Self> {
         Self::build(node_id, limits, true)
     }

@@ -138,7 +138,7 @@ async fn handle(
     let session = edge.config.target_format == TargetFormat::Slip && session::offered(&request);
     let mut metadata = metadata::from_handshake(&request, peer);
     if session {
-        metadata["protocol"] = slip_proto::session::SUBPROTOCOL.into();
+        metadata["protocol"] = SUBPROTOCOL.into();
     }
     let metadata: Arc<str> = metadata.to_string().into();
     // A session's client coming back with its latest token resumes it; any
@@ -174,7 +174,7 @@ async fn handle(
         Ok(opened) => opened,
         Err(response) => return Ok(response),
     };
-    let protocol = if session { Some(slip_proto::session::SUBPROTOCOL.to_owned()) } else { protocol };
+    let protocol = if session { Some(SUBPROTOCOL.to_owned()) } else { protocol };
     slip_metrics::metrics().connections_opened.inc();
     let mut response = response.map(|_| Full::new(Bytes::new()));
     if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
@@ -223,9 +223,10 @@ fn resumed(
         let _slot = slot;
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => {
-                let (id, metadata) = (ticket.id.clone(), ticket.metadata.clone());
+                let id = ticket.id.clone();
                 let opening = connection::Opening {
-                    metadata,
+                    // The session keeps its own.
+                    metadata: Arc::default(),
                     effects: Vec::new(),
                     format: Format::Slip,
                     session: true,

@@ -39,7 +39,7 @@ type InFlight = Pin<Box<dyn Future<Output = Result<Answer, CallbackError>> + Sen
 
 /// An accepted connection before its socket is ours: what the opening settled.
 pub(crate) struct Opening {
-    /// Serialized JSON.
+    /// Serialized JSON: a new connection's (a resumed session keeps its own).
     pub metadata: Arc<str>,
     /// What the reply to OPEN asked for.
     pub effects: Vec<Effect>,

@@ -47,7 +47,6 @@ pub(crate) struct Parking {
 /// arrives for it is held until [`Edge::resume`] has replayed.
 pub(crate) struct Ticket {
     pub id: String,
-    pub metadata: Arc<str>,
     /// The session's generation once resumed: its connection's.
     pub generation: u64,
     positions: HashMap<String, (String, u64)>,
@@ -142,7 +141,6 @@ impl Edge {
     /// A session held here.
     fn local_ticket(&self, claims: &SessionClaims) -> Option<Ticket> {
         let session = self.hub.session(&claims.connection_id)?;
-        let metadata = self.hub.metadata(&claims.connection_id)?;
         let generation = {
             let mut state = session.lock();
             if state.generation != claims.generation {
@@ -153,7 +151,7 @@ impl Edge {
         };
         let parked = self.parking.parked.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
-        Some(Ticket { id: claims.connection_id.clone(), metadata, generation, positions, home_lost: false })
+        Some(Ticket { id: claims.connection_id.clone(), generation, positions, home_lost: false })
     }
 
     /// The resumed connection's client sent its resume frame: the session
@@ -339,9 +337,9 @@ impl Edge {
         let metadata: Arc<str> = Arc::from(handover.metadata_json.as_str());
         let kept = handover.messages.into_iter().map(|m| (m.seq, m.frame)).collect();
         let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
-        let generation = self.adopt(&id, metadata.clone(), state, &handover.channels)?;
+        let generation = self.adopt(&id, metadata, state, &handover.channels)?;
         let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
-        Some(Ticket { id, metadata, generation, positions, home_lost: false })
+        Some(Ticket { id, generation, positions, home_lost: false })
     }
 
     /// Makes a session from another edge live here (subscribed, resuming,
@@ -380,10 +378,10 @@ impl Edge {
         let id = claims.connection_id.clone();
         let metadata: Arc<str> = Arc::from(record.metadata_json.as_str());
         let state = crate::session::SessionState::restored(claims.generation, 0, Vec::new());
-        let generation = self.adopt(&id, metadata.clone(), state, &record.channels)?;
+        let generation = self.adopt(&id, metadata, state, &record.channels)?;
         self.record_session(&id);
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
-        Some(Ticket { id, metadata, generation, positions: HashMap::new(), home_lost: true })
+        Some(Ticket { id, generation, positions: HashMap::new(), home_lost: true })
     }
 }
 
