@@ -10,6 +10,7 @@ mod connection;
 pub mod cursor;
 pub mod drain;
 pub mod effect;
+pub mod expiry;
 pub mod frame;
 pub mod hub;
 pub mod metadata;

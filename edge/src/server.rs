@@ -143,7 +143,9 @@ async fn handle(
     let metadata: Arc<str> = metadata.to_string().into();
     // A session's client coming back with its latest token resumes it; any
     // other token gets a fresh session, as if it had none.
-    let ticket = match session.then(|| session::resume_token(&request)).flatten() {
+    let token = session.then(|| session::resume_token(&request)).flatten();
+    let rejoin = token.is_some();
+    let ticket = match token {
         Some(token) => {
             let ticket = edge.resume_ticket(token).await;
             if ticket.is_none() {
@@ -185,7 +187,7 @@ async fn handle(
         let _slot = slot;
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => {
-                let opening = connection::Opening { metadata, effects, format, session, resume: None };
+                let opening = connection::Opening { metadata, effects, format, session, resume: None, rejoin };
                 connection::run(edge, id, stream, early, opening).await;
             }
             Err(e) => {
@@ -231,6 +233,7 @@ fn resumed(
                     format: Format::Slip,
                     session: true,
                     resume: Some(ticket),
+                    rejoin: false,
                 };
                 connection::run(edge, id, stream, early, opening).await;
             }

@@ -203,6 +203,12 @@ impl SessionState {
     /// A resume begins: from now on what arrives is held until [`SessionState::resumed`].
     pub fn begin_resume(&mut self) {
         self.generation += 1;
+        self.hold();
+    }
+
+    /// What arrives is held until [`SessionState::resumed`] (a resume, or a
+    /// fresh session replaying from where its client stood).
+    pub fn hold(&mut self) {
         self.held = Some(Vec::new());
     }
 

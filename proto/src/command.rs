@@ -187,15 +187,22 @@ pub fn encode_binary(data: &[u8]) -> String {
 }
 
 /// Parses and checks a whole batch. An empty body means no commands (a
-/// backend may answer a TEXT event with a bare 200 or 204).
+/// backend may answer a TEXT event with a bare 200 or 204). A bare array of
+/// commands is a batch too: the original TypeScript library's
+/// `endResponse()` answers with one, and its backends must work unchanged.
 pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> {
     if body.len() > MAX_COMMAND_BODY_BYTES {
         return Err(CommandError::TooLarge(body.len()));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(Vec::new());
-    }
-    let batch: Batch = serde_json::from_slice(body).map_err(|e| CommandError::Json(e.to_string()))?;
+    };
+    let json = |e: serde_json::Error| CommandError::Json(e.to_string());
+    let batch: Batch = if *first == b'[' {
+        Batch { events: serde_json::from_slice(body).map_err(json)? }
+    } else {
+        serde_json::from_slice(body).map_err(json)?
+    };
     if batch.events.len() > MAX_COMMANDS_PER_BATCH {
         return Err(CommandError::TooMany(batch.events.len()));
     }
@@ -219,6 +226,17 @@ mod tests {
     use serde_json::json;
 
     const ID: &str = "n1.0123456789abcdef0123";
+
+    #[test]
+    fn a_bare_array_is_a_batch_as_the_original_library_answers() {
+        let body =
+            json!([{"type": "ACCEPT", "connectionId": ID}, {"type": "SUBSCRIBE", "connectionId": ID, "channel": "c"}]);
+        let commands = parse(body.to_string().as_bytes(), Source::CallbackReply).unwrap();
+        assert_eq!(commands.iter().map(Command::kind).collect::<Vec<_>>(), ["ACCEPT", "SUBSCRIBE"]);
+        assert!(parse(b" [ ] ", Source::CallbackReply).unwrap().is_empty());
+        assert!(matches!(parse(b"[{\"type\":\"NOPE\"}]", Source::CallbackReply), Err(CommandError::Json(_))));
+        assert!(matches!(parse(b"[1,", Source::ControlRequest), Err(CommandError::Json(_))));
+    }
 
     #[test]
     fn parses_every_command_with_exact_field_names() {

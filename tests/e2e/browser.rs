@@ -72,7 +72,11 @@ async fn join(browser: &Browser, page: &str, name: &str) {
 }
 
 async fn wait_for_text(browser: &Browser, id: &str, want: &str) {
-    let deadline = Instant::now() + PATIENCE;
+    wait_for_text_within(browser, id, want, PATIENCE).await;
+}
+
+async fn wait_for_text_within(browser: &Browser, id: &str, want: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
     loop {
         let text = browser.find(Locator::Id(id)).await.unwrap().text().await.unwrap();
         if text.contains(want) {
@@ -113,4 +117,48 @@ async fn the_demo_chats_between_two_browsers() {
     wait_for_text(&bob, "log", "Ann left").await;
     bob.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profiles);
+}
+
+/// `slip dev` keeps everything in memory, so a restart ends every session
+/// (docs/decisions.md). The page lives through it: it reconnects by itself,
+/// a line typed while the gateway was away goes out once it is back, and a
+/// page that comes back after that line was said still gets it (its client
+/// names where it stood; the channel's history since the restart fills in).
+#[tokio::test]
+async fn the_demo_page_loses_no_line_when_the_gateway_restarts() {
+    let (listen, control) =
+        (format!("127.0.0.1:{}", crate::cluster::free_port()), format!("127.0.0.1:{}", crate::cluster::free_port()));
+    let args = ["dev", "--listen", listen.as_str(), "--control-listen", control.as_str()];
+    let (mut gateway, lines) = spawn_slip(&args, &["Demo chat:"]).await;
+    let page = lines[0].split_whitespace().next().unwrap().to_owned();
+    let (_driver, driver) = chromedriver().await;
+    let profiles = std::env::temp_dir().join(format!("slip-restart-{}", std::process::id()));
+    let ann = browser(&driver, &profiles.join("ann")).await;
+    let bob = browser(&driver, &profiles.join("bob")).await;
+    join(&ann, &page, "Ann").await;
+    join(&bob, &page, "Bob").await;
+    say(&ann, "before the restart").await;
+    wait_for_text(&bob, "log", "before the restart").await;
+
+    gateway.kill().await.unwrap();
+    wait_for_text(&bob, "status", "reconnecting").await;
+    say(&bob, "said while it was away").await;
+    let (_gateway, _) = spawn_slip(&args, &["Demo chat:"]).await;
+
+    // Reconnects back off (at most 30 s between tries), hence the patience.
+    for (who, page) in [("Ann", &ann), ("Bob", &bob)] {
+        wait_for_text_within(page, "log", "said while it was away", Duration::from_secs(60)).await;
+        wait_for_text(page, "status", &format!("connected as {who}")).await;
+    }
+    let log = ann.find(Locator::Id("log")).await.unwrap().text().await.unwrap();
+    assert_eq!(log.matches("said while it was away").count(), 1, "{log}");
+    assert!(log.contains("before the restart"), "{log}");
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(profiles);
+}
+
+async fn say(browser: &Browser, text: &str) {
+    browser.find(Locator::Id("text")).await.unwrap().send_keys(text).await.unwrap();
+    browser.find(Locator::Css("#say button")).await.unwrap().click().await.unwrap();
 }

@@ -7,6 +7,7 @@ use slip_proto::callback::{CallbackRequest, Event};
 use slip_proto::pb::{PublishRequest, publish_request};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::cluster::free_port;
 use crate::support::*;
 
 /// Accepts everyone into "room" and greets them; `me:TEXT` comes back to its sender.
@@ -223,4 +224,61 @@ async fn a_session_not_resumed_in_time_ends_with_exactly_one_close() {
     assert_eq!(events_named(&backend, &id, "CLOSE"), 1);
     let (mut late, _) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
     assert_eq!(json_frame(&mut late).await["resumed"], false, "too late: a fresh session");
+}
+
+/// `slip dev` keeps sessions and history in memory: restarted, it knows
+/// neither (docs/decisions.md). A client coming back with its token gets a
+/// fresh session (an OPEN to the backend), and, in the channels the backend
+/// subscribes it to, what they published since that it has not seen: a
+/// chat loses no line across the restart. Its resume frame is not a
+/// message to the backend.
+#[tokio::test]
+async fn after_a_restart_a_returning_client_gets_a_fresh_session_and_what_its_channels_published_since() {
+    let backend = Backend::start(room).await;
+    let (listen, control) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let gateway = Gateway::start_at(&backend.url, &listen, &control, &[]).await;
+    let (mut client, _) = session_client(&gateway.ws).await;
+    let (token, id) = opened(&mut client).await;
+    wait_for_subscribers(&gateway, "room", 1).await;
+    gateway.grpc().await.publish(publish("room", "before")).await.unwrap();
+    let before = json_frame(&mut client).await;
+    assert_eq!((&before["offset"], &before["data"]), (&json!(1), &json!("before")));
+    gateway.stop().await;
+    drop(client);
+
+    let gateway = Gateway::start_at(&backend.url, &listen, &control, &[]).await;
+    // Someone else is back first, and something is said.
+    let (mut other, _) = session_client(&gateway.ws).await;
+    opened(&mut other).await;
+    wait_for_subscribers(&gateway, "room", 1).await;
+    let mut grpc = gateway.grpc().await;
+    grpc.publish(publish("room", "since")).await.unwrap();
+    let since = json_frame(&mut other).await;
+    assert_eq!(since["data"], "since");
+    assert_ne!(since["epoch"], before["epoch"], "a restarted gateway starts its streams afresh");
+
+    let (mut back, _) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
+    let places = json!({"type": "resume", "seq": 1, "channels": {"room": {"epoch": before["epoch"], "offset": 1}}});
+    back.send(&places.to_string()).await;
+    let session = json_frame(&mut back).await;
+    assert_eq!(session["resumed"], false);
+    let new_id = session["connectionId"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    assert_eq!(json_frame(&mut back).await, since, "what the channel published since the restart");
+    assert_eq!(json_frame(&mut back).await, json!({"type": "message", "seq": 1, "data": "hello"}));
+    grpc.publish(publish("room", "after")).await.unwrap();
+    let after = json_frame(&mut back).await;
+    assert_eq!((&after["offset"], &after["data"]), (&json!(2), &json!("after")), "then live");
+    back.send("me:back").await;
+    assert_eq!(json_frame(&mut back).await, json!({"type": "message", "seq": 2, "data": "back"}));
+    assert_eq!(events_named(&backend, &new_id, "OPEN"), 1);
+    let texts: Vec<String> = backend
+        .events_of(&new_id)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Text { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["me:back"], "the resume frame is not the backend's");
 }

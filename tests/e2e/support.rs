@@ -237,7 +237,12 @@ impl Gateway {
     }
 
     pub async fn start_with(target: &str, extra: &[&str]) -> Self {
-        let mut args = vec!["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"];
+        Self::start_at(target, "127.0.0.1:0", "127.0.0.1:0", extra).await
+    }
+
+    /// On given addresses: a gateway restarted where its clients knew it.
+    pub async fn start_at(target: &str, listen: &str, control_listen: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["dev", "--listen", listen, "--control-listen", control_listen];
         args.extend(["--target-url", target, "--jwt-secret", SECRET]);
         args.extend(extra);
         let (child, lines) = spawn_slip(&args, &["WebSocket:", "Control API:"]).await;

@@ -48,6 +48,10 @@ pub(crate) struct Opening {
     pub session: bool,
     /// The session this connection resumes (no OPEN was sent for it).
     pub resume: Option<Ticket>,
+    /// A fresh session whose client came with a token that could not
+    /// resume: its first frame, a resume frame, still names where it stood
+    /// in its channels.
+    pub rejoin: bool,
 }
 
 /// How a session's connection ending leaves the session: parked for a
@@ -62,7 +66,7 @@ fn parks(ending: Option<&Ending>) -> bool {
 /// Runs an accepted connection to its end. `early` holds bytes the client
 /// sent right behind its handshake.
 pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: Bytes, opening: Opening) {
-    let Opening { metadata, effects, format, session, resume } = opening;
+    let Opening { metadata, effects, format, session, resume, rejoin } = opening;
     let outbox = Arc::new(Outbox::new(edge.config.outbox));
     let generation = match &resume {
         Some(ticket) => {
@@ -79,6 +83,11 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
                 outbox.push(crate::session::opening(&edge.config.jwt_secret, &id, slip_proto::jwt::now()));
             }
             edge.hub.register_as(&id, outbox.clone(), metadata, session);
+            if rejoin && let Some(session) = edge.hub.session(&id) {
+                // What the reply to OPEN subscribes it to waits behind the
+                // replay its resume frame asks for.
+                session.lock().hold();
+            }
             0
         }
     };
@@ -91,6 +100,7 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
     let (read, write) = stream.into_split();
     let writer = edge.tasks.spawn(writer::run(write, outbox.clone()));
     let settings = Settings::from(&edge.config);
+    let resume = resume.or_else(|| rejoin.then(|| Ticket::fresh(&id)));
     let core = match resume {
         Some(_) => Core::resuming(id, &settings, &early, now()),
         None => Core::new(id, format, &settings, &early, now()),

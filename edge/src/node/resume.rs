@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use slip_proto::callback::Event;
@@ -20,11 +21,16 @@ use slip_proto::session::{self as wire, Payload, Recovery, Resume, SessionClaims
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::expiry::{Expiries, Expiry};
 use crate::outbox::Outbox;
 use crate::session::{Placed, publication};
 
 /// Ids of history questions a resume asks, apart from the cursors' own.
 const SESSION_QUERY_BIT: u64 = 1 << 63;
+
+/// Most expired sessions the timer ends per wakeup before looking again
+/// (their CLOSE callbacks run as tasks of their own).
+const EXPIRIES_PER_TURN: usize = 1024;
 
 /// A session waiting to be resumed.
 pub(crate) struct Parked {
@@ -39,6 +45,13 @@ pub(crate) struct Parked {
 #[derive(Default)]
 pub(crate) struct Parking {
     parked: Mutex<HashMap<String, Parked>>,
+    /// When each parked session ends, read by one timer task for them all.
+    expiries: Mutex<Expiries>,
+    /// Wakes the timer: a deadline earlier than the one it sleeps for.
+    rearm: tokio::sync::Notify,
+    timer_started: AtomicBool,
+    /// The outbox every parked session has: it takes nothing, and one serves all.
+    sink: OnceLock<Arc<Outbox>>,
     questions: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
     next_question: AtomicU64,
 }
@@ -52,6 +65,17 @@ pub(crate) struct Ticket {
     positions: HashMap<String, (String, u64)>,
     /// Its edge died: what it kept (messages, its places) died with it.
     home_lost: bool,
+    /// Not a resume: a fresh session, given what its channels published
+    /// after the places its client names (its old session is gone, not its
+    /// channels' history). Its session frame went out at the opening.
+    fresh: bool,
+}
+
+impl Ticket {
+    /// A fresh session whose client came with a token that could not resume.
+    pub(crate) fn fresh(id: &str) -> Self {
+        Self { id: id.to_owned(), generation: 0, positions: HashMap::new(), home_lost: false, fresh: true }
+    }
 }
 
 impl Edge {
@@ -82,16 +106,59 @@ impl Edge {
                 .collect()
         };
         // Frames for it go nowhere until it is resumed.
-        self.hub.replace_outbox(id, parked_outbox(self.config.outbox));
+        self.hub.replace_outbox(id, self.parked_outbox());
         self.parking.parked.lock().insert(id.to_owned(), Parked { generation, positions });
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("parked")).inc();
-        let (edge, id) = (self.clone(), id.to_owned());
-        let stopping = self.stopping.clone();
-        let window = self.config.resume_window;
-        self.tasks.spawn(stopping.run_until_cancelled_owned(async move {
-            tokio::time::sleep(window).await;
-            edge.expire(&id, generation).await;
-        }));
+        self.expire_later(id, generation);
+    }
+
+    /// The outbox of every parked session.
+    fn parked_outbox(&self) -> Arc<Outbox> {
+        self.parking
+            .sink
+            .get_or_init(|| {
+                let nowhere = Arc::new(Outbox::new(self.config.outbox));
+                nowhere.abort("parked");
+                nowhere
+            })
+            .clone()
+    }
+
+    /// The session ends when the resume window passes, unless resumed or
+    /// parked again (another generation) by then.
+    fn expire_later(self: &Arc<Self>, id: &str, generation: u64) {
+        let at = tokio::time::Instant::now() + self.config.resume_window;
+        let earliest = self.parking.expiries.lock().push(Expiry { at, id: id.to_owned(), generation });
+        if !self.parking.timer_started.swap(true, Ordering::AcqRel) {
+            let edge = self.clone();
+            self.tasks.spawn(self.stopping.clone().run_until_cancelled_owned(edge.run_expiries()));
+        } else if earliest {
+            self.parking.rearm.notify_one();
+        }
+    }
+
+    /// The timer of every parked session: sleeps until the earliest
+    /// deadline, ends the sessions whose window passed.
+    async fn run_expiries(self: Arc<Self>) {
+        loop {
+            let next = self.parking.expiries.lock().next();
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.parking.rearm.notified() => {}
+                    }
+                }
+                None => self.parking.rearm.notified().await,
+            }
+            let due = self.parking.expiries.lock().take_due(tokio::time::Instant::now(), EXPIRIES_PER_TURN);
+            for expiry in due {
+                if self.unpark(&expiry.id, expiry.generation) {
+                    let edge = self.clone();
+                    self.tasks.spawn(async move { edge.end_expired(&expiry.id).await });
+                }
+            }
+        }
     }
 
     /// Sessions parked here, waiting to be resumed.
@@ -103,19 +170,27 @@ impl Edge {
     pub async fn end_parked_sessions(&self) {
         let parked: Vec<(String, u64)> =
             self.parking.parked.lock().iter().map(|(id, p)| (id.clone(), p.generation)).collect();
-        let ends = parked.iter().map(|(id, generation)| self.expire(id, *generation));
+        let ends = parked
+            .iter()
+            .filter(|(id, generation)| self.unpark(id, *generation))
+            .map(|(id, _)| self.end_expired(id))
+            .collect::<Vec<_>>();
         futures_util::future::join_all(ends).await;
     }
 
-    /// The resume window passed: the session ends, and the backend hears its CLOSE.
-    async fn expire(&self, id: &str, generation: u64) {
-        {
-            let mut parked = self.parking.parked.lock();
-            if parked.get(id).is_none_or(|p| p.generation != generation) {
-                return;
-            }
-            parked.remove(id);
+    /// Takes a session out of the parking if it is still parked as `generation`.
+    fn unpark(&self, id: &str, generation: u64) -> bool {
+        let mut parked = self.parking.parked.lock();
+        if parked.get(id).is_none_or(|p| p.generation != generation) {
+            return false;
         }
+        parked.remove(id);
+        true
+    }
+
+    /// The resume window passed (or the edge is going away): the session
+    /// ends, and the backend hears its CLOSE.
+    async fn end_expired(&self, id: &str) {
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("expired")).inc();
         let metadata = self.hub.metadata(id).unwrap_or_else(|| Arc::from("null"));
         self.connection_closed(id);
@@ -151,7 +226,7 @@ impl Edge {
         };
         let parked = self.parking.parked.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
-        Some(Ticket { id: claims.connection_id.clone(), generation, positions, home_lost: false })
+        Some(Ticket { id: claims.connection_id.clone(), generation, positions, home_lost: false, fresh: false })
     }
 
     /// The resumed connection's client sent its resume frame: the session
@@ -172,6 +247,10 @@ impl Edge {
                 None => ticket.positions.get(&channel).cloned(),
             };
             let Some((epoch, offset)) = from else {
+                if ticket.fresh {
+                    // New to the channel: it starts live.
+                    continue;
+                }
                 // No place known: only a stream that never had a publication is surely not missed.
                 if ticket.home_lost && self.session_history(&channel, "", 0).await.is_none_or(|a| a.top_offset > 0) {
                     lost.push(channel.clone());
@@ -198,6 +277,14 @@ impl Edge {
         if ticket.home_lost {
             // Numbers go on from the client's: what was sent meanwhile died with its edge.
             state.continue_from(resume.seq);
+        }
+        if ticket.fresh {
+            // Its messages are numbered afresh: the client has seen none.
+            let (frames, _) = state.resumed(positions, replay, 0);
+            for frame in frames {
+                outbox.push(frame);
+            }
+            return;
         }
         let (frames, messages_kept) = state.resumed(positions, replay, resume.seq);
         if !messages_kept || ticket.home_lost {
@@ -312,7 +399,7 @@ impl Edge {
                 generation: take.generation,
             }
         };
-        if let Some(outbox) = self.hub.replace_outbox(id, parked_outbox(self.config.outbox)) {
+        if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
             outbox.abort("resumed elsewhere");
         }
         for channel in self.hub.unregister(id) {
@@ -339,7 +426,7 @@ impl Edge {
         let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
         let generation = self.adopt(&id, metadata, state, &handover.channels)?;
         let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
-        Some(Ticket { id, generation, positions, home_lost: false })
+        Some(Ticket { id, generation, positions, home_lost: false, fresh: false })
     }
 
     /// Makes a session from another edge live here (subscribed, resuming,
@@ -351,7 +438,7 @@ impl Edge {
         state: crate::session::SessionState,
         channels: &[String],
     ) -> Option<u64> {
-        self.hub.register_session(id, parked_outbox(self.config.outbox), metadata, state);
+        self.hub.register_session(id, self.parked_outbox(), metadata, state);
         for channel in channels {
             if self.hub.subscribe(id, channel) == crate::hub::Subscribed::First {
                 self.interest(channel.clone(), true);
@@ -381,15 +468,8 @@ impl Edge {
         let generation = self.adopt(&id, metadata, state, &record.channels)?;
         self.record_session(&id);
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
-        Some(Ticket { id, generation, positions: HashMap::new(), home_lost: true })
+        Some(Ticket { id, generation, positions: HashMap::new(), home_lost: true, fresh: false })
     }
-}
-
-/// An outbox that takes nothing: a parked session's.
-fn parked_outbox(limits: crate::outbox::OutboxLimits) -> Arc<Outbox> {
-    let nowhere = Arc::new(Outbox::new(limits));
-    nowhere.abort("parked");
-    nowhere
 }
 
 /// A publication from history as a session gets it.
