@@ -209,6 +209,15 @@ impl Gateway {
         (i < self.controls.len()).then_some(i)
     }
 
+    /// SIGTERM to edge `i` of a cluster, as a deploy does: it drains.
+    pub fn terminate_edge(&self, i: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.shape.is_some() && i < self.ws.len(), "no edge {i} to drain");
+        let pid = self.children[self.controls.len() + i].id().context("the edge exited")?;
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+        Ok(())
+    }
+
     /// SIGKILL to control node `i` of a cluster (its processes come first).
     pub async fn kill_control(&mut self, i: usize) -> anyhow::Result<()> {
         anyhow::ensure!(self.shape.is_some() && i < self.controls.len(), "no control node {i} to kill");

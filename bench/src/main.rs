@@ -85,6 +85,8 @@ enum Scenario {
     },
     /// N `slip.v1` sessions open, all drop (parked), all resume while a
     /// publisher goes on: memory per live and parked session, resume times.
+    /// With `--cluster 2`: the sessions' edge is drained (SIGTERM) instead,
+    /// and they resume on the other edge.
     Sessions {
         #[arg(long, default_value_t = 1_000)]
         sessions: usize,
@@ -186,8 +188,13 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", fanout::run(&target, plan).await?);
         }
         Scenario::Sessions { sessions } => {
-            println!("sessions ({}): {sessions} slip.v1 sessions parked and resumed", target.name());
-            println!("{}", serde_json::to_string_pretty(&sessions::run(&target, sessions).await?)?);
+            if target.cluster().is_some_and(|g| g.ws.len() >= 2) {
+                println!("sessions ({}): {sessions} slip.v1 sessions on edge 0, edge 0 drained", target.name());
+                println!("{}", serde_json::to_string_pretty(&sessions::after_drain(&target, sessions).await?)?);
+            } else {
+                println!("sessions ({}): {sessions} slip.v1 sessions parked and resumed", target.name());
+                println!("{}", serde_json::to_string_pretty(&sessions::run(&target, sessions).await?)?);
+            }
         }
         Scenario::Inbound { clients, messages } => {
             println!(

@@ -89,6 +89,14 @@ impl Target {
         }
     }
 
+    /// The cluster's gateway, if the target is a cluster of `slip` processes.
+    pub fn cluster(&self) -> Option<&Gateway> {
+        match self {
+            Target::Slip(g) if g.shape.is_some() => Some(g),
+            _ => None,
+        }
+    }
+
     pub async fn publisher(&self) -> anyhow::Result<Publisher> {
         Ok(match self {
             Target::Slip(g) => Publisher::Grpc(g.grpc().await?),

@@ -142,7 +142,8 @@ async fn handle(
     }
     let metadata: Arc<str> = metadata.to_string().into();
     // A session's client coming back with its latest token resumes it; any
-    // other token gets a fresh session, as if it had none.
+    // other token gets a fresh session, which still reads the client's
+    // resume frame for where it stood in its channels (`rejoin`).
     let token = session.then(|| session::resume_token(&request)).flatten();
     let rejoin = token.is_some();
     let ticket = match token {

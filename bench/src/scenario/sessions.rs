@@ -6,6 +6,10 @@
 //! first: freed socket memory stays in the process, and the first batch's
 //! is what the second one's connections reuse, so the growth is the parked
 //! state alone.
+//!
+//! On a cluster of two edges ([`after_drain`]): the sessions are on edge 0
+//! when it is drained (SIGTERM, a deploy); each client, closed with 1012,
+//! comes back through edge 1, which takes its session over.
 
 use std::time::{Duration, Instant};
 
@@ -122,6 +126,94 @@ pub async fn run(target: &Target, sessions: usize) -> anyhow::Result<Sessions> {
         sessions,
         bytes_per_live_session: live.saturating_sub(before) as f64 * 1024.0 / n,
         bytes_per_parked_session: parked_twice.saturating_sub(parked_once) as f64 * 1024.0 / n,
+        resume: Latency::of(&mut resume),
+        first_live: Latency::of(&mut first_live),
+        recovered: results.iter().filter(|r| r.2).count(),
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AfterDrain {
+    pub sessions: usize,
+    /// Reconnect (through the other edge) with the token → the resumed session frame.
+    pub resume: Latency,
+    /// The resumed session frame → the first live publication.
+    pub first_live: Latency,
+    pub recovered: usize,
+}
+
+/// Resumes at once, at most (as `run`'s): a deploy's clients come back
+/// spread out by their backoff's jitter, not all in the same instant.
+const RESUMING_AT_ONCE: usize = 64;
+
+/// `n` sessions on edge 0 of a cluster while a publisher goes on; edge 0 is
+/// drained; every client comes back through edge 1 as soon as its socket
+/// closes (at most [`RESUMING_AT_ONCE`] resuming at once).
+pub async fn after_drain(target: &Target, n: usize) -> anyhow::Result<AfterDrain> {
+    let gateway = target.cluster().context("a cluster")?;
+    let urls = target.ws_urls();
+    anyhow::ensure!(urls.len() >= 2, "two edges needed");
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut ws = open(&urls[0]).await?;
+        let first = next_json(&mut ws).await?;
+        clients.push((ws, first["session"].as_str().context("no token")?.to_owned()));
+    }
+    eprintln!("sessions: {n} open on edge 0");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut publisher = target.publisher().await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let publishing = tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let _ = publisher.publish(format!("live {n}")).await;
+            tokio::time::sleep(PUBLISH_EVERY).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(RESUMING_AT_ONCE));
+    let other = urls[1].clone();
+    let resumes: Vec<_> = clients
+        .into_iter()
+        .map(|(mut ws, token)| {
+            let (slots, url) = (slots.clone(), format!("{other}?slip_resume={token}"));
+            tokio::spawn(async move {
+                // Read until the drain closes the socket.
+                while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+                drop(ws);
+                let _slot = slots.acquire().await?;
+                let started = Instant::now();
+                let mut ws = open(&url).await?;
+                ws.send(Message::text(r#"{"type":"resume"}"#)).await?;
+                let session = next_json(&mut ws).await?;
+                let resumed_at = Instant::now();
+                anyhow::ensure!(session["resumed"] == true, "not resumed: {session}");
+                loop {
+                    if next_json(&mut ws).await?["type"] == "publication" {
+                        break;
+                    }
+                }
+                Ok::<_, anyhow::Error>((resumed_at - started, resumed_at.elapsed(), session["recovered"] == true))
+            })
+        })
+        .collect();
+    gateway.terminate_edge(0)?;
+    eprintln!("sessions: edge 0 draining");
+    let mut results = Vec::with_capacity(n);
+    for resume in resumes {
+        results.push(resume.await??);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = publishing.await;
+    let (mut resume, mut first_live): (Vec<Duration>, Vec<Duration>) = results.iter().map(|r| (r.0, r.1)).unzip();
+    Ok(AfterDrain {
+        sessions: n,
         resume: Latency::of(&mut resume),
         first_live: Latency::of(&mut first_live),
         recovered: results.iter().filter(|r| r.2).count(),
