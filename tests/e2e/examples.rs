@@ -103,3 +103,77 @@ async fn the_sdk_publishes_over_http_and_grpc() {
     grpc.close(&id).await.unwrap();
     assert_eq!(client.close_code().await, 1000);
 }
+
+/// The original README's handler in TypeScript (`examples/nextjs-chat`, on
+/// `js/slip-sockets`), type-checked, then served by Node's HTTP server as
+/// Next.js would call it, as the backend of a real `slip dev`: real
+/// WebSocket clients chat through it, a publish through `publisher.send`
+/// reaches them, and a callback it did not get from the gateway is refused.
+#[tokio::test]
+async fn the_original_readme_handler_in_typescript() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = format!("{root}/examples/nextjs-chat");
+    let tsc = format!("{root}/js/node_modules/typescript/bin/tsc");
+    let checked = std::process::Command::new("node")
+        .args([tsc.as_str(), "-p", &format!("{example}/tsconfig.routes.json")])
+        .status()
+        .expect("node runs tsc (scripts/test.sh installs js/)");
+    assert!(checked.success(), "the route handlers type-check");
+    let bundle = std::env::temp_dir().join(format!("slip-routes-{}.mjs", std::process::id()));
+    let bundled = std::process::Command::new(format!("{root}/js/node_modules/.bin/esbuild"))
+        .arg(format!("{example}/routes.ts"))
+        .args(["--bundle", "--format=esm", "--platform=node", "--log-level=warning"])
+        .arg(format!("--alias:slip-sockets={root}/js/slip-sockets/src/index.ts"))
+        .arg(format!("--outfile={}", bundle.display()))
+        .status()
+        .expect("esbuild");
+    assert!(bundled.success());
+
+    let port = crate::cluster::free_port();
+    let gateway = Gateway::start(&format!("http://127.0.0.1:{port}/api/slip")).await;
+    let mut node = tokio::process::Command::new("node")
+        .arg(format!("{example}/serve-routes.mjs"))
+        .arg(&bundle)
+        .env("PORT", port.to_string())
+        .env("SLIP_CONTROL_API", format!("{}/", gateway.control))
+        .env("SLIP_JWT_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node serves the routes");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(ready.contains("/api/slip"), "{ready}");
+    chat_works(&gateway).await;
+
+    // Publishing from elsewhere in the app: `publisher.send`, signed by the
+    // library, accepted by the gateway's control API.
+    let mut carol = Client::connect(&gateway).await;
+    carol.texts(2).await;
+    let announced = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/announce"))
+        .body("an announcement")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(announced.status(), 204);
+    assert_eq!(carol.text().await, "an announcement");
+
+    // Callbacks not from the gateway: 403, as the handler answers a `null` connection.
+    for token in [
+        slip_proto::jwt::sign(b"wrong", "WebSocketEvent", slip_proto::jwt::now()),
+        slip_proto::jwt::sign(SECRET.as_bytes(), "ControlEvent", slip_proto::jwt::now()),
+        slip_proto::jwt::sign(SECRET.as_bytes(), "WebSocketEvent", slip_proto::jwt::now() - 120),
+    ] {
+        let refused = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/slip"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(r#"{"connectionId":"x","metadata":null,"events":[{"type":"OPEN","connectionId":"x"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        assert_eq!(refused.text().await.unwrap(), "Invalid token");
+    }
+    let _ = std::fs::remove_file(bundle);
+}

@@ -1,0 +1,7 @@
+export { SlipSocketPublisher, ControlApiError } from "./publisher.js";
+export type { SlipSocketPublisherOptions, EventsFor } from "./publisher.js";
+export { SlipSocketConnection, CONTENT_TYPE } from "./connection.js";
+export { JWT, ISSUER, TOKEN_LIFETIME_SECONDS, MAX_TOKEN_BYTES, bearer } from "./jwt.js";
+export type { Audience, Claims, TokenProblem, Verified } from "./jwt.js";
+export { parseEventRequest, assertUnreachable } from "./events.js";
+export type * from "./events.js";

@@ -1,0 +1,169 @@
+// The backend's side of SLIP Sockets: reads a callback (`parseRequest`)
+// and talks to the control API (`send`, and one-liners on top of it).
+
+import { toBase64 } from "./base64.js";
+import { CONTENT_TYPE, SlipSocketConnection } from "./connection.js";
+import { bearer, JWT } from "./jwt.js";
+import type { ControlEvent, FromSlipServer, InEvent, JsonValue } from "./events.js";
+import { parseEventRequest } from "./events.js";
+
+export interface SlipSocketPublisherOptions<Binary extends boolean = false> {
+  /** The gateway's HTTP control API, e.g. `http://127.0.0.1:7070/`. */
+  controlApi: string;
+  /** The secret shared with the gateway (`SLIP_JWT_SECRET`). */
+  jwtSecret: string;
+  /** The gateway sends BINARY events (`SLIP_TARGET_BINARY`): `inEvents` may hold them. */
+  binaryEvents?: Binary;
+  /** Told why a request was refused (default: `console.error`). */
+  onInvalidRequest?: (reason: string) => void;
+  /** The `fetch` to reach the control API with (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+/** Events a connection carries: BINARY too, when the publisher opted in. */
+export type EventsFor<Binary extends boolean> = Binary extends true ? InEvent : FromSlipServer;
+
+/** The control API refused a request, or could not be reached. */
+export class ControlApiError extends Error {
+  /** The HTTP status; `undefined` when the API could not be reached. */
+  readonly status: number | undefined;
+  /** The API's reply, as it sent it. */
+  readonly body: string;
+  /** The command the API named as the one it refused, when it named one. */
+  readonly command: ControlEvent | undefined;
+
+  constructor(message: string, status: number | undefined, body: string, command?: ControlEvent, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "ControlApiError";
+    this.status = status;
+    this.body = body;
+    this.command = command;
+  }
+}
+
+export class SlipSocketPublisher<Binary extends boolean = false> {
+  readonly controlApi: string;
+  readonly jwt: JWT;
+  private readonly binaryEvents: boolean;
+  private readonly onInvalidRequest: (reason: string) => void;
+  private readonly fetch: typeof fetch;
+
+  constructor(options: SlipSocketPublisherOptions<Binary>) {
+    if (!options.controlApi) throw new Error('"controlApi" is required');
+    this.controlApi = options.controlApi;
+    this.jwt = new JWT({ jwtSecret: options.jwtSecret });
+    this.binaryEvents = options.binaryEvents === true;
+    this.onInvalidRequest = options.onInvalidRequest ?? ((reason) => console.error(`".parseRequest" ${reason}`));
+    this.fetch = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  /**
+   * The connection a callback is about, or `null` when the request is not a
+   * callback from the gateway: a token that fails (signature, issuer,
+   * audience, expiry) or a body that is not a callback. The token is
+   * checked before the body is read.
+   */
+  async parseRequest(request: Request): Promise<SlipSocketConnection<EventsFor<Binary>> | null> {
+    const token = await this.jwt.verify(bearer(request.headers.get("authorization")), "WebSocketEvent");
+    if (!token.ok) {
+      this.onInvalidRequest(`bad token (${token.problem})`);
+      return null;
+    }
+    let body: unknown;
+    try {
+      body = await request.json();
+    } catch {
+      this.onInvalidRequest("body is not JSON");
+      return null;
+    }
+    const parsed = parseEventRequest(body, this.binaryEvents);
+    if (!parsed) {
+      this.onInvalidRequest("body is not a callback");
+      return null;
+    }
+    return new SlipSocketConnection(parsed as { connectionId: string; metadata: JsonValue | null; events: EventsFor<Binary>[] });
+  }
+
+  /** Runs commands through the control API, in order; throws a `ControlApiError` naming what failed. */
+  async send(events: ControlEvent[]): Promise<void> {
+    const token = await this.jwt.generateToken({ audience: "ControlEvent" });
+    let response: Response;
+    try {
+      response = await this.fetch(this.controlApi, {
+        method: "POST",
+        body: JSON.stringify({ events }),
+        headers: { authorization: `Bearer ${token}`, "content-type": CONTENT_TYPE },
+      });
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new ControlApiError(`".send" control API unreachable at ${this.controlApi}: ${reason}`, undefined, "", undefined, err);
+    }
+    if (response.ok) return;
+    const body = await response.text().catch(() => "");
+    throw refused(response.status, body, events);
+  }
+
+  publishText(channelId: string, data: string): Promise<void> {
+    return this.send([{ type: "PUBLISH_TEXT", channelId, data }]);
+  }
+
+  publishBinary(channelId: string, data: Uint8Array): Promise<void> {
+    return this.send([{ type: "PUBLISH_BINARY", channelId, data: toBase64(data) }]);
+  }
+
+  sendText(connectionId: string, data: string): Promise<void> {
+    return this.send([{ type: "TEXT", connectionId, data }]);
+  }
+
+  sendBinary(connectionId: string, data: Uint8Array): Promise<void> {
+    return this.send([{ type: "BINARY", connectionId, data: toBase64(data) }]);
+  }
+
+  subscribe(connectionId: string, channel: string): Promise<void> {
+    return this.send([{ type: "SUBSCRIBE", connectionId, channel }]);
+  }
+
+  unsubscribe(connectionId: string, channel: string): Promise<void> {
+    return this.send([{ type: "UNSUBSCRIBE", connectionId, channel }]);
+  }
+
+  setMetadata(connectionId: string, metadata: JsonValue | null): Promise<void> {
+    return this.send([{ type: "SET_METADATA", connectionId, metadata }]);
+  }
+
+  close(connectionId: string, code?: number, reason?: string): Promise<void> {
+    const command: ControlEvent = { type: "CLOSE", connectionId };
+    if (code !== undefined) command.code = code;
+    if (reason !== undefined) command.reason = reason;
+    return this.send([command]);
+  }
+
+  closeChannel(channelId: string): Promise<void> {
+    return this.send([{ type: "CLOSE_CHANNEL", channelId }]);
+  }
+}
+
+/**
+ * The error for a refusal, naming the command at fault when the control API
+ * names one: a batch that breaks a rule is refused whole with 400
+ * `{"message": "invalid commands", "error": "command 1: ..."}` (nothing
+ * ran); a command that could not be carried out stops the batch with
+ * `{"message": "command failed", "index": 1, ...}` (those before it ran).
+ */
+function refused(status: number, body: string, events: ControlEvent[]): ControlApiError {
+  let detail = body.trim();
+  let index: number | undefined;
+  try {
+    const reply = JSON.parse(body) as { message?: unknown; error?: unknown; index?: unknown };
+    detail = [reply.message, reply.error].filter((part) => typeof part === "string").join(": ") || detail;
+    if (typeof reply.index === "number") index = reply.index;
+  } catch {
+    // Not JSON (a proxy's page, "Invalid token"): shown as sent.
+  }
+  const named = /^invalid commands: command (\d+)/.exec(detail);
+  if (index === undefined && named) index = Number(named[1]);
+  const command = index === undefined ? undefined : events[index];
+  const which = command ? ` (${command.type} at index ${index})` : "";
+  const ran = command && !named && index !== undefined && index > 0 ? `; the ${index} before it ran` : "";
+  return new ControlApiError(`".send" control API refused the request with ${status}${which}: ${detail}${ran}`, status, body, command);
+}

@@ -1,0 +1,121 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+
+import { ControlApiError, JWT, SlipSocketPublisher } from "../src/index.js";
+
+const SECRET = "test-secret";
+const ID = "edge-1.0123456789abcdef0123";
+
+async function callback(token: string | null, body: string): Promise<Request> {
+  const headers: Record<string, string> = { "content-type": "application/websocket-events" };
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  return new Request("http://backend.test/api/slip", { method: "POST", headers, body });
+}
+
+const opening = JSON.stringify({ connectionId: ID, metadata: null, events: [{ type: "OPEN", connectionId: ID }] });
+
+test("parseRequest: a signed callback gives its connection; a bad token or body gives null", async () => {
+  const refusals: string[] = [];
+  const publisher = new SlipSocketPublisher({ controlApi: "http://127.0.0.1:1/", jwtSecret: SECRET, onInvalidRequest: (r) => refusals.push(r) });
+  const jwt = new JWT({ jwtSecret: SECRET });
+  const good = await jwt.generateToken({ audience: "WebSocketEvent" });
+  const connection = await publisher.parseRequest(await callback(good, opening));
+  assert.equal(connection?.connectionId, ID);
+  assert.equal(connection?.isOpening(), true);
+
+  const expired = await jwt.generateToken({ audience: "WebSocketEvent", now: Date.now() - 61_000 });
+  const control = await jwt.generateToken({ audience: "ControlEvent" });
+  const forged = await new JWT({ jwtSecret: "other" }).generateToken({ audience: "WebSocketEvent" });
+  for (const token of [expired, control, forged, null, "garbage"]) {
+    assert.equal(await publisher.parseRequest(await callback(token, opening)), null);
+  }
+  assert.equal(await publisher.parseRequest(await callback(good, "{not json")), null);
+  assert.equal(await publisher.parseRequest(await callback(good, JSON.stringify({ events: [] }))), null);
+  assert.deepEqual(refusals, [
+    "bad token (expired)",
+    "bad token (audience)",
+    "bad token (signature)",
+    "bad token (missing)",
+    "bad token (malformed)",
+    "body is not JSON",
+    "body is not a callback",
+  ]);
+});
+
+/** A control API that records what it is sent and answers with `answer`. */
+async function controlApi(answer: (body: string) => [number, string]) {
+  const seen: { authorization: string | undefined; contentType: string | undefined; body: string }[] = [];
+  const server = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk) => (body += chunk));
+    request.on("end", () => {
+      seen.push({ authorization: request.headers.authorization, contentType: request.headers["content-type"], body });
+      const [status, text] = answer(body);
+      response.writeHead(status, { "content-type": "application/json" }).end(text);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  return { url, seen, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+test("send: one POST with a ControlEvent token and the commands in order; one-liners are sends", async () => {
+  const api = await controlApi(() => [200, '{"message":"processed successfully"}']);
+  const publisher = new SlipSocketPublisher({ controlApi: api.url, jwtSecret: SECRET });
+  await publisher.send([
+    { type: "SUBSCRIBE", connectionId: ID, channel: "room" },
+    { type: "PUBLISH_TEXT", channelId: "room", data: "hi" },
+  ]);
+  await publisher.publishText("room", "one");
+  await publisher.publishBinary("room", new Uint8Array([1, 2]));
+  await publisher.close(ID, 4000, "done");
+  await api.close();
+  assert.equal(api.seen.length, 4);
+  const token = api.seen[0]?.authorization?.replace("Bearer ", "") ?? "";
+  assert.ok((await new JWT({ jwtSecret: SECRET }).verify(token, "ControlEvent")).ok);
+  assert.equal(api.seen[0]?.contentType, "application/websocket-events");
+  assert.deepEqual(
+    api.seen.map((s) => JSON.parse(s.body)),
+    [
+      { events: [{ type: "SUBSCRIBE", connectionId: ID, channel: "room" }, { type: "PUBLISH_TEXT", channelId: "room", data: "hi" }] },
+      { events: [{ type: "PUBLISH_TEXT", channelId: "room", data: "one" }] },
+      { events: [{ type: "PUBLISH_BINARY", channelId: "room", data: "AQI=" }] },
+      { events: [{ type: "CLOSE", connectionId: ID, code: 4000, reason: "done" }] },
+    ],
+  );
+});
+
+test("send: a refusal names the command the control API refused; no API is an error too", async () => {
+  const api = await controlApi(() => [400, JSON.stringify({ message: "invalid commands", error: "command 1: channel name is empty" })]);
+  const publisher = new SlipSocketPublisher({ controlApi: api.url, jwtSecret: SECRET });
+  const batch = [
+    { type: "PUBLISH_TEXT", channelId: "fine", data: "x" },
+    { type: "SUBSCRIBE", connectionId: ID, channel: "" },
+  ] as const;
+  await assert.rejects(publisher.send([...batch]), (e: unknown) => {
+    if (!(e instanceof ControlApiError)) return false;
+    assert.equal(e.status, 400);
+    assert.deepEqual(e.command, batch[1]);
+    assert.match(e.message, /400 \(SUBSCRIBE at index 1\): invalid commands: command 1: channel name is empty/);
+    return true;
+  });
+  await api.close();
+  await assert.rejects(publisher.publishText("room", "x"), (e: unknown) => e instanceof ControlApiError && e.status === undefined);
+
+  const failing = await controlApi(() => [503, JSON.stringify({ message: "command failed", index: 2, type: "PUBLISH_TEXT", error: "no owner" })]);
+  const later = new SlipSocketPublisher({ controlApi: failing.url, jwtSecret: SECRET });
+  const three = [
+    { type: "SUBSCRIBE", connectionId: ID, channel: "a" },
+    { type: "SUBSCRIBE", connectionId: ID, channel: "b" },
+    { type: "PUBLISH_TEXT", channelId: "a", data: "x" },
+  ] as const;
+  await assert.rejects(later.send([...three]), (e: unknown) => {
+    if (!(e instanceof ControlApiError)) return false;
+    assert.deepEqual([e.status, e.command], [503, three[2]]);
+    assert.match(e.message, /503 \(PUBLISH_TEXT at index 2\): command failed: no owner; the 2 before it ran/);
+    return true;
+  });
+  await failing.close();
+});
