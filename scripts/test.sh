@@ -7,7 +7,8 @@
 #           compare against), python3-pip, nodejs, npm.
 #   PyPI:   gripcontrol; npm: @fanoutio/grip (tests/e2e/grip), the unmodified
 #           GRIP libraries a Pushpin backend uses; js/'s dev dependencies
-#           (typescript, ws) for the TypeScript packages.
+#           (typescript, ws) for the TypeScript packages; Next.js and React
+#           for examples/nextjs-chat.
 #
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh security`).
 set -euo pipefail
@@ -45,5 +46,12 @@ fi
 # The TypeScript packages (js/): their own unit tests, and the build the
 # end-to-end tests drive (js/client against a real gateway).
 (cd js && npm ci --silent --no-audit --no-fund && npm run build --silent && npm test --silent)
+# The Next.js example, built as its users build it (the end-to-end tests
+# serve it with `next start`); its output is shown only if it fails.
+(
+  cd examples/nextjs-chat
+  npm ci --silent --no-audit --no-fund
+  if ! out=$(NEXT_TELEMETRY_DISABLED=1 npm run build 2>&1); then echo "$out" >&2; exit 1; fi
+)
 
 cargo test --workspace "$@"

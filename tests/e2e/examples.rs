@@ -177,3 +177,53 @@ async fn the_original_readme_handler_in_typescript() {
     }
     let _ = std::fs::remove_file(bundle);
 }
+
+/// The Next.js example as its users run it: built by `next build`
+/// (scripts/test.sh), served by `next start` as the backend of a real
+/// `slip dev`. Real WebSocket clients chat through its route handler, its
+/// announce route publishes through the control API, and its page renders.
+#[tokio::test]
+async fn the_nextjs_example_builds_and_serves() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nextjs-chat");
+    let next = format!("{example}/node_modules/next/dist/bin/next");
+    assert!(
+        std::path::Path::new(&format!("{example}/.next/BUILD_ID")).exists() && std::path::Path::new(&next).exists(),
+        "examples/nextjs-chat is not built: scripts/test.sh runs npm ci and next build there"
+    );
+    let port = crate::cluster::free_port();
+    let gateway = Gateway::start(&format!("http://127.0.0.1:{port}/api/slip")).await;
+    let _next = tokio::process::Command::new("node")
+        .args([next.as_str(), "start", "-p", &port.to_string(), "-H", "127.0.0.1"])
+        .current_dir(example)
+        .env("SLIP_CONTROL_API", format!("{}/", gateway.control))
+        .env("SLIP_JWT_SECRET", SECRET)
+        .env("NEXT_TELEMETRY_DISABLED", "1")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs next start");
+    let page = format!("http://127.0.0.1:{port}/");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let html = loop {
+        if let Ok(response) = reqwest::get(&page).await
+            && response.status().is_success()
+        {
+            break response.text().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "next start did not serve {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(html.contains("Cool channel"), "the page renders: {html}");
+
+    chat_works(&gateway).await;
+    let mut carol = Client::connect(&gateway).await;
+    carol.texts(2).await;
+    let announced = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/announce"))
+        .body("announced through Next.js")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(announced.status(), 204);
+    assert_eq!(carol.text().await, "announced through Next.js");
+}

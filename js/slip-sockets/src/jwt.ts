@@ -23,8 +23,16 @@ export interface Claims {
   [claim: string]: unknown;
 }
 
-/** Why a token was refused. */
-export type TokenProblem = "missing" | "malformed" | "algorithm" | "signature" | "issuer" | "audience" | "expired";
+/** Why a token was refused ("unconfigured": this side has no secret). */
+export type TokenProblem =
+  | "unconfigured"
+  | "missing"
+  | "malformed"
+  | "algorithm"
+  | "signature"
+  | "issuer"
+  | "audience"
+  | "expired";
 
 export type Verified = { ok: true; claims: Claims } | { ok: false; problem: TokenProblem };
 
@@ -33,16 +41,27 @@ const decoder = new TextDecoder();
 const HEADER = toBase64Url(encoder.encode(JSON.stringify({ alg: "HS256", typ: "JWT" })));
 
 export class JWT {
-  private readonly key: Promise<CryptoKey>;
+  /** `null` without a secret: nothing verifies and nothing is signed. */
+  private readonly key: Promise<CryptoKey> | null;
 
+  /**
+   * An empty secret does not throw here: frameworks (Next.js among them)
+   * load route modules while building, where runtime secrets are often
+   * absent. Without one, every token is refused ("unconfigured") and
+   * signing throws, so a missing secret never lets anything through.
+   */
   constructor({ jwtSecret }: { jwtSecret: string }) {
-    if (!jwtSecret) {
-      throw new Error('"jwtSecret" is required to sign and verify tokens');
-    }
-    this.key = crypto.subtle.importKey("raw", encoder.encode(jwtSecret), { name: "HMAC", hash: "SHA-256" }, false, [
-      "sign",
-      "verify",
-    ]);
+    this.key = jwtSecret
+      ? crypto.subtle.importKey("raw", encoder.encode(jwtSecret), { name: "HMAC", hash: "SHA-256" }, false, [
+          "sign",
+          "verify",
+        ])
+      : null;
+  }
+
+  private async secret(): Promise<CryptoKey> {
+    if (!this.key) throw new Error('"jwtSecret" is required to sign tokens (set the secret shared with the gateway)');
+    return this.key;
   }
 
   /** A token for `audience`, valid for `expiresInSeconds` (60 by default). */
@@ -58,12 +77,13 @@ export class JWT {
     const iat = Math.floor(now / 1000);
     const claims = { iss: ISSUER, aud: audience, iat, exp: iat + expiresInSeconds };
     const signed = `${HEADER}.${toBase64Url(encoder.encode(JSON.stringify(claims)))}`;
-    const signature = await crypto.subtle.sign("HMAC", await this.key, encoder.encode(signed));
+    const signature = await crypto.subtle.sign("HMAC", await this.secret(), encoder.encode(signed));
     return `${signed}.${toBase64Url(new Uint8Array(signature))}`;
   }
 
   /** Checks a token's signature, issuer, audience and expiry, and says what was wrong. */
   async verify(token: string | null | undefined, audience: Audience, now = Date.now()): Promise<Verified> {
+    if (!this.key) return { ok: false, problem: "unconfigured" };
     if (!token) return { ok: false, problem: "missing" };
     if (token.length > MAX_TOKEN_BYTES) return { ok: false, problem: "malformed" };
     const parts = token.split(".");

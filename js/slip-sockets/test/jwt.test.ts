@@ -68,5 +68,9 @@ test("garbage is refused, never thrown", async () => {
   }
   assert.equal(await jwt.verifyAuthTokenFromHeader(null, "WebSocketEvent"), false);
   assert.equal(await jwt.verifyAuthTokenFromHeader("Basic abc", "WebSocketEvent"), false);
-  assert.throws(() => new JWT({ jwtSecret: "" }), /jwtSecret/);
+  // No secret: nothing passes, nothing is signed (and constructing does not throw: builds load routes without secrets).
+  const unconfigured = new JWT({ jwtSecret: "" });
+  const token = await jwt.generateToken({ audience: "WebSocketEvent" });
+  assert.deepEqual(await unconfigured.verify(token, "WebSocketEvent"), { ok: false, problem: "unconfigured" });
+  await assert.rejects(unconfigured.generateToken({ audience: "ControlEvent" }), /jwtSecret/);
 });

@@ -3,7 +3,7 @@
 import { SlipSocketPublisher } from 'slip-sockets'
 
 const controlApi = process.env.SLIP_CONTROL_API ?? 'http://127.0.0.1:7070/'
-const jwtSecret = process.env.SLIP_JWT_SECRET ?? (process.env.NODE_ENV === 'production' ? '' : 'local-development-secret')
+const jwtSecret = process.env.SLIP_JWT_SECRET ?? (process.env.NODE_ENV === 'production' ? '' : 'local-development-only-not-a-real-secret')
 
 const publisher = new SlipSocketPublisher({ controlApi, jwtSecret })
 

@@ -6,7 +6,7 @@ import { SlipSocketPublisher, assertUnreachable } from 'slip-sockets'
 // The gateway's HTTP control API and the secret it shares with this app
 // (`slip dev --jwt-secret ...`). The fallback is for local development only.
 const controlApi = process.env.SLIP_CONTROL_API ?? 'http://127.0.0.1:7070/'
-const jwtSecret = process.env.SLIP_JWT_SECRET ?? (process.env.NODE_ENV === 'production' ? '' : 'local-development-secret')
+const jwtSecret = process.env.SLIP_JWT_SECRET ?? (process.env.NODE_ENV === 'production' ? '' : 'local-development-only-not-a-real-secret')
 
 const wsPublisher = new SlipSocketPublisher({ controlApi, jwtSecret })
 
