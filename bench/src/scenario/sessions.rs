@@ -38,6 +38,34 @@ pub struct Sessions {
     pub recovered: usize,
 }
 
+/// A publisher sending "live N" every [`PUBLISH_EVERY`] until stopped.
+struct Publishing {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publishing {
+    async fn start(target: &Target) -> anyhow::Result<Self> {
+        let mut publisher = target.publisher().await?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let _ = publisher.publish(format!("live {n}")).await;
+                tokio::time::sleep(PUBLISH_EVERY).await;
+            }
+        });
+        Ok(Self { stop, task })
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
+    }
+}
+
 async fn open(url: &str) -> anyhow::Result<Ws> {
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("sec-websocket-protocol", "slip.v1".parse()?);
@@ -87,17 +115,7 @@ pub async fn run(target: &Target, sessions: usize) -> anyhow::Result<Sessions> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let parked_twice = target.rss_kib()?;
 
-    let mut publisher = target.publisher().await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
-    let publishing = tokio::spawn(async move {
-        let mut n = 0u64;
-        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            n += 1;
-            let _ = publisher.publish(format!("live {n}")).await;
-            tokio::time::sleep(PUBLISH_EVERY).await;
-        }
-    });
+    let publishing = Publishing::start(target).await?;
     let resumes = tokens.into_iter().map(|token| {
         let url = format!("{url}?slip_resume={token}");
         async move {
@@ -117,8 +135,7 @@ pub async fn run(target: &Target, sessions: usize) -> anyhow::Result<Sessions> {
         }
     });
     let results: Vec<_> = futures_util::stream::iter(resumes).buffer_unordered(64).collect().await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = publishing.await;
+    publishing.stop().await;
     let results = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     let (mut resume, mut first_live): (Vec<Duration>, Vec<Duration>) = results.iter().map(|r| (r.0, r.1)).unzip();
     let n = sessions.max(1) as f64;
@@ -161,17 +178,7 @@ pub async fn after_drain(target: &Target, n: usize) -> anyhow::Result<AfterDrain
     }
     eprintln!("sessions: {n} open on edge 0");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut publisher = target.publisher().await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop.clone();
-    let publishing = tokio::spawn(async move {
-        let mut n = 0u64;
-        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            n += 1;
-            let _ = publisher.publish(format!("live {n}")).await;
-            tokio::time::sleep(PUBLISH_EVERY).await;
-        }
-    });
+    let publishing = Publishing::start(target).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(RESUMING_AT_ONCE));
     let other = urls[1].clone();
@@ -209,8 +216,7 @@ pub async fn after_drain(target: &Target, n: usize) -> anyhow::Result<AfterDrain
     for resume in resumes {
         results.push(resume.await??);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = publishing.await;
+    publishing.stop().await;
     let (mut resume, mut first_live): (Vec<Duration>, Vec<Duration>) = results.iter().map(|r| (r.0, r.1)).unzip();
     Ok(AfterDrain {
         sessions: n,
