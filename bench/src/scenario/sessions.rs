@@ -82,6 +82,20 @@ async fn next_json(ws: &mut Ws) -> anyhow::Result<serde_json::Value> {
     }
 }
 
+/// Resumes a session through `url` (its token in it): the time to the
+/// resumed session frame, from it to the first live publication, and
+/// whether it said `recovered`.
+async fn resume(url: &str) -> anyhow::Result<(Duration, Duration, bool)> {
+    let started = Instant::now();
+    let mut ws = open(url).await?;
+    ws.send(Message::text(r#"{"type":"resume"}"#)).await?;
+    let session = next_json(&mut ws).await?;
+    let resumed_at = Instant::now();
+    anyhow::ensure!(session["resumed"] == true, "not resumed: {session}");
+    while next_json(&mut ws).await?["type"] != "publication" {}
+    Ok((resumed_at - started, resumed_at.elapsed(), session["recovered"] == true))
+}
+
 /// Opens `n` sessions, reads the gateway's RSS with them live, then drops
 /// them all at once with no close frame (every one is parked); their tokens.
 async fn open_and_drop(target: &Target, url: &str, n: usize) -> anyhow::Result<(Vec<String>, u64)> {
@@ -118,21 +132,7 @@ pub async fn run(target: &Target, sessions: usize) -> anyhow::Result<Sessions> {
     let publishing = Publishing::start(target).await?;
     let resumes = tokens.into_iter().map(|token| {
         let url = format!("{url}?slip_resume={token}");
-        async move {
-            let started = Instant::now();
-            let mut ws = open(&url).await?;
-            ws.send(Message::text(r#"{"type":"resume"}"#)).await?;
-            let session = next_json(&mut ws).await?;
-            let resumed_at = Instant::now();
-            anyhow::ensure!(session["resumed"] == true, "not resumed: {session}");
-            loop {
-                let frame = next_json(&mut ws).await?;
-                if frame["type"] == "publication" {
-                    break;
-                }
-            }
-            Ok::<_, anyhow::Error>((resumed_at - started, resumed_at.elapsed(), session["recovered"] == true))
-        }
+        async move { resume(&url).await }
     });
     let results: Vec<_> = futures_util::stream::iter(resumes).buffer_unordered(64).collect().await;
     publishing.stop().await;
@@ -195,18 +195,7 @@ pub async fn after_drain(target: &Target, n: usize) -> anyhow::Result<AfterDrain
                 }
                 drop(ws);
                 let _slot = slots.acquire().await?;
-                let started = Instant::now();
-                let mut ws = open(&url).await?;
-                ws.send(Message::text(r#"{"type":"resume"}"#)).await?;
-                let session = next_json(&mut ws).await?;
-                let resumed_at = Instant::now();
-                anyhow::ensure!(session["resumed"] == true, "not resumed: {session}");
-                loop {
-                    if next_json(&mut ws).await?["type"] == "publication" {
-                        break;
-                    }
-                }
-                Ok::<_, anyhow::Error>((resumed_at - started, resumed_at.elapsed(), session["recovered"] == true))
+                resume(&url).await
             })
         })
         .collect();
