@@ -4,6 +4,12 @@
 //! waits (bounded) while the gap is fetched from the owner's history, and
 //! then everything goes out in offset order. What history no longer holds is
 //! counted as lost and skipped. The clock is passed in.
+//!
+//! A fetch nobody answers is asked again, of whoever owns the channel then,
+//! until [`FETCH_GIVE_UP`]: a gap opens exactly when an owner dies (the
+//! Deliver it sent last never came), and the edge may still name the dead
+//! owner for the seconds it takes to notice, while the next owner, which
+//! holds the gap, is already sending.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -13,8 +19,13 @@ use tokio::time::Instant;
 
 /// Delivers held per channel while a gap is fetched; past it the gap is given up.
 pub const MAX_HELD: usize = 1024;
-/// Longest wait for the owner's history before the gap is given up.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Wait for one answer from the owner's history before asking again.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait before asking again when the question could not be sent at all.
+pub const FETCH_RETRY: Duration = Duration::from_millis(250);
+/// Longest a gap is fetched, over every attempt, before it is given up:
+/// beyond the link's loss detection (3 s) and a new owner's catch-up (10 s).
+pub const FETCH_GIVE_UP: Duration = Duration::from_secs(20);
 
 /// What to do after a Deliver, an answer or a timeout.
 #[derive(Debug, Default, PartialEq)]
@@ -32,7 +43,12 @@ pub struct Steps {
 
 struct Fetch {
     id: u64,
+    /// When this attempt has had its time.
     until: Instant,
+    /// When the gap is given up, over every attempt.
+    give_up: Instant,
+    /// The last offset asked for.
+    through: u64,
 }
 
 struct Cursor {
@@ -146,12 +162,13 @@ impl Cursors {
         }
         let Some(&first_held) = cursor.held.keys().next() else { return };
         if cursor.fetch.is_none() {
-            self.ask(channel, first_held - 1, now, steps);
+            self.ask(channel, first_held - 1, now + FETCH_GIVE_UP, now, steps);
         }
     }
 
-    /// Asks the owner's history for what follows the cursor, through offset `through`.
-    fn ask(&mut self, channel: &str, through: u64, now: Instant, steps: &mut Steps) {
+    /// Asks the owner's history for what follows the cursor, through offset
+    /// `through`, as a new question (an answer to an earlier one is ignored).
+    fn ask(&mut self, channel: &str, through: u64, give_up: Instant, now: Instant, steps: &mut Steps) {
         let Some(cursor) = self.channels.get_mut(channel) else { return };
         let id = self.next_fetch;
         self.next_fetch += 1;
@@ -161,9 +178,41 @@ impl Cursors {
             since_offset: cursor.last,
             limit: u32::try_from(through - cursor.last).unwrap_or(u32::MAX),
         };
-        cursor.fetch = Some(Fetch { id, until: now + FETCH_TIMEOUT });
+        if let Some(old) = cursor.fetch.replace(Fetch { id, until: now + FETCH_TIMEOUT, give_up, through }) {
+            self.fetching.remove(&old.id);
+        }
         self.fetching.insert(id, channel.to_owned());
         steps.fetch.push((id, query));
+    }
+
+    /// Fetch `id` got no answer (its time passed, or it could not be sent:
+    /// the shell calls this [`FETCH_RETRY`] later). Asked again, of the
+    /// owner then, until [`FETCH_GIVE_UP`]; then given up.
+    pub fn unanswered(&mut self, id: u64, now: Instant) -> Steps {
+        let mut steps = Steps::default();
+        let Some(channel) = self.fetching.get(&id).cloned() else { return steps };
+        let Some(fetch) = self.channels.get(&channel).and_then(|c| c.fetch.as_ref()) else { return steps };
+        if now >= fetch.give_up {
+            return self.answered(id, None, now);
+        }
+        let (through, give_up) = (fetch.through, fetch.give_up);
+        self.ask(&channel, through, give_up, now, &mut steps);
+        steps
+    }
+
+    /// The ring changed: every gap being fetched is asked again at once, of
+    /// the channel's owner now.
+    pub fn ask_again(&mut self, now: Instant) -> Steps {
+        let mut steps = Steps::default();
+        let asking: Vec<(String, u64, Instant)> = self
+            .channels
+            .iter()
+            .filter_map(|(channel, c)| c.fetch.as_ref().map(|f| (channel.clone(), f.through, f.give_up)))
+            .collect();
+        for (channel, through, give_up) in asking {
+            self.ask(&channel, through, give_up, now, &mut steps);
+        }
+        steps
     }
 
     /// Follows a new epoch of `channel`'s stream from its start: what was
@@ -194,7 +243,7 @@ impl Cursors {
             return steps;
         }
         if top > 0 {
-            self.ask(channel, top, now, &mut steps);
+            self.ask(channel, top, now + FETCH_GIVE_UP, now, &mut steps);
         }
         steps
     }
@@ -204,13 +253,13 @@ impl Cursors {
         self.channels.values().filter_map(|c| c.fetch.as_ref().map(|f| f.until)).min()
     }
 
-    /// Gives up fetches past their time.
+    /// Fetches past their time: asked again, or given up past [`FETCH_GIVE_UP`].
     pub fn expire(&mut self, now: Instant) -> Steps {
         let due: Vec<u64> =
             self.channels.values().filter_map(|c| c.fetch.as_ref().filter(|f| f.until <= now).map(|f| f.id)).collect();
         let mut steps = Steps::default();
         for id in due {
-            let more = self.answered(id, None, now);
+            let more = self.unanswered(id, now);
             steps.deliver.extend(more.deliver);
             steps.lost += more.lost;
             // A gap found behind the one given up is asked for like any other.

@@ -30,7 +30,7 @@ use crate::callback::CallbackClient;
 use crate::config::ConfigError;
 use crate::config::EdgeConfig;
 use crate::confirm::Confirmations;
-use crate::cursor::{Cursors, FETCH_TIMEOUT, Steps};
+use crate::cursor::{Cursors, FETCH_RETRY, FETCH_TIMEOUT, Steps};
 use crate::frame;
 use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
@@ -116,7 +116,7 @@ impl Edge {
 
     /// A link to a control node is up: it joins the ring, and it is told of
     /// every local channel it now owns.
-    pub fn add_control_link(&self, link: Arc<dyn Link>) {
+    pub fn add_control_link(self: &Arc<Self>, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
         if self.control.insert(link) {
             self.ring_changed(Some(&peer));
@@ -125,7 +125,7 @@ impl Edge {
 
     /// A link to a control node is down: if it was the last one to that
     /// node, the node leaves the ring and its channels' new owners are told.
-    pub fn remove_control_link(&self, link: &Arc<dyn Link>) {
+    pub fn remove_control_link(self: &Arc<Self>, link: &Arc<dyn Link>) {
         if self.control.remove_link(link) {
             self.ring_changed(None);
         }
@@ -133,7 +133,7 @@ impl Edge {
 
     /// Rebuilds the ring from the live control links and re-announces local
     /// interest wherever a channel's owner changed (or is the node just up).
-    fn ring_changed(&self, joined: Option<&NodeId>) {
+    fn ring_changed(self: &Arc<Self>, joined: Option<&NodeId>) {
         // Read the members under the ring's lock: of two links changing at
         // once, the last to write must be the one that saw both.
         let (old, new) = {
@@ -155,6 +155,13 @@ impl Edge {
             if new.owner(&id) != old.owner(&id) || (new.owner(&id).is_some() && new.owner(&id) == joined) {
                 self.record_session(&id);
             }
+        }
+        // Gaps being fetched are asked of their channels' owners now: a
+        // question to a node that left would go unanswered.
+        {
+            let mut cursors = self.cursors.lock();
+            let steps = cursors.ask_again(Instant::now());
+            self.carry_out(steps);
         }
         tracing::info!(members = new.members().len(), reannounced = moved, "control ring changed");
     }
@@ -373,23 +380,20 @@ impl Edge {
         }
     }
 
-    /// Asks the channel's owner for a gap; gives it up if nobody can be asked
-    /// or no answer comes within [`FETCH_TIMEOUT`].
+    /// Asks the channel's owner for a gap. Unsent (no owner known, no
+    /// link), it is asked again after [`FETCH_RETRY`]; unanswered within
+    /// [`FETCH_TIMEOUT`], again too; the cursors give it up in the end.
     fn fetch(self: &Arc<Self>, id: u64, query: HistoryQuery) {
         let owner = self.ring.read().owner(&query.channel).cloned();
         let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(query)) })) };
         let sent = owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok());
         let edge = self.clone();
-        if !sent {
-            // Given up once this returns: the cursors' lock is held here.
-            self.tasks.spawn(async move { edge.history_answered(id, None) });
-            return;
-        }
         let stopping = self.stopping.clone();
+        // In a task: the cursors' lock is held here.
         self.tasks.spawn(stopping.run_until_cancelled_owned(async move {
-            tokio::time::sleep(FETCH_TIMEOUT).await;
+            tokio::time::sleep(if sent { FETCH_TIMEOUT } else { FETCH_RETRY }).await;
             let mut cursors = edge.cursors.lock();
-            let steps = cursors.expire(Instant::now());
+            let steps = if sent { cursors.expire(Instant::now()) } else { cursors.unanswered(id, Instant::now()) };
             edge.carry_out(steps);
         }));
     }

@@ -70,16 +70,49 @@ fn what_history_no_longer_holds_is_counted_and_skipped() {
 }
 
 #[test]
-fn a_fetch_that_is_not_answered_gives_up_in_time() {
+fn a_fetch_nobody_answers_is_asked_again_until_it_is_given_up() {
     let (mut c, t0) = (Cursors::default(), Instant::now());
     c.deliver(d(1), t0);
-    c.deliver(d(3), t0);
+    let (first, _) = c.deliver(d(3), t0).fetch[0].clone();
     assert_eq!(c.next_deadline(), Some(t0 + FETCH_TIMEOUT));
     assert_eq!(c.expire(t0 + FETCH_TIMEOUT - Duration::from_millis(1)), Steps::default());
-    let given_up = c.expire(t0 + FETCH_TIMEOUT);
-    assert_eq!((offsets(&given_up), given_up.lost), (vec![3], 1));
+    // No answer in time: the same gap is asked again, nothing is lost yet.
+    let mut now = t0 + FETCH_TIMEOUT;
+    let again = c.expire(now);
+    assert_eq!((offsets(&again), again.lost), (vec![], 0));
+    let (second, query) = again.fetch[0].clone();
+    assert_ne!(second, first);
+    assert_eq!((query.since_offset, query.limit), (1, 1));
+    // The first question's late answer is not taken for the second's.
+    assert_eq!(c.answered(first, Some(history(&[2])), now), Steps::default());
+    while now < t0 + FETCH_GIVE_UP {
+        now += FETCH_TIMEOUT;
+        let steps = c.expire(now);
+        if now < t0 + FETCH_GIVE_UP {
+            assert_eq!((steps.fetch.len(), steps.lost), (1, 0), "asked again at {:?}", now - t0);
+        } else {
+            assert_eq!((offsets(&steps), steps.lost), (vec![3], 1), "given up");
+        }
+    }
     assert_eq!(c.next_deadline(), None);
-    assert_eq!(offsets(&c.deliver(d(4), t0)), [4]);
+    assert_eq!(offsets(&c.deliver(d(4), now)), [4]);
+}
+
+#[test]
+fn an_unsent_fetch_and_a_ring_change_ask_again_and_the_answer_fills_the_gap() {
+    let (mut c, t0) = (Cursors::default(), Instant::now());
+    c.deliver(d(1), t0);
+    let (first, _) = c.deliver(d(3), t0).fetch[0].clone();
+    // It could not be sent (no link to the owner): asked again.
+    let (second, query) = c.unanswered(first, t0 + FETCH_RETRY).fetch[0].clone();
+    assert_eq!((query.since_offset, query.limit), (1, 1));
+    // The ring changed (the owner died): asked of the new owner at once.
+    let (third, _) = c.ask_again(t0 + FETCH_RETRY * 2).fetch[0].clone();
+    assert!(third != second && third != first);
+    assert_eq!(c.answered(second, Some(history(&[2])), t0), Steps::default(), "a superseded question");
+    let filled = c.answered(third, Some(history(&[2])), t0);
+    assert_eq!((offsets(&filled), filled.lost), (vec![2, 3], 0));
+    assert_eq!(c.ask_again(t0), Steps::default(), "nothing left to ask");
 }
 
 #[test]
