@@ -4,7 +4,7 @@
 import { toBase64 } from "./base64.js";
 import { CONTENT_TYPE, SlipSocketConnection } from "./connection.js";
 import { bearer, JWT } from "./jwt.js";
-import type { ControlEvent, FromSlipServer, InEvent, JsonValue } from "./events.js";
+import type { ControlEvent, EventRequestData, FromSlipServer, InEvent, JsonValue } from "./events.js";
 import { parseEventRequest } from "./events.js";
 
 export interface SlipSocketPublisherOptions<Binary extends boolean = false> {
@@ -81,7 +81,8 @@ export class SlipSocketPublisher<Binary extends boolean = false> {
       this.onInvalidRequest("body is not a callback");
       return null;
     }
-    return new SlipSocketConnection(parsed as { connectionId: string; metadata: JsonValue | null; events: EventsFor<Binary>[] });
+    // BINARY events are in it only when `binaryEvents` let them through.
+    return new SlipSocketConnection(parsed as EventRequestData<EventsFor<Binary>>);
   }
 
   /** Runs commands through the control API, in order; throws a `ControlApiError` naming what failed. */
