@@ -152,7 +152,14 @@ fn hello(node: &Node, role: Role, link_addr: Option<SocketAddr>) -> Hello {
         role: role as i32,
         region: node.region.clone(),
         link_addr: link_addr.map(|a| a.to_string()).unwrap_or_default(),
+        incarnation: incarnation(),
     }
+}
+
+/// This process among every one that ran under its node id: drawn once.
+fn incarnation() -> u64 {
+    static INCARNATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INCARNATION.get_or_init(|| rand::random::<u64>() | 1)
 }
 
 /// Where other nodes can dial this control node's link.

@@ -438,5 +438,6 @@ impl Drop for ControlPlane {
 mod catchup;
 mod frames;
 mod queries;
+mod sessions;
 
 pub use frames::ControlFrames;

@@ -226,8 +226,9 @@ impl Edge {
     /// last. A session that had moved here from another edge is no longer
     /// here for the control nodes either.
     pub fn connection_closed(&self, connection_id: &str) {
-        if self.hub.session(connection_id).is_some() {
-            self.record_ended(connection_id);
+        if let Some(session) = self.hub.session(connection_id) {
+            let generation = session.lock().generation;
+            self.record_ended(connection_id, generation);
         }
         for channel in self.hub.unregister(connection_id) {
             self.interest(channel, false);
@@ -472,10 +473,9 @@ impl Edge {
                 return;
             }
             // Histories are kept by control nodes.
-            Some(
-                query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_) | query::Kind::SessionRecord(_),
-            )
-            | None => reply::Kind::Found(false),
+            Some(query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_)) | None => {
+                reply::Kind::Found(false)
+            }
         };
         self.reply(from, id, kind);
     }
@@ -520,13 +520,14 @@ impl FrameHandler for EdgeFrames {
                     edge.history_answered(id, Some(answer));
                 }
             }
-            Some(Kind::Reply(Reply {
-                id,
-                kind: Some(answer @ (reply::Kind::SessionHandover(_) | reply::Kind::SessionRecord(_))),
-            })) => {
+            Some(Kind::Reply(Reply { id, kind: Some(answer @ reply::Kind::SessionHandover(_)) })) => {
                 edge.session_answered(id, answer);
             }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
+            // A session this edge reported lives elsewhere now: this copy goes.
+            Some(Kind::SessionMoved(moved)) if moved.edge != edge.node_id().as_str() => {
+                edge.let_go(&moved.connection_id, "taken over elsewhere");
+            }
             Some(
                 Kind::Hello(_)
                 | Kind::Interest(_)

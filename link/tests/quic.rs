@@ -37,7 +37,7 @@ impl FrameHandler for Recorder {
 }
 
 fn hello(id: &str, role: Role) -> Hello {
-    Hello { node_id: id.into(), role: role as i32, region: String::new(), link_addr: String::new() }
+    Hello { node_id: id.into(), role: role as i32, region: String::new(), link_addr: String::new(), incarnation: 1 }
 }
 
 fn node(ca: &ClusterCa, id: &str, accept: bool, recorder: Arc<Recorder>) -> Arc<QuicNode> {

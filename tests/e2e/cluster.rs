@@ -16,7 +16,7 @@ use crate::support::*;
 
 /// Subscribes each client to the channel named by its path; `pub:CH:TEXT`
 /// publishes, `send:ID:TEXT` sends to another connection.
-fn cluster_backend(request: &CallbackRequest) -> Reply {
+pub(crate) fn cluster_backend(request: &CallbackRequest) -> Reply {
     let mut out = Vec::new();
     for event in &request.events {
         match event {
@@ -116,21 +116,21 @@ impl ControlNode {
     }
 }
 
-struct EdgeNode {
-    ws: String,
+pub(crate) struct EdgeNode {
+    pub(crate) ws: String,
     child: Option<Child>,
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     ca: CaDir,
     backend: String,
     controls: Vec<ControlNode>,
-    edges: Vec<EdgeNode>,
+    pub(crate) edges: Vec<EdgeNode>,
     control_flags: Vec<String>,
 }
 
 impl Cluster {
-    async fn start(backend: &str, controls: usize, edges: usize) -> Self {
+    pub(crate) async fn start(backend: &str, controls: usize, edges: usize) -> Self {
         Self::start_with(backend, controls, edges, &[]).await
     }
 
@@ -252,13 +252,13 @@ impl Cluster {
         }
     }
 
-    async fn kill_edge(&mut self, i: usize) {
+    pub(crate) async fn kill_edge(&mut self, i: usize) {
         if let Some(mut child) = self.edges[i].child.take() {
             child.kill().await.unwrap();
         }
     }
 
-    async fn grpc(&self, i: usize) -> Grpc {
+    pub(crate) async fn grpc(&self, i: usize) -> Grpc {
         grpc_to(&self.controls[i].api()).await
     }
 
@@ -295,7 +295,7 @@ impl Cluster {
     }
 
     /// Waits until the channel's owner, asked through control node `via`, counts `edges` interested edges.
-    async fn wait_for_edges(&self, via: usize, channel: &str, edges: u32) -> slip_proto::pb::ChannelInfo {
+    pub(crate) async fn wait_for_edges(&self, via: usize, channel: &str, edges: u32) -> slip_proto::pb::ChannelInfo {
         let deadline = Instant::now() + PATIENCE * 2;
         loop {
             let mut grpc = self.grpc(via).await;
@@ -314,7 +314,7 @@ impl Cluster {
     }
 }
 
-fn publish(channel: &str, text: &str) -> PublishRequest {
+pub(crate) fn publish(channel: &str, text: &str) -> PublishRequest {
     PublishRequest {
         channel: channel.into(),
         message: Some(publish_request::Message::Text(text.into())),

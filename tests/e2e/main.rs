@@ -27,4 +27,5 @@ mod pushpin;
 mod security;
 mod sessions;
 mod streams;
+mod takeover;
 mod woh;

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::catchup::COPY_PAGE_BYTES;
-use slip_proto::link_pb::{Head, HeadsAnswer, SessionHandover, SessionRecord};
+use crate::records::Reporter;
+use slip_proto::link_pb::{Head, HeadsAnswer, SessionMoved};
 
 /// Frames from edges and other control nodes.
 pub struct ControlFrames(pub Arc<ControlPlane>);
@@ -97,28 +98,25 @@ impl FrameHandler for ControlFrames {
             }
             Some(Kind::SessionRecord(record)) => {
                 if !plane.is_control(from) && ConnectionId::parse(&record.connection_id).is_ok() {
-                    plane.records.update(record);
+                    let incarnation = plane.incarnation(from.as_str()).unwrap_or_default();
+                    let id = record.connection_id.clone();
+                    if let Some(holder) = plane.records.update(Reporter { edge: from.as_str(), incarnation }, record) {
+                        // A copy the session left (a partition hid the taking
+                        // over from its edge): it goes, quietly.
+                        let moved = SessionMoved { connection_id: id, edge: holder };
+                        let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::SessionMoved(moved)) });
+                    }
                 }
             }
-            Some(Kind::Query(Query { id, kind: Some(query::Kind::SessionRecord(connection_id)) })) => {
-                let record = plane.records.get(&connection_id).map(|r| SessionRecord { found: true, ..r });
-                let reply = Reply { id, kind: Some(reply::Kind::SessionRecord(record.unwrap_or_default())) };
-                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
-            }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::TakeSession(take)) })) => {
-                // An edge resuming a session held elsewhere: ask its edge to hand it over.
-                let Ok(connection) = ConnectionId::parse(&take.connection_id) else { return };
+                // An edge resuming a session it does not hold.
+                if plane.is_control(from) || ConnectionId::parse(&take.connection_id).is_err() {
+                    return;
+                }
                 let (plane, from) = (plane.clone(), from.clone());
                 let stop = plane.shutdown.clone();
                 plane.tasks.clone().spawn(stop.run_until_cancelled_owned(async move {
-                    let home = plane.homes.of(&connection);
-                    let answer = match plane.ask_query(&home, query::Kind::TakeSession(take)).await {
-                        Ok(reply::Kind::SessionHandover(handover)) => handover,
-                        _ => SessionHandover::default(),
-                    };
-                    if answer.found {
-                        plane.homes.moved(connection.as_str(), from.as_str());
-                    }
+                    let answer = plane.take_session(&from, take).await;
                     let reply = Reply { id, kind: Some(reply::Kind::SessionHandover(answer)) };
                     let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
                 }));

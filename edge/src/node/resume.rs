@@ -28,6 +28,11 @@ use crate::session::{Placed, publication};
 /// Ids of history questions a resume asks, apart from the cursors' own.
 const SESSION_QUERY_BIT: u64 = 1 << 63;
 
+/// Longest a resume waits for the control node to hand it a session held
+/// elsewhere: it may ask the session's edge (5 s at most), see that edge's
+/// link drop (3 s), and go on from the record.
+const TAKE_TIMEOUT: Duration = Duration::from_secs(12);
+
 /// Most expired sessions the timer ends per wakeup before looking again
 /// (their CLOSE callbacks run as tasks of their own).
 const EXPIRIES_PER_TURN: usize = 1024;
@@ -226,6 +231,8 @@ impl Edge {
         };
         let parked = self.parking.parked.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
+        // The token just used is old now, for the control node too.
+        self.record_session(&claims.connection_id);
         Some(Ticket { id: claims.connection_id.clone(), generation, positions, home_lost: false, fresh: false })
     }
 
@@ -313,20 +320,20 @@ impl Edge {
         let question =
             HistoryQuery { channel: channel.to_owned(), since_epoch: epoch.to_owned(), since_offset: offset, limit: 0 };
         let owner = self.ring.read().owner(channel).cloned()?;
-        match self.ask_control(&owner, query::Kind::History(question)).await? {
+        match self.ask_control(&owner, query::Kind::History(question), FETCH_TIMEOUT).await? {
             reply::Kind::History(answer) => Some(answer),
             _ => None,
         }
     }
 
-    /// Asks control node `node` a question for a session; `None` if no answer came in time.
-    async fn ask_control(&self, node: &NodeId, question: query::Kind) -> Option<reply::Kind> {
+    /// Asks control node `node` a question for a session; `None` if no answer came within `patience`.
+    async fn ask_control(&self, node: &NodeId, question: query::Kind, patience: Duration) -> Option<reply::Kind> {
         let id = SESSION_QUERY_BIT | self.parking.next_question.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.parking.questions.lock().insert(id, tx);
         let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(question) })) };
         let sent = self.control.send(node.as_str(), frame).is_ok();
-        let answer = if sent { tokio::time::timeout(FETCH_TIMEOUT, rx).await.ok().and_then(Result::ok) } else { None };
+        let answer = if sent { tokio::time::timeout(patience, rx).await.ok().and_then(Result::ok) } else { None };
         self.parking.questions.lock().remove(&id);
         answer
     }
@@ -345,19 +352,22 @@ impl Edge {
     /// Tells the control node owning session `id` what it is subscribed to
     /// and its metadata, for an edge to go on with it if this one dies.
     pub(crate) fn record_session(&self, id: &str) {
-        let Some(view) = self.hub.view(id) else { return };
+        let (Some(session), Some(view)) = (self.hub.session(id), self.hub.view(id)) else { return };
+        let generation = session.lock().generation;
         let record = SessionRecord {
             connection_id: id.to_owned(),
             metadata_json: view.metadata.to_string(),
             channels: view.channels,
-            ..Default::default()
+            generation,
+            ended: false,
         };
         self.send_record(record);
     }
 
-    /// The session is over: its record goes.
-    pub(crate) fn record_ended(&self, id: &str) {
-        self.send_record(SessionRecord { connection_id: id.to_owned(), ended: true, ..Default::default() });
+    /// The session (of `generation`) is over: its record goes.
+    pub(crate) fn record_ended(&self, id: &str, generation: u64) {
+        let record = SessionRecord { connection_id: id.to_owned(), ended: true, generation, ..Default::default() };
+        self.send_record(record);
     }
 
     fn send_record(&self, record: SessionRecord) {
@@ -397,36 +407,57 @@ impl Edge {
                     .map(|(channel, (epoch, offset))| ChannelPlace { channel, epoch, offset })
                     .collect(),
                 generation: take.generation,
+                home_lost: false,
             }
         };
-        if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
-            outbox.abort("resumed elsewhere");
-        }
-        for channel in self.hub.unregister(id) {
-            self.interest(channel, false);
-        }
+        self.let_go(id, "resumed elsewhere");
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("handed_over")).inc();
         handover
     }
 
-    /// A token for a session held by another edge: it is asked (through a
-    /// control node) to hand the session over, which then lives here.
+    /// Session `id` lives on another edge now: it goes from here without a
+    /// CLOSE (the backend's connection goes on there), and a connection
+    /// still holding it ends quietly.
+    pub(crate) fn let_go(&self, id: &str, why: &str) {
+        let Some(session) = self.hub.session(id) else { return };
+        // A connection still holding it sees it superseded.
+        session.lock().generation += 1;
+        self.parking.parked.lock().remove(id);
+        if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
+            outbox.abort(why);
+        }
+        for channel in self.hub.unregister(id) {
+            self.interest(channel, false);
+        }
+    }
+
+    /// A token for a session this edge does not hold: the control node
+    /// owning its id decides whether it takes the session, and gives it
+    /// handed over by the edge holding it, or rebuilt from its record when
+    /// that edge is gone. `None`: a fresh session it is.
     pub(crate) async fn take_over(&self, claims: &SessionClaims) -> Option<Ticket> {
         let via = self.ring.read().owner(&claims.connection_id).cloned()?;
         let take = TakeSession { connection_id: claims.connection_id.clone(), generation: claims.generation };
-        let handover = match self.ask_control(&via, query::Kind::TakeSession(take)).await {
-            Some(reply::Kind::SessionHandover(handover)) if handover.found => handover,
-            // Its edge is gone (or has no such session): the session's record
-            // says what it was subscribed to; what it kept died with the edge.
-            _ => return self.take_over_from_record(claims, &via).await,
+        let Some(reply::Kind::SessionHandover(handover)) =
+            self.ask_control(&via, query::Kind::TakeSession(take), TAKE_TIMEOUT).await
+        else {
+            return None;
         };
+        if !handover.found {
+            return None;
+        }
         let id = claims.connection_id.clone();
         let metadata: Arc<str> = Arc::from(handover.metadata_json.as_str());
+        let home_lost = handover.home_lost;
         let kept = handover.messages.into_iter().map(|m| (m.seq, m.frame)).collect();
         let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
         let generation = self.adopt(&id, metadata, state, &handover.channels)?;
         let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
-        Some(Ticket { id, generation, positions, home_lost: false, fresh: false })
+        if home_lost {
+            // What it kept (messages, its places) died with its edge.
+            slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
+        }
+        Some(Ticket { id, generation, positions, home_lost, fresh: false })
     }
 
     /// Makes a session from another edge live here (subscribed, resuming,
@@ -451,24 +482,8 @@ impl Edge {
             state.generation
         };
         self.session_moved(id, self.node_id().as_str());
+        self.record_session(id);
         Some(generation)
-    }
-
-    /// A session whose edge died, rebuilt from its record at the control
-    /// node owning its id: its subscriptions and metadata, nothing kept.
-    async fn take_over_from_record(&self, claims: &SessionClaims, via: &NodeId) -> Option<Ticket> {
-        let question = query::Kind::SessionRecord(claims.connection_id.clone());
-        let Some(reply::Kind::SessionRecord(record)) = self.ask_control(via, question).await else { return None };
-        if !record.found {
-            return None;
-        }
-        let id = claims.connection_id.clone();
-        let metadata: Arc<str> = Arc::from(record.metadata_json.as_str());
-        let state = crate::session::SessionState::restored(claims.generation, 0, Vec::new());
-        let generation = self.adopt(&id, metadata, state, &record.channels)?;
-        self.record_session(&id);
-        slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
-        Some(Ticket { id, generation, positions: HashMap::new(), home_lost: true, fresh: false })
     }
 }
 
