@@ -214,6 +214,17 @@ pub struct ControlArgs {
     #[arg(long, env = "SLIP_LINK_ADVERTISE")]
     pub link_advertise: Option<SocketAddr>,
 
+    /// Control nodes the first cluster forms with: the control nodes agree on the ring only once
+    /// this many have met [default: the control nodes in SLIP_PEERS, this one included; required
+    /// with dns: discovery].
+    #[arg(long, env = "SLIP_BOOTSTRAP_EXPECT")]
+    pub bootstrap_expect: Option<usize>,
+
+    /// Where this control node keeps its consensus state (a volume on Fly), so that after a
+    /// restart it is the same voter [default: none: a restarted node joins as a new voter].
+    #[arg(long, env = "SLIP_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub streams: StreamTuning,
 

@@ -204,7 +204,7 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
     let stop = CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
-    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone()).await?;
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), None).await?;
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
@@ -230,16 +230,33 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     slip_proto::jwt::check_secret(args.jwt_secret.as_bytes()).context("SLIP_JWT_SECRET")?;
     let node = node(&args.cluster).await?;
     let identity = identity(&args.cluster, args.cluster_ca_key.as_deref(), Role::Control, &node.id)?;
-    // Other control nodes to join (addresses besides this node's own, or
-    // DNS discovery): until it has caught up with them it gives no offsets.
+    // The control nodes the first cluster forms with: the peers listed
+    // (this node's own address aside), and this one.
     let own = [Some(args.link_listen), advertised(&args, args.link_listen)];
-    let others = node.dns.is_some() || node.peers.iter().any(|p| !own.contains(&Some(*p)));
-    let limits = args.streams.limits()?;
-    let plane = if others {
-        ControlPlane::joining(node.id.clone(), limits)
-    } else {
-        ControlPlane::with_limits(node.id.clone(), limits)
+    let mut others: Vec<SocketAddr> = node.peers.iter().filter(|p| !own.contains(&Some(**p))).copied().collect();
+    others.sort();
+    others.dedup();
+    let bootstrap_expect = match (args.bootstrap_expect, node.dns.is_some()) {
+        (Some(expect), _) => expect.max(1),
+        (None, false) => others.len() + 1,
+        (None, true) => {
+            bail!("SLIP_BOOTSTRAP_EXPECT is required with dns: discovery (how many control nodes form the cluster)")
+        }
     };
+    let limits = args.streams.limits()?;
+    let consensus = slip_control_plane::consensus::ConsensusConfig {
+        node_id: node.id.clone(),
+        link_addr: advertised(&args, args.link_listen).map(|a| a.to_string()).unwrap_or_default(),
+        bootstrap_expect,
+        data_dir: args.data_dir.clone(),
+        // A node with others to find listens for a running cluster first.
+        discovery_wait: if others.is_empty() && node.dns.is_none() {
+            std::time::Duration::ZERO
+        } else {
+            slip_control_plane::consensus::DISCOVERY_WAIT
+        },
+    };
+    let plane = ControlPlane::clustered(limits, consensus).context("SLIP_DATA_DIR: the consensus state")?;
     plane.set_region(&node.region);
     let links = QuicNode::bind(
         args.link_listen,
@@ -257,10 +274,14 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     println!("  Link:        {} (QUIC, UDP)", links.local_addr()?);
     let stop = CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
-    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone()).await?;
-    let secret = args.jwt_secret.into_bytes();
     // On SIGTERM: stop accepting, answer what is in flight, then close the links.
     let shutdown = CancellationToken::new();
+    let ready: crate::metrics_listener::Readiness = {
+        let (plane, shutdown) = (plane.clone(), shutdown.clone());
+        Arc::new(move || if shutdown.is_cancelled() { Err("shutting down".into()) } else { plane.readiness() })
+    };
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), Some(ready)).await?;
+    let secret = args.jwt_secret.into_bytes();
     let signalled = shutdown.clone();
     tokio::spawn(async move {
         crate::shutdown_signal().await;

@@ -66,7 +66,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("  JWT secret:  {secret}");
     if let Some(listen) = args.metrics_listen {
-        crate::metrics_listener::start(listen, stop.clone()).await?;
+        crate::metrics_listener::start(listen, stop.clone(), None).await?;
     }
 
     let secret_bytes = secret.into_bytes();

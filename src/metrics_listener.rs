@@ -1,5 +1,8 @@
 //! Prometheus `/metrics` on `SLIP_METRICS_LISTEN`: every metric of
-//! `slip-metrics`, labelled with this node and region.
+//! `slip-metrics`, labelled with this node and region. A control node also
+//! answers `/healthz` (the process runs) and `/readyz` (it takes traffic:
+//! see `ControlPlane::readiness`) here, its only HTTP port besides the
+//! control API.
 
 use std::net::SocketAddr;
 
@@ -10,14 +13,35 @@ use tokio_util::sync::CancellationToken;
 
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Binds the listener and serves `/metrics` in the background until `stop`;
-/// returns where.
-pub async fn start(listen: SocketAddr, stop: CancellationToken) -> anyhow::Result<SocketAddr> {
+/// Whether the node is ready, and if not, why.
+pub type Readiness = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Binds the listener and serves `/metrics` (and, given `ready`, `/healthz`
+/// and `/readyz`) in the background until `stop`; returns where.
+pub async fn start(
+    listen: SocketAddr,
+    stop: CancellationToken,
+    ready: Option<Readiness>,
+) -> anyhow::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding SLIP_METRICS_LISTEN {listen}"))?;
     let addr = listener.local_addr()?;
-    let app =
+    let mut app =
         axum::Router::new().route("/metrics", get(|| async { ([(CONTENT_TYPE, CONTENT)], slip_metrics::encode()) }));
+    if let Some(ready) = ready {
+        app = app.route("/healthz", get(|| async { "ok\n" })).route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready() {
+                        Ok(()) => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+                        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                    }
+                }
+            }),
+        );
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
             tracing::error!(error = %e, "metrics listener stopped");

@@ -4,11 +4,14 @@
 pub mod admin;
 pub mod auth;
 pub mod catchup;
+pub mod consensus;
 pub mod grip_api;
 pub mod grpc;
+pub mod held;
 pub mod homes;
 pub mod http_api;
 pub mod interest;
+pub mod ownership;
 pub mod plane;
 pub mod questions;
 pub mod records;
@@ -17,5 +20,6 @@ pub mod routing;
 pub mod sequencer;
 pub mod server;
 pub mod streams;
+pub mod view;
 
 pub use plane::{ControlFrames, ControlPlane};

@@ -22,16 +22,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::consensus::{self, Consensus, ConsensusConfig, ConsensusError};
 pub use crate::questions::MAX_PENDING_QUERIES;
 use crate::questions::Questions;
-pub use crate::routing::{ChannelView, Published, RING_SETTLE};
+use crate::routing::copies::Answer;
+pub use crate::routing::{ChannelView, MAX_PUBLISH_HOPS, Published, RING_SETTLE};
 use crate::routing::{Outlet, Routing};
 use crate::streams::{self, History, MAX_IDEMPOTENCY_KEY_BYTES, StreamLimits};
+use crate::view::View;
 pub use slip_proto::pb::NodeInfo;
-
-/// Times a publish may be passed between control nodes on its way to the
-/// channel's owner (see `ControlPlane::forwarded`).
-pub const MAX_PUBLISH_HOPS: u32 = 2;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,6 +85,10 @@ pub struct ControlPlane {
     node_id: NodeId,
     /// Links to edges and to other control nodes.
     peers: Peers,
+    /// The ring view agreed with the other control nodes, and the lease.
+    /// Its lock is never held with the routing's: what it decides is
+    /// carried out after it is let go (`carry_out`).
+    consensus: Mutex<Consensus>,
     routing: Mutex<Routing>,
     questions: Questions,
     /// Wakes the clock task (see `new`): a deadline moved.
@@ -152,22 +155,35 @@ impl ControlPlane {
         Self::with_limits(node_id, StreamLimits::default())
     }
 
-    /// A control plane on its own (`slip dev`, or a cluster of one); its
-    /// clock task runs on the current tokio runtime until
-    /// [`ControlPlane::shutdown`] or the plane is dropped.
+    /// A control plane on its own (`slip dev`, or a cluster of one): it
+    /// forms a cluster of itself at once. Its clock task runs on the
+    /// current tokio runtime until [`ControlPlane::shutdown`] or the plane
+    /// is dropped.
     pub fn with_limits(node_id: NodeId, limits: StreamLimits) -> Arc<Self> {
-        Self::build(node_id, limits, false)
+        let config = ConsensusConfig {
+            node_id: node_id.clone(),
+            link_addr: String::new(),
+            bootstrap_expect: 1,
+            data_dir: None,
+            discovery_wait: std::time::Duration::ZERO,
+        };
+        match Self::clustered(limits, config) {
+            Ok(plane) => plane,
+            // Nothing is read from disk without a data dir: this cannot fail.
+            Err(e) => unreachable!("a consensus without a data dir: {e}"),
+        }
     }
 
-    /// A control node that links to others: it gives no offset in a channel
-    /// before it has caught up with them (or `JOIN_WAIT` passed with none linked).
-    pub fn joining(node_id: NodeId, limits: StreamLimits) -> Arc<Self> {
-        Self::build(node_id, limits, true)
-    }
-
-    fn build(node_id: NodeId, limits: StreamLimits, joining: bool) -> Arc<Self> {
+    /// A control node of a cluster: it owns nothing until the control nodes
+    /// agreed on a view (forming the first cluster with `bootstrap_expect`
+    /// of them, or admitting it to one that runs) and it caught up.
+    pub fn clustered(limits: StreamLimits, config: ConsensusConfig) -> Result<Arc<Self>, ConsensusError> {
+        let node_id = config.node_id.clone();
+        let now = Instant::now();
+        let consensus = Consensus::new(config, now)?;
         let plane = Arc::new(Self {
-            routing: Mutex::new(Routing::new(node_id.clone(), limits, joining, Instant::now())),
+            routing: Mutex::new(Routing::new(node_id.clone(), limits, now)),
+            consensus: Mutex::new(consensus),
             catching_up: Mutex::new(None),
             caught_up: Notify::new(),
             homes: Default::default(),
@@ -179,37 +195,44 @@ impl ControlPlane {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
-        // The plane's one clock: asleep until the routing's next deadline (a
-        // held publish falling due, the ring settling), woken when one moves.
+        // A view saved under the data dir is the one to start from.
+        let saved = plane.consensus.lock().view().clone();
+        if saved.term() > 0 {
+            plane.view_changed(saved, now);
+        }
+        // The plane's one clock: asleep until the routing's or the
+        // consensus's next deadline, woken when one moves.
         let (weak, wake) = (Arc::downgrade(&plane), plane.clock.clone());
         let stop = plane.shutdown.clone();
         plane.tasks.spawn(stop.clone().run_until_cancelled_owned(async move {
             loop {
                 let Some(plane) = weak.upgrade() else { return };
-                let next = plane.routing.lock().next_deadline();
+                let routing = plane.routing.lock().next_deadline();
+                let consensus = plane.consensus.lock().next_deadline();
+                let next = routing.map_or(consensus, |r| r.min(consensus));
                 // Not holding the plane while asleep: dropping it ends the task.
                 drop(plane);
                 // A wake-up in between is kept as a permit: nothing is missed.
                 let woken = wake.notified();
-                match next {
-                    Some(at) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(at) => {}
-                            _ = woken => continue,
-                        }
-                    }
-                    None => {
-                        woken.await;
-                        continue;
-                    }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = woken => continue,
                 }
                 let Some(plane) = weak.upgrade() else { return };
-                plane.routing.lock().on_clock(Instant::now(), &mut Links(&plane));
+                let now = Instant::now();
+                let out = plane.consensus.lock().on_clock(now);
+                plane.carry_out(out, now);
+                let leased = {
+                    let mut routing = plane.routing.lock();
+                    routing.on_clock(now, &mut Links(&plane));
+                    routing.leased(now)
+                };
+                slip_metrics::metrics().lease_held.set(i64::from(leased));
                 // A catch-up past its deadline ended there.
                 plane.caught_up.notify_waiters();
             }
         }));
-        plane
+        Ok(plane)
     }
 
     /// Stops the plane's tasks and waits for them; links are closed by their owner.
@@ -223,7 +246,12 @@ impl ControlPlane {
         &self.node_id
     }
 
+    /// An edge linked (inside `slip dev`, by hand): it hears the view.
     pub fn add_edge_link(&self, link: Arc<dyn Link>) {
+        let view = self.consensus.lock().view().to_frame();
+        if view.term > 0 {
+            let _ = link.send(Frame { kind: Some(Kind::View(view)) });
+        }
         self.peers.insert(link);
     }
 
@@ -231,27 +259,78 @@ impl ControlPlane {
         self.routing.lock().set_region(region);
     }
 
-    /// A link is up. Another control node joins the ring.
+    /// A link is up. A control node hears who this one is in the
+    /// consensus; an edge hears the view.
     pub fn link_up(self: &Arc<Self>, hello: &Hello, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
-        let first = self.peers.insert(link);
-        let mut routing = self.routing.lock();
-        if routing.linked(&peer, hello) && first {
-            self.ring_changed(routing);
+        let is_control = self.routing.lock().linked(&peer, hello);
+        if is_control {
+            self.peers.insert(link);
+            let out = self.consensus.lock().link_up();
+            self.carry_out(out, Instant::now());
+        } else {
+            self.add_edge_link(link);
         }
     }
 
-    /// Rebuilds the ring from the links up now, and starts catching up.
-    fn ring_changed(self: &Arc<Self>, mut routing: parking_lot::MutexGuard<'_, Routing>) {
-        let generation = routing.rebuild_ring(&self.peers.ids(), Instant::now(), &mut Links(self));
-        let members = routing.ring().members().to_vec();
-        drop(routing);
-        self.clock.notify_one();
+    /// What the consensus decided, carried out: its frames sent, a new view
+    /// applied (the routing, a catch-up, the edges told), the lease passed on.
+    fn carry_out(self: &Arc<Self>, out: consensus::Output, now: Instant) {
+        let consensus::Output { send, broadcast, view, lease } = out;
+        for (to, frame) in send {
+            let _ = self.peers.send(to.as_str(), Frame { kind: Some(Kind::Consensus(frame)) });
+        }
+        if let Some(frame) = broadcast {
+            for peer in self.control_peers() {
+                let _ = self.peers.send(peer.as_str(), Frame { kind: Some(Kind::Consensus(frame.clone())) });
+            }
+        }
+        if let Some(view) = view {
+            self.view_changed(view, now);
+        }
+        if let Some((view, until)) = lease {
+            let mut routing = self.routing.lock();
+            self.timed(&mut routing, |r| r.set_lease(view, until, now, &mut Links(self)));
+        }
+    }
+
+    /// The control nodes linked to this one.
+    fn control_peers(&self) -> Vec<NodeId> {
+        let routing = self.routing.lock();
+        self.peers.ids().into_iter().filter(|p| routing.is_control(p)).collect()
+    }
+
+    /// A newer view was applied: the routing follows, a catch-up starts,
+    /// and every edge linked here hears it.
+    fn view_changed(self: &Arc<Self>, view: View, now: Instant) {
+        let (generation, members) = {
+            let mut routing = self.routing.lock();
+            let generation = self.timed(&mut routing, |r| r.set_view(&view, now, &mut Links(self)));
+            (generation, routing.ring().members().to_vec())
+        };
         self.catch_up(generation, members);
+        slip_metrics::metrics().view_term.set(view.term() as i64);
+        let frame = view.to_frame();
+        let edges: Vec<NodeId> = {
+            let routing = self.routing.lock();
+            self.peers.ids().into_iter().filter(|p| !routing.is_control(p)).collect()
+        };
+        for edge in edges {
+            let _ = self.peers.send(edge.as_str(), Frame { kind: Some(Kind::View(frame.clone())) });
+        }
+    }
+
+    /// A frame of the consensus from control node `from`.
+    pub(super) fn consensus_frame(self: &Arc<Self>, from: &NodeId, frame: slip_proto::link_pb::Consensus) {
+        let now = Instant::now();
+        let out = self.consensus.lock().on_frame(from, frame, now);
+        self.carry_out(out, now);
+        self.clock.notify_one();
     }
 
     /// A link is down. When it was the peer's last: an edge's interest goes
-    /// with it; a control node leaves the ring.
+    /// with it; nobody waits for answers from it. A control node stays in
+    /// the view until the consensus decides otherwise.
     pub fn link_down(self: &Arc<Self>, peer: &NodeId, link: &Arc<dyn Link>) {
         if !self.peers.remove_link(link) {
             return;
@@ -262,7 +341,6 @@ impl ControlPlane {
         }
         let mut routing = self.routing.lock();
         if routing.is_control(peer) {
-            self.ring_changed(routing);
             return;
         }
         // Under the routing lock: a new link from the same edge is in `peers`
@@ -271,6 +349,43 @@ impl ControlPlane {
         if !self.peers.contains(peer) {
             routing.edge_gone(peer);
         }
+    }
+
+    /// Ready for traffic: a member of the committed view, in the ring, with
+    /// its lease, and caught up on the streams it holds.
+    pub fn is_ready(&self) -> bool {
+        self.readiness().is_ok()
+    }
+
+    /// [`ControlPlane::is_ready`], saying why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        {
+            let consensus = self.consensus.lock();
+            if !consensus.is_member() {
+                return Err("not a member of the cluster yet (waiting to form or to be admitted)".into());
+            }
+            if !consensus.view().is_up(&self.node_id) {
+                return Err(format!("not in the ring of view {}", consensus.view().term()));
+            }
+        }
+        let routing = self.routing.lock();
+        if !routing.leased(Instant::now()) {
+            return Err("no lease from a majority of the control nodes".into());
+        }
+        if routing.catching_up() {
+            return Err("catching up on the streams it holds".into());
+        }
+        Ok(())
+    }
+
+    /// The consensus as `slip admin` shows it: the view's term, this node's
+    /// voter id, whether it leads, and whether it holds its lease.
+    pub fn consensus_state(&self) -> (u64, u64, bool, bool) {
+        let (term, raft_id, leader) = {
+            let consensus = self.consensus.lock();
+            (consensus.view().term(), consensus.raft_id(), consensus.is_leader())
+        };
+        (term, raft_id, leader, self.routing.lock().leased(Instant::now()))
     }
 
     fn is_control(&self, node: &NodeId) -> bool {
@@ -317,40 +432,39 @@ impl ControlPlane {
     }
 
     /// Fans a publish out here when this node owns its channel; else sends
-    /// it to the owner (whose leaving ends question `confirm`, if any).
+    /// it to the owner (whose leaving ends question `confirm`, if any), or,
+    /// with no link to the owner, through another control node that passes
+    /// it on (a cut between two control nodes only).
     fn place(&self, mut publish: Publish, confirm: Option<u64>) -> Result<(), slip_link::LinkError> {
         let mut routing = self.routing.lock();
         let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
             self.fan_out_locked(&mut routing, publish);
             return Ok(());
         };
+        let relay = routing
+            .ring()
+            .members()
+            .iter()
+            .find(|m| **m != owner && **m != self.node_id && self.peers.contains(m))
+            .cloned();
         drop(routing);
         if let Some(id) = confirm {
             self.questions.asked(id, owner.as_str());
         }
         publish.hops = 1;
-        self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) })
+        let frame = Frame { kind: Some(Kind::Publish(publish)) };
+        match (self.peers.contains(&owner), relay) {
+            (false, Some(relay)) => self.peers.send(relay.as_str(), frame),
+            _ => self.peers.send(owner.as_str(), frame),
+        }
     }
 
-    /// A publish another control node passed here as to the channel's owner.
-    /// Only the owner may give it an offset: a node whose ring names another
-    /// owner (views differ for a moment) passes it on, once; past
-    /// [`MAX_PUBLISH_HOPS`] it is dropped unconfirmed, and its publisher
-    /// retries. Two nodes giving the same offset would fork the stream.
-    fn forwarded(&self, mut routing: parking_lot::MutexGuard<'_, Routing>, mut publish: Publish) {
-        let Some(owner) = routing.owner_elsewhere(&publish.channel).cloned() else {
-            self.fan_out_locked(&mut routing, publish);
-            return;
-        };
-        drop(routing);
-        if publish.hops >= MAX_PUBLISH_HOPS {
-            tracing::debug!(channel = publish.channel, "publish dropped: the control nodes disagree on its owner");
-            return;
-        }
-        publish.hops += 1;
-        if let Err(e) = self.peers.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
-            tracing::debug!(error = %e, "forwarded publish dropped");
-        }
+    /// A publish another control node passed here as to the channel's
+    /// owner. Only the owner may give it an offset: a node whose view names
+    /// another owner (views differ for a moment) passes it on, once (see
+    /// [`Routing::fan_out`]). Two nodes giving the same offset would fork the stream.
+    fn forwarded(&self, mut routing: parking_lot::MutexGuard<'_, Routing>, publish: Publish) {
+        self.fan_out_locked(&mut routing, publish);
     }
 
     /// A publish from an edge (a callback reply's PUBLISH), as it came: to the
@@ -376,11 +490,18 @@ impl ControlPlane {
         let owner = self.routing.lock().owner_elsewhere(channel).cloned();
         let Some(owner) = owner else {
             self.until_caught_up(channel).await;
-            return Ok(self.routing.lock().history(channel, since_epoch, since_offset, limit as usize, Instant::now()));
+            let answer =
+                self.routing.lock().history(channel, since_epoch, since_offset, limit as usize, Instant::now());
+            return match answer {
+                Answer::History(history) => Ok(history),
+                Answer::NotOwner => {
+                    Err(ControlError::Unavailable("this control node holds no lease for the channel".into()))
+                }
+            };
         };
         let question = HistoryQuery { channel: channel.into(), since_epoch: since_epoch.into(), since_offset, limit };
         match self.ask_query(owner.as_str(), query::Kind::History(question)).await? {
-            reply::Kind::History(answer) => Ok(History {
+            reply::Kind::History(answer) if !answer.not_owner => Ok(History {
                 epoch: answer.epoch.into(),
                 top_offset: answer.top_offset,
                 publications: answer

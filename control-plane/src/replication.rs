@@ -94,6 +94,17 @@ impl Replication {
         out
     }
 
+    /// The lowest offset of `channel` still waiting (closing orders aside):
+    /// history shows nothing from there on.
+    pub fn first_waiting(&self, channel: &str) -> Option<u64> {
+        self.channels.get(channel)?.iter().map(|w| w.deliver.offset).find(|&o| o != 0)
+    }
+
+    /// Everything waiting on `channel`, taken out: this node no longer owns it.
+    pub fn drop_channel(&mut self, channel: &str) -> Vec<Waiting> {
+        self.channels.remove(channel).map(Vec::from).unwrap_or_default()
+    }
+
     /// The channels with something waiting.
     pub fn channels(&self) -> Vec<String> {
         self.channels.keys().cloned().collect()

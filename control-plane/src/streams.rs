@@ -138,14 +138,59 @@ pub struct CopyPage {
     pub terms: Vec<(u64, Arc<str>)>,
 }
 
+impl CopyPage {
+    /// Keeps only what comes before offset `at`.
+    fn cut(&mut self, at: u64) {
+        self.entries.retain(|(p, _)| p.offset < at);
+        self.keys.retain(|(_, offset, _)| *offset < at);
+        self.terms.retain(|(start, _)| *start < at);
+        self.top = self.top.min(at.saturating_sub(1));
+        self.more = false;
+    }
+}
+
 /// What [`Streams::import`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imported {
     /// Taken in (merged with ours, or in place of ours of another epoch).
     Taken,
     /// Ours and the copy name different terms for one offset of the same
-    /// epoch: two owners gave it. Nothing was taken.
+    /// epoch, and the terms cannot be ordered. Nothing was taken.
     Diverged,
+}
+
+/// What [`Streams::store`] did with a replicated publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Kept, as the stream's newest.
+    New,
+    /// Here already, from the same term.
+    Already,
+    /// A newer term gave that offset here: not taken.
+    Conflict,
+}
+
+/// How one term stands to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Newer,
+    Same,
+    Older,
+    Unordered,
+}
+
+/// How term `a` stands to `b`. Terms are view terms (decimal); anything
+/// else (a node of an older version gave it) is only ever the same or
+/// unordered.
+fn newer(a: &str, b: &str) -> Order {
+    if a == b {
+        return Order::Same;
+    }
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) if a > b => Order::Newer,
+        (Ok(a), Ok(b)) if a < b => Order::Older,
+        _ => Order::Unordered,
+    }
 }
 
 struct Queued {
@@ -286,7 +331,10 @@ impl Streams {
 
     /// A publication the channel's owner replicated here, at its offset in
     /// the owner's epoch and term. The owner's copy is the stream: a copy
-    /// here of another epoch gives way to it. False if it was here already.
+    /// here of another epoch gives way to it, and so does what a copy here
+    /// holds from that offset on under an older term (an owner that was cut
+    /// off gave it, unconfirmed). One under a newer term than the owner's
+    /// is not replaced: [`Stored::Conflict`].
     #[allow(clippy::too_many_arguments)]
     pub fn store(
         &mut self,
@@ -297,16 +345,41 @@ impl Streams {
         key: &str,
         term: &str,
         now: Instant,
-    ) -> bool {
+    ) -> Stored {
         match self.streams.get(channel) {
-            Some(stream) if &*stream.epoch == epoch && offset <= stream.top => return false,
+            Some(stream) if &*stream.epoch == epoch && offset <= stream.top => {
+                match term_at(&stream.terms, offset).map(|ours| newer(term, ours)) {
+                    None | Some(Order::Same) => return Stored::Already,
+                    Some(Order::Older | Order::Unordered) => return Stored::Conflict,
+                    Some(Order::Newer) => self.truncate(channel, offset),
+                }
+            }
             Some(stream) if &*stream.epoch == epoch => {}
             _ => self.start(channel, epoch, now),
         }
         let ttl = self.limits.idempotency_ttl;
         expire_keys(self.streams.get_mut(channel).expect("just made sure"), ttl, now);
         self.record(channel, offset, event, key, &Arc::from(term), now);
-        true
+        Stored::New
+    }
+
+    /// Drops what the stream holds from `offset` on: publications, keys and
+    /// terms; its top goes back to just before it.
+    fn truncate(&mut self, channel: &str, offset: u64) {
+        let Some(stream) = self.streams.get_mut(channel) else { return };
+        while let Some(last) = stream.history.back()
+            && last.offset >= offset
+        {
+            let entry = stream.history.pop_back().expect("just looked");
+            self.bytes -= entry.bytes;
+        }
+        stream.keys.retain(|_, o| *o < offset);
+        let keys = &stream.keys;
+        stream.key_order.retain(|(_, key)| keys.contains_key(key));
+        while stream.terms.back().is_some_and(|(start, _)| *start >= offset) {
+            stream.terms.pop_back();
+        }
+        stream.top = stream.top.min(offset.saturating_sub(1));
     }
 
     /// A new, empty stream for `channel` in `epoch` (replacing any other).
@@ -509,14 +582,26 @@ impl Streams {
 
     /// Takes in a page of another node's copy of a stream. The same epoch
     /// merges (what is here stays, what is new is added); another epoch
-    /// replaces the copy here. Entries are aged as they were there. A copy
-    /// of the same epoch that another owner gave (see [`Imported::Diverged`])
-    /// is not taken.
-    pub fn import(&mut self, channel: &str, page: CopyPage, now: Instant) -> Imported {
+    /// replaces the copy here. Entries are aged as they were there. Where
+    /// two copies of one epoch part (different terms for one offset), the
+    /// newer term's is the stream from there on; terms that cannot be
+    /// ordered are [`Imported::Diverged`], and nothing is taken.
+    pub fn import(&mut self, channel: &str, mut page: CopyPage, now: Instant) -> Imported {
         match self.streams.get(channel) {
             Some(ours) if ours.epoch == page.epoch => {
-                if !agree(&ours.terms, ours.top, &page.terms, page.top) {
-                    return Imported::Diverged;
+                let theirs: VecDeque<(u64, Arc<str>)> = page.terms.iter().cloned().collect();
+                if let Some(at) = parting(&ours.terms, ours.top, &theirs, page.top) {
+                    let (mine, their) = (term_at(&ours.terms, at), term_at(&theirs, at));
+                    match (mine, their) {
+                        (Some(mine), Some(their)) => match newer(their, mine) {
+                            // Theirs is the stream from `at` on.
+                            Order::Newer => self.truncate(channel, at),
+                            // Ours is: theirs counts up to just before.
+                            Order::Older => page.cut(at),
+                            Order::Same | Order::Unordered => return Imported::Diverged,
+                        },
+                        _ => return Imported::Diverged,
+                    }
                 }
             }
             _ => self.start(channel, &page.epoch, now),
@@ -528,6 +613,9 @@ impl Streams {
         if page.top > stream.top {
             // Theirs goes further and agrees with ours: its terms are ours, extended.
             stream.terms = page.terms.into_iter().collect();
+        }
+        while stream.terms.len() > MAX_TERMS_PER_STREAM {
+            stream.terms.pop_front();
         }
         stream.top = stream.top.max(page.top);
         stream.touched = now;
@@ -610,6 +698,7 @@ impl From<StreamHead> for Head {
             top: h.top,
             first: h.first,
             term: h.term.to_string(),
+            view: 0,
         }
     }
 }
@@ -671,15 +760,22 @@ fn term_at(terms: &VecDeque<(u64, Arc<str>)>, offset: u64) -> Option<&Arc<str>> 
     after.checked_sub(1).map(|i| &terms[i].1)
 }
 
-/// Whether two copies of one epoch agree on who gave each offset both hold
-/// (up to the lower top), as far as both remember.
-fn agree(ours: &VecDeque<(u64, Arc<str>)>, our_top: u64, theirs: &[(u64, Arc<str>)], their_top: u64) -> bool {
-    let theirs: VecDeque<(u64, Arc<str>)> = theirs.iter().cloned().collect();
+/// The first offset both copies of one epoch hold (up to the lower top)
+/// that they say different terms gave, as far as both remember; `None`
+/// when they agree.
+fn parting(
+    ours: &VecDeque<(u64, Arc<str>)>,
+    our_top: u64,
+    theirs: &VecDeque<(u64, Arc<str>)>,
+    their_top: u64,
+) -> Option<u64> {
     let common = our_top.min(their_top);
-    let points = ours.iter().chain(theirs.iter()).map(|(start, _)| *start).chain([common]);
-    points.filter(|p| (1..=common).contains(p)).all(|p| match (term_at(ours, p), term_at(&theirs, p)) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
+    let mut points: Vec<u64> =
+        ours.iter().chain(theirs.iter()).map(|(start, _)| *start).filter(|p| (1..=common).contains(p)).collect();
+    points.sort_unstable();
+    points.into_iter().find(|&p| match (term_at(ours, p), term_at(theirs, p)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
     })
 }
 

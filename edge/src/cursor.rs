@@ -5,6 +5,13 @@
 //! then everything goes out in offset order. What history no longer holds is
 //! counted as lost and skipped. The clock is passed in.
 //!
+//! Fencing: every Deliver, history answer and head carries the view term
+//! its owner sent it under. One older than the newest this edge has seen
+//! for the channel comes from an owner that was paused or cut off while
+//! another took over: it is ignored (the gap it leaves is fetched from the
+//! owner now), and so is an answer from a node that says it is not the
+//! owner.
+//!
 //! A fetch nobody answers is asked again, of whoever owns the channel then,
 //! until [`FETCH_GIVE_UP`]: a gap opens exactly when an owner dies (the
 //! Deliver it sent last never came), and the edge may still name the dead
@@ -39,6 +46,8 @@ pub struct Steps {
     /// The `ack` of a Deliver dropped as one delivered already: whoever
     /// waits for it may go on.
     pub repeat_ack: u64,
+    /// Frames ignored as from an owner under an older view (or not the owner).
+    pub stale: u64,
 }
 
 struct Fetch {
@@ -54,6 +63,8 @@ struct Fetch {
 struct Cursor {
     epoch: String,
     last: u64,
+    /// The newest view term seen for the channel.
+    view: u64,
     /// Delivers past a gap, by offset.
     held: BTreeMap<u64, Deliver>,
     fetch: Option<Fetch>,
@@ -71,16 +82,30 @@ impl Cursors {
     /// A Deliver from the channel's owner.
     pub fn deliver(&mut self, deliver: Deliver, now: Instant) -> Steps {
         let mut steps = Steps::default();
+        let channel = deliver.channel.clone();
+        if let Some(cursor) = self.channels.get_mut(&channel) {
+            if deliver.view < cursor.view {
+                // From an owner under an older view: not the stream any more.
+                steps.stale = 1;
+                steps.repeat_ack = deliver.ack;
+                return steps;
+            }
+            cursor.view = deliver.view;
+        }
         // Closing orders are not publications: no place in the stream.
         if deliver.offset == 0 {
             steps.deliver.push(deliver);
             return steps;
         }
-        let channel = deliver.channel.clone();
         let Some(cursor) = self.channels.get_mut(&channel) else {
             // The first since this edge joined: it starts here.
-            let cursor =
-                Cursor { epoch: deliver.epoch.clone(), last: deliver.offset, held: BTreeMap::new(), fetch: None };
+            let cursor = Cursor {
+                epoch: deliver.epoch.clone(),
+                last: deliver.offset,
+                view: deliver.view,
+                held: BTreeMap::new(),
+                fetch: None,
+            };
             self.channels.insert(channel, cursor);
             steps.deliver.push(deliver);
             return steps;
@@ -122,6 +147,16 @@ impl Cursors {
     /// what waited is fetched next.
     pub fn answered(&mut self, id: u64, answer: Option<HistoryAnswer>, now: Instant) -> Steps {
         let mut steps = Steps::default();
+        let Some(channel) = self.fetching.get(&id) else { return steps };
+        let Some(cursor) = self.channels.get_mut(channel) else { return steps };
+        if let Some(answer) = &answer {
+            if answer.not_owner || answer.view < cursor.view {
+                // Not the owner's word: the fetch is asked again when its time is up.
+                steps.stale = 1;
+                return steps;
+            }
+            cursor.view = answer.view;
+        }
         let Some(channel) = self.fetching.remove(&id) else { return steps };
         let Some(cursor) = self.channels.get_mut(&channel) else { return steps };
         cursor.fetch = None;
@@ -134,7 +169,8 @@ impl Cursors {
                 steps.lost += entry.offset - cursor.last - 1;
                 cursor.last = entry.offset;
                 let (channel, epoch) = (channel.clone(), cursor.epoch.clone());
-                steps.deliver.push(Deliver { channel, offset: entry.offset, event: entry.event, ack: 0, epoch });
+                let view = cursor.view;
+                steps.deliver.push(Deliver { channel, offset: entry.offset, event: entry.event, ack: 0, epoch, view });
             }
         }
         // Whatever of this gap did not come is lost.
@@ -231,9 +267,14 @@ impl Cursors {
     /// The owner says where the stream is: a cursor behind it fetches the
     /// rest (the Delivers it missed while the owner changed); one in another
     /// epoch follows the new one from its start.
-    pub fn head(&mut self, channel: &str, epoch: &str, top: u64, now: Instant) -> Steps {
+    pub fn head(&mut self, channel: &str, epoch: &str, top: u64, view: u64, now: Instant) -> Steps {
         let mut steps = Steps::default();
         let Some(cursor) = self.channels.get_mut(channel) else { return steps };
+        if view < cursor.view {
+            steps.stale = 1;
+            return steps;
+        }
+        cursor.view = view;
         if cursor.fetch.is_some() || !cursor.held.is_empty() {
             return steps;
         }

@@ -51,8 +51,11 @@ pub struct Edge {
     pub drain_requested: tokio::sync::Notify,
     /// Links to control nodes.
     control: Peers,
-    /// Owners of channels among the control nodes.
+    /// Owners of channels among the control nodes: the ring of the newest
+    /// view the control nodes agreed on that this edge has heard of.
     ring: RwLock<Ring>,
+    /// That view's term.
+    view_term: std::sync::atomic::AtomicU64,
     /// Publishes a reply's next command waits for (`confirm.rs`).
     confirmations: Confirmations,
     /// Per channel, the last offset delivered here, and gaps being fetched (`cursor.rs`).
@@ -86,6 +89,7 @@ impl Edge {
             drain_requested: tokio::sync::Notify::new(),
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
+            view_term: std::sync::atomic::AtomicU64::new(0),
             confirmations: Confirmations::default(),
             cursors: Mutex::new(Cursors::default()),
             parking: resume::Parking::default(),
@@ -109,38 +113,56 @@ impl Edge {
         &self.config.node_id
     }
 
-    /// Ready for traffic: not draining, and linked to the control plane.
+    /// Ready for traffic: not draining, linked to the control plane, and
+    /// told the view the control nodes agreed on (so it knows the owners).
     pub fn is_ready(&self) -> bool {
-        !self.admission.is_draining() && !self.control.ids().is_empty()
+        !self.admission.is_draining() && !self.control.ids().is_empty() && self.view_term() > 0
     }
 
-    /// A link to a control node is up: it joins the ring, and it is told of
-    /// every local channel it now owns.
+    /// A link to a control node is up: it is told of every local channel it
+    /// owns, and of the sessions whose records it keeps.
     pub fn add_control_link(self: &Arc<Self>, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
         if self.control.insert(link) {
-            self.ring_changed(Some(&peer));
+            let ring = self.ring.read().clone();
+            self.reannounce(&ring, &ring, Some(&peer));
         }
     }
 
-    /// A link to a control node is down: if it was the last one to that
-    /// node, the node leaves the ring and its channels' new owners are told.
+    /// A link to a control node is down. Owners do not change with links,
+    /// only with views; what was sent on it is asked again where needed.
     pub fn remove_control_link(self: &Arc<Self>, link: &Arc<dyn Link>) {
-        if self.control.remove_link(link) {
-            self.ring_changed(None);
-        }
+        self.control.remove_link(link);
     }
 
-    /// Rebuilds the ring from the live control links and re-announces local
-    /// interest wherever a channel's owner changed (or is the node just up).
-    fn ring_changed(self: &Arc<Self>, joined: Option<&NodeId>) {
-        // Read the members under the ring's lock: of two links changing at
-        // once, the last to write must be the one that saw both.
+    /// A view from a control node: a newer one than this edge knew gives
+    /// the owners, and the new owners are told of local interest.
+    pub fn view(self: &Arc<Self>, view: &slip_proto::link_pb::View) {
+        use std::sync::atomic::Ordering;
+        // Read and replaced under the ring's lock: of two views at once, the newer stays.
         let (old, new) = {
             let mut ring = self.ring.write();
-            let new = Ring::new(self.control.ids());
+            if view.term <= self.view_term.load(Ordering::Acquire) {
+                return;
+            }
+            self.view_term.store(view.term, Ordering::Release);
+            let members = view.members.iter().filter(|m| m.up).filter_map(|m| NodeId::parse(&m.node_id).ok());
+            let new = Ring::new(members);
             (std::mem::replace(&mut *ring, new.clone()), new)
         };
+        tracing::info!(term = view.term, members = new.members().len(), "control view applied");
+        self.reannounce(&old, &new, None);
+    }
+
+    /// The newest view term this edge has heard of.
+    pub fn view_term(&self) -> u64 {
+        self.view_term.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Re-announces local interest wherever a channel's owner changed from
+    /// `old` to `new` (or is the node `joined`, just linked), moves session
+    /// records the same way, and asks gaps being fetched again.
+    fn reannounce(self: &Arc<Self>, old: &Ring, new: &Ring, joined: Option<&NodeId>) {
         let mut moved = 0;
         for channel in self.hub.channels() {
             let owner = new.owner(&channel);
@@ -163,7 +185,9 @@ impl Edge {
             let steps = cursors.ask_again(Instant::now());
             self.carry_out(steps);
         }
-        tracing::info!(members = new.members().len(), reannounced = moved, "control ring changed");
+        if moved > 0 {
+            tracing::info!(reannounced = moved, "interest told to new owners");
+        }
     }
 
     /// Runs commands from a callback reply, in order: a publish followed by
@@ -196,7 +220,7 @@ impl Edge {
         };
         publish.ack = ack;
         publish.reply_to = self.node_id().to_string();
-        match self.control.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
+        match self.send_via(&owner, Frame { kind: Some(Kind::Publish(publish)) }) {
             Ok(()) => self.confirmations.wait(ack, confirmed).await,
             Err(e) => {
                 tracing::warn!(error = %e, "frame to control plane dropped");
@@ -212,14 +236,36 @@ impl Edge {
         } else {
             let via = self.ring.read().owner(&command.connection_id).cloned();
             let frame = Frame { kind: Some(Kind::Command(command)) };
-            self.send_to(via, frame);
+            self.send_onward(via, frame);
         }
     }
 
     /// Sends a publish (or CLOSE_CHANNEL) to the channel's owner.
     pub fn publish(&self, publish: Publish) {
         let owner = self.ring.read().owner(&publish.channel).cloned();
-        self.send_to(owner, Frame { kind: Some(Kind::Publish(publish)) });
+        self.send_onward(owner, Frame { kind: Some(Kind::Publish(publish)) });
+    }
+
+    /// Sends a frame any control node passes on (a publish, a command) to
+    /// `node`, or, with no link to it, to another control node.
+    fn send_via(&self, node: &NodeId, frame: Frame) -> Result<(), LinkError> {
+        match self.control.send(node.as_str(), frame.clone()) {
+            Err(LinkError::NoPeer(_)) => {
+                let other = self.control.ids().into_iter().next().ok_or(LinkError::NoPeer(node.to_string()))?;
+                self.control.send(other.as_str(), frame)
+            }
+            sent => sent,
+        }
+    }
+
+    fn send_onward(&self, node: Option<NodeId>, frame: Frame) {
+        let result = match &node {
+            Some(node) => self.send_via(node, frame),
+            None => Err(LinkError::NoPeer("(no control node)".into())),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "frame to control plane dropped");
+        }
     }
 
     /// A connection ended: forget it and withdraw interest where it was the
@@ -372,6 +418,9 @@ impl Edge {
         if steps.repeat_ack != 0 {
             self.confirmations.confirm(steps.repeat_ack);
         }
+        if steps.stale > 0 {
+            slip_metrics::metrics().stale_frames.inc_by(steps.stale);
+        }
         if steps.lost > 0 {
             slip_metrics::metrics().stream_gaps.inc_by(steps.lost);
             tracing::warn!(lost = steps.lost, "publications missed that history no longer held");
@@ -512,7 +561,7 @@ impl FrameHandler for EdgeFrames {
             // The owner confirming a publish this edge had no subscriber for.
             Some(Kind::Head(head)) => {
                 let mut cursors = edge.cursors.lock();
-                let steps = cursors.head(&head.channel, &head.epoch, head.top, Instant::now());
+                let steps = cursors.head(&head.channel, &head.epoch, head.top, head.view, Instant::now());
                 edge.carry_out(steps);
             }
             Some(Kind::Reply(Reply { id, kind: Some(reply::Kind::History(answer)) })) => {
@@ -524,6 +573,7 @@ impl FrameHandler for EdgeFrames {
                 edge.session_answered(id, answer);
             }
             Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
+            Some(Kind::View(view)) => edge.view(&view),
             // A session this edge reported lives elsewhere now: this copy goes.
             Some(Kind::SessionMoved(moved)) if moved.edge != edge.node_id().as_str() => {
                 edge.let_go(&moved.connection_id, "taken over elsewhere");
@@ -536,7 +586,8 @@ impl FrameHandler for EdgeFrames {
                 | Kind::Replicate(_)
                 | Kind::Replicated(_)
                 | Kind::SessionMoved(_)
-                | Kind::SessionRecord(_),
+                | Kind::SessionRecord(_)
+                | Kind::Consensus(_),
             )
             | None => {
                 tracing::debug!(from = %from, "unexpected frame on an edge ignored");

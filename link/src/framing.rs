@@ -70,7 +70,9 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         | Kind::Members(_)
         | Kind::Drain(_)
         | Kind::SessionMoved(_)
-        | Kind::SessionRecord(_) => {
+        | Kind::SessionRecord(_)
+        | Kind::Consensus(_)
+        | Kind::View(_) => {
             return None;
         }
     };

@@ -54,6 +54,15 @@ pub struct Metrics {
     pub stream_divergences: Counter,
     /// Connections closed because their outbound queue overflowed (1013).
     pub slow_consumer_closes: Counter,
+    /// Frames an edge ignored as coming from a channel's owner under an
+    /// older view (paused or cut off while another took over).
+    pub stale_frames: Counter,
+    /// The term of the ring view this node applied.
+    pub view_term: Gauge,
+    /// Whether this control node holds its lease (1) or not (0).
+    pub lease_held: Gauge,
+    /// Publishes a control node refused, by reason: no_lease, held_too_long, too_many, owner_unknown.
+    pub publishes_refused: ByKind,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
     pub unprefixed_messages: Counter,
     /// Link round-trip time, by peer node.
@@ -111,6 +120,10 @@ fn exported() -> &'static Exported {
             history_bytes: Gauge::default(),
             stream_divergences: Counter::default(),
             slow_consumer_closes: Counter::default(),
+            stale_frames: Counter::default(),
+            view_term: Gauge::default(),
+            lease_held: Gauge::default(),
+            publishes_refused: ByKind::default(),
             unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
             link_ups: Counter::default(),
@@ -136,6 +149,18 @@ fn exported() -> &'static Exported {
             "stream_divergences",
             "Streams moved to a new epoch because two owners had extended them",
             m.stream_divergences.clone(),
+        );
+        registry.register(
+            "stale_frames",
+            "Frames an edge ignored as from an owner under an older view",
+            m.stale_frames.clone(),
+        );
+        registry.register("view_term", "Term of the ring view applied", m.view_term.clone());
+        registry.register("lease_held", "1 while this control node holds its lease", m.lease_held.clone());
+        registry.register(
+            "publishes_refused",
+            "Publishes a control node refused, by reason",
+            m.publishes_refused.clone(),
         );
         registry.register(
             "stream_gaps",

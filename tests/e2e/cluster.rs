@@ -107,6 +107,8 @@ struct ControlNode {
     id: String,
     api_port: u16,
     link_port: u16,
+    /// Where its `/metrics`, `/healthz` and `/readyz` answer.
+    metrics: String,
     child: Option<Child>,
 }
 
@@ -142,6 +144,7 @@ impl Cluster {
             control_flags: control_flags.iter().map(|f| f.to_string()).collect(),
             controls: (0..controls)
                 .map(|i| ControlNode {
+                    metrics: String::new(),
                     id: format!("control-{i}"),
                     api_port: free_port(),
                     link_port: free_udp_port(),
@@ -158,6 +161,9 @@ impl Cluster {
             cluster.edges.push(edge);
         }
         cluster.wait_linked().await;
+        for i in 0..controls {
+            cluster.wait_ready(i).await;
+        }
         cluster
     }
 
@@ -211,8 +217,28 @@ impl Cluster {
             "127.0.0.1:0",
         ];
         let args: Vec<&str> = args.into_iter().chain(self.control_flags.iter().map(String::as_str)).collect();
-        let (child, _) = spawn_slip(&args, &["Control API:", "Link:"]).await;
+        let (child, lines) = spawn_slip(&args, &["Control API:", "Link:", "Metrics:"]).await;
+        node.metrics = lines[2].trim_end_matches("/metrics").to_owned();
         node.child = Some(child);
+    }
+
+    /// Waits until control node `i` answers `/readyz` with 200: a member of
+    /// the agreed view, with its lease, caught up.
+    pub(crate) async fn wait_ready(&self, i: usize) {
+        let url = format!("{}/readyz", self.controls[i].metrics);
+        let deadline = Instant::now() + PATIENCE * 3;
+        loop {
+            let answer = reqwest::get(&url).await;
+            if answer.as_ref().is_ok_and(|a| a.status() == 200) {
+                return;
+            }
+            let why = match answer {
+                Ok(a) => a.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            assert!(Instant::now() < deadline, "control-{i} never became ready: {why}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn start_edge(&self, id: &str, ca: &CaDir) -> EdgeNode {
@@ -752,17 +778,17 @@ async fn publishes_through_any_control_node_share_one_stream_and_its_history() {
 }
 
 /// The SDK's publish retries an unavailable control plane with one
-/// idempotency key: with the channel's owner killed, a publish through the
-/// other node fails until the ring drops the dead one, and then goes in,
-/// once, into the same stream (the survivor held its replica).
+/// idempotency key: with the channel's owner killed, a publish through
+/// another node fails until the others agree the dead one is gone, and then
+/// goes in, once, into the same stream (its replica held the copy).
 #[tokio::test]
 async fn the_sdk_gets_a_publish_in_once_across_the_death_of_its_owner() {
     let backend = Backend::start(cluster_backend).await;
-    let mut cluster = Cluster::start(&backend.url, 2, 1).await;
+    let mut cluster = Cluster::start(&backend.url, 3, 1).await;
     let mut client = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
     let info = cluster.wait_for_edges(0, "room", 1).await;
     let owner = cluster.controls.iter().position(|c| c.id == info.owner).unwrap();
-    let survivor = 1 - owner;
+    let survivor = (owner + 1) % 3;
     let sdk = slip_sockets::GrpcControl::connect(cluster.controls[survivor].api(), SECRET.as_bytes()).await.unwrap();
     let before = sdk.publish("room", slip_sockets::Payload::Text("before".into()), None).await.unwrap();
     assert_eq!(client.text().await, "before");
@@ -912,13 +938,13 @@ async fn every_confirmed_publish_survives_an_owner_that_came_back_and_died_again
     confirmed_publishes_survive(Fault::OwnerAfterItCameBack).await;
 }
 
-/// The owner dies: its replica owns the channel next and goes on in the same
-/// epoch with the same history. The replica dies too: every copy is gone, so
-/// the last node starts a new epoch, and History says the old one is gone.
+/// The owner and its replica die together: every copy of the stream is
+/// gone, so the next owner (the three left are still a majority of five)
+/// starts a new epoch, and History says the old one is gone.
 #[tokio::test]
 async fn losing_every_copy_of_a_stream_starts_a_new_epoch_and_says_so() {
     let backend = Backend::start(cluster_backend).await;
-    let mut cluster = Cluster::start(&backend.url, 3, 1).await;
+    let mut cluster = Cluster::start(&backend.url, 5, 1).await;
     let mut grpc = cluster.grpc(0).await;
     let mut last = None;
     for i in 0..5 {
@@ -928,38 +954,28 @@ async fn losing_every_copy_of_a_stream_starts_a_new_epoch_and_says_so() {
     let index = |cluster: &Cluster, id: &str| cluster.controls.iter().position(|c| c.id == id).unwrap();
     let info = cluster.grpc(0).await.get_channel(GetChannelRequest { channel: "ledger".into() }).await.unwrap();
     let owner = index(&cluster, &info.into_inner().owner);
-
-    // Asked through a survivor until the ring has dropped the dead owner.
-    let next_owner = |cluster: &Cluster, via: usize, dead: String| {
-        let api = cluster.controls[via].api();
-        async move {
-            let deadline = Instant::now() + PATIENCE * 2;
-            loop {
-                let mut grpc = grpc_to(&api).await;
-                let info = grpc.get_channel(GetChannelRequest { channel: "ledger".into() }).await;
-                if let Ok(info) = info.map(|i| i.into_inner())
-                    && info.owner != dead
-                {
-                    return info;
-                }
-                assert!(Instant::now() < deadline, "the ring never dropped {dead}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let dead = cluster.controls[owner].id.clone();
+    let ids: Vec<slip_proto::ids::NodeId> =
+        cluster.controls.iter().map(|c| slip_proto::ids::NodeId::parse(&c.id).unwrap()).collect();
+    let replica = index(&cluster, slip_proto::ring::Ring::new(ids).successors("ledger", 1)[0].as_str());
+    let (dead_owner, dead_replica) = (cluster.controls[owner].id.clone(), cluster.controls[replica].id.clone());
     cluster.kill_control(owner).await;
-    let survivor = (owner + 1) % 3;
-    let taken = next_owner(&cluster, survivor, dead).await;
-    assert_eq!((taken.epoch.as_str(), taken.last_offset), (first.epoch.as_str(), 5), "the replica went on");
-
-    let replica = index(&cluster, &taken.owner);
-    let dead = taken.owner.clone();
     cluster.kill_control(replica).await;
-    let last_one = (0..3).find(|i| *i != owner && *i != replica).unwrap();
-    let alone = next_owner(&cluster, last_one, dead).await;
-    assert_eq!(alone.owner, cluster.controls[last_one].id);
-    let mut grpc = cluster.grpc(last_one).await;
+    let survivor = (0..5).find(|i| *i != owner && *i != replica).unwrap();
+    // Asked through a survivor until the others agreed both are gone.
+    let deadline = Instant::now() + PATIENCE * 3;
+    let taken = loop {
+        let mut grpc = grpc_to(&cluster.controls[survivor].api()).await;
+        let info = grpc.get_channel(GetChannelRequest { channel: "ledger".into() }).await;
+        if let Ok(info) = info.map(|i| i.into_inner())
+            && info.owner != dead_owner
+            && info.owner != dead_replica
+        {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "the ring never dropped {dead_owner} and {dead_replica}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut grpc = cluster.grpc(index(&cluster, &taken.owner)).await;
     let fresh = grpc.publish(publish("ledger", "after")).await.unwrap().into_inner();
     assert_ne!(fresh.epoch, first.epoch, "a new epoch: continuity was lost");
     assert_eq!(fresh.offset, 1);

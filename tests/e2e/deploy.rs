@@ -51,12 +51,27 @@ fn ports_signal_and_timeouts_fit_the_binary() {
     assert!(control.contains("[default: [::]:7070]") && control.contains("[default: [::]:7071]"));
     let peers = env["SLIP_PEERS"].as_str().unwrap();
     assert!(peers.starts_with("dns:control.process.") && peers.ends_with(":7071"), "{peers}");
+
+    // The control nodes: a first cluster of at least three (a majority
+    // survives one loss), consensus state on a volume, readiness checked
+    // on the metrics port so a rolling deploy waits for each.
+    let expect: usize = env["SLIP_BOOTSTRAP_EXPECT"].as_str().unwrap().parse().unwrap();
+    assert!(expect >= 3, "SLIP_BOOTSTRAP_EXPECT {expect}");
+    let data = env["SLIP_DATA_DIR"].as_str().unwrap();
+    let mounts = fly["mounts"].as_array().unwrap();
+    assert!(
+        mounts.iter().any(|m| m["destination"].as_str() == Some(data) && m["processes"][0].as_str() == Some("control"))
+    );
+    let ready = fly["checks"]["control_ready"].as_table().unwrap();
+    assert_eq!((ready["path"].as_str(), ready["port"].as_integer()), (Some("/readyz"), Some(metrics_port)));
+    assert_eq!(ready["processes"].as_array().unwrap()[0].as_str(), Some("control"));
 }
 
 #[tokio::test]
 async fn every_process_command_starts_with_the_fly_environment() {
     let fly = fly();
     let ca = CaDir::new();
+    let data = TempDir::new();
     let env = fly["env"].as_table().unwrap();
     let processes = fly["processes"].as_table().unwrap();
     let mut names: Vec<&String> = processes.keys().collect();
@@ -80,6 +95,8 @@ async fn every_process_command_starts_with_the_fly_environment() {
             .env("SLIP_LINK_LISTEN", "127.0.0.1:0")
             .env("SLIP_METRICS_LISTEN", "127.0.0.1:0")
             .env("SLIP_DNS_SERVER", "127.0.0.1:9")
+            // Never the machine's /data.
+            .env("SLIP_DATA_DIR", data.path())
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .kill_on_drop(true)

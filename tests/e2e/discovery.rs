@@ -1,6 +1,7 @@
 //! `SLIP_PEERS=dns:NAME:PORT`: control nodes found and lost through a real
-//! DNS server on loopback, with the nodes on 127.0.0.2 and 127.0.0.3 sharing
-//! one port, as Fly machines share one on their private addresses.
+//! DNS server on loopback, with the nodes on 127.0.0.2, 127.0.0.3 and
+//! 127.0.0.4 sharing one port, as Fly machines share one on their private
+//! addresses.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,12 +53,14 @@ fn answer(query: &[u8], ips: &[IpAddr]) -> Option<Vec<u8>> {
     reply.to_vec().ok()
 }
 
-/// A UDP port free on both 127.0.0.2 and 127.0.0.3.
+/// A UDP port free on 127.0.0.2, 127.0.0.3 and 127.0.0.4.
 fn shared_port() -> u16 {
     loop {
         let socket = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
         let port = socket.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.3", port)).is_ok() {
+        if std::net::UdpSocket::bind(("127.0.0.3", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.4", port)).is_ok()
+        {
             return port;
         }
     }
@@ -90,19 +93,22 @@ async fn control_nodes_come_and_go_through_dns() {
     let (cert, key, (edge_cert, edge_key)) = (ca.cert(), ca.key(), ca.leaf("edge"));
     let port = shared_port();
     let peers = format!("dns:{NAME}:{port}");
-    let apis = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
+    let apis: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let common = ["--cluster-ca", &cert, "--jwt-secret", SECRET, "--metrics-listen", "127.0.0.1:0"];
     let control_cert = ["--cluster-ca-key", &key];
     let edge_cert = ["--cluster-cert", &edge_cert, "--cluster-key", &edge_key];
     let discovery = ["--peers", &peers, "--dns-server", &dns, "--dns-refresh-secs", "1"];
-
-    let link0 = format!("127.0.0.2:{port}");
-    let c0_args = ["control", "--node-id", "control-0", "--control-listen", &apis[0], "--link-listen", &link0];
-    let _c0 = spawn_slip(&[&c0_args[..], &common, &control_cert, &discovery].concat(), &["Link:"]).await;
-    // control-1 is told of nobody: only DNS can bring it in.
-    let link1 = format!("127.0.0.3:{port}");
-    let c1_args = ["control", "--node-id", "control-1", "--control-listen", &apis[1], "--link-listen", &link1];
-    let (mut c1, _) = spawn_slip(&[&c1_args[..], &common, &control_cert].concat(), &["Link:"]).await;
+    // The first control node forms the cluster alone; later ones join it.
+    let control = |i: usize| {
+        let (api, link, id) = (apis[i].clone(), format!("127.0.0.{}:{port}", i + 2), format!("control-{i}"));
+        let (common, control_cert, discovery) = (common.to_vec(), control_cert.to_vec(), discovery.to_vec());
+        async move {
+            let args = ["control", "--node-id", &id, "--control-listen", &api, "--link-listen", &link];
+            let expect = ["--bootstrap-expect", "1"];
+            spawn_slip(&[&args[..], &expect, &common, &control_cert, &discovery].concat(), &["Link:"]).await.0
+        }
+    };
+    let _c0 = control(0).await;
     let edge_args = ["edge", "--node-id", "edge-0", "--listen", "127.0.0.1:0", "--target-url", &backend.url];
     let (_edge, lines) = spawn_slip(&[&edge_args[..], &common, &edge_cert, &discovery].concat(), &["WebSocket:"]).await;
     let ws = lines[0].trim_end_matches('/').to_owned();
@@ -112,25 +118,17 @@ async fn control_nodes_come_and_go_through_dns() {
         clients.push(Client::connect_url(&format!("{ws}/ch-{i}")).await);
     }
     let api0 = format!("http://{}", apis[0]);
-    let api1 = format!("http://{}", apis[1]);
-    // Only control-0 is in DNS: it owns everything.
+    // Only control-0 is in the cluster: it owns everything.
     for i in 0..20 {
         eventually(&api0, &format!("ch-{i}"), "belonged to control-0", |c| c.owner == "control-0" && c.edges == 1)
             .await;
     }
 
-    // control-1 appears in DNS: the ring grows, and its channels' interest reaches it.
+    // control-1 starts: it finds control-0 through DNS and is admitted; once
+    // in DNS itself, the edge finds it, and its channels' interest reaches it.
+    let mut c1 = control(1).await;
     records.lock().push("127.0.0.3".parse().unwrap());
-    let deadline = Instant::now() + PATIENCE * 2;
-    'grown: loop {
-        for i in 0..20 {
-            if channel(&api0, &format!("ch-{i}")).await.is_some_and(|c| c.owner == "control-1") {
-                break 'grown;
-            }
-        }
-        assert!(Instant::now() < deadline, "control-0 never took control-1 into the ring");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    in_the_ring(&api0, "control-1").await;
     let mut moved = Vec::new();
     for i in 0..20 {
         let name = format!("ch-{i}");
@@ -139,17 +137,38 @@ async fn control_nodes_come_and_go_through_dns() {
             moved.push(name);
         }
     }
-    assert!(!moved.is_empty(), "no channel moved to control-1 once it was in DNS");
+    assert!(!moved.is_empty(), "no channel moved to control-1 once it joined");
+    let api1 = format!("http://{}", apis[1]);
     for name in &moved {
         eventually(&api1, name, "reached control-1 with its interest", |c| c.owner == "control-1" && c.edges == 1)
             .await;
     }
 
-    // control-1 leaves DNS and dies: its channels come home to control-0.
-    records.lock().pop();
+    // A third joins, so that one of three can die and a majority goes on.
+    let _c2 = control(2).await;
+    records.lock().push("127.0.0.4".parse().unwrap());
+    in_the_ring(&api0, "control-2").await;
+
+    // control-1 leaves DNS and dies: the others agree it is gone and take its channels.
+    records.lock().retain(|ip| *ip != "127.0.0.3".parse::<IpAddr>().unwrap());
     c1.kill().await.unwrap();
     for name in &moved {
-        eventually(&api0, name, "came back to control-0", |c| c.owner == "control-0" && c.edges == 1).await;
+        eventually(&api0, name, "left control-1", |c| c.owner != "control-1" && !c.owner.is_empty() && c.edges == 1)
+            .await;
+    }
+}
+
+/// Waits until `node` owns one of the test's channels, as seen through `api`.
+async fn in_the_ring(api: &str, node: &str) {
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        for i in 0..20 {
+            if channel(api, &format!("ch-{i}")).await.is_some_and(|c| c.owner == node) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{node} never joined the ring");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

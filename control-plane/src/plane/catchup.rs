@@ -1,7 +1,9 @@
-//! Catching up after a ring change: the async shell around
-//! [`crate::catchup`]. The node asks each other control node, one after
-//! another, which streams it holds that this node now holds too, and takes
-//! a copy of each that is further along than its own, page by page.
+//! Catching up after a view change: the async shell around
+//! [`crate::catchup`]. The node asks every other control node in the ring,
+//! all at once, which streams it holds that this node now holds too, and
+//! takes a copy of each that is further along than its own, page by page.
+//! Channels taken over from a node that left the ring are not owned before
+//! that node's lease must have ended (`ownership.rs`).
 
 use super::*;
 use crate::catchup::{CATCHUP_DEADLINE, VIEW_RETRY};
@@ -20,13 +22,13 @@ impl ControlPlane {
         self.tasks.spawn(stop.run_until_cancelled_owned(async move {
             let names: Vec<String> = members.iter().map(NodeId::to_string).collect();
             let others = members.iter().filter(|m| **m != plane.node_id);
-            let asked = async {
-                for peer in others {
-                    plane.catch_up_from(peer, &names).await;
-                }
-            };
+            let asked = futures_util::future::join_all(others.map(|peer| plane.catch_up_from(peer, &names)));
             if tokio::time::timeout(CATCHUP_DEADLINE, asked).await.is_err() {
                 tracing::warn!("catching up took too long; going on with what this node has");
+            }
+            let takeover = plane.routing.lock().taking_over(Instant::now());
+            if let Some(at) = takeover {
+                tokio::time::sleep_until(at).await;
             }
             let mut routing = plane.routing.lock();
             plane.timed(&mut routing, |r| r.finish_catch_up(generation, Instant::now(), &mut Links(&plane)));

@@ -131,11 +131,23 @@ impl FrameHandler for ControlFrames {
             Some(Kind::Replicated(stored)) => {
                 let mut routing = plane.routing.lock();
                 if routing.is_control(from) {
-                    routing.replicated(from, stored, &mut Links(plane));
+                    plane.timed(&mut routing, |r| r.replicated(from, stored, Instant::now(), &mut Links(plane)));
+                }
+            }
+            Some(Kind::Consensus(consensus)) => {
+                // Only control nodes take part.
+                if plane.is_control(from) {
+                    plane.consensus_frame(from, consensus);
                 }
             }
             Some(
-                Kind::Hello(_) | Kind::Deliver(_) | Kind::Query(_) | Kind::Members(_) | Kind::Drain(_) | Kind::Head(_),
+                Kind::Hello(_)
+                | Kind::Deliver(_)
+                | Kind::Query(_)
+                | Kind::Members(_)
+                | Kind::Drain(_)
+                | Kind::Head(_)
+                | Kind::View(_),
             )
             | None => {
                 tracing::debug!(from = %from, "unexpected frame on a control node ignored");
@@ -153,24 +165,34 @@ impl FrameHandler for ControlFrames {
 }
 
 impl ControlPlane {
-    /// Answers a history question from `from` with what this node holds.
+    /// Answers a history question from `from` with what this node holds,
+    /// as the channel's owner holding its lease; else "not the owner".
     fn answer_history(&self, from: &NodeId, id: u64, question: &HistoryQuery) {
-        let history = self.routing.lock().history(
-            &question.channel,
-            &question.since_epoch,
-            question.since_offset,
-            question.limit as usize,
-            Instant::now(),
-        );
-        let answer = HistoryAnswer {
-            epoch: history.epoch.to_string(),
-            top_offset: history.top_offset,
-            publications: history
-                .publications
-                .into_iter()
-                .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
-                .collect(),
-            complete: history.complete,
+        let (answer, view) = {
+            let routing = self.routing.lock();
+            let answer = routing.history(
+                &question.channel,
+                &question.since_epoch,
+                question.since_offset,
+                question.limit as usize,
+                Instant::now(),
+            );
+            (answer, routing.term())
+        };
+        let answer = match answer {
+            Answer::History(history) => HistoryAnswer {
+                epoch: history.epoch.to_string(),
+                top_offset: history.top_offset,
+                publications: history
+                    .publications
+                    .into_iter()
+                    .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
+                    .collect(),
+                complete: history.complete,
+                view,
+                not_owner: false,
+            },
+            Answer::NotOwner => HistoryAnswer { view, not_owner: true, ..Default::default() },
         };
         let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
         let _ = self.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });

@@ -13,8 +13,10 @@ use slip_proto::ring::Ring;
 use tokio::time::Instant;
 
 use super::*;
+use crate::routing::copies::Answer;
 use crate::sequencer::HOLD_FOR;
 use crate::streams::{StreamHead, StreamLimits};
+use crate::view::{Member, View};
 
 fn node(name: &str) -> NodeId {
     NodeId::parse(name).unwrap()
@@ -56,15 +58,43 @@ fn text(channel: &str, data: &str) -> Publish {
     Publish { channel: channel.into(), event: Some(event), ..Publish::default() }
 }
 
+/// The view of `members`, all up, at `term`.
+fn view_of(term: u64, members: &[NodeId]) -> View {
+    let member = Member { raft_id: 1, link_addr: String::new(), up: true };
+    View::formed(term, members.iter().map(|m| (m.clone(), member.clone())))
+}
+
+/// A long lease.
+const LONG: Duration = Duration::from_secs(3600);
+
+/// `routing` applies the view of `members` at `term`, holds its lease for
+/// it, and is done catching up.
+fn apply(routing: &mut Routing, term: u64, members: &[NodeId], now: Instant, out: &mut Sent) {
+    let generation = routing.set_view(&view_of(term, members), now, out);
+    routing.set_lease(term, now + LONG, now, out);
+    routing.finish_catch_up(generation, now, out);
+}
+
+/// A node alone in its view, with its lease.
 fn routing(node_id: NodeId) -> Routing {
-    Routing::new(node_id, StreamLimits::default(), false, Instant::now())
+    let now = Instant::now();
+    let mut routing = Routing::new(node_id.clone(), StreamLimits::default(), now);
+    apply(&mut routing, 1, &[node_id], now, &mut Sent::default());
+    routing
 }
 
 /// The Deliver of text `data` at `offset` of the channel's stream (as `routing` knows its epoch).
 fn deliver(routing: &Routing, channel: &str, data: &str, offset: u64, ack: u64) -> Kind {
     let event = ChannelEvent { body: Some(channel_event::Body::Text(data.into())) };
     let epoch = routing.channel(channel).epoch;
-    Kind::Deliver(Deliver { channel: channel.into(), offset, event: Some(event), ack, epoch })
+    Kind::Deliver(Deliver { channel: channel.into(), offset, event: Some(event), ack, epoch, view: routing.term() })
+}
+
+fn history(routing: &Routing, channel: &str, epoch: &str, now: Instant) -> crate::streams::History {
+    match routing.history(channel, epoch, 0, 0, now) {
+        Answer::History(history) => history,
+        Answer::NotOwner => panic!("not the owner"),
+    }
 }
 
 fn published(routing: &Routing, channel: &str, offset: u64, edges: u32) -> Published {
@@ -80,6 +110,10 @@ fn confirmed(id: u64) -> Kind {
     Kind::Reply(Reply { id, kind: Some(reply::Kind::Found(true)) })
 }
 
+fn refused(id: u64) -> Kind {
+    Kind::Reply(Reply { id, kind: Some(reply::Kind::Found(false)) })
+}
+
 /// A channel `owner` owns in a ring of `members`.
 fn channel_of(owner: &NodeId, members: &[NodeId]) -> String {
     let ring = Ring::new(members.iter().cloned());
@@ -87,18 +121,16 @@ fn channel_of(owner: &NodeId, members: &[NodeId]) -> String {
 }
 
 #[test]
-fn the_ring_is_this_node_and_the_linked_control_nodes() {
+fn the_ring_is_the_view_applied_not_the_links() {
     let (me, other, gone, edge) = (node("c-0"), node("c-1"), node("c-2"), node("e-0"));
     let mut routing = routing(me.clone());
     assert_eq!(routing.ring().members(), std::slice::from_ref(&me));
     assert!(routing.linked(&other, &hello(Role::Control)));
     assert!(routing.linked(&gone, &hello(Role::Control)));
     assert!(!routing.linked(&edge, &hello(Role::Edge)));
-    // `gone` linked once but has no live link now.
-    routing.rebuild_ring(&[other.clone(), edge.clone()], Instant::now(), &mut Sent::default());
-    let mut members = routing.ring().members().to_vec();
-    members.sort();
-    assert_eq!(members, [me.clone(), other.clone()]);
+    assert_eq!(routing.ring().members(), std::slice::from_ref(&me), "linking changes no owner");
+    apply(&mut routing, 4, &[me.clone(), other.clone()], Instant::now(), &mut Sent::default());
+    assert_eq!(routing.term(), 4);
     let theirs = channel_of(&other, &[me.clone(), other.clone()]);
     assert_eq!(routing.owner_elsewhere(&theirs), Some(&other));
     assert_eq!(routing.owner_elsewhere(&channel_of(&me, &[me.clone(), other])), None);
@@ -202,11 +234,11 @@ fn interest_owned_elsewhere_is_dropped_only_once_the_ring_holds_still() {
     routing.interest(&e1, present(&theirs), &mut out);
     routing.linked(&other, &hello(Role::Control));
     let t0 = Instant::now();
-    routing.rebuild_ring(std::slice::from_ref(&other), t0, &mut out);
+    apply(&mut routing, 2, &both, t0, &mut out);
     assert_eq!(routing.next_deadline(), Some(t0 + RING_SETTLE));
     // The ring moves again before it settles: the wait starts over.
     let t1 = t0 + RING_SETTLE / 2;
-    routing.rebuild_ring(std::slice::from_ref(&other), t1, &mut out);
+    apply(&mut routing, 3, &both, t1, &mut out);
     routing.on_clock(t0 + RING_SETTLE, &mut out);
     assert_eq!(routing.channel(&theirs).edges, std::slice::from_ref(&e1));
     routing.on_clock(t1 + RING_SETTLE, &mut out);
@@ -220,7 +252,7 @@ fn pair() -> (Routing, NodeId, String) {
     let (me, other) = (node("c-0"), node("c-1"));
     let mut routing = routing(me.clone());
     routing.linked(&other, &hello(Role::Control));
-    routing.rebuild_ring(std::slice::from_ref(&other), Instant::now(), &mut Sent::default());
+    apply(&mut routing, 2, &[me.clone(), other.clone()], Instant::now(), &mut Sent::default());
     let mine = channel_of(&me, &[me.clone(), other.clone()]);
     (routing, other, mine)
 }
@@ -254,7 +286,7 @@ fn a_publication_is_delivered_and_confirmed_only_once_its_replica_has_it() {
     let asked = Publish { ack: 7, reply_to: "c-0".into(), ..text(&room, "a") };
     assert_eq!(routing.fan_out(asked, t0, &mut out).edges, 0, "not out yet");
     assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")]);
-    routing.replicated(&other, stored(&routing, &room, 1), &mut out);
+    routing.replicated(&other, stored(&routing, &room, 1), t0, &mut out);
     assert_eq!(kinds(&mut out), [("e-1".into(), "deliver"), ("c-0".into(), "reply")]);
 }
 
@@ -267,9 +299,9 @@ fn publications_go_out_in_offset_order_whatever_order_their_copies_are_confirmed
     routing.fan_out(text(&room, "a"), t0, &mut out);
     routing.fan_out(text(&room, "b"), t0, &mut out);
     out.take();
-    routing.replicated(&other, stored(&routing, &room, 2), &mut out);
+    routing.replicated(&other, stored(&routing, &room, 2), t0, &mut out);
     assert_eq!(kinds(&mut out), [], "2 waits for 1");
-    routing.replicated(&other, stored(&routing, &room, 1), &mut out);
+    routing.replicated(&other, stored(&routing, &room, 1), t0, &mut out);
     let delivered: Vec<u64> = out
         .take()
         .into_iter()
@@ -283,7 +315,7 @@ fn publications_go_out_in_offset_order_whatever_order_their_copies_are_confirmed
     routing.fan_out(text(&room, "c"), t0, &mut out);
     out.take();
     let stale = Replicated { epoch: "not-this".into(), ..stored(&routing, &room, 3) };
-    routing.replicated(&other, stale, &mut out);
+    routing.replicated(&other, stale, t0, &mut out);
     assert_eq!(kinds(&mut out), []);
 }
 
@@ -299,7 +331,7 @@ fn an_unconfirmed_copy_is_sent_again_and_a_replica_that_left_holds_nothing_up() 
     routing.on_clock(t0 + crate::replication::RESEND_AFTER, &mut out);
     assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")], "sent again");
     // The replica is gone from the ring: nothing waits for it any more.
-    routing.rebuild_ring(&[], t0, &mut out);
+    apply(&mut routing, 3, &[node("c-0")], t0, &mut out);
     assert_eq!(kinds(&mut out), [("e-1".into(), "deliver")]);
     let _ = other;
 }
@@ -314,7 +346,7 @@ fn a_repeated_key_while_its_publication_waits_is_confirmed_when_it_goes_out() {
     routing.fan_out(first, t0, &mut out);
     routing.fan_out(again, t0, &mut out);
     assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")], "one copy, no confirmation yet");
-    routing.replicated(&other, stored(&routing, &room, 1), &mut out);
+    routing.replicated(&other, stored(&routing, &room, 1), t0, &mut out);
     let replies: Vec<u64> = out
         .take()
         .into_iter()
@@ -331,9 +363,9 @@ fn a_replica_stores_says_so_and_takes_over_in_the_same_epoch() {
     let (me, owner) = (node("c-1"), node("c-0"));
     let mut replica = routing(me.clone());
     replica.linked(&owner, &hello(Role::Control));
-    replica.rebuild_ring(std::slice::from_ref(&owner), Instant::now(), &mut Sent::default());
     let mut out = Sent::default();
     let now = Instant::now();
+    apply(&mut replica, 2, &[me.clone(), owner.clone()], now, &mut out);
     for offset in 1..=3 {
         let event = ChannelEvent { body: Some(channel_event::Body::Text(format!("m{offset}"))) };
         let copy = Replicate {
@@ -341,16 +373,18 @@ fn a_replica_stores_says_so_and_takes_over_in_the_same_epoch() {
             epoch: "e-owner".into(),
             offset,
             event: Some(event),
+            term: "2".into(),
+            view: 2,
             ..Default::default()
         };
         replica.store_replica(&owner, copy, now, &mut out);
     }
     assert_eq!(kinds(&mut out), vec![("c-0".to_owned(), "replicated"); 3]);
     // The owner died: the ring is this node alone, and it goes on where the owner was.
-    replica.rebuild_ring(&[], now, &mut out);
+    apply(&mut replica, 3, std::slice::from_ref(&me), now, &mut out);
     let next = replica.fan_out(text("room", "m4"), now, &mut out);
     assert_eq!((next.offset, next.epoch.as_str()), (4, "e-owner"));
-    let history = replica.history("room", "e-owner", 0, 0, now);
+    let history = history(&replica, "room", "e-owner", now);
     assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3, 4]);
 }
 
@@ -367,7 +401,7 @@ fn an_edge_announcing_interest_hears_where_the_stream_is() {
     let epoch = routing.channel("room").epoch;
     assert_eq!(
         out.take(),
-        [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2, ..Default::default() }))]
+        [("e-2".into(), Kind::Head(Head { channel: "room".into(), epoch, top: 2, view: 1, ..Default::default() }))]
     );
 }
 
@@ -408,9 +442,10 @@ fn a_node_that_comes_back_holds_its_channels_until_it_has_caught_up_then_goes_on
     }
     let epoch = old.channel(&channel).epoch;
     // `back` restarted with nothing in memory and links to `holder`.
-    let mut new = Routing::new(back.clone(), StreamLimits::default(), true, now);
+    let mut new = Routing::new(back.clone(), StreamLimits::default(), now);
     new.linked(&holder, &hello(Role::Control));
-    let generation = new.rebuild_ring(std::slice::from_ref(&holder), now, &mut out);
+    let generation = new.set_view(&view_of(2, &both), now, &mut out);
+    new.set_lease(2, now + LONG, now, &mut out);
     new.interest(&node("e-1"), present(&channel), &mut out);
     out.take();
     let mut publish = text(&channel, "m6");
@@ -421,19 +456,19 @@ fn a_node_that_comes_back_holds_its_channels_until_it_has_caught_up_then_goes_on
     let members: Vec<String> = both.iter().map(|m| m.to_string()).collect();
     assert_eq!(old.heads_for(&back, &members, ""), (false, Vec::new(), false));
     old.linked(&back, &hello(Role::Control));
-    old.rebuild_ring(std::slice::from_ref(&back), now, &mut out);
+    apply(&mut old, 2, &both, now, &mut out);
     out.take();
     catch_up_from(&mut new, &old, now, &mut out);
-    let head = Head { channel: channel.clone(), epoch: epoch.clone(), top: 5, ..Default::default() };
+    let head = Head { channel: channel.clone(), epoch: epoch.clone(), top: 5, view: 2, ..Default::default() };
     assert_eq!(out.take(), [("e-1".into(), Kind::Head(head))], "the edge hears where the stream is");
-    let history = new.history(&channel, &epoch, 0, 0, now);
+    let history = history(&new, &channel, &epoch, now);
     assert_eq!(history.publications.len(), 5);
     assert!(history.complete);
     // Caught up: the held publish takes offset 6 of the same epoch, copied to the holder first.
     new.finish_catch_up(generation, now, &mut out);
     assert_eq!(kinds(&mut out), [("c-1".to_owned(), "replicate")]);
     let stored = Replicated { channel: channel.clone(), epoch: epoch.clone(), offset: 6 };
-    new.replicated(&holder, stored, &mut out);
+    new.replicated(&holder, stored, now, &mut out);
     let published = Published { offset: 6, epoch: epoch.clone(), edges: 1 };
     assert_eq!(out.take()[1], ("c-2".into(), placed(9, &published)));
     // A key the holder took is known here too.
@@ -462,7 +497,11 @@ fn a_copy_is_taken_only_when_it_is_further_along_or_holds_more() {
     };
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 3, 1)), None, "as far along");
     let elsewhere = StreamHead { term: "another term".into(), ..head(&epoch, 3, 1) };
-    assert_eq!(mine.wants_copy(&other, &elsewhere), Some(3), "given by another owner: its terms are compared");
+    assert_eq!(
+        mine.wants_copy(&other, &elsewhere),
+        Some(0),
+        "given by another owner: all of it, to find where the two part"
+    );
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 2, 1)), None, "behind");
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 7, 2)), Some(3), "ahead: what follows ours");
     assert_eq!(mine.wants_copy(&other, &head(&epoch, 3, 0)), None, "no history there");
@@ -474,4 +513,91 @@ fn a_copy_is_taken_only_when_it_is_further_along_or_holds_more() {
     );
     let fresh = StreamHead { channel: "unknown".into(), epoch: other_epoch, top: 1, first: 1, term: term.clone() };
     assert_eq!(mine.wants_copy(&other, &fresh), Some(0), "a stream we know nothing of");
+}
+
+#[test]
+fn without_its_lease_an_owner_confirms_nothing_and_refuses_publishes_until_it_is_renewed() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    routing.interest(&node("e-1"), present(&room), &mut out);
+    let t0 = Instant::now();
+    routing.fan_out(Publish { ack: 7, reply_to: "c-9".into(), ..text(&room, "a") }, t0, &mut out);
+    assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")]);
+    // Paused past its lease: the replica's answer confirms nothing, a new publish is refused.
+    let late = t0 + LONG + crate::ownership::LEASE_GRACE;
+    routing.replicated(&other, stored(&routing, &room, 1), late, &mut out);
+    assert_eq!(kinds(&mut out), []);
+    routing.fan_out(Publish { ack: 8, reply_to: "c-9".into(), ..text(&room, "b") }, late, &mut out);
+    assert_eq!(out.take(), [("c-9".into(), refused(8))]);
+    let answer = routing.history(&room, "", 0, 0, late);
+    assert_eq!(answer, Answer::NotOwner, "no lease: not the authority on its history either");
+    // Renewed: what waited goes out, in order.
+    routing.set_lease(routing.term(), late + LONG, late, &mut out);
+    assert_eq!(kinds(&mut out), [("e-1".into(), "deliver"), ("c-9".into(), "reply")]);
+}
+
+#[test]
+fn a_lease_being_renewed_holds_a_publish_and_one_held_too_long_is_refused() {
+    let (mut routing, _, room) = pair();
+    let mut out = Sent::default();
+    let t0 = Instant::now();
+    let expired = t0 + LONG;
+    routing.fan_out(Publish { ack: 3, reply_to: "c-9".into(), ..text(&room, "a") }, expired, &mut out);
+    assert_eq!(out.take(), [], "held while the lease may be renewed");
+    routing.on_clock(expired + crate::held::HOLD_LIMIT, &mut out);
+    assert_eq!(out.take(), [("c-9".into(), refused(3))]);
+}
+
+#[test]
+fn a_replica_refuses_copies_from_an_older_view_and_offsets_a_newer_term_gave() {
+    let (me, owner) = (node("c-1"), node("c-0"));
+    let mut replica = routing(me.clone());
+    replica.linked(&owner, &hello(Role::Control));
+    let mut out = Sent::default();
+    let now = Instant::now();
+    apply(&mut replica, 5, &[me, owner.clone()], now, &mut out);
+    let copy = |view: u64, term: &str| Replicate {
+        channel: "room".into(),
+        epoch: "e".into(),
+        offset: 1,
+        event: Some(ChannelEvent { body: Some(channel_event::Body::Text(term.into())) }),
+        term: term.into(),
+        view,
+        ..Default::default()
+    };
+    replica.store_replica(&owner, copy(3, "3"), now, &mut out);
+    assert_eq!(kinds(&mut out), [], "an owner under an older view (paused, cut off) gets no copy stored");
+    replica.store_replica(&owner, copy(5, "5"), now, &mut out);
+    assert_eq!(kinds(&mut out), [("c-0".into(), "replicated")]);
+    replica.store_replica(&owner, copy(5, "4"), now, &mut out);
+    assert_eq!(kinds(&mut out), [], "offset 1 was given under a newer term");
+}
+
+#[test]
+fn history_shows_only_what_was_confirmed() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    let t0 = Instant::now();
+    routing.fan_out(text(&room, "a"), t0, &mut out);
+    routing.fan_out(text(&room, "b"), t0, &mut out);
+    routing.replicated(&other, stored(&routing, &room, 1), t0, &mut out);
+    let epoch = routing.channel(&room).epoch;
+    let shown = history(&routing, &room, &epoch, t0);
+    assert_eq!((shown.publications.len(), shown.top_offset), (1, 1), "2 waits for its copy");
+    assert_eq!(routing.channel(&room).top_offset, 1);
+}
+
+#[test]
+fn what_waited_for_copies_of_a_channel_now_owned_elsewhere_is_refused() {
+    let (mut routing, other, room) = pair();
+    let mut out = Sent::default();
+    let t0 = Instant::now();
+    routing.fan_out(Publish { ack: 4, reply_to: "c-9".into(), ..text(&room, "a") }, t0, &mut out);
+    out.take();
+    // A view in which the other node owns everything (this one left the ring).
+    apply(&mut routing, 9, std::slice::from_ref(&other), t0, &mut out);
+    assert_eq!(out.take(), [("c-9".into(), refused(4))]);
+    // A publish that comes now is passed to the owner.
+    routing.fan_out(text(&room, "b"), t0, &mut out);
+    assert_eq!(kinds(&mut out), [("c-1".into(), "other")]);
 }

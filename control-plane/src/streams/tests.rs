@@ -161,15 +161,15 @@ fn streams_are_bounded_in_number() {
 fn a_replica_stores_what_its_owner_sends_under_the_owners_epoch() {
     let t0 = Instant::now();
     let mut s = streams(limits(), t0);
-    assert!(s.store("a", "owner-1", 1, &text("1"), "k1", "t", t0));
-    assert!(s.store("a", "owner-1", 2, &text("2"), "", "t", t0));
-    assert!(!s.store("a", "owner-1", 2, &text("2"), "", "t", t0), "sent again: here already");
+    assert_eq!(s.store("a", "owner-1", 1, &text("1"), "k1", "t", t0), Stored::New);
+    assert_eq!(s.store("a", "owner-1", 2, &text("2"), "", "t", t0), Stored::New);
+    assert_eq!(s.store("a", "owner-1", 2, &text("2"), "", "t", t0), Stored::Already, "sent again: here already");
     assert_eq!(s.head("a"), Some((Arc::from("owner-1"), 2)));
     // Taking over, it goes on in the same epoch; the keys came along.
     assert_eq!(s.append("a", &text("3"), "", t0), new("owner-1", 3));
     assert_eq!(s.append("a", &text("1"), "k1", t0), Appended::Duplicate { epoch: Arc::from("owner-1"), offset: 1 });
     // Another epoch from an owner replaces what was here.
-    assert!(s.store("a", "owner-2", 7, &text("7"), "", "t", t0));
+    assert_eq!(s.store("a", "owner-2", 7, &text("7"), "", "t", t0), Stored::New);
     let history = s.history("a", "", 0, 0, t0);
     assert_eq!((history.epoch.as_ref(), offsets(&history)), ("owner-2", vec![7]));
     assert!(!history.complete, "1 to 6 of that epoch were never here");
@@ -201,7 +201,7 @@ fn a_copy_travels_in_pages_and_merges_with_what_was_stored_meanwhile() {
     let now = t0 + Duration::from_secs(10);
     // The copy's page for a publication the new holder already got live.
     let mut holder = streams(StreamLimits { history_size: 10, ..limits() }, now);
-    assert!(holder.store("a", "e1", 9, &text("m9"), "k9", "t", now));
+    assert_eq!(holder.store("a", "e1", 9, &text("m9"), "k9", "t", now), Stored::New);
     let pages = copy_all(&owner, &mut holder, "a", 200, now);
     assert!(pages > 2, "{pages} pages of at most about 200 bytes");
     let history = holder.history("a", "e1", 0, 0, now);
@@ -222,7 +222,7 @@ fn a_copy_of_another_epoch_replaces_ours_and_forgotten_copies_free_their_bytes()
     let mut owner = streams(limits(), t0);
     owner.append("a", &text("fresh"), "", t0);
     let mut stale = streams(limits(), t0);
-    assert!(stale.store("a", "old", 7, &text("stale"), "", "t", t0));
+    assert_eq!(stale.store("a", "old", 7, &text("stale"), "", "t", t0), Stored::New);
     copy_all(&owner, &mut stale, "a", 1 << 20, t0);
     assert_eq!(stale.head("a"), Some((Arc::from("e1"), 1)));
     assert_eq!(offsets(&stale.history("a", "e1", 0, 0, t0)), [1]);
@@ -232,29 +232,55 @@ fn a_copy_of_another_epoch_replaces_ours_and_forgotten_copies_free_their_bytes()
 }
 
 #[test]
-fn copies_of_one_epoch_extended_by_two_owners_are_told_apart() {
+fn where_two_copies_of_one_epoch_part_the_newer_views_is_the_stream() {
     let t0 = Instant::now();
-    let mut a = streams(limits(), t0);
-    a.set_term("term-a");
+    let mut a = streams(StreamLimits { history_size: 10, ..limits() }, t0);
+    a.set_term("3");
     for i in 1..=3 {
-        a.append("x", &text(&format!("a{i}")), "", t0);
+        a.append("x", &text(&format!("a{i}")), &format!("k{i}"), t0);
     }
-    // b took a's copy, then gave offsets under its own view of the ring.
-    let mut b = streams(limits(), t0);
+    // b took a's copy, then gave offsets under a newer view.
+    let mut b = streams(StreamLimits { history_size: 10, ..limits() }, t0);
     copy_all(&a, &mut b, "x", 1 << 20, t0);
-    b.set_term("term-b");
-    b.append("x", &text("b4"), "", t0);
-    assert_eq!((b.term_at("x", 3), b.term_at("x", 4)), ("term-a".to_owned(), "term-b".to_owned()));
-    // A third node behind both: b's copy extends what it has, and so did a's.
-    let mut c = streams(limits(), t0);
-    copy_all(&a, &mut c, "x", 1 << 20, t0);
-    assert_eq!(c.import("x", b.export("x", 3, 1 << 20, t0).unwrap(), t0), Imported::Taken);
-    assert_eq!(c.head("x"), Some((Arc::from("e1"), 4)));
-    // Meanwhile a, cut off from b, gave offset 4 too: the two copies diverged.
-    a.append("x", &text("a4"), "", t0);
-    assert_eq!(a.import("x", b.export("x", 3, 1 << 20, t0).unwrap(), t0), Imported::Diverged);
-    assert_eq!(b.import("x", a.export("x", 4, 1 << 20, t0).unwrap(), t0), Imported::Diverged);
-    assert_eq!(offsets(&a.history("x", "e1", 0, 0, t0)), [2, 3, 4], "nothing of b's taken");
-    a.restart("x", t0);
-    assert_eq!(a.append("x", &text("after"), "", t0), new("e2", 1));
+    b.set_term("5");
+    b.append("x", &text("b4"), "kb", t0);
+    assert_eq!((b.term_at("x", 3), b.term_at("x", 4)), ("3".to_owned(), "5".to_owned()));
+    // Meanwhile a, cut off, gave offset 4 too (never confirmed: its lease had ended).
+    a.append("x", &text("a4"), "ka", t0);
+    let a_page = a.export("x", 0, 1 << 20, t0).unwrap();
+    // a takes b's copy: from 4 on, b's is the stream; a's 4 and its key are gone.
+    assert_eq!(a.import("x", b.export("x", 0, 1 << 20, t0).unwrap(), t0), Imported::Taken);
+    let history = a.history("x", "e1", 0, 0, t0);
+    assert_eq!(offsets(&history), [1, 2, 3, 4]);
+    assert_eq!(history.publications[3].event, text("b4"));
+    assert_eq!(a.append("x", &text("again"), "kb", t0), Appended::Duplicate { epoch: "e1".into(), offset: 4 });
+    assert_eq!(a.append("x", &text("a4 again"), "ka", t0), new("e1", 5), "a's key went with its offset");
+    // b takes a's old copy: nothing of a's 4 is taken.
+    assert_eq!(b.import("x", a_page, t0), Imported::Taken);
+    assert_eq!(b.history("x", "e1", 0, 0, t0).publications[3].event, text("b4"));
+    assert_eq!(b.head("x"), Some((Arc::from("e1"), 4)));
+    // Terms that cannot be ordered are still told apart, and nothing is taken.
+    let mut c = streams(StreamLimits { history_size: 10, ..limits() }, t0);
+    c.set_term("old-a");
+    c.append("y", &text("c1"), "", t0);
+    let mut d = streams(StreamLimits { history_size: 10, ..limits() }, t0);
+    d.set_term("old-b");
+    d.append("y", &text("d1"), "", t0);
+    assert_eq!(c.import("y", d.export("y", 0, 1 << 20, t0).unwrap(), t0), Imported::Diverged);
+    c.restart("y", t0);
+    assert_eq!(c.append("y", &text("after"), "", t0), new("e2", 1));
+}
+
+#[test]
+fn a_replica_takes_a_newer_terms_offset_and_refuses_an_older_ones() {
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    assert_eq!(s.store("a", "e", 1, &text("1"), "", "3", t0), Stored::New);
+    assert_eq!(s.store("a", "e", 2, &text("2 of 3"), "k", "3", t0), Stored::New);
+    assert_eq!(s.store("a", "e", 2, &text("2 of 2"), "", "2", t0), Stored::Conflict);
+    assert_eq!(s.store("a", "e", 2, &text("2 of 4"), "", "4", t0), Stored::New);
+    let history = s.history("a", "e", 0, 0, t0);
+    assert_eq!(offsets(&history), [1, 2]);
+    assert_eq!(history.publications[1].event, text("2 of 4"));
+    assert_eq!(s.term_at("a", 2), "4");
 }

@@ -11,7 +11,14 @@ fn event(data: &str) -> ChannelEvent {
 }
 
 fn d(offset: u64) -> Deliver {
-    Deliver { channel: "room".into(), offset, event: Some(event(&format!("m{offset}"))), ack: 0, epoch: "e1".into() }
+    Deliver {
+        channel: "room".into(),
+        offset,
+        event: Some(event(&format!("m{offset}"))),
+        ack: 0,
+        epoch: "e1".into(),
+        view: 1,
+    }
 }
 
 fn offsets(steps: &Steps) -> Vec<u64> {
@@ -27,6 +34,8 @@ fn history(offsets: &[u64]) -> HistoryAnswer {
             .map(|&o| HistoryEntry { offset: o, event: Some(event(&format!("m{o}"))) })
             .collect(),
         complete: true,
+        view: 1,
+        not_owner: false,
     }
 }
 
@@ -147,17 +156,17 @@ fn too_much_waiting_gives_the_gap_up() {
 #[test]
 fn a_head_ahead_of_the_cursor_fetches_the_tail() {
     let (mut c, now) = (Cursors::default(), Instant::now());
-    assert_eq!(c.head("room", "e1", 5, now), Steps::default(), "no cursor: a new subscriber starts from now");
+    assert_eq!(c.head("room", "e1", 5, 1, now), Steps::default(), "no cursor: a new subscriber starts from now");
     c.deliver(d(1), now);
-    assert_eq!(c.head("room", "e1", 1, now), Steps::default(), "up to date");
-    let steps = c.head("room", "e1", 3, now);
+    assert_eq!(c.head("room", "e1", 1, 1, now), Steps::default(), "up to date");
+    let steps = c.head("room", "e1", 3, 1, now);
     let (id, query) = steps.fetch[0].clone();
     assert_eq!((query.since_offset, query.limit), (1, 2));
     let filled = c.answered(id, Some(history(&[2, 3])), now);
     assert_eq!((offsets(&filled), filled.lost), (vec![2, 3], 0));
     assert_eq!(offsets(&c.deliver(d(4), now)), [4]);
     // Another epoch: all of it is new here, from its first offset.
-    let other = c.head("room", "e2", 9, now);
+    let other = c.head("room", "e2", 9, 1, now);
     let (_, query) = other.fetch[0].clone();
     assert_eq!((query.since_epoch.as_str(), query.since_offset, query.limit, other.lost), ("e2", 0, 9, 1));
 }
@@ -224,4 +233,30 @@ fn random_drops_are_filled_or_counted_never_doubled_or_reordered() {
             assert_eq!(lost, 0, "run {run}: a history that lost nothing fills every gap");
         }
     }
+}
+
+#[test]
+fn an_owner_under_an_older_view_is_not_the_stream_any_more() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    let at = |offset, view| Deliver { view, ..d(offset) };
+    assert_eq!(offsets(&c.deliver(at(1, 5), now)), [1]);
+    // A paused owner wakes and delivers under its old view: ignored.
+    let stale = c.deliver(Deliver { ack: 4, ..at(2, 4) }, now);
+    assert_eq!((offsets(&stale), stale.stale, stale.repeat_ack), (vec![], 1, 4));
+    assert_eq!(offsets(&c.deliver(at(2, 5), now)), [2], "the owner now gives 2");
+    // A gap is fetched; an answer from a node that is not the owner (or
+    // under an older view) is no answer: nothing is lost, it is asked again.
+    let steps = c.deliver(at(4, 6), now);
+    let (id, _) = steps.fetch[0].clone();
+    let not_owner = HistoryAnswer { not_owner: true, view: 6, ..history(&[]) };
+    assert_eq!(c.answered(id, Some(not_owner), now).stale, 1);
+    let old = HistoryAnswer { view: 5, ..history(&[]) };
+    let ignored = c.answered(id, Some(old), now);
+    assert_eq!((ignored.lost, ignored.stale), (0, 1));
+    let later = c.expire(now + FETCH_TIMEOUT);
+    let (again, _) = later.fetch[0].clone();
+    let answer = HistoryAnswer { view: 6, ..history(&[3]) };
+    assert_eq!(offsets(&c.answered(again, Some(answer), now)), [3, 4]);
+    // A head from the old owner is ignored too.
+    assert_eq!(c.head("room", "e1", 9, 5, now).stale, 1);
 }
