@@ -119,6 +119,7 @@ impl Gateway {
         let replicas = replicas.to_string();
         let mut children = Vec::new();
         let mut apis = Vec::new();
+        let mut metrics = Vec::new();
         for (i, listen) in links.iter().enumerate() {
             let id = format!("control-{i}");
             let control_args = [
@@ -142,9 +143,10 @@ impl Gateway {
                 "--metrics-listen",
                 "127.0.0.1:0",
             ];
-            let (control, found) = spawn(slip, &control_args, &["Control API:"]).await?;
+            let (control, found) = spawn(slip, &control_args, &["Control API:", "Metrics:"]).await?;
             children.push(control);
             apis.push(found[0].clone());
+            metrics.push(found[1].clone());
         }
         let mut ws = Vec::new();
         for i in 0..edges {
@@ -176,6 +178,9 @@ impl Gateway {
         }
         // Let the nodes link (and the ring form) before clients arrive.
         tokio::time::sleep(std::time::Duration::from_millis(500 + 500 * controls as u64)).await;
+        for url in &metrics {
+            ready(&url.replace("/metrics", "/readyz")).await?;
+        }
         Ok(Self {
             children,
             ws,
@@ -232,6 +237,21 @@ pub struct Shape {
     pub controls: usize,
     /// Copies of each stream beyond its owner's (`SLIP_STREAM_REPLICAS`).
     pub replicas: usize,
+}
+
+/// Waits until a control node answers `/readyz` (a member of the agreed
+/// view, with its lease); a build without that endpoint is taken as ready.
+async fn ready(url: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(answer) = reqwest::get(url).await
+            && (answer.status().is_success() || answer.status() == reqwest::StatusCode::NOT_FOUND)
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{url} never said ready");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Resident set size of one process, in KiB.

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::ring::Ring;
-use tokio::time::Instant;
 
-/// Longest a catch-up may take; past it the node goes on with what it has.
+/// A catch-up that takes longer than this is said so in the log (it goes on:
+/// the node does not own what it takes over before it has every copy).
 pub const CATCHUP_DEADLINE: Duration = Duration::from_secs(10);
 /// Stream heads per answer when listing what another node holds.
 pub const HEADS_PER_PAGE: usize = 2_048;
@@ -30,17 +30,17 @@ pub struct CatchUp {
     /// The ring as of the last catch-up that completed; `None` before the
     /// first (a node that applied no view yet owns nothing it knows of).
     caught_up: Option<Ring>,
-    /// The catch-up under way: which view change it answers, and its deadline.
-    running: Option<(u64, Instant)>,
+    /// The catch-up under way: which view change it answers.
+    running: Option<u64>,
     /// View changes so far.
     generation: u64,
 }
 
 impl CatchUp {
     /// The view changed: a new catch-up starts; returns its generation.
-    pub fn begin(&mut self, now: Instant) -> u64 {
+    pub fn begin(&mut self) -> u64 {
         self.generation += 1;
-        self.running = Some((self.generation, now + CATCHUP_DEADLINE));
+        self.running = Some(self.generation);
         self.generation
     }
 
@@ -54,24 +54,15 @@ impl CatchUp {
         self.running.is_some() && self.caught_up.as_ref().is_none_or(|ring| ring.owner(channel) != Some(me))
     }
 
-    /// Catch-up `generation` is done (or its time is up): `ring` is caught
-    /// up. False if a later view change started another.
+    /// Catch-up `generation` is done: `ring` is caught up. False if a later
+    /// view change started another.
     pub fn finish(&mut self, generation: u64, ring: &Ring) -> bool {
-        if self.running.is_none_or(|(running, _)| running != generation) {
+        if self.running != Some(generation) {
             return false;
         }
         self.running = None;
         self.caught_up = Some(ring.clone());
         true
-    }
-
-    /// The running catch-up, if its deadline has passed.
-    pub fn overdue(&self, now: Instant) -> Option<u64> {
-        self.running.filter(|(_, deadline)| *deadline <= now).map(|(generation, _)| generation)
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.running.map(|(_, deadline)| deadline)
     }
 }
 
@@ -87,10 +78,9 @@ mod tests {
 
     #[test]
     fn before_the_first_catch_up_nothing_is_known() {
-        let now = Instant::now();
         let me = id("c0");
         let mut catch_up = CatchUp::default();
-        let generation = catch_up.begin(now);
+        let generation = catch_up.begin();
         assert!(catch_up.must_hold("any", &me), "before the first catch-up nothing is known");
         let ring = Ring::new([me.clone(), id("c1"), id("c2")]);
         assert!(catch_up.finish(generation, &ring));
@@ -99,22 +89,20 @@ mod tests {
 
     #[test]
     fn only_channels_owned_elsewhere_before_wait_and_a_later_change_supersedes() {
-        let now = Instant::now();
         let (me, other) = (id("c0"), id("c1"));
         let before = Ring::new([me.clone(), other.clone()]);
         let mut catch_up = CatchUp::default();
-        let first = catch_up.begin(now);
+        let first = catch_up.begin();
         assert!(catch_up.finish(first, &before));
         // The other node left: its channels come here, and wait; ours do not.
-        let second = catch_up.begin(now);
+        let second = catch_up.begin();
         let channels: Vec<String> = (0..100).map(|i| format!("ch-{i}")).collect();
         for channel in &channels {
             let was_mine = before.owner(channel) == Some(&me);
             assert_eq!(catch_up.must_hold(channel, &me), !was_mine, "{channel}");
         }
-        let third = catch_up.begin(now);
+        let third = catch_up.begin();
         assert!(!catch_up.finish(second, &before), "a later change runs");
-        assert_eq!(catch_up.overdue(now + CATCHUP_DEADLINE), Some(third));
         assert!(catch_up.finish(third, &Ring::new([me.clone()])));
         assert!(!catch_up.is_running());
     }

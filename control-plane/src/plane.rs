@@ -361,6 +361,9 @@ impl ControlPlane {
     pub fn readiness(&self) -> Result<(), String> {
         {
             let consensus = self.consensus.lock();
+            if let Some(failure) = consensus.failure() {
+                return Err(format!("consensus state not saved ({failure}): restart with a writable SLIP_DATA_DIR"));
+            }
             if !consensus.is_member() {
                 return Err("not a member of the cluster yet (waiting to form or to be admitted)".into());
             }

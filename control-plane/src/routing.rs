@@ -188,12 +188,12 @@ impl Routing {
             } else {
                 for waiting in self.replication.drop_channel(&channel) {
                     for (ack, node) in waiting.confirm {
-                        refuse_publish(ack, &node, out);
+                        refuse_publish(ack, &node, "owner_changed", out);
                     }
                 }
             }
         }
-        let generation = self.catch_up.begin(now);
+        let generation = self.catch_up.begin();
         self.retry_held(now, out);
         generation
     }
@@ -282,7 +282,6 @@ impl Routing {
             self.settle_at,
             self.streams.next_deadline(),
             self.replication.next_deadline(),
-            self.catch_up.next_deadline(),
             self.held.next_deadline(),
         ]
         .into_iter()
@@ -294,15 +293,11 @@ impl Routing {
     /// (GRIP) or are refused (held for a lease or a catch-up); once the ring
     /// has held still, interest in channels owned elsewhere goes.
     pub fn on_clock(&mut self, now: Instant, out: &mut impl Outlet) {
-        if let Some(generation) = self.catch_up.overdue(now) {
-            tracing::warn!("catching up took too long; going on with what this node has");
-            self.finish_catch_up(generation, now, out);
-        }
         for (_, publish) in self.sequencer.expire(now) {
             self.stamp_and_send(publish, now, out);
         }
         for publish in self.held.expired(now) {
-            refuse_publish(publish.ack, &publish.reply_to, out);
+            refuse_publish(publish.ack, &publish.reply_to, "held_too_long", out);
         }
         self.streams.expire(now);
         // Copies not acknowledged in time are sent again.
@@ -349,8 +344,10 @@ fn confirm_publish(ack: u64, to: &str, published: &Published, out: &mut impl Out
 }
 
 /// Tells whoever waits for publish `ack` that it was not taken (the
-/// publisher hears UNAVAILABLE at once, and retries with its key).
-fn refuse_publish(ack: u64, to: &str, out: &mut impl Outlet) {
+/// publisher hears UNAVAILABLE at once, and retries with its key); counted
+/// by `why` (`slip_publishes_refused_total`).
+fn refuse_publish(ack: u64, to: &str, why: &'static str, out: &mut impl Outlet) {
+    slip_metrics::metrics().publishes_refused.get_or_create(&slip_metrics::kind(why)).inc();
     if ack != 0 {
         let reply = Reply { id: ack, kind: Some(reply::Kind::Found(false)) };
         out.send(to, Frame { kind: Some(Kind::Reply(reply)) });

@@ -61,7 +61,8 @@ pub struct Metrics {
     pub view_term: Gauge,
     /// Whether this control node holds its lease (1) or not (0).
     pub lease_held: Gauge,
-    /// Publishes a control node refused, by reason: no_lease, held_too_long, too_many, owner_unknown.
+    /// Publishes a control node refused, by reason: no_lease, held_too_long,
+    /// too_many, hops, owner_unreachable, owner_changed.
     pub publishes_refused: ByKind,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
     pub unprefixed_messages: Counter,

@@ -148,28 +148,75 @@ impl tonic::service::Interceptor for Signer {
 /// ```
 #[derive(Clone)]
 pub struct GrpcControl {
-    client: ControlClient<InterceptedService<Channel, Signer>>,
+    /// One client per control node given; calls go to the current one, and
+    /// a publish that finds it unavailable moves on to the next.
+    clients: Arc<[ControlClient<InterceptedService<Channel, Signer>>]>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How often POLL_FOR_CONNECTION asks over gRPC.
 const POLL_EVERY: Duration = Duration::from_millis(50);
+/// Longest one call may take before it counts as unavailable (a paused or
+/// cut-off control node answers nothing): the next node is tried.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a connection to a control node may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl GrpcControl {
     /// Connects to the control API at `url` (e.g. `http://127.0.0.1:7070`);
     /// see the type's example.
     pub async fn connect(url: impl Into<String>, secret: &[u8]) -> Result<Self, ControlError> {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.into())
-            .map_err(|e| ControlError::Unreachable(e.to_string()))?;
+        let endpoint = endpoint(url.into())?;
         let channel = endpoint.connect().await.map_err(|e| ControlError::Unreachable(e.to_string()))?;
-        Ok(Self { client: ControlClient::with_interceptor(channel, Signer::new(secret)) })
+        Ok(Self::over([channel], secret))
     }
 
+    /// The control API of any of several control nodes: calls go to one of
+    /// them, and a publish the one in use cannot take (it is down, paused,
+    /// or cut off from the others) is retried on the next with the same
+    /// idempotency key. Connections open when first used.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), slip_sockets::ControlError> {
+    /// let urls = ["http://10.0.0.1:7070", "http://10.0.0.2:7070", "http://10.0.0.3:7070"];
+    /// let grpc = slip_sockets::GrpcControl::connect_any(&urls, b"s3cret")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_any(urls: &[impl AsRef<str>], secret: &[u8]) -> Result<Self, ControlError> {
+        if urls.is_empty() {
+            return Err(ControlError::Unreachable("no control node given".into()));
+        }
+        let channels = urls
+            .iter()
+            .map(|url| Ok(endpoint(url.as_ref().to_owned())?.connect_lazy()))
+            .collect::<Result<Vec<_>, ControlError>>()?;
+        Ok(Self::over(channels, secret))
+    }
+
+    fn over(channels: impl IntoIterator<Item = Channel>, secret: &[u8]) -> Self {
+        let clients = channels.into_iter().map(|c| ControlClient::with_interceptor(c, Signer::new(secret))).collect();
+        Self { clients, current: Arc::default() }
+    }
+
+    /// The client calls go to now.
     pub(crate) fn client(&self) -> ControlClient<InterceptedService<Channel, Signer>> {
-        self.client.clone()
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
+    }
+
+    /// Calls go to the next control node from now on; true if there is another.
+    pub(crate) fn move_on(&self) -> bool {
+        self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.clients.len() > 1
+    }
+
+    /// How many control nodes calls may go to.
+    pub(crate) fn nodes(&self) -> usize {
+        self.clients.len()
     }
 
     async fn one(&self, command: Command) -> Result<(), ControlError> {
-        let mut client = self.client.clone();
+        let mut client = self.client();
         match command {
             Command::Accept { .. } => return Err(ControlError::Rejected("ACCEPT only answers OPEN".into())),
             Command::Text { connection_id, data } => {
@@ -225,6 +272,13 @@ impl GrpcControl {
         }
         Ok(())
     }
+}
+
+fn endpoint(url: String) -> Result<tonic::transport::Endpoint, ControlError> {
+    Ok(tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| ControlError::Unreachable(e.to_string()))?
+        .timeout(CALL_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT))
 }
 
 impl Transport for GrpcControl {

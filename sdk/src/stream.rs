@@ -51,6 +51,9 @@ impl GrpcControl {
     /// channel's owner has it. An unavailable control plane is retried with
     /// the same idempotency key (a new one when `idempotency_key` is `None`)
     /// for up to [`PUBLISH_DEADLINE`]: the message gets into the stream once.
+    /// With several control nodes ([`GrpcControl::connect_any`]) each retry
+    /// goes to the next: a node cut off from the others refuses publishes
+    /// while the rest take them.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), slip_sockets::ControlError> {
@@ -77,6 +80,7 @@ impl GrpcControl {
         };
         let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
         let mut wait = RETRY_FIRST;
+        let mut tried = 0usize;
         loop {
             match self.client().publish(request.clone()).await {
                 Ok(reply) => {
@@ -84,6 +88,11 @@ impl GrpcControl {
                     return Ok(Published { offset: reply.offset, epoch: reply.epoch, edges: reply.edges });
                 }
                 Err(status) if retryable(&status) && tokio::time::Instant::now() + wait < deadline => {
+                    // Round the control nodes first; wait once each has said no.
+                    tried += 1;
+                    if self.move_on() && !tried.is_multiple_of(self.nodes()) {
+                        continue;
+                    }
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(RETRY_MAX);
                 }
@@ -121,5 +130,9 @@ impl GrpcControl {
 /// Worth sending the same publish again: the control plane or the channel's
 /// owner could not take it just now.
 fn retryable(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded)
+    // Cancelled: the call's own timeout ran out (a paused node answers nothing).
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
 }

@@ -109,6 +109,10 @@ pub struct Consensus {
     logger: slog::Logger,
     /// The state changed since it was last saved.
     dirty: bool,
+    /// Saving the state failed: this node takes no further part (a vote it
+    /// could not keep across a restart must not be given), and the others
+    /// soon declare it gone.
+    failed: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +130,11 @@ impl Consensus {
     pub fn new(config: ConsensusConfig, now: Instant) -> Result<Self, ConsensusError> {
         let logger = slog::Logger::root(TracingDrain, slog::o!());
         let saved = match &config.data_dir {
-            Some(dir) => Store::load(dir)?,
+            Some(dir) => {
+                // A dir that cannot be made is said at start, not at the first vote.
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Write(dir.clone(), e))?;
+                Store::load(dir)?
+            }
             None => None,
         };
         let mut consensus = Self {
@@ -142,6 +150,7 @@ impl Consensus {
             form_after: now + config.discovery_wait,
             logger,
             dirty: false,
+            failed: None,
             config,
         };
         match saved {
@@ -187,7 +196,14 @@ impl Consensus {
 
     /// Whether this node is a voter in the view it applied.
     pub fn is_member(&self) -> bool {
-        self.raw.is_some() && self.view.member(&self.config.node_id).is_some_and(|m| m.raft_id == self.raft_id)
+        self.failed.is_none()
+            && self.raw.is_some()
+            && self.view.member(&self.config.node_id).is_some_and(|m| m.raft_id == self.raft_id)
+    }
+
+    /// Why this node takes no part any more, if it does not.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     /// Whether this node leads the consensus now.
@@ -224,6 +240,10 @@ impl Consensus {
     /// cluster, and the leader's decisions.
     pub fn on_clock(&mut self, now: Instant) -> Output {
         let mut out = Output::default();
+        if self.failed.is_some() {
+            self.next_tick = now + TICK;
+            return out;
+        }
         let mut ticks = 0;
         while self.next_tick <= now && ticks < MAX_TICKS_AT_ONCE {
             if let Some(raw) = &mut self.raw {
@@ -255,6 +275,9 @@ impl Consensus {
     /// A frame from control node `from`.
     pub fn on_frame(&mut self, from: &NodeId, frame: Frame, now: Instant) -> Output {
         let mut out = Output::default();
+        if self.failed.is_some() {
+            return out;
+        }
         match frame.kind {
             Some(consensus::Kind::Raft(bytes)) => self.step(from, &bytes, now),
             Some(consensus::Kind::Status(status)) => self.on_status(from, status, now, &mut out),
@@ -303,7 +326,7 @@ impl Consensus {
     }
 
     fn on_status(&mut self, from: &NodeId, status: Status, now: Instant, out: &mut Output) {
-        if status.raft_id == 0 {
+        if status.raft_id == 0 || (self.peers.len() >= steward::MAX_CONTROL_NODES && !self.peers.contains_key(from)) {
             return;
         }
         self.peers.insert(from.clone(), Peer { raft_id: status.raft_id, view: status.view });
@@ -560,7 +583,8 @@ impl Consensus {
         let (Some(dir), Some(raw)) = (&self.config.data_dir, &self.raw) else { return };
         if let Err(e) = raw.store().save(dir, self.raft_id) {
             // Not saved: this node must not go on as if it were.
-            tracing::error!(error = %e, "consensus state not saved");
+            tracing::error!(error = %e, "consensus state not saved; this node takes no further part");
+            self.failed = Some(e.to_string());
         }
     }
 

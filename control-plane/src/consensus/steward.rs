@@ -20,6 +20,9 @@ pub const DOWN_AFTER: Duration = Duration::from_millis(3_000);
 pub const UP_WITHIN: Duration = Duration::from_millis(1_000);
 /// A decision not applied this long after it was proposed is proposed again.
 pub const PROPOSE_RETRY: Duration = Duration::from_secs(2);
+/// Control nodes a node keeps track of, at most (a cluster has a handful;
+/// past this, new ones are not heard).
+pub const MAX_CONTROL_NODES: usize = 256;
 
 /// What a control node says of itself (its latest `Status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,9 @@ pub struct Steward {
 impl Steward {
     /// `node` said this of itself at `seen.at`.
     pub fn heard(&mut self, node: &NodeId, seen: Seen) {
+        if self.seen.len() >= MAX_CONTROL_NODES && !self.seen.contains_key(node) {
+            return;
+        }
         self.seen.insert(node.clone(), seen);
     }
 

@@ -121,7 +121,7 @@ fn a_paused_node_loses_its_lease_before_the_others_take_it_out_and_comes_back() 
     let paused = (0..3).find(|i| !net.nodes[*i].is_leader()).unwrap();
     net.paused.insert(paused);
     let paused_at = net.now;
-    net.run(DOWN_AFTER + Duration::from_secs(1));
+    net.run(DOWN_AFTER + Duration::from_secs(2));
     let others: Vec<usize> = (0..3).filter(|i| *i != paused).collect();
     for &i in &others {
         assert!(net.nodes[i].view().term() > before);
@@ -152,7 +152,9 @@ fn the_minority_side_of_a_cut_holds_no_lease_and_changes_nothing() {
             net.cut.insert((a, b));
         }
     }
-    net.run(DOWN_AFTER + Duration::from_secs(3));
+    // The majority may first have to elect a leader (the old one may be cut
+    // off), which then counts the silence from when it began to lead.
+    net.run(DOWN_AFTER + Duration::from_secs(6));
     for minority in 0..2 {
         assert!(!net.nodes[minority].lease_holds(net.nodes[minority].view().term(), net.now));
         assert_eq!(net.nodes[minority].view().term(), before, "the minority commits nothing");

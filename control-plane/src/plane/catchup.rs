@@ -4,6 +4,13 @@
 //! takes a copy of each that is further along than its own, page by page.
 //! Channels taken over from a node that left the ring are not owned before
 //! that node's lease must have ended (`ownership.rs`).
+//!
+//! Every node of the ring must answer, whole: a node that went on without
+//! the copy of one that did not answer (its link not up yet, a question
+//! lost) would give offsets that node's copy already holds. So a question
+//! that fails is asked again until it is answered, or the view changes (a
+//! node that cannot answer for long is declared gone, and the next view's
+//! catch-up does not ask it). Meanwhile the channels taken over stay held.
 
 use super::*;
 use crate::catchup::{CATCHUP_DEADLINE, VIEW_RETRY};
@@ -23,8 +30,10 @@ impl ControlPlane {
             let names: Vec<String> = members.iter().map(NodeId::to_string).collect();
             let others = members.iter().filter(|m| **m != plane.node_id);
             let asked = futures_util::future::join_all(others.map(|peer| plane.catch_up_from(peer, &names)));
-            if tokio::time::timeout(CATCHUP_DEADLINE, asked).await.is_err() {
-                tracing::warn!("catching up took too long; going on with what this node has");
+            tokio::pin!(asked);
+            if tokio::time::timeout(CATCHUP_DEADLINE, &mut asked).await.is_err() {
+                tracing::warn!("catching up takes long: a control node of the ring does not answer; still asking");
+                asked.await;
             }
             let takeover = plane.routing.lock().taking_over(Instant::now());
             if let Some(at) = takeover {
@@ -37,16 +46,23 @@ impl ControlPlane {
         }));
     }
 
-    /// Takes from `peer` the copies it holds that are worth having. A peer
-    /// that does not answer is left out: it is leaving the ring.
+    /// Takes from `peer` the copies it holds that are worth having, asking
+    /// again whatever was not answered, until all was.
     async fn catch_up_from(&self, peer: &NodeId, members: &[String]) {
+        while self.catch_up_once(peer, members).await.is_err() {
+            tracing::info!(peer = %peer, "a control node did not say what it holds; asking again");
+            tokio::time::sleep(ASK_AGAIN).await;
+        }
+    }
+
+    /// One pass over what `peer` holds; `Err` if a question went unanswered.
+    async fn catch_up_once(&self, peer: &NodeId, members: &[String]) -> Result<(), ()> {
         let mut after = String::new();
         loop {
             let question = HeadsQuery { members: members.to_vec(), after: after.clone() };
             let Ok(reply::Kind::Heads(answer)) = self.ask_query(peer.as_str(), query::Kind::Heads(question)).await
             else {
-                tracing::info!(peer = %peer, "a control node did not say what it holds");
-                return;
+                return Err(());
             };
             if !answer.same_view {
                 // It has not seen this ring yet; it will soon, or the ring changes again.
@@ -57,24 +73,29 @@ impl ControlPlane {
                 let head = head.into();
                 let wanted = self.routing.lock().wants_copy(peer, &head);
                 if let Some(since) = wanted {
-                    self.copy_stream(peer, &head.channel, since).await;
+                    self.copy_stream(peer, &head.channel, since).await?;
                 }
                 after = head.channel.to_string();
             }
             if !answer.more {
-                return;
+                return Ok(());
             }
         }
     }
 
-    /// Takes `peer`'s copy of `channel` after offset `after`, page by page.
-    async fn copy_stream(&self, peer: &NodeId, channel: &str, mut after: u64) {
+    /// Takes `peer`'s copy of `channel` after offset `after`, page by page;
+    /// `Err` if a page went unanswered.
+    async fn copy_stream(&self, peer: &NodeId, channel: &str, mut after: u64) -> Result<(), ()> {
         let mut restarted = false;
         loop {
             let question = CopyQuery { channel: channel.to_owned(), after };
             let Ok(reply::Kind::Copy(copy)) = self.ask_query(peer.as_str(), query::Kind::Copy(question)).await else {
-                return;
+                return Err(());
             };
+            if copy.epoch.is_empty() {
+                // It no longer holds the stream: nothing to take.
+                return Ok(());
+            }
             let page = CopyPage::from(copy);
             let last = page.entries.iter().map(|(p, _)| p.offset).chain(page.keys.iter().map(|k| k.1)).max();
             let more = page.more && last.is_some_and(|last| last > after);
@@ -85,8 +106,11 @@ impl ControlPlane {
                 // Ours was dropped for theirs: from the start, once.
                 (Some(start), _) if !restarted => (after, restarted) = (start, true),
                 (None, Some(last)) if more => after = last,
-                _ => return,
+                _ => return Ok(()),
             }
         }
     }
 }
+
+/// How soon a question of a catch-up that went unanswered is asked again.
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(200);

@@ -33,13 +33,13 @@ impl Routing {
                 // Confirmed once it is out; refused if that takes too long.
                 if let Some(publish) = self.held.push(publish, since) {
                     tracing::warn!("publish refused: too many held");
-                    refuse_publish(publish.ack, &publish.reply_to, out);
+                    refuse_publish(publish.ack, &publish.reply_to, "too_many", out);
                 }
                 return Published::default();
             }
             Turn::Refuse => {
                 tracing::debug!(channel = publish.channel, "publish refused: no lease");
-                refuse_publish(publish.ack, &publish.reply_to, out);
+                refuse_publish(publish.ack, &publish.reply_to, "no_lease", out);
                 return Published::default();
             }
             Turn::Forward(owner) => {
@@ -48,12 +48,12 @@ impl Routing {
                         channel = publish.channel,
                         "publish refused: the control nodes disagree on its owner"
                     );
-                    refuse_publish(publish.ack, &publish.reply_to, out);
+                    refuse_publish(publish.ack, &publish.reply_to, "hops", out);
                 } else {
                     publish.hops += 1;
                     let (ack, reply_to) = (publish.ack, publish.reply_to.clone());
                     if !out.send(owner.as_str(), Frame { kind: Some(Kind::Publish(publish)) }) {
-                        refuse_publish(ack, &reply_to, out);
+                        refuse_publish(ack, &reply_to, "owner_unreachable", out);
                     }
                 }
                 return Published::default();
@@ -94,7 +94,7 @@ impl Routing {
         if self.replication.waiting(&channel) >= MAX_WAITING_PER_CHANNEL {
             // Not confirmed: the publisher hears UNAVAILABLE and may retry with its key.
             tracing::warn!(channel, "publish refused: too many waiting for their replicas");
-            refuse_publish(ack, &reply_to, out);
+            refuse_publish(ack, &reply_to, "too_many", out);
             return Published::default();
         }
         let event = event.unwrap_or_default();
