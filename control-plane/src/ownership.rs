@@ -40,15 +40,16 @@ pub struct Ownership {
     applied_at: Option<Instant>,
     /// The view the lease is for, and when it ends.
     lease: Option<(u64, Instant)>,
-    /// Before this, channels taken over from a node that left the ring
-    /// without handing them over are not owned yet.
-    takeover_at: Option<Instant>,
+    /// Until this, channels that were not this node's under the ring before
+    /// (taken over from a node that left the ring without handing them
+    /// over) are not owned yet.
+    takeover: Option<(Instant, Ring)>,
 }
 
 impl Ownership {
     /// A node that has applied no view yet: it owns nothing.
     pub fn new(me: NodeId) -> Self {
-        Self { me, ring: Ring::default(), term: 0, applied_at: None, lease: None, takeover_at: None }
+        Self { me, ring: Ring::default(), term: 0, applied_at: None, lease: None, takeover: None }
     }
 
     pub fn ring(&self) -> &Ring {
@@ -68,11 +69,27 @@ impl Ownership {
         let ring = view.ring();
         let left = self.ring.members().iter().any(|m| !ring.members().contains(m));
         if left {
-            self.takeover_at = Some(now + TAKEOVER_WAIT);
+            // Channels that were ours before stay ours; the others wait.
+            let before = match self.takeover.take() {
+                // A second change within the wait: what was not ours then is not yet.
+                Some((_, before)) => before,
+                None => self.ring.clone(),
+            };
+            self.takeover = Some((now + TAKEOVER_WAIT, before));
         }
         self.term = view.term();
         self.applied_at = Some(now);
         std::mem::replace(&mut self.ring, ring)
+    }
+
+    /// When the takeover wait ends, if one runs.
+    pub fn takeover_ends(&self) -> Option<Instant> {
+        self.takeover.as_ref().map(|(at, _)| *at)
+    }
+
+    /// Ends the takeover wait if its time has come; true if it just ended.
+    pub fn end_takeover(&mut self, now: Instant) -> bool {
+        self.takeover.take_if(|(at, _)| *at <= now).is_some()
     }
 
     /// The consensus gave (or renewed) the lease for view `view` until `until`.
@@ -87,7 +104,13 @@ impl Ownership {
 
     /// Whether channels taken over must still wait for a lease elsewhere to end.
     pub fn taking_over(&self, now: Instant) -> Option<Instant> {
-        self.takeover_at.filter(|at| now < *at)
+        self.takeover.as_ref().map(|(at, _)| *at).filter(|at| now < *at)
+    }
+
+    /// Whether `channel` is one taken over from a node that left, still
+    /// waiting for that node's lease to end.
+    fn waits_for_takeover(&self, channel: &str, now: Instant) -> bool {
+        self.takeover.as_ref().is_some_and(|(at, before)| now < *at && before.owner(channel) != Some(&self.me))
     }
 
     /// Whether this node owns `channel` under the view applied.
@@ -108,7 +131,7 @@ impl Ownership {
             Some(owner) if *owner != self.me => return Turn::Forward(owner.clone()),
             Some(_) => {}
         }
-        if catching_up {
+        if catching_up || self.waits_for_takeover(channel, now) {
             return Turn::Hold;
         }
         if self.leased(now) {
@@ -182,8 +205,17 @@ mod tests {
         assert_eq!(own.taking_over(t0), None, "nobody left");
         own.set_view(&view(6, &["c0", "c1", "c2"]), t0);
         assert_eq!(own.taking_over(t0), None, "a node joined: the others hand over as they apply the view");
+        let before = own.ring().clone();
         own.set_view(&view(9, &["c0", "c2"]), t0);
+        own.set_lease(9, t0 + TAKEOVER_WAIT * 2);
         assert_eq!(own.taking_over(t0), Some(t0 + TAKEOVER_WAIT));
-        assert_eq!(own.taking_over(t0 + TAKEOVER_WAIT), None);
+        let kept = owned_by("c0", &before);
+        let taken =
+            (0..).map(|i| format!("ch-{i}")).find(|c| before.owner(c) == Some(&id("c1")) && own.owns(c)).unwrap();
+        assert_eq!(own.turn(&kept, false, t0), Turn::Stamp, "ours before: no wait");
+        assert_eq!(own.turn(&taken, false, t0), Turn::Hold, "c1's until its lease must have ended");
+        assert_eq!(own.takeover_ends(), Some(t0 + TAKEOVER_WAIT));
+        assert!(own.end_takeover(t0 + TAKEOVER_WAIT));
+        assert_eq!(own.turn(&taken, false, t0 + TAKEOVER_WAIT), Turn::Stamp);
     }
 }

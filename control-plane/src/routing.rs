@@ -224,7 +224,7 @@ impl Routing {
     /// Whether this node is still catching up on `channel`, which it owns
     /// now and did not before: what it would say of it may not be so yet.
     pub fn acquiring(&self, channel: &str) -> bool {
-        self.catch_up.must_hold(channel, &self.node_id) && self.ownership.owns(channel)
+        self.catch_up.must_hold() && self.ownership.owns(channel)
     }
 
     /// Whether a catch-up runs.
@@ -234,8 +234,7 @@ impl Routing {
 
     /// Catch-up `generation` is over: the publishes it held go on.
     pub fn finish_catch_up(&mut self, generation: u64, now: Instant, out: &mut impl Outlet) {
-        let ring = self.ownership.ring().clone();
-        if !self.catch_up.finish(generation, &ring) {
+        if !self.catch_up.finish(generation) {
             return;
         }
         tracing::info!(held = self.held.len(), "caught up after the view changed");
@@ -283,6 +282,8 @@ impl Routing {
             self.streams.next_deadline(),
             self.replication.next_deadline(),
             self.held.next_deadline(),
+            // Held publishes of channels taken over go on when the wait ends.
+            self.ownership.takeover_ends(),
         ]
         .into_iter()
         .flatten()
@@ -293,6 +294,9 @@ impl Routing {
     /// (GRIP) or are refused (held for a lease or a catch-up); once the ring
     /// has held still, interest in channels owned elsewhere goes.
     pub fn on_clock(&mut self, now: Instant, out: &mut impl Outlet) {
+        if self.ownership.end_takeover(now) {
+            self.retry_held(now, out);
+        }
         for (_, publish) in self.sequencer.expire(now) {
             self.stamp_and_send(publish, now, out);
         }

@@ -179,6 +179,15 @@ enum Order {
     Unordered,
 }
 
+/// Whether term `a` is newer than `b`; `None` when they cannot be ordered.
+pub fn term_is_newer(a: &str, b: &str) -> Option<bool> {
+    match newer(a, b) {
+        Order::Newer => Some(true),
+        Order::Same | Order::Older => Some(false),
+        Order::Unordered => None,
+    }
+}
+
 /// How term `a` stands to `b`. Terms are view terms (decimal); anything
 /// else (a node of an older version gave it) is only ever the same or
 /// unordered.

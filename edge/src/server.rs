@@ -139,6 +139,9 @@ async fn handle(
     let mut metadata = metadata::from_handshake(&request, peer);
     if session {
         metadata["protocol"] = SUBPROTOCOL.into();
+        if let Some(query) = metadata["query"].as_str() {
+            metadata["query"] = session::without_resume_token(query).into();
+        }
     }
     let metadata: Arc<str> = metadata.to_string().into();
     // A session's client coming back with its latest token resumes it; any

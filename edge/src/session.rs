@@ -27,11 +27,28 @@ pub fn resume_token<B>(request: &http::Request<B>) -> Option<&str> {
     query.split('&').find_map(|pair| pair.strip_prefix(session::RESUME_PARAM)?.strip_prefix('='))
 }
 
+/// A query string without its resume token: a token that did not resume
+/// its session must not reach the backend (in the metadata of the fresh
+/// session's OPEN) nor `GetConnection`.
+pub fn without_resume_token(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != session::RESUME_PARAM)
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The first frame of a new session, with its token.
 pub fn opening(secret: &[u8], connection_id: &str, now: u64) -> Bytes {
     let claims = SessionClaims { connection_id: connection_id.to_owned(), generation: 0, issued: now };
     let token = session::sign(secret, &claims);
     frame::text(&session::session_frame(&token, connection_id, None))
+}
+
+/// How often a live session's client is sent a fresh token: a third of the
+/// resume window, so the token it holds is never near the end of its life.
+pub fn refresh_every(window: std::time::Duration) -> std::time::Duration {
+    window / 3
 }
 
 /// A publication's envelope, as every session subscribed to its channel gets it.
@@ -240,6 +257,13 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resume_token_is_taken_out_of_the_query_and_nothing_else() {
+        assert_eq!(without_resume_token("a=1&slip_resume=tok.en&b=2"), "a=1&b=2");
+        assert_eq!(without_resume_token("slip_resume=x"), "");
+        assert_eq!(without_resume_token("slip_resumed=1&a"), "slip_resumed=1&a");
+    }
 
     fn placed(channel: &str, epoch: &str, offset: u64) -> Placed {
         let frame = Bytes::from(format!("{channel}/{epoch}/{offset}"));

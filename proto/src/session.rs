@@ -113,6 +113,32 @@ pub fn session_frame(token: &str, connection_id: &str, resumed: Option<&Recovery
     frame.to_string()
 }
 
+/// A fresh token for a live session, sent before its current one gets too
+/// old to resume with: `{"type":"session",...,"refresh":true}`. It says
+/// `resumed` and `recovered` so that a client that does not know `refresh`
+/// takes it as a resume that lost nothing.
+pub fn refresh_frame(token: &str, connection_id: &str) -> String {
+    serde_json::json!({
+        "type": "session",
+        "session": token,
+        "connectionId": connection_id,
+        "resumed": true,
+        "recovered": true,
+        "lost": [],
+        "refresh": true,
+    })
+    .to_string()
+}
+
+/// Whether a token issued at `issued` (seconds) still resumes a session
+/// that has been waiting since `since` (its park, or now for a live one):
+/// a token lives `window` seconds past its issue, counted to when the
+/// session began waiting (a parked session's newest token is never
+/// refreshed, and stays good for the session's whole window).
+pub fn fresh_enough(issued: u64, since: u64, window: u64) -> bool {
+    issued.saturating_add(window) >= since
+}
+
 /// A channel publication: `{"type":"publication","channel",...,"offset",...}`.
 pub fn publication(channel: &str, epoch: &str, offset: u64, payload: Payload<'_>) -> String {
     let mut envelope = serde_json::Map::new();

@@ -36,7 +36,8 @@ function parseServerFrame(text) {
           connectionId: frame.connectionId,
           resumed,
           recovered: resumed && frame.recovered === true,
-          lost
+          lost,
+          ...frame.refresh === true ? { refresh: true } : {}
         }
       };
     }
@@ -192,6 +193,10 @@ var SlipClient = class {
     }
   }
   session(session) {
+    if (session.refresh && session.connectionId === this.id) {
+      this.token = session.token;
+      return;
+    }
     const continued = session.resumed || this.id === void 0;
     if (!session.resumed && this.id !== void 0) {
       this.positions.clear();

@@ -282,3 +282,47 @@ async fn after_a_restart_a_returning_client_gets_a_fresh_session_and_what_its_ch
         .collect();
     assert_eq!(texts, ["me:back"], "the resume frame is not the backend's");
 }
+
+/// A token lives `SLIP_RESUME_SECS` past its issue: a live session's client
+/// is sent a fresh one every third of that (`refresh: true`), and a token
+/// older than the window no longer takes the session; the fresh session it
+/// gets never shows the failed token to the backend.
+#[tokio::test]
+async fn an_old_token_of_a_live_session_expires_and_a_refreshed_one_resumes() {
+    let backend = Backend::start(room).await;
+    let gateway = Gateway::start_with(&backend.url, &["--resume-secs", "3"]).await;
+    let (mut client, _) = session_client(&gateway.ws).await;
+    let (first, id) = opened(&mut client).await;
+    let issued = std::time::Instant::now();
+    // The welcome message, then a refresh within a third of the window.
+    let mut latest = None;
+    while latest.is_none() {
+        let frame = json_frame(&mut client).await;
+        if frame["refresh"] == json!(true) {
+            assert_eq!((&frame["connectionId"], &frame["resumed"]), (&json!(id), &json!(true)), "{frame}");
+            latest = frame["session"].as_str().map(str::to_owned);
+        }
+        assert!(issued.elapsed() < std::time::Duration::from_secs(3), "no refresh within the window");
+    }
+    // Past the window, the first token is too old while the session lives.
+    tokio::time::sleep(std::time::Duration::from_secs(5).saturating_sub(issued.elapsed())).await;
+    let (mut stale, _) = session_client(&format!("{}/?a=1&slip_resume={first}", gateway.ws)).await;
+    let fresh = json_frame(&mut stale).await;
+    assert_eq!(fresh["resumed"], false, "{fresh}");
+    let fresh_id = fresh["connectionId"].as_str().unwrap().to_owned();
+    assert_ne!(fresh_id, id);
+    let opened = backend.seen().into_iter().find(|r| r.connection_id == fresh_id).unwrap();
+    assert_eq!(opened.metadata["query"], "a=1", "the failed token never reaches the backend");
+    // The newest refreshed token still takes it (the refreshes went on meanwhile).
+    let mut newest = latest.unwrap();
+    while let Ok(text) = tokio::time::timeout(std::time::Duration::from_millis(200), client.text()).await {
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["refresh"] == json!(true) {
+            newest = frame["session"].as_str().unwrap().to_owned();
+        }
+    }
+    let (mut back, _) = session_client(&format!("{}/?slip_resume={newest}", gateway.ws)).await;
+    back.send(r#"{"type":"resume"}"#).await;
+    let resumed = json_frame(&mut back).await;
+    assert_eq!((&resumed["resumed"], &resumed["connectionId"]), (&json!(true), &json!(id)), "{resumed}");
+}

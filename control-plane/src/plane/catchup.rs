@@ -2,8 +2,8 @@
 //! [`crate::catchup`]. The node asks every other control node in the ring,
 //! all at once, which streams it holds that this node now holds too, and
 //! takes a copy of each that is further along than its own, page by page.
-//! Channels taken over from a node that left the ring are not owned before
-//! that node's lease must have ended (`ownership.rs`).
+//! (Channels taken over from a node that left the ring are, besides, not
+//! owned before that node's lease must have ended: `ownership.rs`.)
 //!
 //! Every node of the ring must answer, whole: a node that went on without
 //! the copy of one that did not answer (its link not up yet, a question
@@ -34,10 +34,6 @@ impl ControlPlane {
             if tokio::time::timeout(CATCHUP_DEADLINE, &mut asked).await.is_err() {
                 tracing::warn!("catching up takes long: a control node of the ring does not answer; still asking");
                 asked.await;
-            }
-            let takeover = plane.routing.lock().taking_over(Instant::now());
-            if let Some(at) = takeover {
-                tokio::time::sleep_until(at).await;
             }
             let mut routing = plane.routing.lock();
             plane.timed(&mut routing, |r| r.finish_catch_up(generation, Instant::now(), &mut Links(&plane)));

@@ -107,14 +107,21 @@ impl Routing {
 
     /// Catching up: whether the copy `from` holds of a stream is worth
     /// taking, and after which offset to ask. Ours is kept when it is as far
-    /// along, holds as much history and ends in the same term; a copy of
-    /// another epoch replaces ours only when ours is nothing or `from` owns
-    /// the channel. One of the same epoch ending in another term is asked
-    /// for from the start, to find where the two part.
+    /// along, holds as much history and ends in the same term. A copy of
+    /// another epoch replaces ours when it was extended under a newer term
+    /// (the epoch the majority started when it could reach no copy of ours,
+    /// and confirmed publishes in since), or ours is nothing. One of the
+    /// same epoch ending in another term is asked for from the start, to
+    /// find where the two part.
     pub fn wants_copy(&self, from: &NodeId, head: &StreamHead) -> Option<u64> {
         let Some((epoch, top)) = self.streams.head(&head.channel) else { return Some(0) };
         if epoch != head.epoch {
-            return (self.ring().owner(&head.channel) == Some(from)).then_some(0);
+            let ours = self.streams.term_at(&head.channel, top);
+            return match crate::streams::term_is_newer(&head.term, &ours) {
+                Some(newer) => newer.then_some(0),
+                // Terms of an older version: the owner's copy is the stream.
+                None => (self.ring().owner(&head.channel) == Some(from)).then_some(0),
+            };
         }
         let first = self.streams.first(&head.channel);
         if head.first != 0 && (first == 0 || head.first < first) {

@@ -26,7 +26,7 @@ impl Routing {
 
     /// [`Routing::fan_out`] for a publish held since `since`.
     fn route(&mut self, mut publish: Publish, since: Instant, now: Instant, out: &mut impl Outlet) -> Published {
-        let catching_up = self.catch_up.must_hold(&publish.channel, &self.node_id);
+        let catching_up = self.catch_up.must_hold();
         match self.ownership.turn(&publish.channel, catching_up, now) {
             Turn::Stamp => {}
             Turn::Hold => {

@@ -380,12 +380,16 @@ fn a_replica_stores_says_so_and_takes_over_in_the_same_epoch() {
         replica.store_replica(&owner, copy, now, &mut out);
     }
     assert_eq!(kinds(&mut out), vec![("c-0".to_owned(), "replicated"); 3]);
-    // The owner died: the ring is this node alone, and it goes on where the owner was.
+    // The owner died: the ring is this node alone, and it goes on where the
+    // owner was, once the owner's lease must have ended.
     apply(&mut replica, 3, std::slice::from_ref(&me), now, &mut out);
-    let next = replica.fan_out(text("room", "m4"), now, &mut out);
-    assert_eq!((next.offset, next.epoch.as_str()), (4, "e-owner"));
+    assert_eq!(replica.fan_out(text("room", "early"), now, &mut out), Published::default(), "held");
+    let now = now + crate::consensus::lease::TAKEOVER_WAIT;
+    replica.on_clock(now, &mut out);
+    let next = replica.fan_out(text("room", "m5"), now, &mut out);
+    assert_eq!((next.offset, next.epoch.as_str()), (5, "e-owner"), "the held one went first, as 4");
     let history = history(&replica, "room", "e-owner", now);
-    assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(history.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
 }
 
 #[test]
@@ -600,4 +604,30 @@ fn what_waited_for_copies_of_a_channel_now_owned_elsewhere_is_refused() {
     // A publish that comes now is passed to the owner.
     routing.fan_out(text(&room, "b"), t0, &mut out);
     assert_eq!(kinds(&mut out), [("c-1".into(), "other")]);
+}
+
+#[test]
+fn a_copy_of_another_epoch_extended_under_a_newer_term_replaces_ours() {
+    // The majority could reach no copy of the stream (its owner and replica
+    // were cut off together) and started a new epoch under a newer view;
+    // when the old owner is back, that epoch is the stream, whoever holds it.
+    let (me, other) = (node("c-0"), node("c-1"));
+    let now = Instant::now();
+    let mine = routing(me.clone());
+    let mut mine = mine;
+    let mut out = Sent::default();
+    mine.fan_out(text("room", "old"), now, &mut out);
+    let term = |t: &str| -> std::sync::Arc<str> { t.into() };
+    let head = |epoch: &str, t: &str| StreamHead {
+        channel: "room".into(),
+        epoch: epoch.into(),
+        top: 3,
+        first: 1,
+        term: term(t),
+    };
+    assert_eq!(mine.wants_copy(&other, &head("theirs", "7")), Some(0), "newer: taken, from the start");
+    assert_eq!(mine.wants_copy(&other, &head("theirs", "1")), None, "no newer than ours");
+    apply(&mut mine, 9, &[me], now, &mut out);
+    mine.fan_out(text("room", "under 9"), now, &mut out);
+    assert_eq!(mine.wants_copy(&other, &head("theirs", "7")), None, "ours went on under a newer term since");
 }

@@ -98,6 +98,8 @@ pub enum Output {
     /// A resuming `slip.v1` session's first frame, its resume frame (empty
     /// if the first was not text): the task replays before anything else.
     Resume(String),
+    /// A `slip.v1` session's token is due to be replaced: send a fresh one.
+    RefreshToken,
 }
 
 /// How the connection ended, as the CLOSE event reports it.
@@ -132,6 +134,8 @@ pub struct Core {
     /// When the last callback went out, for the backend's Keep-Alive-Interval.
     last_request: Instant,
     next_ping: Instant,
+    /// A session's token refresh: how often, and when next.
+    refresh: Option<(Duration, Instant)>,
     outputs: VecDeque<Output>,
     /// A resuming session: its first message is its resume frame, not an event.
     awaiting_resume: bool,
@@ -167,6 +171,7 @@ impl Core {
             last_seen: now,
             last_request: now,
             next_ping: now + settings.ping_interval,
+            refresh: None,
             outputs: VecDeque::new(),
         };
         core.decode(now);
@@ -175,6 +180,12 @@ impl Core {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// A `slip.v1` session: its client is sent a fresh token every `every`
+    /// ([`Output::RefreshToken`]), so the one it holds is never too old.
+    pub fn refresh_token_every(&mut self, every: Duration, now: Instant) {
+        self.refresh = (!every.is_zero()).then(|| (every, now + every));
     }
 
     /// The next thing to do, in order.
@@ -253,7 +264,8 @@ impl Core {
     }
 
     /// When [`Core::handle_timeout`] is next due: the dead-peer timer, the
-    /// next server ping, or the backend's Keep-Alive-Interval.
+    /// next server ping, the backend's Keep-Alive-Interval, or a session's
+    /// token refresh.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.ending.is_some() {
             return None;
@@ -261,7 +273,8 @@ impl Core {
         let dead = self.last_seen + self.dead_peer_timeout;
         let ping = (!self.ping_interval.is_zero()).then_some(self.next_ping);
         let keep_alive = self.keep_alive_interval().map(|every| self.last_request + every);
-        [Some(dead), ping, keep_alive].into_iter().flatten().min()
+        let refresh = self.refresh.map(|(_, at)| at);
+        [Some(dead), ping, keep_alive, refresh].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -271,6 +284,12 @@ impl Core {
         if now >= self.last_seen + self.dead_peer_timeout {
             self.end(Ending::abnormal("no data from client"));
             return;
+        }
+        if let Some((every, at)) = self.refresh
+            && now >= at
+        {
+            self.outputs.push_back(Output::RefreshToken);
+            self.refresh = Some((every, now + every));
         }
         if !self.ping_interval.is_zero() && now >= self.next_ping {
             self.outputs.push_back(Output::Frame(frame::empty_ping()));

@@ -101,10 +101,13 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
     let writer = edge.tasks.spawn(writer::run(write, outbox.clone()));
     let settings = Settings::from(&edge.config);
     let resume = resume.or_else(|| rejoin.then(|| Ticket::fresh(&id)));
-    let core = match resume {
+    let mut core = match resume {
         Some(_) => Core::resuming(id, &settings, &early, now()),
         None => Core::new(id, format, &settings, &early, now()),
     };
+    if session {
+        core.refresh_token_every(crate::session::refresh_every(edge.config.resume_window), now());
+    }
     // Even empty, `early` is a view of hyper's read buffer and would keep
     // all of it alive for the connection's life (measured: 6 KiB each).
     drop(early);
@@ -221,6 +224,7 @@ impl Task<'_> {
                         Box::pin(self.edge.resume(&ticket, &frame, self.outbox)).await;
                     }
                 }
+                Output::RefreshToken => self.edge.refresh_token(self.core.id(), self.outbox),
             }
         }
     }

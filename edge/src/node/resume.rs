@@ -28,6 +28,9 @@ use crate::session::{Placed, publication};
 /// Ids of history questions a resume asks, apart from the cursors' own.
 const SESSION_QUERY_BIT: u64 = 1 << 63;
 
+/// Times a resume asks a channel's owner for the history it missed.
+const HISTORY_ATTEMPTS: usize = 8;
+
 /// Longest a resume waits for the control node to hand it a session held
 /// elsewhere: it may ask the session's edge (5 s at most), see that edge's
 /// link drop (3 s), and go on from the record.
@@ -41,6 +44,9 @@ const EXPIRIES_PER_TURN: usize = 1024;
 pub(crate) struct Parked {
     /// Its generation when it was parked: a resume or a new park supersedes it.
     generation: u64,
+    /// When it was parked (seconds since the epoch): its newest token resumes
+    /// it if it was fresh then (`wire::fresh_enough`).
+    since: u64,
     /// Per channel, where the session stood when parked: what it was last
     /// sent, or (nothing sent yet) where the edge's stream was.
     positions: HashMap<String, (String, u64)>,
@@ -112,7 +118,8 @@ impl Edge {
         };
         // Frames for it go nowhere until it is resumed.
         self.hub.replace_outbox(id, self.parked_outbox());
-        self.parking.parked.lock().insert(id.to_owned(), Parked { generation, positions });
+        let since = slip_proto::jwt::now();
+        self.parking.parked.lock().insert(id.to_owned(), Parked { generation, since, positions });
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("parked")).inc();
         self.expire_later(id, generation);
     }
@@ -221,6 +228,9 @@ impl Edge {
     /// A session held here.
     fn local_ticket(&self, claims: &SessionClaims) -> Option<Ticket> {
         let session = self.hub.session(&claims.connection_id)?;
+        if !self.fresh_enough(&claims.connection_id, claims.issued) {
+            return None;
+        }
         let generation = {
             let mut state = session.lock();
             if state.generation != claims.generation {
@@ -234,6 +244,26 @@ impl Edge {
         // The token just used is old now, for the control node too.
         self.record_session(&claims.connection_id);
         Some(Ticket { id: claims.connection_id.clone(), generation, positions, home_lost: false, fresh: false })
+    }
+
+    /// Whether a token of session `id` issued at `issued` is young enough:
+    /// counted to when the session was parked, or to now while it is live
+    /// (its client is sent a fresh one every third of the window).
+    fn fresh_enough(&self, id: &str, issued: u64) -> bool {
+        let since = self.parking.parked.lock().get(id).map_or_else(slip_proto::jwt::now, |p| p.since);
+        wire::fresh_enough(issued, since, self.config.resume_window.as_secs())
+    }
+
+    /// A live session's client is sent a fresh token (same generation).
+    pub(crate) fn refresh_token(&self, id: &str, outbox: &Outbox) {
+        let Some(session) = self.hub.session(id) else { return };
+        let claims = SessionClaims {
+            connection_id: id.to_owned(),
+            generation: session.lock().generation,
+            issued: slip_proto::jwt::now(),
+        };
+        let token = wire::sign(&self.config.jwt_secret, &claims);
+        outbox.push(frame::text(&wire::refresh_frame(&token, id)));
     }
 
     /// The resumed connection's client sent its resume frame: the session
@@ -315,15 +345,30 @@ impl Edge {
         metrics.sessions.get_or_create(&slip_metrics::kind(kind)).inc();
     }
 
-    /// History of `channel` after `offset` of `epoch`, from its owner.
+    /// History of `channel` after `offset` of `epoch`, from its owner. An
+    /// answer from a node that is not the owner now (it lost its lease, or
+    /// the view moved on) is no answer: the owner then is asked again, a
+    /// few times, before what could not be had is reported lost.
     async fn session_history(&self, channel: &str, epoch: &str, offset: u64) -> Option<HistoryAnswer> {
-        let question =
-            HistoryQuery { channel: channel.to_owned(), since_epoch: epoch.to_owned(), since_offset: offset, limit: 0 };
-        let owner = self.ring.read().owner(channel).cloned()?;
-        match self.ask_control(&owner, query::Kind::History(question), FETCH_TIMEOUT).await? {
-            reply::Kind::History(answer) => Some(answer),
-            _ => None,
+        for attempt in 0..HISTORY_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(FETCH_RETRY).await;
+            }
+            let question = HistoryQuery {
+                channel: channel.to_owned(),
+                since_epoch: epoch.to_owned(),
+                since_offset: offset,
+                limit: 0,
+            };
+            let Some(owner) = self.ring.read().owner(channel).cloned() else { continue };
+            if let Some(reply::Kind::History(answer)) =
+                self.ask_control(&owner, query::Kind::History(question), FETCH_TIMEOUT).await
+                && !answer.not_owner
+            {
+                return Some(answer);
+            }
         }
+        None
     }
 
     /// Asks control node `node` a question for a session; `None` if no answer came within `patience`.
@@ -383,6 +428,9 @@ impl Edge {
         let (Some(session), Some(view)) = (self.hub.session(id), self.hub.view(id)) else {
             return SessionHandover::default();
         };
+        if !self.fresh_enough(id, take.issued) {
+            return SessionHandover::default();
+        }
         let parked = self.parking.parked.lock().remove(id);
         let handover = {
             let mut state = session.lock();
@@ -437,7 +485,11 @@ impl Edge {
     /// that edge is gone. `None`: a fresh session it is.
     pub(crate) async fn take_over(&self, claims: &SessionClaims) -> Option<Ticket> {
         let via = self.ring.read().owner(&claims.connection_id).cloned()?;
-        let take = TakeSession { connection_id: claims.connection_id.clone(), generation: claims.generation };
+        let take = TakeSession {
+            connection_id: claims.connection_id.clone(),
+            generation: claims.generation,
+            issued: claims.issued,
+        };
         let Some(reply::Kind::SessionHandover(handover)) =
             self.ask_control(&via, query::Kind::TakeSession(take), TAKE_TIMEOUT).await
         else {

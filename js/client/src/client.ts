@@ -203,6 +203,11 @@ export class SlipClient {
   }
 
   private session(session: SessionFrame): void {
+    if (session.refresh && session.connectionId === this.id) {
+      // The same session, a younger token for the next resume.
+      this.token = session.token;
+      return;
+    }
     const continued = session.resumed || this.id === undefined;
     if (!session.resumed && this.id !== undefined) {
       // The old session could not be resumed: this is a new one, from scratch.

@@ -34,6 +34,8 @@ export interface SessionFrame {
   recovered: boolean;
   /** On a resume: the channels (and "#messages") with something the client will not get. */
   lost: string[];
+  /** A fresh token for the live session, nothing else: its old one would soon be too old to resume with. */
+  refresh?: boolean;
 }
 
 export type ServerFrame =
@@ -81,6 +83,7 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
           resumed,
           recovered: resumed && frame.recovered === true,
           lost,
+          ...(frame.refresh === true ? { refresh: true } : {}),
         },
       };
     }

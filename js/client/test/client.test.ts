@@ -157,3 +157,16 @@ test("close ends it for good; garbage frames are ignored", () => {
   assert.equal(parseServerFrame('{"type":"session","session":"t","connectionId":"c"}')?.type, "session");
   assert.equal(resumeUrl("ws://h/p", "a.b"), "ws://h/p?slip_resume=a.b");
 });
+
+test("a refreshed token replaces the old one quietly and is the one a resume uses", () => {
+  const clock = new FakeClock();
+  const { seen } = client(clock);
+  const first = FakeSocket.last();
+  first.open();
+  first.receive({ type: "session", session: "t1", connectionId: "edge-a.1", resumed: false });
+  first.receive({ type: "session", session: "t2", connectionId: "edge-a.1", resumed: true, recovered: true, lost: [], refresh: true });
+  assert.equal(seen.sessions.length, 1, "no session event for a refresh");
+  first.drop();
+  clock.advance(1000);
+  assert.match(FakeSocket.last().url, /slip_resume=t2/);
+});
