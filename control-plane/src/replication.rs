@@ -100,6 +100,18 @@ impl Replication {
         self.channels.get(channel)?.iter().map(|w| w.deliver.offset).find(|&o| o != 0)
     }
 
+    /// What waits on `channel` from offset `from` on, taken out: the stream
+    /// there is another's now.
+    pub fn drop_from(&mut self, channel: &str, from: u64) -> Vec<Waiting> {
+        let Some(queue) = self.channels.get_mut(channel) else { return Vec::new() };
+        let keep = queue.iter().take_while(|w| w.deliver.offset == 0 || w.deliver.offset < from).count();
+        let dropped: Vec<Waiting> = queue.drain(keep..).collect();
+        if queue.is_empty() {
+            self.channels.remove(channel);
+        }
+        dropped
+    }
+
     /// Everything waiting on `channel`, taken out: this node no longer owns it.
     pub fn drop_channel(&mut self, channel: &str) -> Vec<Waiting> {
         self.channels.remove(channel).map(Vec::from).unwrap_or_default()

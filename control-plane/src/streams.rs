@@ -153,7 +153,9 @@ impl CopyPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imported {
     /// Taken in (merged with ours, or in place of ours of another epoch).
-    Taken,
+    /// `dropped_from`: ours from this offset on gave way (0: all of it, for
+    /// another epoch); what waits to be confirmed there is not the stream.
+    Taken { dropped_from: Option<u64> },
     /// Ours and the copy name different terms for one offset of the same
     /// epoch, and the terms cannot be ordered. Nothing was taken.
     Diverged,
@@ -596,6 +598,7 @@ impl Streams {
     /// newer term's is the stream from there on; terms that cannot be
     /// ordered are [`Imported::Diverged`], and nothing is taken.
     pub fn import(&mut self, channel: &str, mut page: CopyPage, now: Instant) -> Imported {
+        let mut dropped_from = None;
         match self.streams.get(channel) {
             Some(ours) if ours.epoch == page.epoch => {
                 let theirs: VecDeque<(u64, Arc<str>)> = page.terms.iter().cloned().collect();
@@ -604,7 +607,10 @@ impl Streams {
                     match (mine, their) {
                         (Some(mine), Some(their)) => match newer(their, mine) {
                             // Theirs is the stream from `at` on.
-                            Order::Newer => self.truncate(channel, at),
+                            Order::Newer => {
+                                self.truncate(channel, at);
+                                dropped_from = Some(at);
+                            }
                             // Ours is: theirs counts up to just before.
                             Order::Older => page.cut(at),
                             Order::Same | Order::Unordered => return Imported::Diverged,
@@ -613,10 +619,14 @@ impl Streams {
                     }
                 }
             }
-            _ => self.start(channel, &page.epoch, now),
+            Some(_) => {
+                dropped_from = Some(0);
+                self.start(channel, &page.epoch, now);
+            }
+            None => self.start(channel, &page.epoch, now),
         }
         let (limits, ttl) = (&self.limits, self.limits.history_ttl);
-        let Some((name, _)) = self.streams.get_key_value(channel) else { return Imported::Taken };
+        let Some((name, _)) = self.streams.get_key_value(channel) else { return Imported::Taken { dropped_from } };
         let name = name.clone();
         let stream = self.streams.get_mut(channel).expect("just found");
         if page.top > stream.top {
@@ -643,7 +653,7 @@ impl Streams {
             }
         }
         if limits.history_size == 0 {
-            return Imported::Taken;
+            return Imported::Taken { dropped_from };
         }
         for (publication, age) in page.entries {
             if age >= ttl {
@@ -668,7 +678,7 @@ impl Streams {
             self.bytes -= old.bytes;
         }
         self.shed_bytes();
-        Imported::Taken
+        Imported::Taken { dropped_from }
     }
 
     /// Forgets the streams `keep` does not pick: copies this node no longer holds.

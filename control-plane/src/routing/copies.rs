@@ -61,8 +61,23 @@ impl Routing {
             return;
         }
         let event = copy.event.unwrap_or_default();
+        // Ours from that offset on (or all of it, for another epoch) may give way.
+        let gives_way = match self.streams.head(&copy.channel) {
+            Some((epoch, top)) if *epoch == *copy.epoch => (copy.offset <= top).then_some(copy.offset),
+            Some(_) => Some(0),
+            None => None,
+        };
         let stored =
             self.streams.store(&copy.channel, &copy.epoch, copy.offset, &event, &copy.idempotency_key, &copy.term, now);
+        if stored == Stored::New
+            && let Some(from) = gives_way
+        {
+            for waiting in self.replication.drop_from(&copy.channel, from) {
+                for (ack, node) in waiting.confirm {
+                    super::refuse_publish(ack, &node, "owner_changed", out);
+                }
+            }
+        }
         if stored == Stored::Conflict {
             tracing::warn!(from = %from, channel = copy.channel, offset = copy.offset, "copy of another owner's offset refused");
             return;
@@ -144,7 +159,17 @@ impl Routing {
     /// stream is (they may have missed what the copy brought).
     pub fn import_copy(&mut self, channel: &str, page: CopyPage, now: Instant, out: &mut impl Outlet) -> Option<u64> {
         let last = !page.more;
-        if self.streams.import(channel, page, now) == Imported::Diverged {
+        let imported = self.streams.import(channel, page, now);
+        if let Imported::Taken { dropped_from: Some(from) } = imported {
+            // What waited here for copies at those offsets is not the stream:
+            // never to be confirmed, its publishers retry with their keys.
+            for waiting in self.replication.drop_from(channel, from) {
+                for (ack, node) in waiting.confirm {
+                    super::refuse_publish(ack, &node, "owner_changed", out);
+                }
+            }
+        }
+        if imported == Imported::Diverged {
             // Terms that cannot be ordered (a node of an older version): as before, a new epoch.
             if self.ownership.owns(channel) {
                 tracing::warn!(channel, "two owners extended this stream; it moves to a new epoch");

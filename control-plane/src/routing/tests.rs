@@ -631,3 +631,33 @@ fn a_copy_of_another_epoch_extended_under_a_newer_term_replaces_ours() {
     mine.fan_out(text("room", "under 9"), now, &mut out);
     assert_eq!(mine.wants_copy(&other, &head("theirs", "7")), None, "ours went on under a newer term since");
 }
+
+#[test]
+fn what_waited_at_offsets_a_newer_term_gave_is_dropped_not_confirmed_as_theirs() {
+    // This node stamped offset 1 (term 2) and its copy was refused; then the
+    // stream comes in from a node that gave offset 1 under term 5.
+    let (mut routing, _, room) = pair();
+    let mut out = Sent::default();
+    let t0 = Instant::now();
+    routing.fan_out(Publish { ack: 7, reply_to: "c-9".into(), ..text(&room, "ours") }, t0, &mut out);
+    out.take();
+    let epoch: std::sync::Arc<str> = routing.channel(&room).epoch.into();
+    let theirs = crate::streams::CopyPage {
+        epoch: epoch.clone(),
+        top: 1,
+        entries: vec![(
+            crate::streams::Publication {
+                offset: 1,
+                event: ChannelEvent { body: Some(channel_event::Body::Text("theirs".into())) },
+            },
+            Duration::ZERO,
+        )],
+        keys: Vec::new(),
+        more: false,
+        terms: vec![(1, "5".into())],
+    };
+    routing.import_copy(&room, theirs, t0, &mut out);
+    assert_eq!(out.take(), [("c-9".into(), refused(7))], "its publisher retries");
+    routing.on_clock(t0 + crate::replication::RESEND_AFTER, &mut out);
+    assert_eq!(kinds(&mut out), [], "nothing of ours is sent again under their offset");
+}

@@ -249,14 +249,14 @@ fn where_two_copies_of_one_epoch_part_the_newer_views_is_the_stream() {
     a.append("x", &text("a4"), "ka", t0);
     let a_page = a.export("x", 0, 1 << 20, t0).unwrap();
     // a takes b's copy: from 4 on, b's is the stream; a's 4 and its key are gone.
-    assert_eq!(a.import("x", b.export("x", 0, 1 << 20, t0).unwrap(), t0), Imported::Taken);
+    assert_eq!(a.import("x", b.export("x", 0, 1 << 20, t0).unwrap(), t0), Imported::Taken { dropped_from: Some(4) });
     let history = a.history("x", "e1", 0, 0, t0);
     assert_eq!(offsets(&history), [1, 2, 3, 4]);
     assert_eq!(history.publications[3].event, text("b4"));
     assert_eq!(a.append("x", &text("again"), "kb", t0), Appended::Duplicate { epoch: "e1".into(), offset: 4 });
     assert_eq!(a.append("x", &text("a4 again"), "ka", t0), new("e1", 5), "a's key went with its offset");
     // b takes a's old copy: nothing of a's 4 is taken.
-    assert_eq!(b.import("x", a_page, t0), Imported::Taken);
+    assert_eq!(b.import("x", a_page, t0), Imported::Taken { dropped_from: None });
     assert_eq!(b.history("x", "e1", 0, 0, t0).publications[3].event, text("b4"));
     assert_eq!(b.head("x"), Some((Arc::from("e1"), 4)));
     // Terms that cannot be ordered are still told apart, and nothing is taken.
