@@ -95,7 +95,9 @@ pub struct Routing {
     streams: Streams,
     /// Publications stamped here, waiting for their replicas' copies.
     replication: Replication,
-    /// Copies of each stream beyond this node's.
+    /// Copies of each stream beyond the owner's, as configured
+    /// (`SLIP_STREAM_REPLICAS`), and as the view makes it (see [`copies_for`]).
+    configured_replicas: usize,
     replicas: usize,
     /// Learning, after a view change, the streams this node now holds.
     catch_up: CatchUp,
@@ -109,6 +111,7 @@ impl Routing {
     pub fn new(node_id: NodeId, limits: StreamLimits, now: Instant) -> Self {
         Self {
             catch_up: CatchUp::default(),
+            configured_replicas: limits.replicas,
             replicas: limits.replicas,
             replication: Replication::default(),
             streams: Streams::new(limits, streams::random_epoch, now),
@@ -176,6 +179,7 @@ impl Routing {
     /// its generation, for [`Routing::finish_catch_up`].
     pub fn set_view(&mut self, view: &View, now: Instant, out: &mut impl Outlet) -> u64 {
         self.ownership.set_view(view, now);
+        self.replicas = copies_for(self.configured_replicas, view.members().len());
         tracing::info!(term = view.term(), members = self.ring().members().len(), "ring view applied");
         self.settle_at = Some(now + RING_SETTLE);
         // Offsets given from now on are of this view's term: no other node
@@ -331,6 +335,15 @@ impl Routing {
         let (epoch, top_offset) = self.released_head(channel).unwrap_or_else(|| (Arc::from(""), 0));
         ChannelView { edges: self.interest.edges(channel).to_vec(), epoch: epoch.to_string(), top_offset }
     }
+}
+
+/// Copies of each stream beyond the owner's under a view of `voters`
+/// control nodes: at least as configured, and enough that every majority of
+/// the voters holds one (a minority cut off with the owner and all its
+/// replicas would leave the majority no copy, and it would start the stream
+/// over while the old one still exists). `0` configured: no copies at all.
+pub fn copies_for(configured: usize, voters: usize) -> usize {
+    if configured == 0 { 0 } else { configured.max(voters.saturating_sub(1) / 2) }
 }
 
 /// The control nodes that keep `channel`'s stream: its owner, then its replicas.

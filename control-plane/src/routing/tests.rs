@@ -661,3 +661,13 @@ fn what_waited_at_offsets_a_newer_term_gave_is_dropped_not_confirmed_as_theirs()
     routing.on_clock(t0 + crate::replication::RESEND_AFTER, &mut out);
     assert_eq!(kinds(&mut out), [], "nothing of ours is sent again under their offset");
 }
+
+#[test]
+fn every_majority_of_the_voters_holds_a_copy() {
+    assert_eq!(copies_for(1, 3), 1);
+    assert_eq!(copies_for(1, 5), 2, "a 2|3 split: one of the three holds a copy");
+    assert_eq!(copies_for(1, 7), 3);
+    assert_eq!(copies_for(4, 5), 4, "more if asked");
+    assert_eq!(copies_for(0, 5), 0, "none if asked");
+    assert_eq!(copies_for(1, 1), 1);
+}
