@@ -32,8 +32,8 @@ pub const MAX_KEYS_PER_STREAM: usize = 100_000;
 /// Terms remembered per stream (see [`Streams::set_term`]); older ones are
 /// forgotten, and two copies are compared only where both remember.
 pub const MAX_TERMS_PER_STREAM: usize = 64;
-/// Longest idempotency key taken, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+/// Longest idempotency key taken, in bytes (the same on every API).
+pub use slip_proto::command::MAX_IDEMPOTENCY_KEY_BYTES;
 /// How often idle streams are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// What a publication costs beyond its payload (its entry, its place in the

@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn accept_then_commands_in_order() {
-        let publish = Command::PublishText { channel_id: "c".into(), data: "joined".into() };
+        let publish = Command::PublishText { channel_id: "c".into(), data: "joined".into(), idempotency_key: None };
         let d = decide(ID, vec![publish.clone(), accept(ID), text(ID), text(OTHER)]);
         assert_eq!(d, Decision::Accept { protocol: None, commands: vec![publish, text(ID), text(OTHER)] });
     }

@@ -37,11 +37,24 @@ pub enum Command {
     Subscribe { connection_id: String, channel: String },
     #[serde(rename_all = "camelCase")]
     Unsubscribe { connection_id: String, channel: String },
+    /// `idempotencyKey` (additive, at most 128 bytes): a key seen on the
+    /// channel within the idempotency window gets the first publish's place
+    /// and is not delivered again, so a publisher may retry a failed publish.
     #[serde(rename_all = "camelCase")]
-    PublishText { channel_id: String, data: String },
+    PublishText {
+        channel_id: String,
+        data: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
     /// Additive: publish a binary message, `data` in base64.
     #[serde(rename_all = "camelCase")]
-    PublishBinary { channel_id: String, data: String },
+    PublishBinary {
+        channel_id: String,
+        data: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
     #[serde(rename_all = "camelCase")]
     CloseChannel { channel_id: String },
     /// Replace the connection's metadata; `null` (or no field) clears it.
@@ -67,6 +80,18 @@ pub enum Command {
         #[serde(default)]
         timeout: u64,
     },
+}
+
+/// Longest idempotency key taken, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+fn check_key(key: Option<&str>) -> Result<(), String> {
+    match key {
+        Some(key) if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+            Err(format!("idempotencyKey is {} bytes, the limit is {MAX_IDEMPOTENCY_KEY_BYTES}", key.len()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The envelope of a callback reply or a control request.
@@ -138,12 +163,14 @@ impl Command {
             Command::Subscribe { channel, .. } | Command::Unsubscribe { channel, .. } => {
                 channel::validate(channel).map_err(|e| e.to_string())
             }
-            Command::PublishText { channel_id, data } => {
+            Command::PublishText { channel_id, data, idempotency_key } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
+                check_key(idempotency_key.as_deref())?;
                 check_message_size(data.len())
             }
-            Command::PublishBinary { channel_id, data } => {
+            Command::PublishBinary { channel_id, data, idempotency_key } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
+                check_key(idempotency_key.as_deref())?;
                 check_message_size(decode_binary(data)?.len())
             }
             Command::CloseChannel { channel_id } => channel::validate(channel_id).map_err(|e| e.to_string()),
@@ -222,6 +249,24 @@ pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_publish_may_carry_an_idempotency_key_of_at_most_128_bytes() {
+        let body = br#"{"events":[{"type":"PUBLISH_TEXT","channelId":"c","data":"x","idempotencyKey":"k1"}]}"#;
+        let events = parse(body, Source::ControlRequest).unwrap();
+        assert_eq!(
+            events,
+            [Command::PublishText { channel_id: "c".into(), data: "x".into(), idempotency_key: Some("k1".into()) }]
+        );
+        let long = format!(
+            r#"{{"events":[{{"type":"PUBLISH_TEXT","channelId":"c","data":"x","idempotencyKey":"{}"}}]}}"#,
+            "k".repeat(129)
+        );
+        assert!(parse(long.as_bytes(), Source::ControlRequest).is_err());
+        // Old backends send none, and what is sent back carries none.
+        let plain = Command::PublishText { channel_id: "c".into(), data: "x".into(), idempotency_key: None };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("idempotencyKey"));
+    }
+
     use super::*;
     use serde_json::json;
 

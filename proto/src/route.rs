@@ -65,12 +65,16 @@ pub fn action(command: Command) -> Action {
             };
             Action::Connection(connection(connection_id, Op::Close(close)))
         }
-        Command::PublishText { channel_id, data } => {
-            Action::Channel(publish(channel_id, channel_event::Body::Text(data)))
-        }
-        Command::PublishBinary { channel_id, data } => {
+        Command::PublishText { channel_id, data, idempotency_key } => Action::Channel(Publish {
+            idempotency_key: idempotency_key.unwrap_or_default(),
+            ..publish(channel_id, channel_event::Body::Text(data))
+        }),
+        Command::PublishBinary { channel_id, data, idempotency_key } => {
             let bytes = Bytes::from(decode_binary(&data).unwrap_or_default());
-            Action::Channel(publish(channel_id, channel_event::Body::Binary(bytes)))
+            Action::Channel(Publish {
+                idempotency_key: idempotency_key.unwrap_or_default(),
+                ..publish(channel_id, channel_event::Body::Binary(bytes))
+            })
         }
         Command::CloseChannel { channel_id } => {
             Action::Channel(publish(channel_id, channel_event::Body::CloseChannel(true)))

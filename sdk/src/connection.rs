@@ -149,7 +149,7 @@ impl Connection {
     /// assert!(c.end_response().contains(r#"{"type":"PUBLISH_TEXT","channelId":"news","data":"extra!"}"#));
     /// ```
     pub fn publish_text(&mut self, channel: impl Into<String>, text: impl Into<String>) -> &mut Self {
-        self.queue_event(Command::PublishText { channel_id: channel.into(), data: text.into() })
+        self.queue_event(Command::PublishText { channel_id: channel.into(), data: text.into(), idempotency_key: None })
     }
 
     /// Replaces the connection's metadata (sent after the other commands);

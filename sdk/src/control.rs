@@ -234,12 +234,12 @@ impl GrpcControl {
                 client.unsubscribe(SubscriptionRequest { connection_id, channel }).await?;
             }
             // Confirmed, and retried with one idempotency key (`stream.rs`).
-            Command::PublishText { channel_id, data } => {
-                self.publish(channel_id, Payload::Text(data), None).await?;
+            Command::PublishText { channel_id, data, idempotency_key } => {
+                self.publish(channel_id, Payload::Text(data), idempotency_key).await?;
             }
-            Command::PublishBinary { channel_id, data } => {
+            Command::PublishBinary { channel_id, data, idempotency_key } => {
                 let bytes = decode_binary(&data).map_err(ControlError::Rejected)?;
-                self.publish(channel_id, Payload::Binary(bytes), None).await?;
+                self.publish(channel_id, Payload::Binary(bytes), idempotency_key).await?;
             }
             Command::CloseChannel { channel_id } => {
                 client.close_channel(CloseChannelRequest { channel: channel_id }).await?;

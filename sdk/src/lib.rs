@@ -59,7 +59,7 @@ pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// A command, as the gateway reads it (for [`Connection::queue_event`] and [`Transport::run`]).
 ///
 /// ```
-/// let command = slip_sockets::Command::PublishText { channel_id: "news".into(), data: "hi".into() };
+/// let command = slip_sockets::Command::PublishText { channel_id: "news".into(), data: "hi".into(), idempotency_key: None };
 /// assert_eq!(serde_json::to_string(&command).unwrap(), r#"{"type":"PUBLISH_TEXT","channelId":"news","data":"hi"}"#);
 /// ```
 pub use slip_proto::command::Command;

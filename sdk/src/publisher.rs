@@ -134,7 +134,7 @@ impl<T: Transport> Publisher<T> {
     /// ```no_run
     /// # async fn demo() -> Result<(), slip_sockets::ControlError> {
     /// let publisher = slip_sockets::Publisher::new("http://127.0.0.1:7070", "s3cret");
-    /// publisher.run(vec![slip_sockets::Command::PublishText { channel_id: "news".into(), data: "hi".into() }]).await?;
+    /// publisher.run(vec![slip_sockets::Command::PublishText { channel_id: "news".into(), data: "hi".into(), idempotency_key: None }]).await?;
     /// # Ok(()) }
     /// ```
     pub async fn run(&self, commands: Vec<Command>) -> Result<(), ControlError> {
@@ -150,7 +150,8 @@ impl<T: Transport> Publisher<T> {
     /// # Ok(()) }
     /// ```
     pub async fn publish_text(&self, channel: impl Into<String>, text: impl Into<String>) -> Result<(), ControlError> {
-        self.run(vec![Command::PublishText { channel_id: channel.into(), data: text.into() }]).await
+        self.run(vec![Command::PublishText { channel_id: channel.into(), data: text.into(), idempotency_key: None }])
+            .await
     }
 
     /// Sends text to one connection, on whichever edge holds it.

@@ -85,12 +85,15 @@ export interface PublishTextCommand {
   type: "PUBLISH_TEXT";
   channelId: string;
   data: string;
+  /** A key seen on the channel lately gets the first publish's place, and is not delivered again. */
+  idempotencyKey?: string;
 }
 export interface PublishBinaryCommand {
   type: "PUBLISH_BINARY";
   channelId: string;
   /** Base64. */
   data: string;
+  idempotencyKey?: string;
 }
 export interface CloseChannelCommand {
   type: "CLOSE_CHANNEL";

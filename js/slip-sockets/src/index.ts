@@ -1,5 +1,5 @@
-export { SlipSocketPublisher, ControlApiError } from "./publisher.js";
-export type { SlipSocketPublisherOptions, EventsFor } from "./publisher.js";
+export { SlipSocketPublisher, ControlApiError, PUBLISH_DEADLINE_MS, newIdempotencyKey } from "./publisher.js";
+export type { SlipSocketPublisherOptions, EventsFor, PublishOptions } from "./publisher.js";
 export { SlipSocketConnection, CONTENT_TYPE } from "./connection.js";
 export { JWT, ISSUER, TOKEN_LIFETIME_SECONDS, MAX_TOKEN_BYTES, bearer } from "./jwt.js";
 export type { Audience, Claims, TokenProblem, Verified } from "./jwt.js";

@@ -8,8 +8,12 @@ import type { ControlEvent, EventRequestData, FromSlipServer, InEvent, JsonValue
 import { parseEventRequest } from "./events.js";
 
 export interface SlipSocketPublisherOptions<Binary extends boolean = false> {
-  /** The gateway's HTTP control API, e.g. `http://127.0.0.1:7070/`. */
-  controlApi: string;
+  /**
+   * The gateway's HTTP control API, e.g. `http://127.0.0.1:7070/`; or the
+   * control APIs of several control nodes: a publish one of them refuses
+   * (it is down, paused, or cut off from the others) is retried on the next.
+   */
+  controlApi: string | string[];
   /** The secret shared with the gateway (`SLIP_JWT_SECRET`). */
   jwtSecret: string;
   /** The gateway sends BINARY events (`SLIP_TARGET_BINARY`): `inEvents` may hold them. */
@@ -18,6 +22,24 @@ export interface SlipSocketPublisherOptions<Binary extends boolean = false> {
   onInvalidRequest?: (reason: string) => void;
   /** The `fetch` to reach the control API with (default: the global one). */
   fetch?: typeof fetch;
+}
+
+/** How a publish is retried. */
+export interface PublishOptions {
+  /** Its idempotency key (at most 128 bytes); a fresh one when not given. */
+  key?: string;
+  /** How long it is retried while the gateway cannot take it, ms (default 10,000). */
+  deadlineMs?: number;
+}
+
+/** How long a publish is retried by default, ms. */
+export const PUBLISH_DEADLINE_MS = 10_000;
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 1_000;
+
+/** A fresh idempotency key. */
+export function newIdempotencyKey(): string {
+  return crypto.randomUUID();
 }
 
 /** Events a connection carries: BINARY too, when the publisher opted in. */
@@ -42,15 +64,21 @@ export class ControlApiError extends Error {
 }
 
 export class SlipSocketPublisher<Binary extends boolean = false> {
-  readonly controlApi: string;
+  /** The control API requests go to now. */
+  get controlApi(): string {
+    return this.controlApis[this.current % this.controlApis.length] as string;
+  }
+  readonly controlApis: string[];
+  private current = 0;
   readonly jwt: JWT;
   private readonly binaryEvents: boolean;
   private readonly onInvalidRequest: (reason: string) => void;
   private readonly fetch: typeof fetch;
 
   constructor(options: SlipSocketPublisherOptions<Binary>) {
-    if (!options.controlApi) throw new Error('"controlApi" is required');
-    this.controlApi = options.controlApi;
+    const apis = Array.isArray(options.controlApi) ? options.controlApi : [options.controlApi];
+    if (apis.length === 0 || apis.some((api) => !api)) throw new Error('"controlApi" is required');
+    this.controlApis = apis;
     this.jwt = new JWT({ jwtSecret: options.jwtSecret });
     this.binaryEvents = options.binaryEvents === true;
     this.onInvalidRequest = options.onInvalidRequest ?? ((reason) => console.error(`".parseRequest" ${reason}`));
@@ -104,12 +132,40 @@ export class SlipSocketPublisher<Binary extends boolean = false> {
     throw refused(response.status, body, events);
   }
 
-  publishText(channelId: string, data: string): Promise<void> {
-    return this.send([{ type: "PUBLISH_TEXT", channelId, data }]);
+  /**
+   * Publishes with an idempotency key (a fresh one unless `options.key`
+   * gives one), retrying while the gateway answers 502, 503 or 504 or
+   * cannot be reached, up to `options.deadlineMs`, on the next control API
+   * each time: the message gets into the channel's stream once.
+   */
+  publishText(channelId: string, data: string, options: PublishOptions = {}): Promise<void> {
+    const key = options.key ?? newIdempotencyKey();
+    return this.retried({ type: "PUBLISH_TEXT", channelId, data, idempotencyKey: key }, options);
   }
 
-  publishBinary(channelId: string, data: Uint8Array): Promise<void> {
-    return this.send([{ type: "PUBLISH_BINARY", channelId, data: toBase64(data) }]);
+  /** `publishText` for bytes. */
+  publishBinary(channelId: string, data: Uint8Array, options: PublishOptions = {}): Promise<void> {
+    const key = options.key ?? newIdempotencyKey();
+    return this.retried({ type: "PUBLISH_BINARY", channelId, data: toBase64(data), idempotencyKey: key }, options);
+  }
+
+  /** Sends one keyed publish until it is taken, refused for good, or its deadline passes. */
+  private async retried(command: ControlEvent, options: PublishOptions): Promise<void> {
+    const deadline = Date.now() + (options.deadlineMs ?? PUBLISH_DEADLINE_MS);
+    let wait = RETRY_FIRST_MS;
+    for (let tried = 1; ; tried++) {
+      try {
+        return await this.send([command]);
+      } catch (err) {
+        if (!(err instanceof ControlApiError) || !retryable(err) || Date.now() + wait >= deadline) throw err;
+        // The next control API; a pause once each has said no.
+        this.current += 1;
+        if (tried % this.controlApis.length === 0) {
+          await new Promise((resolve) => setTimeout(resolve, wait));
+          wait = Math.min(wait * 2, RETRY_MAX_MS);
+        }
+      }
+    }
   }
 
   sendText(connectionId: string, data: string): Promise<void> {
@@ -142,6 +198,11 @@ export class SlipSocketPublisher<Binary extends boolean = false> {
   closeChannel(channelId: string): Promise<void> {
     return this.send([{ type: "CLOSE_CHANNEL", channelId }]);
   }
+}
+
+/** Worth sending the same keyed publish again: the gateway could not take it just now. */
+function retryable(err: ControlApiError): boolean {
+  return err.status === undefined || err.status === 502 || err.status === 503 || err.status === 504;
 }
 
 /**

@@ -68,8 +68,8 @@ test("send: one POST with a ControlEvent token and the commands in order; one-li
     { type: "SUBSCRIBE", connectionId: ID, channel: "room" },
     { type: "PUBLISH_TEXT", channelId: "room", data: "hi" },
   ]);
-  await publisher.publishText("room", "one");
-  await publisher.publishBinary("room", new Uint8Array([1, 2]));
+  await publisher.publishText("room", "one", { key: "k-one" });
+  await publisher.publishBinary("room", new Uint8Array([1, 2]), { key: "k-two" });
   await publisher.close(ID, 4000, "done");
   await api.close();
   assert.equal(api.seen.length, 4);
@@ -80,8 +80,8 @@ test("send: one POST with a ControlEvent token and the commands in order; one-li
     api.seen.map((s) => JSON.parse(s.body)),
     [
       { events: [{ type: "SUBSCRIBE", connectionId: ID, channel: "room" }, { type: "PUBLISH_TEXT", channelId: "room", data: "hi" }] },
-      { events: [{ type: "PUBLISH_TEXT", channelId: "room", data: "one" }] },
-      { events: [{ type: "PUBLISH_BINARY", channelId: "room", data: "AQI=" }] },
+      { events: [{ type: "PUBLISH_TEXT", channelId: "room", data: "one", idempotencyKey: "k-one" }] },
+      { events: [{ type: "PUBLISH_BINARY", channelId: "room", data: "AQI=", idempotencyKey: "k-two" }] },
       { events: [{ type: "CLOSE", connectionId: ID, code: 4000, reason: "done" }] },
     ],
   );
@@ -102,7 +102,7 @@ test("send: a refusal names the command the control API refused; no API is an er
     return true;
   });
   await api.close();
-  await assert.rejects(publisher.publishText("room", "x"), (e: unknown) => e instanceof ControlApiError && e.status === undefined);
+  await assert.rejects(publisher.publishText("room", "x", { deadlineMs: 200 }), (e: unknown) => e instanceof ControlApiError && e.status === undefined);
 
   const failing = await controlApi(() => [503, JSON.stringify({ message: "command failed", index: 2, type: "PUBLISH_TEXT", error: "no owner" })]);
   const later = new SlipSocketPublisher({ controlApi: failing.url, jwtSecret: SECRET });
@@ -118,4 +118,30 @@ test("send: a refusal names the command the control API refused; no API is an er
     return true;
   });
   await failing.close();
+});
+
+test("a publish retries with one key through the next control API while the gateway cannot take it", async () => {
+  const seen: { url: string; body: string }[] = [];
+  let answers = [503, 0, 200]; // 0: unreachable
+  const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    seen.push({ url: String(input), body: String(init?.body) });
+    const status = answers.shift() ?? 200;
+    if (status === 0) throw new TypeError("fetch failed");
+    return new Response(status === 200 ? '{"message":"processed successfully"}' : '{"message":"command failed","index":0}', { status });
+  };
+  const publisher = new SlipSocketPublisher({ controlApi: ["http://c0/", "http://c1/", "http://c2/"], jwtSecret: SECRET, fetch });
+  await publisher.publishText("news", "hi");
+  assert.deepEqual(seen.map((s) => s.url), ["http://c0/", "http://c1/", "http://c2/"], "the next control API each time");
+  const keys = seen.map((s) => (JSON.parse(s.body) as { events: { idempotencyKey: string }[] }).events[0]?.idempotencyKey);
+  assert.ok(keys[0] && keys.every((k) => k === keys[0]), `one key for every attempt: ${keys}`);
+
+  // A refusal that is final is not retried; a deadline ends the retries.
+  seen.length = 0;
+  answers = [400];
+  await assert.rejects(publisher.publishText("news", "bad", { key: "k1" }), (e: unknown) => e instanceof ControlApiError && e.status === 400);
+  assert.equal(seen.length, 1);
+  seen.length = 0;
+  answers = Array(1000).fill(503);
+  await assert.rejects(publisher.publishBinary("news", new Uint8Array([1]), { key: "k2", deadlineMs: 300 }), ControlApiError);
+  assert.ok(seen.length > 3 && seen.every((s) => s.body.includes('"idempotencyKey":"k2"')), `${seen.length} tries`);
 });

@@ -79,7 +79,7 @@ fn answer(commands: Vec<Command>) -> Result<Answer, CallbackError> {
 }
 
 fn publish(data: &str) -> Command {
-    Command::PublishText { channel_id: "room".into(), data: data.into() }
+    Command::PublishText { channel_id: "room".into(), data: data.into(), idempotency_key: None }
 }
 
 fn woh_reply(events: &[WsEvent]) -> Result<Answer, CallbackError> {
