@@ -99,6 +99,8 @@ pub struct ControlPlane {
     catching_up: Mutex<Option<CancellationToken>>,
     /// Wakes whoever waits to answer about a channel until the catch-up is over.
     caught_up: Notify,
+    /// Channels whose copy, as a replica behind its owner, is being taken.
+    filling: Mutex<std::collections::HashSet<String>>,
     /// Sessions resumed away from the edge their connection id names.
     homes: crate::homes::Homes,
     /// Subscriptions and metadata of the sessions whose ids this node owns.
@@ -186,6 +188,7 @@ impl ControlPlane {
             consensus: Mutex::new(consensus),
             catching_up: Mutex::new(None),
             caught_up: Notify::new(),
+            filling: Default::default(),
             homes: Default::default(),
             records: Default::default(),
             node_id,

@@ -144,6 +144,12 @@ impl Routing {
     }
 
     /// The term of the view applied.
+    /// `channel`'s stream here: its epoch, top offset and the term of that offset.
+    pub fn stream_head(&self, channel: &str) -> Option<(Arc<str>, u64, String)> {
+        let (epoch, top) = self.streams.head(channel)?;
+        Some((epoch, top, self.streams.term_at(channel, top)))
+    }
+
     pub fn term(&self) -> u64 {
         self.ownership.term()
     }
@@ -185,6 +191,7 @@ impl Routing {
         // Offsets given from now on are of this view's term: no other node
         // gives offsets in a channel under the same view.
         self.streams.set_term(&view.term().to_string());
+        let generation = self.catch_up.begin();
         for channel in self.replication.channels() {
             if self.ownership.owns(&channel) {
                 self.replicate(&channel, now, out);
@@ -197,7 +204,6 @@ impl Routing {
                 }
             }
         }
-        let generation = self.catch_up.begin();
         self.retry_held(now, out);
         generation
     }
@@ -242,6 +248,10 @@ impl Routing {
             return;
         }
         tracing::info!(held = self.held.len(), "caught up after the view changed");
+        // What waited for the catch-up as well as its copies goes out.
+        for channel in self.replication.channels() {
+            self.release(&channel, now, out);
+        }
         self.retry_held(now, out);
     }
 

@@ -170,6 +170,10 @@ pub enum Stored {
     Already,
     /// A newer term gave that offset here: not taken.
     Conflict,
+    /// Offsets before it are missing here (they came by another way, or
+    /// not yet): not taken, so that what is here stays whole. The copy
+    /// after `top` is to be taken from the owner.
+    Gap { top: u64 },
 }
 
 /// How one term stands to another.
@@ -255,7 +259,7 @@ pub fn is_message(event: &ChannelEvent) -> bool {
     matches!(event.body, Some(channel_event::Body::Text(_) | channel_event::Body::Binary(_)))
 }
 
-fn payload_bytes(event: &ChannelEvent) -> usize {
+pub(crate) fn payload_bytes(event: &ChannelEvent) -> usize {
     match &event.body {
         Some(channel_event::Body::Text(t)) => t.len(),
         Some(channel_event::Body::Binary(b)) => b.len(),
@@ -345,7 +349,10 @@ impl Streams {
     /// here of another epoch gives way to it, and so does what a copy here
     /// holds from that offset on under an older term (an owner that was cut
     /// off gave it, unconfirmed). One under a newer term than the owner's
-    /// is not replaced: [`Stored::Conflict`].
+    /// is not replaced: [`Stored::Conflict`]. One past a hole is not taken
+    /// ([`Stored::Gap`]): the terms here tell who gave each offset held
+    /// only while what is held has no holes (copies may arrive out of
+    /// order, over a link that replaced another).
     #[allow(clippy::too_many_arguments)]
     pub fn store(
         &mut self,
@@ -364,6 +371,9 @@ impl Streams {
                     Some(Order::Older | Order::Unordered) => return Stored::Conflict,
                     Some(Order::Newer) => self.truncate(channel, offset),
                 }
+            }
+            Some(stream) if &*stream.epoch == epoch && offset > stream.top + 1 => {
+                return Stored::Gap { top: stream.top };
             }
             Some(stream) if &*stream.epoch == epoch => {}
             _ => self.start(channel, epoch, now),
@@ -604,6 +614,15 @@ impl Streams {
                 let theirs: VecDeque<(u64, Arc<str>)> = page.terms.iter().cloned().collect();
                 if let Some(at) = parting(&ours.terms, ours.top, &theirs, page.top) {
                     let (mine, their) = (term_at(&ours.terms, at), term_at(&theirs, at));
+                    tracing::debug!(
+                        channel,
+                        at,
+                        ours = ?ours.terms,
+                        our_top = ours.top,
+                        theirs = ?theirs,
+                        their_top = page.top,
+                        "two copies part"
+                    );
                     match (mine, their) {
                         (Some(mine), Some(their)) => match newer(their, mine) {
                             // Theirs is the stream from `at` on.

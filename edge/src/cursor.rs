@@ -41,13 +41,62 @@ pub struct Steps {
     pub deliver: Vec<Deliver>,
     /// Ask each channel's owner these, as questions `id`.
     pub fetch: Vec<(u64, HistoryQuery)>,
-    /// Publications missed for good.
+    /// Publications missed for good (the sum of `gaps`).
     pub lost: u64,
+    /// Each run of them: where, and why.
+    pub gaps: Vec<Gap>,
     /// The `ack` of a Deliver dropped as one delivered already: whoever
     /// waits for it may go on.
     pub repeat_ack: u64,
     /// Frames ignored as from an owner under an older view (or not the owner).
     pub stale: u64,
+}
+
+/// Publications of a channel an edge missed for good.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gap {
+    pub channel: String,
+    /// The last offset delivered before it.
+    pub after: u64,
+    pub count: u64,
+    pub cause: GapCause,
+}
+
+/// Why publications were missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapCause {
+    /// The owner's history no longer held them.
+    NotInHistory,
+    /// No owner answered for them in [`FETCH_GIVE_UP`].
+    NoAnswer,
+    /// The owner's history is of another epoch.
+    OtherEpoch,
+    /// More than [`MAX_HELD`] Delivers waited behind the gap.
+    TooFarBehind,
+    /// The stream moved to a new epoch (every copy was lost, or two met).
+    NewEpoch,
+}
+
+impl GapCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapCause::NotInHistory => "not_in_history",
+            GapCause::NoAnswer => "no_answer",
+            GapCause::OtherEpoch => "other_epoch",
+            GapCause::TooFarBehind => "too_far_behind",
+            GapCause::NewEpoch => "new_epoch",
+        }
+    }
+}
+
+impl Steps {
+    fn lose(&mut self, channel: &str, after: u64, count: u64, cause: GapCause) {
+        if count == 0 {
+            return;
+        }
+        self.lost += count;
+        self.gaps.push(Gap { channel: channel.to_owned(), after, count, cause });
+    }
 }
 
 struct Fetch {
@@ -68,6 +117,9 @@ struct Cursor {
     /// Delivers past a gap, by offset.
     held: BTreeMap<u64, Deliver>,
     fetch: Option<Fetch>,
+    /// The stream's top as the owner last told it (a head): what is
+    /// between the cursor and it is fetched even with nothing held.
+    behind: u64,
 }
 
 #[derive(Default)]
@@ -105,6 +157,7 @@ impl Cursors {
                 view: deliver.view,
                 held: BTreeMap::new(),
                 fetch: None,
+                behind: 0,
             };
             self.channels.insert(channel, cursor);
             steps.deliver.push(deliver);
@@ -134,7 +187,7 @@ impl Cursors {
             if let Some(fetch) = cursor.fetch.take() {
                 self.fetching.remove(&fetch.id);
             }
-            flush(cursor, &mut steps);
+            flush(&channel, cursor, GapCause::TooFarBehind, &mut steps);
             return steps;
         }
         self.settle(&channel, now, &mut steps);
@@ -143,8 +196,9 @@ impl Cursors {
 
     /// The owner's answer to fetch `id` (`None`: it could not be asked, or
     /// gave no answer in time). What it holds of the gap goes out, then what
-    /// waited behind it; the rest of that gap is lost. A later gap among
-    /// what waited is fetched next.
+    /// waited behind it. What its history no longer holds is lost; what the
+    /// answer did not reach (it was cut short, or the gap grew meanwhile) is
+    /// asked for next, and so is a later gap among what waited.
     pub fn answered(&mut self, id: u64, answer: Option<HistoryAnswer>, now: Instant) -> Steps {
         let mut steps = Steps::default();
         let Some(channel) = self.fetching.get(&id) else { return steps };
@@ -159,24 +213,55 @@ impl Cursors {
         }
         let Some(channel) = self.fetching.remove(&id) else { return steps };
         let Some(cursor) = self.channels.get_mut(&channel) else { return steps };
-        cursor.fetch = None;
+        let Some(fetch) = cursor.fetch.take() else { return steps };
         let first_held = cursor.held.keys().next().copied().unwrap_or(u64::MAX);
-        if let Some(answer) = answer.filter(|a| a.epoch == cursor.epoch) {
-            for entry in answer.publications {
-                if entry.offset <= cursor.last || entry.offset >= first_held {
-                    continue;
+        // The last offset this question covers: past it the answer says nothing.
+        let covers = fetch.through.min(first_held.saturating_sub(1));
+        let before = cursor.last;
+        let (gone_through, cause) = match answer {
+            Some(answer) if answer.epoch == cursor.epoch => {
+                let given_through = answer.publications.last().map(|p| p.offset);
+                for entry in answer.publications {
+                    if entry.offset <= cursor.last || entry.offset > covers {
+                        continue;
+                    }
+                    // History starts past the cursor: the offsets before its first are gone.
+                    steps.lose(&channel, cursor.last, entry.offset - cursor.last - 1, GapCause::NotInHistory);
+                    cursor.last = entry.offset;
+                    let (channel, epoch) = (channel.clone(), cursor.epoch.clone());
+                    let view = cursor.view;
+                    steps.deliver.push(Deliver {
+                        channel,
+                        offset: entry.offset,
+                        event: entry.event,
+                        ack: 0,
+                        epoch,
+                        view,
+                    });
                 }
-                steps.lost += entry.offset - cursor.last - 1;
-                cursor.last = entry.offset;
-                let (channel, epoch) = (channel.clone(), cursor.epoch.clone());
-                let view = cursor.view;
-                steps.deliver.push(Deliver { channel, offset: entry.offset, event: entry.event, ack: 0, epoch, view });
+                // Whole (not cut short by its size), the answer holds every
+                // publication up to the owner's top: the rest of what it
+                // covers, up to that top, is gone.
+                let whole = given_through.is_none_or(|last| last >= answer.top_offset.min(covers));
+                let gone = if whole { answer.top_offset.min(covers) } else { 0 };
+                (gone, GapCause::NotInHistory)
             }
+            Some(_) => (covers, GapCause::OtherEpoch),
+            None => (covers, GapCause::NoAnswer),
+        };
+        if gone_through > cursor.last {
+            steps.lose(&channel, cursor.last, gone_through - cursor.last, cause);
+            cursor.last = gone_through;
         }
-        // Whatever of this gap did not come is lost.
-        if first_held != u64::MAX && first_held > cursor.last + 1 {
-            steps.lost += first_held - cursor.last - 1;
+        if cursor.last == before && first_held != u64::MAX && first_held > cursor.last + 1 {
+            // Nothing came of the gap before what waits (the owner's history
+            // ends short of it): it will not come.
+            steps.lose(&channel, cursor.last, first_held - cursor.last - 1, cause);
             cursor.last = first_held - 1;
+        }
+        if cursor.last == before {
+            // No progress: the owner's top is not past the cursor after all.
+            cursor.behind = cursor.behind.min(cursor.last);
         }
         self.settle(&channel, now, &mut steps);
         steps
@@ -196,10 +281,15 @@ impl Cursors {
                 break;
             }
         }
-        let Some(&first_held) = cursor.held.keys().next() else { return };
-        if cursor.fetch.is_none() {
-            self.ask(channel, first_held - 1, now + FETCH_GIVE_UP, now, steps);
+        if cursor.fetch.is_some() {
+            return;
         }
+        let through = match cursor.held.keys().next() {
+            Some(&first_held) => first_held - 1,
+            None if cursor.behind > cursor.last => cursor.behind,
+            None => return,
+        };
+        self.ask(channel, through, now + FETCH_GIVE_UP, now, steps);
     }
 
     /// Asks the owner's history for what follows the cursor, through offset
@@ -255,13 +345,14 @@ impl Cursors {
     /// held of the old one goes out, and the break is counted.
     fn restart(&mut self, channel: &str, epoch: &str, steps: &mut Steps) {
         let Some(cursor) = self.channels.get_mut(channel) else { return };
-        steps.lost += 1;
+        steps.lose(channel, cursor.last, 1, GapCause::NewEpoch);
         if let Some(fetch) = cursor.fetch.take() {
             self.fetching.remove(&fetch.id);
         }
-        flush(cursor, steps);
+        flush(channel, cursor, GapCause::NewEpoch, steps);
         epoch.clone_into(&mut cursor.epoch);
         cursor.last = 0;
+        cursor.behind = 0;
     }
 
     /// The owner says where the stream is: a cursor behind it fetches the
@@ -275,17 +366,21 @@ impl Cursors {
             return steps;
         }
         cursor.view = view;
+        if cursor.epoch == epoch {
+            // Fetched once what is being fetched, or waits, is in.
+            cursor.behind = cursor.behind.max(top);
+        }
         if cursor.fetch.is_some() || !cursor.held.is_empty() {
             return steps;
         }
         if cursor.epoch != epoch {
             self.restart(channel, epoch, &mut steps);
+            let cursor = self.channels.get_mut(channel).expect("just restarted");
+            cursor.behind = top;
         } else if top <= cursor.last {
             return steps;
         }
-        if top > 0 {
-            self.ask(channel, top, now + FETCH_GIVE_UP, now, &mut steps);
-        }
+        self.settle(channel, now, &mut steps);
         steps
     }
 
@@ -303,6 +398,7 @@ impl Cursors {
             let more = self.unanswered(id, now);
             steps.deliver.extend(more.deliver);
             steps.lost += more.lost;
+            steps.gaps.extend(more.gaps);
             // A gap found behind the one given up is asked for like any other.
             steps.fetch.extend(more.fetch);
         }
@@ -323,12 +419,12 @@ impl Cursors {
 }
 
 /// Delivers everything held, in order, counting the holes as lost.
-fn flush(cursor: &mut Cursor, steps: &mut Steps) {
+fn flush(channel: &str, cursor: &mut Cursor, cause: GapCause, steps: &mut Steps) {
     for (offset, deliver) in std::mem::take(&mut cursor.held) {
         if offset <= cursor.last {
             continue;
         }
-        steps.lost += offset - cursor.last - 1;
+        steps.lose(channel, cursor.last, offset - cursor.last - 1, cause);
         cursor.last = offset;
         steps.deliver.push(deliver);
     }

@@ -221,6 +221,10 @@ impl Hub {
                             enveloped.get_or_insert_with(|| envelope.take().map_or_else(Bytes::new, |make| make()));
                         match session.lock().publication(channel, epoch, offset, frame) {
                             Route::Send(frame) => frame,
+                            Route::NewEpoch(frame) => {
+                                subscriber.outbox.push(crate::session::lost_frame(channel, epoch));
+                                frame
+                            }
                             Route::Nothing => continue,
                             Route::Overflow => {
                                 subscriber.outbox.close(crate::outbox::SLOW_CONSUMER_CODE, "too much to resume");
@@ -256,7 +260,7 @@ impl Hub {
         let entry = state.connections.get(id)?;
         let frame = match &entry.session {
             Some(session) => match session.lock().message(message) {
-                Route::Send(frame) => frame,
+                Route::Send(frame) | Route::NewEpoch(frame) => frame,
                 Route::Nothing | Route::Overflow => return Some(Push::Queued),
             },
             None => message.plain(),

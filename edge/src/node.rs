@@ -400,6 +400,18 @@ impl Edge {
 
     /// The owner's answer to a fetch of a gap (`None`: none came).
     fn history_answered(self: &Arc<Self>, id: u64, answer: Option<HistoryAnswer>) {
+        if let Some(a) = &answer {
+            tracing::debug!(
+                id,
+                epoch = a.epoch,
+                top = a.top_offset,
+                first = a.publications.first().map(|p| p.offset),
+                count = a.publications.len(),
+                view = a.view,
+                not_owner = a.not_owner,
+                "history answered"
+            );
+        }
         let mut cursors = self.cursors.lock();
         let steps = cursors.answered(id, answer, Instant::now());
         self.carry_out(steps);
@@ -423,7 +435,15 @@ impl Edge {
         }
         if steps.lost > 0 {
             slip_metrics::metrics().stream_gaps.inc_by(steps.lost);
-            tracing::warn!(lost = steps.lost, "publications missed that history no longer held");
+        }
+        for gap in &steps.gaps {
+            tracing::warn!(
+                channel = gap.channel,
+                after = gap.after,
+                lost = gap.count,
+                cause = gap.cause.as_str(),
+                "publications missed for good"
+            );
         }
         for (id, query) in steps.fetch {
             self.fetch(id, query);
@@ -435,6 +455,7 @@ impl Edge {
     /// [`FETCH_TIMEOUT`], again too; the cursors give it up in the end.
     fn fetch(self: &Arc<Self>, id: u64, query: HistoryQuery) {
         let owner = self.ring.read().owner(&query.channel).cloned();
+        tracing::debug!(id, channel = query.channel, since = query.since_offset, limit = query.limit, owner = ?owner, "history asked");
         let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(query)) })) };
         let sent = owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok());
         let edge = self.clone();
@@ -560,6 +581,7 @@ impl FrameHandler for EdgeFrames {
             }
             // The owner confirming a publish this edge had no subscriber for.
             Some(Kind::Head(head)) => {
+                tracing::debug!(from = %from, channel = head.channel, epoch = head.epoch, top = head.top, view = head.view, "head");
                 let mut cursors = edge.cursors.lock();
                 let steps = cursors.head(&head.channel, &head.epoch, head.top, head.view, Instant::now());
                 edge.carry_out(steps);

@@ -56,6 +56,13 @@ pub fn publication(channel: &str, epoch: &str, offset: u64, payload: Payload<'_>
     frame::text(&session::publication(channel, epoch, offset, payload))
 }
 
+/// `{"type":"lost","channel":...,"epoch":...}`: the channel's stream
+/// started over in `epoch`; what the client had not got of the old one will
+/// never come.
+pub fn lost_frame(channel: &str, epoch: &str) -> Bytes {
+    frame::text(&serde_json::json!({"type": "lost", "channel": channel, "epoch": epoch}).to_string())
+}
+
 /// A message to one connection (a TEXT/BINARY command, `Send`).
 pub struct Direct<'a>(pub Payload<'a>);
 
@@ -113,6 +120,10 @@ pub struct SessionState {
 pub enum Route {
     /// Queue it for the client.
     Send(Bytes),
+    /// The first publication of a new epoch of a channel the client had a
+    /// place in (every copy of the old one was lost): tell it so
+    /// ([`lost_frame`]), then queue this.
+    NewEpoch(Bytes),
     /// Held, already sent, or a message kept for a resume: nothing now.
     Nothing,
     /// Too much held while resuming: close the connection as a slow consumer.
@@ -172,7 +183,12 @@ impl SessionState {
             held.push(Placed { channel: channel.to_owned(), epoch: epoch.to_owned(), offset, frame });
             return Route::Nothing;
         }
-        if self.advance(channel, epoch, offset) { Route::Send(frame.clone()) } else { Route::Nothing }
+        let new_epoch = self.positions.get(channel).is_some_and(|(at, _)| at != epoch);
+        match self.advance(channel, epoch, offset) {
+            true if new_epoch => Route::NewEpoch(frame.clone()),
+            true => Route::Send(frame.clone()),
+            false => Route::Nothing,
+        }
     }
 
     /// Moves the session's place in `channel` to `offset`, if it is further
@@ -287,7 +303,8 @@ mod tests {
         assert!(sent(offer(&mut s, placed("a", "e1", 1))).is_some());
         assert!(sent(offer(&mut s, placed("a", "e1", 1))).is_none(), "sent already");
         assert!(sent(offer(&mut s, placed("a", "e1", 2))).is_some());
-        assert!(sent(offer(&mut s, placed("a", "e2", 1))).is_some(), "another epoch");
+        let p = placed("a", "e2", 1);
+        assert_eq!(offer(&mut s, p.clone()), Route::NewEpoch(p.frame), "another epoch: the client is told");
         assert_eq!(s.position("a"), Some(("e2", 1)));
     }
 

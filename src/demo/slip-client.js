@@ -53,6 +53,10 @@ function parseServerFrame(text) {
       if (!isCount(frame.seq) || !body) return void 0;
       return { type: "message", message: { seq: frame.seq, ...body } };
     }
+    case "lost": {
+      if (typeof frame.channel !== "string" || typeof frame.epoch !== "string") return void 0;
+      return { type: "lost", lost: { channel: frame.channel, epoch: frame.epoch } };
+    }
     default:
       return void 0;
   }
@@ -76,6 +80,7 @@ var SlipClient = class {
       publication: /* @__PURE__ */ new Set(),
       message: /* @__PURE__ */ new Set(),
       session: /* @__PURE__ */ new Set(),
+      lost: /* @__PURE__ */ new Set(),
       state: /* @__PURE__ */ new Set()
     };
     this.current = "connecting";
@@ -190,6 +195,9 @@ var SlipClient = class {
         this.handlers.message.forEach((h) => h(frame.message));
         return;
       }
+      case "lost":
+        this.handlers.lost.forEach((h) => h(frame.lost));
+        return;
     }
   }
   session(session) {

@@ -65,9 +65,18 @@ impl ControlPlane {
                 tokio::time::sleep(VIEW_RETRY).await;
                 continue;
             }
+            tracing::debug!(peer = %peer, heads = answer.heads.len(), more = answer.more, "heads answered");
             for head in answer.heads {
                 let head = head.into();
                 let wanted = self.routing.lock().wants_copy(peer, &head);
+                tracing::debug!(
+                    peer = %peer,
+                    channel = &*head.channel,
+                    top = head.top,
+                    term = &*head.term,
+                    wanted = ?wanted,
+                    "a copy held there"
+                );
                 if let Some(since) = wanted {
                     self.copy_stream(peer, &head.channel, since).await?;
                 }
@@ -77,6 +86,27 @@ impl ControlPlane {
                 return Ok(());
             }
         }
+    }
+
+    /// As a replica that got a copy past a hole: takes the owner's copy
+    /// after `after` (once at a time per channel, at most
+    /// [`MAX_FILLING`] channels at once). The owner sends again what it
+    /// waits for, and then it is stored.
+    pub(super) fn fill_copy(self: &Arc<Self>, owner: &NodeId, channel: String, after: u64) {
+        {
+            let mut filling = self.filling.lock();
+            if filling.len() >= MAX_FILLING || !filling.insert(channel.clone()) {
+                return;
+            }
+        }
+        let (plane, owner) = (self.clone(), owner.clone());
+        let stop = self.shutdown.clone();
+        self.tasks.spawn(stop.run_until_cancelled_owned(async move {
+            if plane.copy_stream(&owner, &channel, after).await.is_err() {
+                tracing::debug!(owner = %owner, channel, "the owner's copy was not had; asked again at its next sending");
+            }
+            plane.filling.lock().remove(&channel);
+        }));
     }
 
     /// Takes `peer`'s copy of `channel` after offset `after`, page by page;
@@ -97,6 +127,7 @@ impl ControlPlane {
             let more = page.more && last.is_some_and(|last| last > after);
             let mut routing = self.routing.lock();
             let again = self.timed(&mut routing, |r| r.import_copy(channel, page, Instant::now(), &mut Links(self)));
+            tracing::debug!(peer = %peer, channel, after, last = ?last, now = ?routing.stream_head(channel), "copy page taken");
             drop(routing);
             match (again, last) {
                 // Ours was dropped for theirs: from the start, once.
@@ -108,5 +139,7 @@ impl ControlPlane {
     }
 }
 
+/// Channels a replica takes its owner's copy of at once, at most.
+const MAX_FILLING: usize = 256;
 /// How soon a question of a catch-up that went unanswered is asked again.
 const ASK_AGAIN: std::time::Duration = std::time::Duration::from_millis(200);

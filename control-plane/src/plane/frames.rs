@@ -125,7 +125,13 @@ impl FrameHandler for ControlFrames {
                 let mut routing = plane.routing.lock();
                 // Only a control node may write a stream's history.
                 if routing.is_control(from) && channel::validate(&copy.channel).is_ok() {
-                    plane.timed(&mut routing, |r| r.store_replica(from, copy, Instant::now(), &mut Links(plane)));
+                    let channel = copy.channel.clone();
+                    let behind =
+                        plane.timed(&mut routing, |r| r.store_replica(from, copy, Instant::now(), &mut Links(plane)));
+                    drop(routing);
+                    if let Some(after) = behind {
+                        plane.fill_copy(from, channel, after);
+                    }
                 }
             }
             Some(Kind::Replicated(stored)) => {
@@ -183,11 +189,20 @@ impl ControlPlane {
             Answer::History(history) => HistoryAnswer {
                 epoch: history.epoch.to_string(),
                 top_offset: history.top_offset,
-                publications: history
-                    .publications
-                    .into_iter()
-                    .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
-                    .collect(),
+                // Cut to fit a frame: the asker asks on from the last one.
+                publications: {
+                    let mut used = 0;
+                    history
+                        .publications
+                        .into_iter()
+                        .take_while(|p| {
+                            let fits = used < HISTORY_ANSWER_BYTES;
+                            used += crate::streams::payload_bytes(&p.event) + HISTORY_ENTRY_OVERHEAD;
+                            fits
+                        })
+                        .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
+                        .collect()
+                },
                 complete: history.complete,
                 view,
                 not_owner: false,
@@ -198,3 +213,10 @@ impl ControlPlane {
         let _ = self.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
     }
 }
+
+/// About how many bytes of publications one history answer on a link holds
+/// (at least one publication): well under the link's largest frame. An edge
+/// asks on from the last one it got.
+pub const HISTORY_ANSWER_BYTES: usize = 256 * 1024;
+/// What an answer's entry costs besides its payload, in that count.
+const HISTORY_ENTRY_OVERHEAD: usize = 32;

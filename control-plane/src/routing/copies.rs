@@ -55,10 +55,19 @@ impl Routing {
     /// from an owner under an older view than this node's is refused (that
     /// owner may have been paused or cut off while others took over), and
     /// so is one that another owner gave differently at the same offset.
-    pub fn store_replica(&mut self, from: &NodeId, copy: Replicate, now: Instant, out: &mut impl Outlet) {
+    /// One past a hole here is not stored either: returns the offset after
+    /// which the owner's copy is to be taken (then the owner's next sending
+    /// of what it waits for is stored).
+    pub fn store_replica(
+        &mut self,
+        from: &NodeId,
+        copy: Replicate,
+        now: Instant,
+        out: &mut impl Outlet,
+    ) -> Option<u64> {
         if copy.view < self.term() {
             tracing::debug!(from = %from, channel = copy.channel, view = copy.view, "copy from an older view refused");
-            return;
+            return None;
         }
         let event = copy.event.unwrap_or_default();
         // Ours from that offset on (or all of it, for another epoch) may give way.
@@ -78,13 +87,21 @@ impl Routing {
                 }
             }
         }
-        if stored == Stored::Conflict {
-            tracing::warn!(from = %from, channel = copy.channel, offset = copy.offset, "copy of another owner's offset refused");
-            return;
+        match stored {
+            Stored::Conflict => {
+                tracing::warn!(from = %from, channel = copy.channel, offset = copy.offset, "copy of another owner's offset refused");
+                return None;
+            }
+            Stored::Gap { top } => {
+                tracing::debug!(from = %from, channel = copy.channel, offset = copy.offset, top, "copy past a hole: the owner's is taken");
+                return Some(top);
+            }
+            Stored::New | Stored::Already => {}
         }
         slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
         let stored = Replicated { channel: copy.channel, epoch: copy.epoch, offset: copy.offset };
         out.send(from.as_str(), Frame { kind: Some(Kind::Replicated(stored)) });
+        None
     }
 
     /// As the owner: a replica stored a publication; what it completes goes out.
@@ -205,9 +222,10 @@ impl Routing {
     }
 
     /// What history holds of `channel` after a point, as the channel's
-    /// owner holding its lease: confirmed publications only.
+    /// owner holding its lease and caught up: confirmed publications only.
+    /// (Mid catch-up its copy may lack what the last owner confirmed.)
     pub fn history(&self, channel: &str, since_epoch: &str, since_offset: u64, limit: usize, now: Instant) -> Answer {
-        if !self.ownership.owns(channel) || !self.ownership.leased(now) {
+        if !self.ownership.owns(channel) || !self.ownership.leased(now) || self.acquiring(channel) {
             return Answer::NotOwner;
         }
         let mut history = self.streams.history(channel, since_epoch, since_offset, limit, now);

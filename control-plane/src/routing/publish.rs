@@ -114,6 +114,7 @@ impl Routing {
             (Arc::from(""), 0)
         };
         slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        tracing::trace!(channel, offset, view = self.term(), "stamped");
         let deliver = Deliver {
             channel: channel.clone(),
             offset,
@@ -133,8 +134,11 @@ impl Routing {
     /// Delivers and confirms, in order, what every replica of `channel` has
     /// stored, while this node owns the channel and holds its lease: a node
     /// that lost its lease confirms nothing, whatever its copies say.
+    /// Nor while it catches up: what waits may have been given under an
+    /// older view this node lost its lease in, at offsets a newer owner has
+    /// confirmed since; the copy it is taking decides (`import_copy`).
     pub(super) fn release(&mut self, channel: &str, now: Instant, out: &mut impl Outlet) -> u32 {
-        if !self.ownership.owns(channel) || !self.ownership.leased(now) {
+        if !self.ownership.owns(channel) || !self.ownership.leased(now) || self.acquiring(channel) {
             return 0;
         }
         let replicas = self.replica_set(channel);

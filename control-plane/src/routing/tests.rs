@@ -465,11 +465,12 @@ fn a_node_that_comes_back_holds_its_channels_until_it_has_caught_up_then_goes_on
     catch_up_from(&mut new, &old, now, &mut out);
     let head = Head { channel: channel.clone(), epoch: epoch.clone(), top: 5, view: 2, ..Default::default() };
     assert_eq!(out.take(), [("e-1".into(), Kind::Head(head))], "the edge hears where the stream is");
-    let history = history(&new, &channel, &epoch, now);
-    assert_eq!(history.publications.len(), 5);
-    assert!(history.complete);
+    assert_eq!(new.history(&channel, &epoch, 0, 0, now), Answer::NotOwner, "no history told mid catch-up");
     // Caught up: the held publish takes offset 6 of the same epoch, copied to the holder first.
     new.finish_catch_up(generation, now, &mut out);
+    let history = history(&new, &channel, &epoch, now);
+    assert_eq!(history.publications.len(), 5, "the one at 6 waits for its copy");
+    assert!(history.complete);
     assert_eq!(kinds(&mut out), [("c-1".to_owned(), "replicate")]);
     let stored = Replicated { channel: channel.clone(), epoch: epoch.clone(), offset: 6 };
     new.replicated(&holder, stored, now, &mut out);
@@ -575,6 +576,9 @@ fn a_replica_refuses_copies_from_an_older_view_and_offsets_a_newer_term_gave() {
     assert_eq!(kinds(&mut out), [("c-0".into(), "replicated")]);
     replica.store_replica(&owner, copy(5, "4"), now, &mut out);
     assert_eq!(kinds(&mut out), [], "offset 1 was given under a newer term");
+    let past_a_hole = Replicate { offset: 3, ..copy(5, "5") };
+    assert_eq!(replica.store_replica(&owner, past_a_hole, now, &mut out), Some(1), "the owner's copy after 1 is taken");
+    assert_eq!(kinds(&mut out), [], "nothing said of 3 until it is stored");
 }
 
 #[test]
@@ -670,4 +674,33 @@ fn every_majority_of_the_voters_holds_a_copy() {
     assert_eq!(copies_for(4, 5), 4, "more if asked");
     assert_eq!(copies_for(0, 5), 0, "none if asked");
     assert_eq!(copies_for(1, 1), 1);
+}
+
+#[test]
+fn what_waits_for_its_copies_is_not_confirmed_while_a_catch_up_runs() {
+    // Given under view 1, copied but not yet acknowledged when view 2 came:
+    // the owner may have lost its lease in between, and another owner given
+    // that offset; the catch-up's copy decides before anything goes out.
+    let (me, other) = (node("c-0"), node("c-1"));
+    let both = [me.clone(), other.clone()];
+    let channel = channel_of(&me, &both);
+    let now = Instant::now();
+    let mut out = Sent::default();
+    let mut owner = Routing::new(me.clone(), StreamLimits::default(), now);
+    owner.linked(&other, &hello(Role::Control));
+    apply(&mut owner, 1, &both, now, &mut out);
+    owner.interest(&node("e-1"), present(&channel), &mut out);
+    let mut publish = text(&channel, "m1");
+    (publish.ack, publish.reply_to) = (9, "c-2".into());
+    owner.fan_out(publish, now, &mut out);
+    assert_eq!(kinds(&mut out), [("c-1".to_owned(), "replicate")]);
+    let generation = owner.set_view(&view_of(2, &both), now, &mut out);
+    owner.set_lease(2, now + LONG, now, &mut out);
+    out.take();
+    let epoch = owner.channel(&channel).epoch;
+    let stored = Replicated { channel: channel.clone(), epoch, offset: 1 };
+    owner.replicated(&other, stored, now, &mut out);
+    assert_eq!(kinds(&mut out), [], "nothing out mid catch-up");
+    owner.finish_catch_up(generation, now, &mut out);
+    assert_eq!(kinds(&mut out), [("e-1".to_owned(), "deliver"), ("c-2".to_owned(), "reply")]);
 }

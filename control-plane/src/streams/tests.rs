@@ -284,3 +284,18 @@ fn a_replica_takes_a_newer_terms_offset_and_refuses_an_older_ones() {
     assert_eq!(history.publications[1].event, text("2 of 4"));
     assert_eq!(s.term_at("a", 2), "4");
 }
+
+#[test]
+fn a_copy_past_a_hole_is_not_taken_so_an_earlier_one_arriving_late_truncates_nothing() {
+    // Over a link that replaced another, 3 came before 2. Taking 3 would
+    // make 2 look like another term's offset, and taking 2 then would drop 3.
+    let t0 = Instant::now();
+    let mut s = streams(limits(), t0);
+    assert_eq!(s.store("a", "e", 1, &text("1"), "", "4", t0), Stored::New);
+    assert_eq!(s.store("a", "e", 3, &text("3"), "", "5", t0), Stored::Gap { top: 1 });
+    assert_eq!(s.store("a", "e", 2, &text("2"), "", "5", t0), Stored::New);
+    assert_eq!(s.store("a", "e", 3, &text("3"), "", "5", t0), Stored::New, "sent again, in its turn");
+    assert_eq!(offsets(&s.history("a", "", 0, 0, t0)), [1, 2, 3]);
+    assert_eq!(s.term_at("a", 1), "4");
+    assert_eq!(s.term_at("a", 2), "5");
+}

@@ -260,3 +260,53 @@ fn an_owner_under_an_older_view_is_not_the_stream_any_more() {
     // A head from the old owner is ignored too.
     assert_eq!(c.head("room", "e1", 9, 5, now).stale, 1);
 }
+
+fn answer(offsets: &[u64], top: u64) -> HistoryAnswer {
+    HistoryAnswer { top_offset: top, ..history(offsets) }
+}
+
+#[test]
+fn a_gap_that_grows_while_it_is_fetched_is_fetched_whole() {
+    // The owner changed: a head says the stream is at 5, then (its catch-up
+    // done) at 9, while the first question is out; then live ones come.
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(4), now);
+    let (first, query) = c.head("room", "e1", 5, 1, now).fetch[0].clone();
+    assert_eq!((query.since_offset, query.limit), (4, 1));
+    assert_eq!(c.head("room", "e1", 9, 1, now), Steps::default(), "asked once the first answer is in");
+    assert_eq!(offsets(&c.deliver(d(10), now)), Vec::<u64>::new(), "10 waits");
+    let steps = c.answered(first, Some(answer(&[5], 10)), now);
+    assert_eq!((offsets(&steps), steps.lost), (vec![5], 0), "6 to 9 were not asked for: not lost");
+    let (second, query) = steps.fetch[0].clone();
+    assert_eq!((query.since_offset, query.limit), (5, 4));
+    let filled = c.answered(second, Some(answer(&[6, 7, 8, 9], 10)), now);
+    assert_eq!((offsets(&filled), filled.lost), (vec![6, 7, 8, 9, 10], 0));
+}
+
+#[test]
+fn an_answer_cut_short_is_asked_on_and_what_history_lacks_is_lost() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(1), now);
+    let (id, _) = c.deliver(d(8), now).fetch[0].clone();
+    // Cut by its size: 2 and 3 of 2..=7.
+    let steps = c.answered(id, Some(answer(&[2, 3], 8)), now);
+    assert_eq!((offsets(&steps), steps.lost), (vec![2, 3], 0));
+    let (id, query) = steps.fetch[0].clone();
+    assert_eq!((query.since_offset, query.limit), (3, 4));
+    // Whole, from 6 on: 4 and 5 are gone.
+    let steps = c.answered(id, Some(answer(&[6, 7], 8)), now);
+    assert_eq!((offsets(&steps), steps.lost), (vec![6, 7, 8], 2));
+    assert_eq!(steps.gaps[0], Gap { channel: "room".into(), after: 3, count: 2, cause: GapCause::NotInHistory });
+}
+
+#[test]
+fn a_head_of_another_epoch_fetches_the_new_one_from_its_start() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.deliver(d(4), now);
+    let steps = c.head("room", "e2", 3, 1, now);
+    assert_eq!(steps.gaps[0].cause, GapCause::NewEpoch);
+    let (id, query) = steps.fetch[0].clone();
+    assert_eq!((query.since_epoch.as_str(), query.since_offset, query.limit), ("e2", 0, 3));
+    let e2 = HistoryAnswer { epoch: "e2".into(), ..answer(&[1, 2, 3], 3) };
+    assert_eq!(offsets(&c.answered(id, Some(e2), now)), [1, 2, 3]);
+}

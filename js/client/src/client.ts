@@ -5,7 +5,7 @@
 
 import { backoffDelay } from "./backoff.js";
 import { parseServerFrame, resumeFrame, resumeUrl } from "./frames.js";
-import type { DirectMessage, Position, Publication, SessionFrame } from "./frames.js";
+import type { DirectMessage, LostFrame, Position, Publication, SessionFrame } from "./frames.js";
 
 /** What a WebSocket must offer: the browser's, or the `ws` package's in Node. */
 export interface WebSocketLike {
@@ -52,6 +52,8 @@ interface Handlers {
   publication: (publication: Publication) => void;
   message: (message: DirectMessage) => void;
   session: (session: SessionEvent) => void;
+  /** A channel's stream started over (every copy of it was lost): some of its publications will never come. */
+  lost: (lost: LostFrame) => void;
   state: (state: State) => void;
 }
 
@@ -68,6 +70,7 @@ export class SlipClient {
     publication: new Set(),
     message: new Set(),
     session: new Set(),
+    lost: new Set(),
     state: new Set(),
   };
   private socket: WebSocketLike | undefined;
@@ -199,6 +202,9 @@ export class SlipClient {
         this.handlers.message.forEach((h) => h(frame.message));
         return;
       }
+      case "lost":
+        this.handlers.lost.forEach((h) => h(frame.lost));
+        return;
     }
   }
 

@@ -38,10 +38,18 @@ export interface SessionFrame {
   refresh?: boolean;
 }
 
+/** A channel's stream started over: what this client had not got of the old epoch will never come. */
+export interface LostFrame {
+  channel: string;
+  /** The epoch the stream goes on in. */
+  epoch: string;
+}
+
 export type ServerFrame =
   | { type: "session"; session: SessionFrame }
   | { type: "publication"; publication: Publication }
-  | { type: "message"; message: DirectMessage };
+  | { type: "message"; message: DirectMessage }
+  | { type: "lost"; lost: LostFrame };
 
 function bytes(base64: string): Uint8Array {
   const text = atob(base64);
@@ -98,6 +106,10 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
       const body = payload();
       if (!isCount(frame.seq) || !body) return undefined;
       return { type: "message", message: { seq: frame.seq, ...body } };
+    }
+    case "lost": {
+      if (typeof frame.channel !== "string" || typeof frame.epoch !== "string") return undefined;
+      return { type: "lost", lost: { channel: frame.channel, epoch: frame.epoch } };
     }
     default:
       return undefined;

@@ -1,6 +1,6 @@
 // @slip-sockets/client: slip.v1 sessions for browsers and Node.
 export { SlipClient } from "./client.js";
 export type { Clock, SessionEvent, SlipClientOptions, State, WebSocketFactory, WebSocketLike } from "./client.js";
-export type { DirectMessage, Position, Publication, SessionFrame } from "./frames.js";
+export type { DirectMessage, LostFrame, Position, Publication, SessionFrame } from "./frames.js";
 export { parseServerFrame, resumeFrame, resumeUrl } from "./frames.js";
 export { backoffDelay } from "./backoff.js";

@@ -170,3 +170,20 @@ test("a refreshed token replaces the old one quietly and is the one a resume use
   clock.advance(1000);
   assert.match(FakeSocket.last().url, /slip_resume=t2/);
 });
+
+test("a stream that started over is told as lost, then the new epoch is delivered from its start", () => {
+  const clock = new FakeClock();
+  const { c, seen } = client(clock);
+  const lost: { channel: string; epoch: string }[] = [];
+  c.on("lost", (l) => lost.push(l));
+  const socket = FakeSocket.last();
+  socket.open();
+  socket.receive({ type: "session", session: "t1", connectionId: "edge-a.1", resumed: false });
+  socket.receive(publication("room", "e1", 7, "old"));
+  socket.receive({ type: "lost", channel: "room", epoch: "e2" });
+  socket.receive(publication("room", "e2", 1, "new"));
+  assert.deepEqual(lost, [{ channel: "room", epoch: "e2" }]);
+  assert.deepEqual(seen.publications.map((p) => `${p.epoch}:${p.offset}`), ["e1:7", "e2:1"]);
+  assert.deepEqual(c.channels.get("room"), { epoch: "e2", offset: 1 });
+  assert.equal(parseServerFrame('{"type":"lost","channel":1}'), undefined, "garbage is no frame");
+});
