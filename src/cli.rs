@@ -200,6 +200,11 @@ pub struct ControlArgs {
     #[arg(long, env = "SLIP_GRIP_PUBLISH_AUTH", value_enum, default_value = "jwt")]
     pub grip_publish_auth: GripPublishAuth,
 
+    /// Longest a control token may live, `exp - iat`, in seconds (an `iat` more than 60 s ahead
+    /// of this node's clock is refused too).
+    #[arg(long, env = "SLIP_MAX_TOKEN_SECS", default_value_t = slip_proto::jwt::DEFAULT_MAX_TOKEN_SECS)]
+    pub max_token_secs: u64,
+
     /// Cluster CA private key (a path or the PEM text), instead of SLIP_CLUSTER_CERT/KEY: the node
     /// issues itself a control certificate at start. Never give it to an edge.
     #[arg(long, env = "SLIP_CLUSTER_CA_KEY", hide_env_values = true)]
@@ -254,6 +259,11 @@ pub struct DevArgs {
     /// signed with the shared secret, any issuer) or `none` (anyone who reaches the port, as Pushpin).
     #[arg(long, env = "SLIP_GRIP_PUBLISH_AUTH", value_enum, default_value = "jwt")]
     pub grip_publish_auth: GripPublishAuth,
+
+    /// Longest a control token may live, `exp - iat`, in seconds (an `iat` more than 60 s ahead
+    /// of this node's clock is refused too).
+    #[arg(long, env = "SLIP_MAX_TOKEN_SECS", default_value_t = slip_proto::jwt::DEFAULT_MAX_TOKEN_SECS)]
+    pub max_token_secs: u64,
 
     /// This node's id [default: FLY_MACHINE_ID, else random].
     #[arg(long, env = "SLIP_NODE_ID")]

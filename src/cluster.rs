@@ -281,7 +281,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         Arc::new(move || if shutdown.is_cancelled() { Err("shutting down".into()) } else { plane.readiness() })
     };
     crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), Some(ready)).await?;
-    let secret = args.jwt_secret.into_bytes();
+    let auth = slip_control_plane::server::ControlAuth::new(args.jwt_secret.as_bytes(), args.max_token_secs);
     let signalled = shutdown.clone();
     tokio::spawn(async move {
         crate::shutdown_signal().await;
@@ -289,7 +289,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         signalled.cancel();
     });
     let served =
-        slip_control_plane::server::serve(plane.clone(), &secret, args.grip_publish_auth.into(), api, shutdown).await;
+        slip_control_plane::server::serve(plane.clone(), auth, args.grip_publish_auth.into(), api, shutdown).await;
     plane.shutdown().await;
     links.close();
     // Bounded: a peer that vanished must not hold up the exit.

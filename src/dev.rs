@@ -72,11 +72,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret_bytes = secret.into_bytes();
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     let grip_auth = args.grip_publish_auth.into();
+    let control_auth = slip_control_plane::server::ControlAuth::new(&secret_bytes, args.max_token_secs);
     let stop_control = CancellationToken::new();
     let control_stopped = stop_control.clone();
     let api_plane = plane.clone();
     let mut control_api = tokio::spawn(async move {
-        slip_control_plane::server::serve(api_plane, &secret_bytes, grip_auth, control, control_stopped).await
+        slip_control_plane::server::serve(api_plane, control_auth, grip_auth, control, control_stopped).await
     });
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,

@@ -42,13 +42,13 @@ pub struct ControlService {
 /// Refuses calls without a valid `authorization: Bearer <jwt>`.
 #[derive(Clone)]
 pub struct Authenticator {
-    secret: Arc<[u8]>,
+    auth: auth::ControlAuth,
 }
 
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        match auth::check(&self.secret, header) {
+        match self.auth.check(header) {
             Ok(()) => Ok(request),
             Err(e) => Err(Status::unauthenticated(e.to_string())),
         }
@@ -56,8 +56,8 @@ impl tonic::service::Interceptor for Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(secret: Arc<[u8]>) -> Self {
-        Self { secret }
+    pub fn new(auth: auth::ControlAuth) -> Self {
+        Self { auth }
     }
 }
 

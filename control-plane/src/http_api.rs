@@ -30,12 +30,12 @@ use crate::{auth, server};
 #[derive(Clone)]
 pub struct HttpApi {
     pub plane: Arc<ControlPlane>,
-    pub secret: Arc<[u8]>,
+    pub auth: auth::ControlAuth,
 }
 
 pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Err(e) = auth::check(&api.secret, authorization) {
+    if let Err(e) = api.auth.check(authorization) {
         tracing::debug!(error = %e, "control request refused");
         return (StatusCode::FORBIDDEN, "Invalid token").into_response();
     }

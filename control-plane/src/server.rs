@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 
+pub use crate::auth::ControlAuth;
 use crate::grip_api::{self, GripApi, GripAuth};
 use crate::http_api::{self, HttpApi};
 use crate::plane::ControlPlane;
@@ -61,9 +62,8 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 4096;
 /// Longest wait for requests in flight once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub fn router(plane: Arc<ControlPlane>, secret: &[u8], grip_auth: GripAuth) -> axum::Router {
-    let secret: Arc<[u8]> = secret.into();
-    let grip = GripApi { plane: plane.clone(), secret: secret.clone(), auth: grip_auth };
+pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) -> axum::Router {
+    let grip = GripApi { plane: plane.clone(), secret: auth.secret(), auth: grip_auth };
     let grip = axum::Router::new()
         .route(grip_api::PUBLISH_PATH, post(grip_api::publish))
         .route(grip_api::PUBLISH_PATH.trim_end_matches('/'), post(grip_api::publish))
@@ -72,9 +72,9 @@ pub fn router(plane: Arc<ControlPlane>, secret: &[u8], grip_auth: GripAuth) -> a
     let http = grip.merge(
         axum::Router::new()
             .fallback(post(http_api::handle))
-            .with_state(HttpApi { plane: plane.clone(), secret: secret.clone() }),
+            .with_state(HttpApi { plane: plane.clone(), auth: auth.clone() }),
     );
-    let auth = grpc::Authenticator::new(secret);
+    let auth = grpc::Authenticator::new(auth);
     let control = grpc::server(plane.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let admin = admin::server(plane).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let requests = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
@@ -117,12 +117,12 @@ pub const MAX_HTTP_BODY_BYTES: usize = MAX_COMMAND_BODY_BYTES;
 /// is cancelled and what was in flight is answered (see the top of this file).
 pub async fn serve(
     plane: Arc<ControlPlane>,
-    secret: &[u8],
+    auth: ControlAuth,
     grip_auth: GripAuth,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(router(plane, secret, grip_auth));
+    let service = TowerToHyperService::new(router(plane, auth, grip_auth));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     builder

@@ -4,11 +4,12 @@
 //! session's own state). Pure: the shell in `node/resume.rs` sleeps until
 //! [`Expiries::next`] and ends what [`Expiries::take_due`] returns.
 //!
-//! An entry is not removed when its session resumes: the session's
-//! generation tells, at the deadline, whether the entry still stands. What
-//! lingers is bounded by the sessions parked within one resume window.
+//! One entry per session: parking it again replaces its entry, and a
+//! session that resumes loses its entry ([`Expiries::remove`]), so a client
+//! resuming and dropping in a loop does not grow the queue. The session's
+//! generation still tells, at the deadline, whether the entry stands.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use tokio::time::Instant;
 
@@ -20,22 +21,38 @@ pub struct Expiry {
     pub generation: u64,
 }
 
-/// Deadlines, earliest first.
+/// Deadlines, earliest first, one per session.
 #[derive(Debug, Default)]
 pub struct Expiries {
     due: VecDeque<Expiry>,
+    /// Each session's deadline in `due`.
+    at: HashMap<String, Instant>,
 }
 
 impl Expiries {
-    /// Adds a deadline. Returns true if it is now the earliest, so the
-    /// timer, sleeping until a later one (or none), must wake to re-arm.
+    /// Adds a session's deadline, replacing any it had. Returns true if it
+    /// is now the earliest, so the timer, sleeping until a later one (or
+    /// none), must wake to re-arm.
     pub fn push(&mut self, expiry: Expiry) -> bool {
+        self.remove(&expiry.id);
         // With one resume window for the edge, deadlines come in order and
         // this is a push at the back; a shorter window after a longer one
         // (tests, a changed flag) still lands in its place.
         let at = self.due.partition_point(|e| e.at <= expiry.at);
+        self.at.insert(expiry.id.clone(), expiry.at);
         self.due.insert(at, expiry);
         at == 0
+    }
+
+    /// Drops a session's deadline (it resumed, or ended otherwise).
+    pub fn remove(&mut self, id: &str) {
+        let Some(at) = self.at.remove(id) else { return };
+        let from = self.due.partition_point(|e| e.at < at);
+        if let Some(place) =
+            (from..self.due.len()).take_while(|&i| self.due[i].at == at).find(|&i| self.due[i].id == id)
+        {
+            self.due.remove(place);
+        }
     }
 
     /// The earliest deadline.
@@ -46,7 +63,11 @@ impl Expiries {
     /// Takes every deadline at or before `now`, at most `max`, earliest first.
     pub fn take_due(&mut self, now: Instant, max: usize) -> Vec<Expiry> {
         let count = self.due.partition_point(|e| e.at <= now).min(max);
-        self.due.drain(..count).collect()
+        let taken: Vec<Expiry> = self.due.drain(..count).collect();
+        for expiry in &taken {
+            self.at.remove(&expiry.id);
+        }
+        taken
     }
 
     pub fn len(&self) -> usize {
@@ -86,6 +107,23 @@ mod tests {
         assert_eq!(ids(expiries.take_due(t + Duration::from_secs(60), 10)), ["c"]);
         assert!(expiries.is_empty());
         assert_eq!(expiries.next(), None);
+    }
+
+    #[test]
+    fn a_session_has_one_deadline_however_often_it_parks() {
+        let t = Instant::now();
+        let mut expiries = Expiries::default();
+        expiries.push(expiry(t + Duration::from_secs(3), "other"));
+        for i in 0..1000 {
+            expiries.push(Expiry { at: t + Duration::from_secs(3 + i), id: "s".into(), generation: i });
+        }
+        assert_eq!(expiries.len(), 2, "parked again: the entry replaced");
+        expiries.remove("s");
+        expiries.remove("s");
+        assert_eq!(expiries.len(), 1, "resumed: the entry gone");
+        let taken = expiries.take_due(t + Duration::from_secs(5), 10);
+        assert_eq!((taken.len(), taken[0].id.as_str()), (1, "other"));
+        assert!(expiries.at.is_empty());
     }
 
     #[test]

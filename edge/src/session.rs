@@ -157,7 +157,7 @@ impl SessionState {
     /// Message numbers go on after `seq` (the client's last, when the edge
     /// that numbered its messages is gone).
     pub fn continue_from(&mut self, seq: u64) {
-        self.seq = self.seq.max(seq);
+        self.seq = self.seq.max(seq.min(slip_proto::session::MAX_SEQ));
     }
 
     /// What it kept, for another edge taking it over.
@@ -211,7 +211,7 @@ impl SessionState {
     /// A message for this session: numbered, kept for a resume, and sent
     /// unless the session is resuming (the replay sends it then).
     pub fn message(&mut self, message: &impl Message) -> Route {
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1);
         let frame = message.enveloped(self.seq);
         self.log_bytes += frame.len();
         self.log.push_back((self.seq, frame.clone()));

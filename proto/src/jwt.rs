@@ -58,6 +58,10 @@ pub enum JwtError {
     Issuer(String),
     #[error("token audience does not include {0:?}")]
     Audience(String),
+    #[error("token lives {0} s (exp - iat); at most {1} s")]
+    TooLongLived(u64, u64),
+    #[error("token issued in the future (iat {0} s ahead)")]
+    IssuedInFuture(u64),
     #[error("token is a {0} the gateway issued, not a credential")]
     GatewayIssued(String),
     #[error("token expired")]
@@ -210,6 +214,27 @@ pub fn verify(token: &str, secret: &[u8], audience: &str, now: u64) -> Result<Cl
     }
     check_time(claims.exp, claims.nbf, now)?;
     Ok(claims)
+}
+
+/// How far ahead of the gateway's clock a control token's `iat` may be:
+/// the clock skew allowed between a backend and the gateway.
+pub const IAT_LEEWAY_SECS: u64 = 60;
+/// Default for the longest a control token may live (`exp - iat`).
+pub const DEFAULT_MAX_TOKEN_SECS: u64 = 3600;
+
+/// A control token's lifetime: at most `max_secs` from `iat` to `exp`,
+/// and not issued more than [`IAT_LEEWAY_SECS`] ahead of `now`. A control
+/// token is for one request or a short run of them; one good for years is
+/// a leaked credential waiting to happen.
+pub fn check_lifetime(claims: &Claims, max_secs: u64, now: u64) -> Result<(), JwtError> {
+    if claims.iat > now.saturating_add(IAT_LEEWAY_SECS) {
+        return Err(JwtError::IssuedInFuture(claims.iat - now));
+    }
+    let lives = claims.exp.saturating_sub(claims.iat);
+    if lives > max_secs {
+        return Err(JwtError::TooLongLived(lives, max_secs));
+    }
+    Ok(())
 }
 
 /// Claims of a GRIP publisher's token. GRIP libraries sign `{"iss": <any>, "exp": …}`

@@ -166,6 +166,10 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// The largest message number a session gives (and a resume frame may
+/// name): the largest integer a JavaScript client holds exactly.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
 /// A client's resume frame: the last message it got, and where it is in each channel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Resume {
@@ -202,6 +206,9 @@ pub fn parse_resume(text: &str) -> Result<Resume, ResumeError> {
     let frame: ResumeFrame = serde_json::from_str(text).map_err(|e| ResumeError::Invalid(e.to_string()))?;
     if frame.kind != "resume" {
         return Err(ResumeError::Invalid(format!("type {:?}", frame.kind)));
+    }
+    if frame.seq > MAX_SEQ {
+        return Err(ResumeError::Invalid(format!("seq {} past {MAX_SEQ}", frame.seq)));
     }
     if frame.channels.len() > MAX_RESUME_CHANNELS {
         return Err(ResumeError::TooManyChannels(frame.channels.len()));
@@ -277,6 +284,7 @@ mod tests {
             "resume",
             r#"{"type":"hello"}"#,
             r#"{"type":"resume","seq":-1}"#,
+            r#"{"type":"resume","seq":9007199254740992}"#,
             r#"{"type":"resume","channels":{"":{"epoch":"e","offset":1}}}"#,
             r#"{"type":"resume","channels":{"a":{"offset":1}}}"#,
             r#"{"type":"resume","extra":1}"#,

@@ -181,6 +181,38 @@ async fn tokens_the_gateway_signs_publish_nothing() {
     assert_eq!(response.status(), 200);
 }
 
+// A control token good for years, or issued a day ahead of the clock, is a
+// leaked credential waiting to happen: refused on every control API; one
+// within the limit (`--max-token-secs`) passes.
+#[tokio::test]
+async fn control_tokens_living_too_long_or_issued_ahead_are_refused() {
+    let backend = RawBackend::start(slip_accept).await;
+    let slip = Gateway::start_with(&backend.url, &["--max-token-secs", "7200"]).await;
+    let now = slip_proto::jwt::now();
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let token = |iat: u64, exp: u64| {
+        let claims = json!({"iss": "slip-sockets", "aud": "ControlEvent", "iat": iat, "exp": exp});
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    let body = json!({"events": [{"type": "PUBLISH_TEXT", "channelId": "c", "data": "x"}]}).to_string();
+    let channel = tonic::transport::Endpoint::from_shared(slip.control.clone()).unwrap().connect().await.unwrap();
+    for (why, token) in
+        [("ten years", token(now, now + 10 * 365 * 86_400)), ("a day ahead", token(now + 86_400, now + 86_460))]
+    {
+        assert_eq!(slip.control_post(&token, &body).await.0, 403, "{why} on POST /");
+        let mut control =
+            slip_proto::pb::control_client::ControlClient::with_interceptor(channel.clone(), Auth::bearer(&token));
+        let publish = PublishRequest {
+            channel: "c".into(),
+            message: Some(publish_request::Message::Text("x".into())),
+            ..Default::default()
+        };
+        let status = control.publish(publish).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{why} on gRPC");
+    }
+    assert_eq!(slip.control_post(&token(now, now + 7200), &body).await.0, 200, "two hours, as configured");
+}
+
 // 4. The control port: a client that never finishes its headers is cut off,
 // and an unauthenticated body is refused before a byte of it is read.
 #[tokio::test]

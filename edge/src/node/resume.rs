@@ -240,6 +240,7 @@ impl Edge {
             state.generation
         };
         let parked = self.parking.parked.lock().remove(&claims.connection_id);
+        self.parking.expiries.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
         // The token just used is old now, for the control node too.
         self.record_session(&claims.connection_id);
@@ -471,6 +472,7 @@ impl Edge {
         // A connection still holding it sees it superseded.
         session.lock().generation += 1;
         self.parking.parked.lock().remove(id);
+        self.parking.expiries.lock().remove(id);
         if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
             outbox.abort(why);
         }

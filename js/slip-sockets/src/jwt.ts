@@ -13,6 +13,12 @@ export type Audience = "WebSocketEvent" | "ControlEvent";
 export const TOKEN_LIFETIME_SECONDS = 60;
 /** Longest token looked at; anything longer is refused unread. */
 export const MAX_TOKEN_BYTES = 8 * 1024;
+/** Shortest secret taken, in bytes (as the gateway): HS256's own key size. */
+export const MIN_SECRET_BYTES = 32;
+/** Default for the longest a token may live (`exp - iat`), in seconds, as the gateway's `SLIP_MAX_TOKEN_SECS`. */
+export const MAX_TOKEN_SECONDS = 3600;
+/** How far ahead of this clock a token's `iat` may be, in seconds (clock skew). */
+export const IAT_LEEWAY_SECONDS = 60;
 
 export interface Claims {
   iss: string;
@@ -32,7 +38,11 @@ export type TokenProblem =
   | "signature"
   | "issuer"
   | "audience"
-  | "expired";
+  | "expired"
+  /** It lives longer than `maxTokenSeconds` (`exp - iat`). */
+  | "lifetime"
+  /** Its `iat` is ahead of this clock by more than `IAT_LEEWAY_SECONDS`. */
+  | "future";
 
 export type Verified = { ok: true; claims: Claims } | { ok: false; problem: TokenProblem };
 
@@ -43,14 +53,21 @@ const HEADER = toBase64Url(encoder.encode(JSON.stringify({ alg: "HS256", typ: "J
 export class JWT {
   /** `null` without a secret: nothing verifies and nothing is signed. */
   private readonly key: Promise<CryptoKey> | null;
+  private readonly maxTokenSeconds: number;
 
   /**
    * An empty secret does not throw here: frameworks (Next.js among them)
    * load route modules while building, where runtime secrets are often
    * absent. Without one, every token is refused ("unconfigured") and
-   * signing throws, so a missing secret never lets anything through.
+   * signing throws, so a missing secret never lets anything through. A
+   * secret shorter than `MIN_SECRET_BYTES` throws: the gateway refuses to
+   * start with one, and it would be the weak point of every token.
    */
-  constructor({ jwtSecret }: { jwtSecret: string }) {
+  constructor({ jwtSecret, maxTokenSeconds = MAX_TOKEN_SECONDS }: { jwtSecret: string; maxTokenSeconds?: number }) {
+    if (jwtSecret && encoder.encode(jwtSecret).length < MIN_SECRET_BYTES) {
+      throw new Error(`"jwtSecret" must be at least ${MIN_SECRET_BYTES} bytes (the gateway's "slip gen-secret" makes one)`);
+    }
+    this.maxTokenSeconds = maxTokenSeconds;
     this.key = jwtSecret
       ? crypto.subtle.importKey("raw", encoder.encode(jwtSecret), { name: "HMAC", hash: "SHA-256" }, false, [
           "sign",
@@ -74,6 +91,9 @@ export class JWT {
     expiresInSeconds?: number;
     now?: number;
   }): Promise<string> {
+    if (expiresInSeconds > this.maxTokenSeconds) {
+      throw new RangeError(`a token lives at most ${this.maxTokenSeconds} s; asked for ${expiresInSeconds}`);
+    }
     const iat = Math.floor(now / 1000);
     const claims = { iss: ISSUER, aud: audience, iat, exp: iat + expiresInSeconds };
     const signed = `${HEADER}.${toBase64Url(encoder.encode(JSON.stringify(claims)))}`;
@@ -108,6 +128,9 @@ export class JWT {
     const seconds = now / 1000;
     if (typeof claims.exp !== "number" || seconds >= claims.exp) return { ok: false, problem: "expired" };
     if (typeof claims.nbf === "number" && seconds < claims.nbf) return { ok: false, problem: "expired" };
+    const iat = typeof claims.iat === "number" ? claims.iat : undefined;
+    if (iat !== undefined && iat > seconds + IAT_LEEWAY_SECONDS) return { ok: false, problem: "future" };
+    if (claims.exp - (iat ?? seconds) > this.maxTokenSeconds) return { ok: false, problem: "lifetime" };
     return { ok: true, claims: claims as Claims };
   }
 

@@ -3,7 +3,7 @@ import * as assert from "node:assert/strict";
 
 import { JWT } from "../src/index.js";
 
-const SECRET = "test-secret";
+const SECRET = "test-secret-of-thirty-two-bytes!";
 const jwt = new JWT({ jwtSecret: SECRET });
 
 function part(value: unknown): string {
@@ -26,7 +26,7 @@ test("a token verifies for its audience only, until it expires, with no leeway",
 });
 
 test("another secret, a changed claim, another issuer or algorithm: refused", async () => {
-  const token = await new JWT({ jwtSecret: "other" }).generateToken({ audience: "WebSocketEvent" });
+  const token = await new JWT({ jwtSecret: "another-secret-of-thirty-two-by!" }).generateToken({ audience: "WebSocketEvent" });
   assert.deepEqual(await jwt.verify(token, "WebSocketEvent"), { ok: false, problem: "signature" });
 
   const [header, , signature] = (await jwt.generateToken({ audience: "WebSocketEvent" })).split(".");
@@ -73,4 +73,23 @@ test("garbage is refused, never thrown", async () => {
   const token = await jwt.generateToken({ audience: "WebSocketEvent" });
   assert.deepEqual(await unconfigured.verify(token, "WebSocketEvent"), { ok: false, problem: "unconfigured" });
   await assert.rejects(unconfigured.generateToken({ audience: "ControlEvent" }), /jwtSecret/);
+});
+
+test("secrets under 32 bytes are refused; tokens living too long or issued ahead of the clock too", async () => {
+  assert.throws(() => new JWT({ jwtSecret: "short" }), /32 bytes/);
+  const sign = async (claims: object) => {
+    const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(SECRET), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+    const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(signed));
+    return `${signed}.${Buffer.from(mac).toString("base64url")}`;
+  };
+  const now = 1_700_000_000;
+  const claims = (iat: number, exp: number) => ({ iss: "slip-sockets", aud: "ControlEvent", iat, exp });
+  assert.ok((await jwt.verify(await sign(claims(now, now + 3600)), "ControlEvent", now * 1000)).ok);
+  assert.deepEqual(await jwt.verify(await sign(claims(now, now + 10 * 365 * 86_400)), "ControlEvent", now * 1000), { ok: false, problem: "lifetime" });
+  assert.deepEqual(await jwt.verify(await sign(claims(now + 86_400, now + 86_460)), "ControlEvent", now * 1000), { ok: false, problem: "future" });
+  assert.ok((await jwt.verify(await sign(claims(now + 60, now + 120)), "ControlEvent", now * 1000)).ok, "within the leeway");
+  await assert.rejects(jwt.generateToken({ audience: "ControlEvent", expiresInSeconds: 7200 }), RangeError);
+  const longer = new JWT({ jwtSecret: SECRET, maxTokenSeconds: 7200 });
+  assert.ok((await longer.verify(await longer.generateToken({ audience: "ControlEvent", expiresInSeconds: 7200 }), "ControlEvent")).ok);
 });

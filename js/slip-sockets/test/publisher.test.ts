@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 
 import { ControlApiError, JWT, SlipSocketPublisher } from "../src/index.js";
 
-const SECRET = "test-secret";
+const SECRET = "test-secret-of-thirty-two-bytes!";
 const ID = "edge-1.0123456789abcdef0123";
 
 async function callback(token: string | null, body: string): Promise<Request> {
@@ -27,7 +27,7 @@ test("parseRequest: a signed callback gives its connection; a bad token or body 
 
   const expired = await jwt.generateToken({ audience: "WebSocketEvent", now: Date.now() - 61_000 });
   const control = await jwt.generateToken({ audience: "ControlEvent" });
-  const forged = await new JWT({ jwtSecret: "other" }).generateToken({ audience: "WebSocketEvent" });
+  const forged = await new JWT({ jwtSecret: "another-secret-of-thirty-two-by!" }).generateToken({ audience: "WebSocketEvent" });
   for (const token of [expired, control, forged, null, "garbage"]) {
     assert.equal(await publisher.parseRequest(await callback(token, opening)), null);
   }

@@ -29,8 +29,8 @@ function withBinary(connection: SlipSocketConnection<InEvent>): void {
 }
 
 test("binaryEvents widens what parseRequest's connection carries", async () => {
-  const plain = new SlipSocketPublisher({ controlApi: "http://127.0.0.1:1/", jwtSecret: "s" });
-  const binary = new SlipSocketPublisher({ controlApi: "http://127.0.0.1:1/", jwtSecret: "s", binaryEvents: true });
+  const plain = new SlipSocketPublisher({ controlApi: "http://127.0.0.1:1/", jwtSecret: "s".repeat(32) });
+  const binary = new SlipSocketPublisher({ controlApi: "http://127.0.0.1:1/", jwtSecret: "s".repeat(32), binaryEvents: true });
   const request = () => new Request("http://x/", { method: "POST", body: "{}" });
   const a: SlipSocketConnection<FromSlipServer> | null = await plain.parseRequest(request());
   const b: SlipSocketConnection<InEvent> | null = await binary.parseRequest(request());
