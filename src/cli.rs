@@ -399,6 +399,12 @@ pub struct EdgeTuning {
     #[arg(long, env = "SLIP_RESUME_SECS", default_value_t = slip_edge::config::DEFAULT_RESUME_WINDOW.as_secs())]
     pub resume_secs: u64,
 
+    /// Bytes the parked `slip.v1` sessions of an edge may hold, about (metadata, places, kept
+    /// messages); past it the oldest end, with their CLOSE. In count they are bounded by
+    /// `SLIP_MAX_CONNECTIONS`: a parked session keeps its connection's slot.
+    #[arg(long, env = "SLIP_MAX_PARKED_BYTES", default_value_t = slip_edge::config::DEFAULT_MAX_PARKED_BYTES)]
+    pub max_parked_bytes: usize,
+
     /// Events waiting behind a connection's in-flight callback before its socket is no longer read.
     #[arg(long, env = "SLIP_MAX_PENDING_EVENTS", default_value_t = slip_edge::batcher::DEFAULT_MAX_PENDING_EVENTS)]
     pub max_pending_events: usize,
@@ -429,6 +435,7 @@ impl EdgeTuning {
         config.message_rate = self.message_rate;
         config.message_burst = self.message_burst;
         config.resume_window = Duration::from_secs(self.resume_secs);
+        config.max_parked_bytes = self.max_parked_bytes;
     }
 }
 

@@ -1,7 +1,10 @@
 //! Who may open a connection: a bounded number of slots per edge, and none
 //! while the edge drains. A slot is held from the upgrade request until the
-//! connection's CLOSE callback is done, so "slots in use" is also how many
-//! connections still have work to finish.
+//! connection's CLOSE callback is done, or, for a `slip.v1` session whose
+//! connection dropped, until the session ends: a parked session holds its
+//! slot ([`ParkedSlot`]), so parking cannot take an edge past its bound.
+//! "Slots in use but not parked" is how many connections still have work
+//! to finish.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,25 +25,55 @@ pub enum Refusal {
 pub struct Admission {
     max: usize,
     in_use: AtomicUsize,
+    /// Of `in_use`, the slots parked sessions hold.
+    parked: AtomicUsize,
     draining: AtomicBool,
     /// Woken when the last slot is given back: a drain waits on it.
     idle: Notify,
 }
 
 /// One admitted connection; gives its slot back when dropped.
-pub struct Slot(Arc<Admission>);
+pub struct Slot(Option<Arc<Admission>>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        if let Some(admission) = self.0.take() {
+            admission.in_use.fetch_sub(1, Ordering::AcqRel);
+            admission.wake_if_idle();
         }
+    }
+}
+
+impl Slot {
+    /// The slot, held on by a session that parked.
+    pub fn park(mut self) -> ParkedSlot {
+        let admission = self.0.take().expect("a slot is given back only once");
+        admission.parked.fetch_add(1, Ordering::AcqRel);
+        admission.wake_if_idle();
+        ParkedSlot(admission)
+    }
+}
+
+/// The slot of a parked session; given back when the session resumes or ends.
+pub struct ParkedSlot(Arc<Admission>);
+
+impl Drop for ParkedSlot {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake_if_idle();
     }
 }
 
 impl Admission {
     pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self { max, in_use: AtomicUsize::new(0), draining: AtomicBool::new(false), idle: Notify::new() })
+        Arc::new(Self {
+            max,
+            in_use: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            idle: Notify::new(),
+        })
     }
 
     pub fn admit(self: &Arc<Self>) -> Result<Slot, Refusal> {
@@ -48,7 +81,7 @@ impl Admission {
             return Err(Refusal::Draining);
         }
         let before = self.in_use.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(self.clone());
+        let slot = Slot(Some(self.clone()));
         if before >= self.max {
             return Err(Refusal::Full); // dropping `slot` gives it back
         }
@@ -59,14 +92,26 @@ impl Admission {
         self.in_use.load(Ordering::Acquire)
     }
 
-    /// Resolves once no slot is in use (at once if none is).
+    /// Slots held by connections (not by parked sessions).
+    pub fn connected(&self) -> usize {
+        self.in_use().saturating_sub(self.parked.load(Ordering::Acquire))
+    }
+
+    fn wake_if_idle(&self) {
+        if self.connected() == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Resolves once no connection holds a slot (at once if none does);
+    /// parked sessions may still hold theirs.
     pub async fn idle(&self) {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             // Registered before the check, so a release in between is not missed.
             notified.as_mut().enable();
-            if self.in_use() == 0 {
+            if self.connected() == 0 {
                 return;
             }
             notified.await;
@@ -100,6 +145,17 @@ mod tests {
         assert_eq!(admission.in_use(), 1);
     }
 
+    #[test]
+    fn a_parked_session_keeps_its_slot_until_it_ends() {
+        let admission = Admission::new(2);
+        let parked = admission.admit().unwrap().park();
+        let _b = admission.admit().unwrap();
+        assert_eq!(admission.admit().err(), Some(Refusal::Full), "parked sessions count");
+        assert_eq!((admission.in_use(), admission.connected()), (2, 1));
+        drop(parked);
+        assert_eq!((admission.in_use(), admission.connected()), (1, 1));
+    }
+
     #[tokio::test]
     async fn idle_resolves_when_the_last_slot_is_given_back() {
         let admission = Admission::new(2);
@@ -112,7 +168,7 @@ mod tests {
         drop(a);
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "one slot is still in use");
-        drop(b);
+        let _parked = b.park();
         tokio::time::timeout(std::time::Duration::from_secs(1), waiting).await.unwrap().unwrap();
     }
 }

@@ -92,7 +92,14 @@ pub struct EdgeConfig {
     /// How long a `slip.v1` session whose connection dropped waits to be
     /// resumed before it ends (`SLIP_RESUME_SECS`).
     pub resume_window: Duration,
+    /// Bytes parked sessions may hold here, about (`SLIP_MAX_PARKED_BYTES`):
+    /// past it the oldest parked sessions end. (In count they are bounded
+    /// by `max_connections`: each holds its connection's slot.)
+    pub max_parked_bytes: usize,
 }
+
+/// Default bound on what parked sessions hold per edge.
+pub const DEFAULT_MAX_PARKED_BYTES: usize = 512 << 20;
 
 /// Default wait for a dropped `slip.v1` session to be resumed.
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(120);
@@ -120,6 +127,7 @@ impl EdgeConfig {
         in_range("SLIP_MESSAGE_RATE", self.message_rate, 0.0, f64::MAX)?;
         in_range("SLIP_MESSAGE_BURST", self.message_burst, 1.0, f64::MAX)?;
         in_range("SLIP_RESUME_SECS", self.resume_window.as_secs(), 0, MAX_TIMER.as_secs())?;
+        in_range("SLIP_MAX_PARKED_BYTES", self.max_parked_bytes, 1, usize::MAX)?;
         Ok(())
     }
 
@@ -144,6 +152,7 @@ impl EdgeConfig {
             message_rate: crate::ratelimit::DEFAULT_RATE,
             message_burst: crate::ratelimit::DEFAULT_BURST,
             resume_window: DEFAULT_RESUME_WINDOW,
+            max_parked_bytes: DEFAULT_MAX_PARKED_BYTES,
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn drain(edge: &Edge, grace: Duration) -> Drained {
         tokio::time::sleep(TICK).await;
     }
     let _ = tokio::time::timeout_at(deadline, edge.end_parked_sessions()).await;
-    let drained = Drained { closed, unfinished: edge.admission.in_use() };
+    let drained = Drained { closed, unfinished: edge.admission.connected() };
     tracing::info!(closed = drained.closed, unfinished = drained.unfinished, elapsed = ?started.elapsed(), "drained");
     drained
 }

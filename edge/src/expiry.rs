@@ -60,6 +60,13 @@ impl Expiries {
         self.due.front().map(|e| e.at)
     }
 
+    /// Takes the earliest deadline, due or not: the session parked longest ago.
+    pub fn take_oldest(&mut self) -> Option<Expiry> {
+        let oldest = self.due.pop_front()?;
+        self.at.remove(&oldest.id);
+        Some(oldest)
+    }
+
     /// Takes every deadline at or before `now`, at most `max`, earliest first.
     pub fn take_due(&mut self, now: Instant, max: usize) -> Vec<Expiry> {
         let count = self.due.partition_point(|e| e.at <= now).min(max);

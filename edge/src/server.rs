@@ -118,7 +118,7 @@ async fn handle(
             _ => plain(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint\n"),
         });
     }
-    let slot = match edge.admission.admit() {
+    let slot = match edge.admit() {
         Ok(slot) => slot,
         Err(Refusal::Draining) => {
             refused("draining");
@@ -164,7 +164,7 @@ async fn handle(
         Err(e) => {
             tracing::debug!(%peer, error = %e, "bad upgrade request");
             if let Some(ticket) = ticket {
-                edge.park(&ticket.id, ticket.generation);
+                edge.park(&ticket.id, ticket.generation, slot);
             }
             return Ok(plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n"));
         }
@@ -188,10 +188,9 @@ async fn handle(
     }
     edge.clone().tasks.spawn(async move {
         // The slot is held until the connection's last callback is done.
-        let _slot = slot;
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => {
-                let opening = connection::Opening { metadata, effects, format, session, resume: None, rejoin };
+                let opening = connection::Opening { metadata, effects, format, session, resume: None, rejoin, slot };
                 connection::run(edge, id, stream, early, opening).await;
             }
             Err(e) => {
@@ -226,7 +225,6 @@ fn resumed(
     let mut response = response.map(|_| Full::new(Bytes::new()));
     response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     edge.clone().tasks.spawn(async move {
-        let _slot = slot;
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => {
                 let id = ticket.id.clone();
@@ -238,11 +236,12 @@ fn resumed(
                     session: true,
                     resume: Some(ticket),
                     rejoin: false,
+                    slot,
                 };
                 connection::run(edge, id, stream, early, opening).await;
             }
             // Gone again before the upgrade finished: parked again.
-            Err(_) => edge.park(&ticket.id, ticket.generation),
+            Err(_) => edge.park(&ticket.id, ticket.generation, slot),
         }
     });
     response

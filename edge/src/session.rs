@@ -160,6 +160,11 @@ impl SessionState {
         self.seq = self.seq.max(seq.min(slip_proto::session::MAX_SEQ));
     }
 
+    /// The bytes of the messages it keeps for a resume.
+    pub fn kept_bytes(&self) -> usize {
+        self.log_bytes
+    }
+
     /// What it kept, for another edge taking it over.
     pub fn kept(&self) -> Kept {
         Kept { seq: self.seq, messages: self.log.iter().cloned().collect() }

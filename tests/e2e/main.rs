@@ -23,6 +23,7 @@ mod limits;
 mod metadata;
 mod metrics;
 mod ordering;
+mod parking;
 mod pushpin;
 mod security;
 mod sessions;

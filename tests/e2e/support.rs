@@ -251,6 +251,32 @@ impl Gateway {
         Self { child, ws, control }
     }
 
+    /// The process's resident memory, in bytes.
+    pub fn rss(&self) -> u64 {
+        self.rss_reader()()
+    }
+
+    /// Reads the process's resident memory, in bytes, when called.
+    pub fn rss_reader(&self) -> impl Fn() -> u64 + Send + 'static {
+        let pid = self.child.id().expect("slip is running");
+        move || rss_of(pid)
+    }
+}
+
+fn rss_of(pid: u32) -> u64 {
+    {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+}
+
+impl Gateway {
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws.trim_start_matches("ws://").parse().unwrap()
     }

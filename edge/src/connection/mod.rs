@@ -52,6 +52,9 @@ pub(crate) struct Opening {
     /// resume: its first frame, a resume frame, still names where it stood
     /// in its channels.
     pub rejoin: bool,
+    /// Its admission slot: held until the connection is done, or by its
+    /// session while parked.
+    pub slot: crate::admission::Slot,
 }
 
 /// How a session's connection ending leaves the session: parked for a
@@ -66,7 +69,7 @@ fn parks(ending: Option<&Ending>) -> bool {
 /// Runs an accepted connection to its end. `early` holds bytes the client
 /// sent right behind its handshake.
 pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: Bytes, opening: Opening) {
-    let Opening { metadata, effects, format, session, resume, rejoin } = opening;
+    let Opening { metadata, effects, format, session, resume, rejoin, slot } = opening;
     let outbox = Arc::new(Outbox::new(edge.config.outbox));
     let generation = match &resume {
         Some(ticket) => {
@@ -120,7 +123,7 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
         let superseded = current != Some(generation);
         if superseded || parks(task.core.ending()) {
             if !superseded {
-                edge.park(&id, generation);
+                edge.park(&id, generation, slot);
             }
             slip_metrics::metrics().connections.dec();
             outbox.abort("");

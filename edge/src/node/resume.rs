@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use slip_proto::callback::Event;
@@ -21,6 +21,7 @@ use slip_proto::session::{self as wire, Payload, Recovery, Resume, SessionClaims
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::admission::{ParkedSlot, Refusal, Slot};
 use crate::expiry::{Expiries, Expiry};
 use crate::outbox::Outbox;
 use crate::session::{Placed, publication};
@@ -36,6 +37,10 @@ const HISTORY_ATTEMPTS: usize = 8;
 /// link drop (3 s), and go on from the record.
 const TAKE_TIMEOUT: Duration = Duration::from_secs(12);
 
+/// What a parked session costs besides its metadata, places and kept
+/// messages, about: its entries in the hub, the parking and the expiries.
+const PARKED_OVERHEAD: usize = 512;
+
 /// Most expired sessions the timer ends per wakeup before looking again
 /// (their CLOSE callbacks run as tasks of their own).
 const EXPIRIES_PER_TURN: usize = 1024;
@@ -50,12 +55,20 @@ pub(crate) struct Parked {
     /// Per channel, where the session stood when parked: what it was last
     /// sent, or (nothing sent yet) where the edge's stream was.
     positions: HashMap<String, (String, u64)>,
+    /// Its connection's slot: a parked session counts against the edge's
+    /// connections.
+    _slot: ParkedSlot,
+    /// What it holds here, about (`parked_bytes`), counted against
+    /// `max_parked_bytes`.
+    bytes: usize,
 }
 
 /// Sessions parked here, and the history questions resumes wait on.
 #[derive(Default)]
 pub(crate) struct Parking {
     parked: Mutex<HashMap<String, Parked>>,
+    /// The sum of the parked sessions' `bytes`.
+    parked_bytes: AtomicUsize,
     /// When each parked session ends, read by one timer task for them all.
     expiries: Mutex<Expiries>,
     /// Wakes the timer: a deadline earlier than the one it sleeps for.
@@ -92,8 +105,9 @@ impl Ticket {
 impl Edge {
     /// A session's connection of `generation` dropped: park the session,
     /// unless a resume has already taken it over.
-    pub(crate) fn park(self: &Arc<Self>, id: &str, generation: u64) {
+    pub(crate) fn park(self: &Arc<Self>, id: &str, generation: u64, slot: Slot) {
         let Some(session) = self.hub.session(id) else { return };
+        let metadata_bytes = self.hub.metadata(id).map_or(0, |m| m.len());
         let channels = self.hub.view(id).map(|v| v.channels).unwrap_or_default();
         // Where the edge's streams are, read before the session is locked:
         // fan-out takes the cursors' lock, then sessions' (never the reverse).
@@ -101,27 +115,67 @@ impl Edge {
             let cursors = self.cursors.lock();
             channels.iter().map(|channel| cursors.position(channel)).collect()
         };
-        let positions = {
+        let (positions, kept_bytes) = {
             let mut state = session.lock();
             if state.generation != generation {
                 return;
             }
             state.park();
-            channels
+            let kept_bytes = state.kept_bytes();
+            let positions = channels
                 .into_iter()
                 .zip(streams)
                 .filter_map(|(channel, stream)| {
                     let at = state.position(&channel).map(|(epoch, offset)| (epoch.to_owned(), offset)).or(stream);
                     at.map(|at| (channel, at))
                 })
-                .collect()
+                .collect::<HashMap<_, _>>();
+            (positions, kept_bytes)
         };
         // Frames for it go nowhere until it is resumed.
         self.hub.replace_outbox(id, self.parked_outbox());
         let since = slip_proto::jwt::now();
-        self.parking.parked.lock().insert(id.to_owned(), Parked { generation, since, positions });
+        let bytes = PARKED_OVERHEAD
+            + id.len()
+            + metadata_bytes
+            + kept_bytes
+            + positions.iter().map(|(c, (e, _))| c.len() + e.len() + 8).sum::<usize>();
+        let parked = Parked { generation, since, positions, _slot: slot.park(), bytes };
+        self.parking.parked_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if let Some(old) = self.parking.parked.lock().insert(id.to_owned(), parked) {
+            self.parking.parked_bytes.fetch_sub(old.bytes, Ordering::AcqRel);
+        }
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("parked")).inc();
         self.expire_later(id, generation);
+        // Past the byte bound, the oldest parked sessions make room.
+        while self.parking.parked_bytes.load(Ordering::Acquire) > self.config.max_parked_bytes
+            && self.end_oldest_parked()
+        {}
+    }
+
+    /// A slot for a new connection. With every slot taken, the oldest
+    /// parked session ends (its CLOSE goes out) to make room, if there is
+    /// one: a live connection comes before a session whose client is away.
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<Slot, Refusal> {
+        loop {
+            match self.admission.admit() {
+                Err(Refusal::Full) if self.end_oldest_parked() => {}
+                admitted => return admitted,
+            }
+        }
+    }
+
+    /// Ends the session parked longest ago, if any: false if none is.
+    fn end_oldest_parked(self: &Arc<Self>) -> bool {
+        loop {
+            let Some(oldest) = self.parking.expiries.lock().take_oldest() else { return false };
+            if self.unpark(&oldest.id, oldest.generation) {
+                slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("evicted")).inc();
+                let edge = self.clone();
+                self.tasks.spawn(async move { edge.end_session(&oldest.id).await });
+                return true;
+            }
+        }
     }
 
     /// The outbox of every parked session.
@@ -196,14 +250,30 @@ impl Edge {
         if parked.get(id).is_none_or(|p| p.generation != generation) {
             return false;
         }
-        parked.remove(id);
+        if let Some(gone) = parked.remove(id) {
+            self.parking.parked_bytes.fetch_sub(gone.bytes, Ordering::AcqRel);
+        }
         true
+    }
+
+    /// Takes a session out of the parking, whatever its generation.
+    fn take_parked(&self, id: &str) -> Option<Parked> {
+        let gone = self.parking.parked.lock().remove(id);
+        if let Some(gone) = &gone {
+            self.parking.parked_bytes.fetch_sub(gone.bytes, Ordering::AcqRel);
+        }
+        gone
     }
 
     /// The resume window passed (or the edge is going away): the session
     /// ends, and the backend hears its CLOSE.
     async fn end_expired(&self, id: &str) {
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("expired")).inc();
+        self.end_session(id).await;
+    }
+
+    /// A parked session ends: the backend hears its CLOSE.
+    async fn end_session(&self, id: &str) {
         let metadata = self.hub.metadata(id).unwrap_or_else(|| Arc::from("null"));
         self.connection_closed(id);
         let close =
@@ -239,7 +309,7 @@ impl Edge {
             state.begin_resume();
             state.generation
         };
-        let parked = self.parking.parked.lock().remove(&claims.connection_id);
+        let parked = self.take_parked(&claims.connection_id);
         self.parking.expiries.lock().remove(&claims.connection_id);
         let positions = parked.map(|p| p.positions).unwrap_or_default();
         // The token just used is old now, for the control node too.
@@ -432,11 +502,12 @@ impl Edge {
         if !self.fresh_enough(id, take.issued) {
             return SessionHandover::default();
         }
-        let parked = self.parking.parked.lock().remove(id);
+        let parked = self.take_parked(id);
         let handover = {
             let mut state = session.lock();
             if state.generation != take.generation {
                 if let Some(parked) = parked {
+                    self.parking.parked_bytes.fetch_add(parked.bytes, Ordering::AcqRel);
                     self.parking.parked.lock().insert(id.to_owned(), parked);
                 }
                 return SessionHandover::default();
@@ -471,7 +542,7 @@ impl Edge {
         let Some(session) = self.hub.session(id) else { return };
         // A connection still holding it sees it superseded.
         session.lock().generation += 1;
-        self.parking.parked.lock().remove(id);
+        self.take_parked(id);
         self.parking.expiries.lock().remove(id);
         if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
             outbox.abort(why);
