@@ -4,7 +4,8 @@
 #
 #   Debian: chromium, chromium-driver (the demo in a real browser), pushpin
 #           (the baseline the benchmark harness and the conformance suite
-#           compare against), python3-pip, nodejs, npm.
+#           compare against), python3-pip, nodejs, npm, iproute2 (the fault
+#           campaign's network namespaces; it runs as root).
 #   PyPI:   gripcontrol; npm: @fanoutio/grip (tests/e2e/grip), the unmodified
 #           GRIP libraries a Pushpin backend uses; js/'s dev dependencies
 #           (typescript, ws) for the TypeScript packages; Next.js and React
@@ -28,6 +29,8 @@ command -v pushpin >/dev/null || missing+=(pushpin)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# The fault campaign (bench/tests/faults.rs) puts nodes in network namespaces.
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   as_root apt-get update -qq

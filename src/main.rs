@@ -14,9 +14,12 @@ use slip_proto::ids::NodeId;
 use crate::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
+    // Colours only for a terminal: logs written to a file or a collector stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let cli = Cli::parse();
     // No subcommand means `slip dev`, with its defaults and environment.

@@ -33,6 +33,17 @@ pub struct HttpApi {
     pub auth: auth::ControlAuth,
 }
 
+/// What a browser (or anyone) sees of the control API by GET: what it is
+/// and how it is called, not a bare 405.
+pub async fn about() -> Response {
+    let text = "This is the SLIP Sockets control API.\n\n\
+        POST a SLIP v4 control request (JSON) here, with `Authorization: Bearer <token>`: \
+        a token signed with the shared secret, aud=ControlEvent (the SDKs sign it).\n\
+        The same port serves gRPC (slip.v1.Control, slip.v1.Admin) and GRIP publishing (POST /publish/).\n\
+        `slip admin` operates a cluster through it. The protocol: docs/protocol.md in the repository.\n";
+    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")], text).into_response()
+}
+
 pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(e) = api.auth.check(authorization) {

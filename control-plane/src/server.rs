@@ -71,7 +71,7 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
     // The original took any path: every other path gRPC does not claim is the JSON API.
     let http = grip.merge(
         axum::Router::new()
-            .fallback(post(http_api::handle))
+            .fallback(post(http_api::handle).get(http_api::about))
             .with_state(HttpApi { plane: plane.clone(), auth: auth.clone() }),
     );
     let auth = grpc::Authenticator::new(auth);

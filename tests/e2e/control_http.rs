@@ -82,3 +82,16 @@ async fn commands_run_in_order_and_poll_waits() {
     let gone = json!({"events": [{"type": "TEXT", "connectionId": id, "data": "x"}]});
     assert_eq!(gateway.control_post(&token, &gone.to_string()).await.0, 200);
 }
+
+/// The URL the gateway prints for its control API, opened in a browser:
+/// it says what it is and how it is called.
+#[tokio::test]
+async fn a_get_of_the_control_api_says_what_it_is() {
+    let backend = Backend::start(accept_all).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let response = reqwest::get(format!("{}/", gateway.control)).await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let text = response.text().await.unwrap();
+    assert!(text.contains("SLIP Sockets control API") && text.contains("Bearer"), "{text}");
+}

@@ -473,3 +473,22 @@ async fn an_edge_certificate_does_not_make_a_control_node() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("must not hold the CA key"), "{stderr}");
 }
+
+/// Logs written to a file (or a pipe a collector reads) are plain text: no
+/// colour codes.
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_codes() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(line.contains("INFO"), "{line:?}");
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+}
