@@ -300,6 +300,11 @@ pub struct StreamTuning {
     #[arg(long, env = "SLIP_IDEMPOTENCY_SECS", default_value_t = 300)]
     pub idempotency_secs: u64,
 
+    /// Bytes the idempotency keys a control node remembers may cost in all (a key costs twice its
+    /// length and about 96 bytes); past it the oldest anywhere are forgotten before their window ends.
+    #[arg(long, env = "SLIP_IDEMPOTENCY_MAX_BYTES", default_value_t = slip_control_plane::streams::DEFAULT_MAX_KEY_BYTES)]
+    pub idempotency_max_bytes: usize,
+
     /// Seconds an idle stream's epoch and offset are kept after its last publish.
     #[arg(long, env = "SLIP_STREAM_META_TTL_SECS", default_value_t = 86_400)]
     pub stream_meta_ttl_secs: u64,
@@ -325,6 +330,7 @@ impl StreamTuning {
             history_ttl: Duration::from_secs(self.history_ttl_secs),
             max_bytes: self.history_max_bytes.unwrap_or_else(slip_control_plane::streams::default_max_bytes),
             idempotency_ttl: Duration::from_secs(self.idempotency_secs),
+            max_key_bytes: self.idempotency_max_bytes,
             meta_ttl: Duration::from_secs(self.stream_meta_ttl_secs),
             max_streams: slip_control_plane::streams::MAX_STREAMS,
             replicas: self.stream_replicas,

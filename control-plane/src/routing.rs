@@ -144,6 +144,13 @@ impl Routing {
     }
 
     /// The term of the view applied.
+    /// What history and keys hold here, to the gauges.
+    fn report_bytes(&self) {
+        let metrics = slip_metrics::metrics();
+        metrics.history_bytes.set(self.streams.bytes() as i64);
+        metrics.idempotency_key_bytes.set(self.streams.key_bytes() as i64);
+    }
+
     /// `channel`'s stream here: its epoch, top offset and the term of that offset.
     pub fn stream_head(&self, channel: &str) -> Option<(Arc<str>, u64, String)> {
         let (epoch, top) = self.streams.head(channel)?;
@@ -322,7 +329,7 @@ impl Routing {
         for channel in self.replication.due(now) {
             self.replicate(&channel, now, out);
         }
-        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        self.report_bytes();
         if self.settle_at.take_if(|at| *at <= now).is_some() {
             let ownership = &self.ownership;
             let dropped = self.interest.retain(|channel| ownership.owns(channel));
@@ -335,7 +342,7 @@ impl Routing {
             let forgotten = self.streams.retain(|channel| holders(ring, replicas, channel).any(|n| n == me));
             if forgotten > 0 {
                 tracing::info!(streams = forgotten, "copies of streams held elsewhere now dropped");
-                slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+                self.report_bytes();
             }
         }
     }

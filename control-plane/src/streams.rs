@@ -5,7 +5,8 @@
 //!
 //! Bounds: history per channel by count and age, history per node by bytes
 //! (the oldest publication anywhere goes first), keys per channel by age and
-//! count, and streams remembered by age and count. A stream whose history is
+//! count, keys per node by bytes (the oldest anywhere goes first), and
+//! streams remembered by age and count. A stream whose history is
 //! empty keeps its epoch and offset for `meta_ttl` after its last publish,
 //! so offsets do not start over because nobody published for a while.
 
@@ -16,6 +17,9 @@ use std::time::Duration;
 use slip_proto::link_pb::{ChannelEvent, CopyEntry, CopyKey, Head, StreamCopy, TermStart, channel_event};
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
+
+mod keys;
+use keys::Keys;
 
 /// Default publications kept per channel (`SLIP_HISTORY_SIZE`).
 pub const DEFAULT_HISTORY_SIZE: usize = 100;
@@ -29,6 +33,9 @@ pub const DEFAULT_META_TTL: Duration = Duration::from_secs(86_400);
 pub const MAX_STREAMS: usize = 1_000_000;
 /// Idempotency keys remembered per channel at most; past it the oldest go.
 pub const MAX_KEYS_PER_STREAM: usize = 100_000;
+/// Default bound on what the idempotency keys of a node cost
+/// (`SLIP_IDEMPOTENCY_MAX_BYTES`): about 300,000 keys of 128 bytes.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 128 << 20;
 /// Terms remembered per stream (see [`Streams::set_term`]); older ones are
 /// forgotten, and two copies are compared only where both remember.
 pub const MAX_TERMS_PER_STREAM: usize = 64;
@@ -48,6 +55,9 @@ pub struct StreamLimits {
     /// History bytes on this node in all.
     pub max_bytes: usize,
     pub idempotency_ttl: Duration,
+    /// Idempotency keys on this node in all, in bytes (`keys::cost`): past
+    /// it the oldest anywhere are forgotten.
+    pub max_key_bytes: usize,
     pub meta_ttl: Duration,
     pub max_streams: usize,
     /// Copies of each stream beyond its owner's, on the next control nodes
@@ -65,6 +75,7 @@ impl Default for StreamLimits {
             history_ttl: DEFAULT_HISTORY_TTL,
             max_bytes: default_max_bytes(),
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             meta_ttl: DEFAULT_META_TTL,
             max_streams: MAX_STREAMS,
             replicas: DEFAULT_REPLICAS,
@@ -226,9 +237,7 @@ struct Stream {
     epoch: Arc<str>,
     top: u64,
     history: VecDeque<Entry>,
-    keys: HashMap<String, u64>,
-    /// Keys in the order seen, for their window and their bound.
-    key_order: VecDeque<(Instant, String)>,
+    keys: Keys,
     /// The last publish.
     touched: Instant,
     /// From which offset on which term gave the offsets, oldest first.
@@ -243,6 +252,11 @@ pub struct Streams {
     /// a forgotten stream's entries from those of one of the same name since).
     order: VecDeque<Queued>,
     bytes: usize,
+    /// What every stream's idempotency keys cost (`keys::cost`), and the
+    /// keys as seen, oldest first, by stream: for the per-node byte bound
+    /// (an entry whose key went already is skipped).
+    key_bytes: usize,
+    key_queue: VecDeque<(Instant, Arc<str>)>,
     next_sweep: Instant,
     new_epoch: Box<dyn Fn() -> String + Send>,
     /// The term this node gives offsets in now.
@@ -274,6 +288,8 @@ impl Streams {
             streams: HashMap::new(),
             order: VecDeque::new(),
             bytes: 0,
+            key_bytes: 0,
+            key_queue: VecDeque::new(),
             next_sweep: now + SWEEP_EVERY,
             new_epoch: Box::new(new_epoch),
             term: Arc::from(random_epoch()),
@@ -287,6 +303,11 @@ impl Streams {
     /// History bytes held on this node.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// What the idempotency keys held on this node cost, in bytes.
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
     }
 
     /// The stream's epoch and last offset, if it is remembered.
@@ -330,11 +351,10 @@ impl Streams {
             let epoch = (self.new_epoch)();
             self.start(channel, &epoch, now);
         }
-        let ttl = self.limits.idempotency_ttl;
+        self.expire_keys_of(channel, now);
         let stream = self.streams.get_mut(channel).expect("just made sure");
-        expire_keys(stream, ttl, now);
         if !key.is_empty()
-            && let Some(&offset) = stream.keys.get(key)
+            && let Some(offset) = stream.keys.get(key)
         {
             return Appended::Duplicate { epoch: stream.epoch.clone(), offset };
         }
@@ -378,8 +398,7 @@ impl Streams {
             Some(stream) if &*stream.epoch == epoch => {}
             _ => self.start(channel, epoch, now),
         }
-        let ttl = self.limits.idempotency_ttl;
-        expire_keys(self.streams.get_mut(channel).expect("just made sure"), ttl, now);
+        self.expire_keys_of(channel, now);
         self.record(channel, offset, event, key, &Arc::from(term), now);
         Stored::New
     }
@@ -394,9 +413,9 @@ impl Streams {
             let entry = stream.history.pop_back().expect("just looked");
             self.bytes -= entry.bytes;
         }
-        stream.keys.retain(|_, o| *o < offset);
-        let keys = &stream.keys;
-        stream.key_order.retain(|(_, key)| keys.contains_key(key));
+        let before = stream.keys.bytes();
+        stream.keys.retain_below(offset);
+        self.key_bytes -= before - stream.keys.bytes();
         while stream.terms.back().is_some_and(|(start, _)| *start >= offset) {
             stream.terms.pop_back();
         }
@@ -412,13 +431,13 @@ impl Streams {
             epoch: Arc::from(epoch),
             top: 0,
             history: VecDeque::new(),
-            keys: HashMap::new(),
-            key_order: VecDeque::new(),
+            keys: Keys::default(),
             touched: now,
             terms: VecDeque::new(),
         };
         if let Some(old) = self.streams.insert(Arc::from(channel), stream) {
             self.bytes -= old.history.iter().map(|e| e.bytes).sum::<usize>();
+            self.key_bytes -= old.keys.bytes();
         }
     }
 
@@ -436,16 +455,15 @@ impl Streams {
             }
             stream.terms.push_back((offset, term.clone()));
         }
-        if !key.is_empty() && !stream.keys.contains_key(key) {
-            if stream.key_order.len() >= MAX_KEYS_PER_STREAM
-                && let Some((_, oldest)) = stream.key_order.pop_front()
-            {
-                stream.keys.remove(&oldest);
+        if !key.is_empty() {
+            let before = stream.keys.bytes();
+            if stream.keys.insert(key.to_owned(), offset, now) {
+                self.key_queue.push_back((now, name.clone()));
             }
-            stream.keys.insert(key.to_owned(), offset);
-            stream.key_order.push_back((now, key.to_owned()));
+            self.key_bytes = self.key_bytes + stream.keys.bytes() - before;
         }
         if limits.history_size == 0 {
+            self.shed_keys();
             return;
         }
         let bytes = payload_bytes(event) + ENTRY_OVERHEAD;
@@ -458,6 +476,7 @@ impl Streams {
         }
         self.order.push_back(Queued { at: now, channel: name, epoch: stream.epoch.clone(), offset });
         self.shed_bytes();
+        self.shed_keys();
     }
 
     /// The publications after `since_offset` (all it holds when 0), oldest
@@ -510,10 +529,44 @@ impl Streams {
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             let (meta_ttl, idempotency_ttl) = (self.limits.meta_ttl, self.limits.idempotency_ttl);
+            let mut key_bytes = 0;
             self.streams.retain(|_, s| {
-                expire_keys(s, idempotency_ttl, now);
-                !s.history.is_empty() || now < s.touched + meta_ttl
+                s.keys.expire(idempotency_ttl, now);
+                let kept = !s.history.is_empty() || now < s.touched + meta_ttl;
+                if kept {
+                    key_bytes += s.keys.bytes();
+                }
+                kept
             });
+            self.key_bytes = key_bytes;
+        }
+        // Entries of keys past their window went with them.
+        while self.key_queue.front().is_some_and(|(at, _)| *at + self.limits.idempotency_ttl <= now) {
+            self.key_queue.pop_front();
+        }
+    }
+
+    /// Forgets a stream's keys past their window.
+    fn expire_keys_of(&mut self, channel: &str, now: Instant) {
+        let Some(stream) = self.streams.get_mut(channel) else { return };
+        let before = stream.keys.bytes();
+        stream.keys.expire(self.limits.idempotency_ttl, now);
+        self.key_bytes -= before - stream.keys.bytes();
+    }
+
+    /// Forgets the oldest keys anywhere until the keys fit their bytes. A
+    /// stream's oldest key goes for an entry at least as young as it (the
+    /// entry of a key gone already is skipped).
+    fn shed_keys(&mut self) {
+        while self.key_bytes > self.limits.max_key_bytes {
+            let Some((at, channel)) = self.key_queue.pop_front() else { return };
+            let Some(stream) = self.streams.get_mut(&channel) else { continue };
+            if stream.keys.oldest().is_some_and(|oldest| oldest <= at) {
+                let before = stream.keys.bytes();
+                stream.keys.pop_oldest();
+                self.key_bytes -= before - stream.keys.bytes();
+                slip_metrics::metrics().idempotency_keys_shed.inc();
+            }
         }
     }
 
@@ -566,14 +619,7 @@ impl Streams {
         let stream = self.streams.get(channel)?;
         let ttl = self.limits.history_ttl;
         let mut entries = stream.history.iter().filter(|e| e.offset > after && now < e.at + ttl).peekable();
-        // Keys are kept in the order seen, which is offset order.
-        let first_key = stream.key_order.partition_point(|(_, key)| stream.keys.get(key).is_none_or(|&o| o <= after));
-        let mut keys = stream
-            .key_order
-            .range(first_key..)
-            .filter_map(|(at, key)| stream.keys.get(key).map(|&offset| (at, key, offset)))
-            .filter(|&(_, _, offset)| offset > after)
-            .peekable();
+        let mut keys = stream.keys.after(after).peekable();
         let terms = stream.terms.iter().cloned().collect();
         let mut page = CopyPage { epoch: stream.epoch.clone(), top: stream.top, terms, ..CopyPage::default() };
         let mut used = 0;
@@ -595,7 +641,7 @@ impl Streams {
             }
             while let Some((at, key, _)) = keys.next_if(|&(_, _, o)| o == offset) {
                 used += key.len() + ENTRY_OVERHEAD;
-                page.keys.push((key.clone(), offset, now.saturating_duration_since(*at)));
+                page.keys.push((key.clone(), offset, now.saturating_duration_since(at)));
             }
         }
         Some(page)
@@ -657,21 +703,19 @@ impl Streams {
         }
         stream.top = stream.top.max(page.top);
         stream.touched = now;
+        let keys_before = stream.keys.bytes();
         for (key, offset, age) in page.keys {
-            if stream.keys.contains_key(&key) || age >= limits.idempotency_ttl {
+            if age >= limits.idempotency_ttl {
                 continue;
             }
             let at = now.checked_sub(age).unwrap_or(now);
-            let at_or_after = stream.key_order.partition_point(|(seen, _)| *seen <= at);
-            stream.key_order.insert(at_or_after, (at, key.clone()));
-            stream.keys.insert(key, offset);
-            if stream.key_order.len() > MAX_KEYS_PER_STREAM
-                && let Some((_, oldest)) = stream.key_order.pop_front()
-            {
-                stream.keys.remove(&oldest);
+            if stream.keys.insert(key, offset, at) {
+                self.key_queue.push_back((at, name.clone()));
             }
         }
+        self.key_bytes = self.key_bytes + stream.keys.bytes() - keys_before;
         if limits.history_size == 0 {
+            self.shed_keys();
             return Imported::Taken { dropped_from };
         }
         for (publication, age) in page.entries {
@@ -697,21 +741,24 @@ impl Streams {
             self.bytes -= old.bytes;
         }
         self.shed_bytes();
+        self.shed_keys();
         Imported::Taken { dropped_from }
     }
 
     /// Forgets the streams `keep` does not pick: copies this node no longer holds.
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> usize {
         let before = self.streams.len();
-        let mut freed = 0;
+        let (mut freed, mut keys_freed) = (0, 0);
         self.streams.retain(|name, stream| {
             let kept = keep(name);
             if !kept {
                 freed += stream.history.iter().map(|e| e.bytes).sum::<usize>();
+                keys_freed += stream.keys.bytes();
             }
             kept
         });
         self.bytes -= freed;
+        self.key_bytes -= keys_freed;
         before - self.streams.len()
     }
 
@@ -722,6 +769,7 @@ impl Streams {
             && let Some(stream) = self.streams.remove(&name)
         {
             self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
+            self.key_bytes -= stream.keys.bytes();
         }
     }
 }
@@ -815,15 +863,6 @@ fn parting(
         (Some(a), Some(b)) => a != b,
         _ => false,
     })
-}
-
-fn expire_keys(stream: &mut Stream, ttl: Duration, now: Instant) {
-    while let Some((at, _)) = stream.key_order.front()
-        && *at + ttl <= now
-    {
-        let (_, key) = stream.key_order.pop_front().expect("just looked");
-        stream.keys.remove(&key);
-    }
 }
 
 #[cfg(test)]

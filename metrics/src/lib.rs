@@ -50,6 +50,10 @@ pub struct Metrics {
     pub stream_gaps: Counter,
     /// Bytes of channel history this control node holds.
     pub history_bytes: Gauge,
+    /// What the idempotency keys this control node remembers cost, in bytes.
+    pub idempotency_key_bytes: Gauge,
+    /// Idempotency keys forgotten before their window ended, to keep within bytes.
+    pub idempotency_keys_shed: Counter,
     /// Streams moved to a new epoch because two owners had extended them (a partition).
     pub stream_divergences: Counter,
     /// Connections closed because their outbound queue overflowed (1013).
@@ -119,6 +123,8 @@ fn exported() -> &'static Exported {
             deliveries: Counter::default(),
             stream_gaps: Counter::default(),
             history_bytes: Gauge::default(),
+            idempotency_key_bytes: Gauge::default(),
+            idempotency_keys_shed: Counter::default(),
             stream_divergences: Counter::default(),
             slow_consumer_closes: Counter::default(),
             stale_frames: Counter::default(),
@@ -146,6 +152,16 @@ fn exported() -> &'static Exported {
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
         registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());
+        registry.register(
+            "idempotency_key_bytes",
+            "What the idempotency keys remembered cost, in bytes",
+            m.idempotency_key_bytes.clone(),
+        );
+        registry.register(
+            "idempotency_keys_shed",
+            "Idempotency keys forgotten before their window ended, to keep within bytes",
+            m.idempotency_keys_shed.clone(),
+        );
         registry.register(
             "stream_divergences",
             "Streams moved to a new epoch because two owners had extended them",

@@ -220,3 +220,37 @@ async fn a_publish_flood_keeps_history_within_its_bytes() {
     let oldest = grpc.history(history("flood-0", "", 0)).await.unwrap().into_inner();
     assert!(texts(&oldest).is_empty() && !oldest.complete, "the oldest went first");
 }
+
+/// Idempotency keys are bounded in bytes per node: 3,000 distinct 128-byte
+/// keys over ten channels stay within `--idempotency-max-bytes` (the gauge
+/// says so), the newest are still recognized, and a key forgotten early
+/// gets a new offset (what docs/streams.md says it means).
+#[tokio::test]
+async fn idempotency_keys_are_bounded_in_bytes_per_node() {
+    let backend = Backend::start(accept_all).await;
+    let bound = 256 * 1024;
+    let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let bound_flag = bound.to_string();
+    let extra = ["--target-url", &backend.url, "--jwt-secret", SECRET, "--idempotency-max-bytes", &bound_flag];
+    let (_child, lines) = spawn_slip(&[&args[..], &extra[..]].concat(), &["Control API:", "Metrics:"]).await;
+    let control = lines[0].split_whitespace().next().unwrap().to_owned();
+    let mut grpc = grpc_to(&control).await;
+    let key = |i: usize| format!("{i:0>128}");
+    let mut first = Vec::new();
+    for i in 0..3_000 {
+        let reply = grpc.publish(publish(&format!("c{}", i % 10), "m", &key(i))).await.unwrap().into_inner();
+        first.push(reply.offset);
+    }
+    let metrics = reqwest::get(&lines[1]).await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| -> f64 {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap()
+    };
+    let (held, shed) = (gauge("slip_idempotency_key_bytes"), gauge("slip_idempotency_keys_shed_total"));
+    assert!(held > 0.0 && held <= bound as f64, "{held} bytes of keys held; the bound is {bound}");
+    assert!(shed > 2_000.0, "{shed} keys shed");
+    let again = |i: usize| publish(&format!("c{}", i % 10), "m again", &key(i));
+    let newest = grpc.publish(again(2_999)).await.unwrap().into_inner();
+    assert_eq!(newest.offset, first[2_999], "a recent key is recognized");
+    let oldest = grpc.publish(again(0)).await.unwrap().into_inner();
+    assert!(oldest.offset > first[0], "a key forgotten early gets a new offset");
+}

@@ -98,7 +98,7 @@ impl Routing {
             }
             Stored::New | Stored::Already => {}
         }
-        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        self.report_bytes();
         let stored = Replicated { channel: copy.channel, epoch: copy.epoch, offset: copy.offset };
         out.send(from.as_str(), Frame { kind: Some(Kind::Replicated(stored)) });
         None
@@ -197,7 +197,7 @@ impl Routing {
             self.streams.forget(channel);
             return Some(0);
         }
-        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        self.report_bytes();
         if last && let Some((epoch, top)) = self.released_head(channel) {
             for edge in self.interest.edges(channel) {
                 let head = Head {

@@ -113,7 +113,7 @@ impl Routing {
         } else {
             (Arc::from(""), 0)
         };
-        slip_metrics::metrics().history_bytes.set(self.streams.bytes() as i64);
+        self.report_bytes();
         tracing::trace!(channel, offset, view = self.term(), "stamped");
         let deliver = Deliver {
             channel: channel.clone(),

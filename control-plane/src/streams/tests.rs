@@ -15,6 +15,7 @@ fn limits() -> StreamLimits {
         history_ttl: Duration::from_secs(60),
         max_bytes: 1 << 20,
         idempotency_ttl: Duration::from_secs(30),
+        max_key_bytes: 1 << 20,
         meta_ttl: Duration::from_secs(600),
         max_streams: 1000,
         replicas: 1,
@@ -298,4 +299,30 @@ fn a_copy_past_a_hole_is_not_taken_so_an_earlier_one_arriving_late_truncates_not
     assert_eq!(offsets(&s.history("a", "", 0, 0, t0)), [1, 2, 3]);
     assert_eq!(s.term_at("a", 1), "4");
     assert_eq!(s.term_at("a", 2), "5");
+}
+
+#[test]
+fn keys_are_bounded_in_bytes_per_node_the_oldest_anywhere_going_first() {
+    let t0 = Instant::now();
+    let key = |i: usize| format!("{i:0>100}");
+    let per_key = keys::cost(&key(0));
+    let mut s = streams(StreamLimits { max_key_bytes: 10 * per_key, ..limits() }, t0);
+    for i in 0..30 {
+        // Ten channels, three keys each, a millisecond apart.
+        let now = t0 + Duration::from_millis(i as u64);
+        s.append(&format!("c{}", i % 10), &text("m"), &key(i), now);
+    }
+    assert_eq!(s.key_bytes(), 10 * per_key, "the bound holds");
+    let now = t0 + Duration::from_millis(30);
+    // The newest ten are remembered; the oldest were forgotten first.
+    assert!(matches!(s.append("c9", &text("again"), &key(29), now), Appended::Duplicate { .. }));
+    assert!(matches!(s.append("c0", &text("again"), &key(20), now), Appended::Duplicate { .. }));
+    assert!(
+        matches!(s.append("c9", &text("again"), &key(19), now), Appended::New { .. }),
+        "forgotten early: a new offset"
+    );
+    // Key 19 came back and pushed out the oldest, 20 (c0's). Forgetting a
+    // stream gives its keys back: c1 had 21.
+    s.retain(|c| c != "c1");
+    assert_eq!(s.key_bytes(), 9 * per_key);
 }
