@@ -183,6 +183,9 @@ pub struct EdgeArgs {
 
     #[command(flatten)]
     pub edge: EdgeTuning,
+
+    #[command(flatten)]
+    pub outbound: OutboundLimit,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -235,6 +238,9 @@ pub struct ControlArgs {
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub outbound: OutboundLimit,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -278,6 +284,30 @@ pub struct DevArgs {
 
     #[command(flatten)]
     pub streams: StreamTuning,
+
+    #[command(flatten)]
+    pub outbound: OutboundLimit,
+}
+
+/// What a backend may send clients, wherever it enters: edges (callback
+/// replies) and control nodes (the control APIs).
+#[derive(Args, Debug, Clone)]
+pub struct OutboundLimit {
+    /// Largest message to clients, in bytes: a TEXT, BINARY or publish in a callback reply or a
+    /// control request (gRPC, HTTP JSON, GRIP); a larger one is refused. At most 960 KiB (a message
+    /// travels between nodes in one link frame); the default is SLIP v4's 128 KiB. The limit on what
+    /// clients send is SLIP_MAX_MESSAGE_BYTES.
+    #[arg(long, env = "SLIP_MAX_OUTBOUND_BYTES", default_value_t = slip_proto::limits::MAX_MESSAGE_BYTES)]
+    pub max_outbound_bytes: usize,
+}
+
+impl OutboundLimit {
+    /// The limit, checked.
+    pub fn bytes(&self) -> anyhow::Result<usize> {
+        let (n, max) = (self.max_outbound_bytes, slip_proto::limits::MAX_OUTBOUND_LIMIT);
+        anyhow::ensure!((1..=max).contains(&n), "SLIP_MAX_OUTBOUND_BYTES is {n}; it must be between 1 and {max}");
+        Ok(n)
+    }
 }
 
 /// Channel streams kept by a control node (DESIGN §9).
@@ -333,6 +363,8 @@ impl StreamTuning {
             max_key_bytes: self.idempotency_max_bytes,
             meta_ttl: Duration::from_secs(self.stream_meta_ttl_secs),
             max_streams: slip_control_plane::streams::MAX_STREAMS,
+            // Set from SLIP_MAX_OUTBOUND_BYTES by the command.
+            max_message_bytes: slip_proto::limits::MAX_MESSAGE_BYTES,
             replicas: self.stream_replicas,
         })
     }
@@ -366,7 +398,7 @@ pub struct EdgeTuning {
     pub dead_peer_secs: u64,
 
     /// Largest message a client may send, in bytes (larger ones close with 1009); at most 16 MiB.
-    /// Messages to clients are bounded by the protocol's 128 KiB (SLIP v4's limit) wherever they enter.
+    /// Messages to clients are bounded by SLIP_MAX_OUTBOUND_BYTES wherever they enter.
     #[arg(long, env = "SLIP_MAX_MESSAGE_BYTES", default_value_t = slip_proto::limits::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 

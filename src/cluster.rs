@@ -192,6 +192,7 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let mut config = EdgeConfig::new(node.id.clone(), args.target_url.clone(), args.jwt_secret.as_bytes());
     config.region = node.region.clone();
     args.edge.apply(&mut config);
+    config.max_outbound_bytes = args.outbound.bytes()?;
     let edge = Edge::new(config).context("starting the edge")?;
 
     // Edges only dial: they take no links.
@@ -243,7 +244,8 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
             bail!("SLIP_BOOTSTRAP_EXPECT is required with dns: discovery (how many control nodes form the cluster)")
         }
     };
-    let limits = args.streams.limits()?;
+    let mut limits = args.streams.limits()?;
+    limits.max_message_bytes = args.outbound.bytes()?;
     let consensus = slip_control_plane::consensus::ConsensusConfig {
         node_id: node.id.clone(),
         link_addr: advertised(&args, args.link_listen).map(|a| a.to_string()).unwrap_or_default(),

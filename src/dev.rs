@@ -39,6 +39,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
     args.edge.apply(&mut config);
+    config.max_outbound_bytes = args.outbound.bytes()?;
     if demo {
         config.landing_page = Some(crate::demo::page().into());
     }
@@ -46,7 +47,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // The control plane is a node of its own, as in a cluster: a reply
     // addressed to one of the two must never be taken by the other.
     let control_node = control_node_id(&node);
-    let plane = ControlPlane::with_limits(control_node.clone(), args.streams.limits()?);
+    let mut limits = args.streams.limits()?;
+    limits.max_message_bytes = args.outbound.bytes()?;
+    let plane = ControlPlane::with_limits(control_node.clone(), limits);
 
     // The in-memory link, both ways: edge → control and control → edge.
     let to_control = memory::link(node.clone(), control_node.clone(), Arc::new(ControlFrames(plane.clone())));

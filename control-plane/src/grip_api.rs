@@ -70,7 +70,7 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: HttpB
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let items = match grip::parse(&body) {
+    let items = match grip::parse_within(&body, api.plane.max_message_bytes()) {
         Ok(items) => items,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("Invalid publish: {e}\n")).into_response(),
     };

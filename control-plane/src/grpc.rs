@@ -74,8 +74,8 @@ fn publish_body(message: Option<publish_request::Message>) -> Result<channel_eve
     }
 }
 
-fn check_size(len: usize) -> Result<(), Status> {
-    slip_proto::limits::check_message_size(len).map_err(Status::invalid_argument)
+fn check_size(len: usize, max: usize) -> Result<(), Status> {
+    slip_proto::limits::check_message_size_within(len, max).map_err(Status::invalid_argument)
 }
 
 impl ControlService {
@@ -83,10 +83,10 @@ impl ControlService {
     fn publish_start(&self, request: PublishRequest) -> Result<Receipt, Status> {
         let body = publish_body(request.message)?;
         if let channel_event::Body::Text(t) = &body {
-            check_size(t.len())?;
+            check_size(t.len(), self.plane.max_message_bytes())?;
         }
         if let channel_event::Body::Binary(b) = &body {
-            check_size(b.len())?;
+            check_size(b.len(), self.plane.max_message_bytes())?;
         }
         let mut publish = route::publish(request.channel, body);
         publish.idempotency_key = request.idempotency_key;
@@ -144,11 +144,11 @@ impl Control for ControlService {
         let request = request.into_inner();
         let body = match request.message {
             Some(send_request::Message::Text(t)) => {
-                check_size(t.len())?;
+                check_size(t.len(), self.plane.max_message_bytes())?;
                 message::Body::Text(t)
             }
             Some(send_request::Message::Binary(b)) => {
-                check_size(b.len())?;
+                check_size(b.len(), self.plane.max_message_bytes())?;
                 message::Body::Binary(b)
             }
             None => return Err(Status::invalid_argument("send needs text or binary")),

@@ -55,7 +55,7 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) 
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let commands = match command::parse(&body, Source::ControlRequest) {
+    let commands = match command::parse_within(&body, Source::ControlRequest, api.plane.max_message_bytes()) {
         Ok(commands) => commands,
         Err(e) => {
             tracing::debug!(error = %e, "control request rejected");

@@ -101,6 +101,8 @@ pub struct ControlPlane {
     caught_up: Notify,
     /// Channels whose copy, as a replica behind its owner, is being taken.
     filling: Mutex<std::collections::HashSet<String>>,
+    /// Largest message its control APIs take for clients (`SLIP_MAX_OUTBOUND_BYTES`).
+    max_message_bytes: usize,
     /// Sessions resumed away from the edge their connection id names.
     homes: crate::homes::Homes,
     /// Subscriptions and metadata of the sessions whose ids this node owns.
@@ -152,6 +154,11 @@ impl Outlet for Links<'_> {
 }
 
 impl ControlPlane {
+    /// Largest message its control APIs take for clients, in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     /// A control plane with the default stream limits; see [`ControlPlane::with_limits`].
     pub fn new(node_id: NodeId) -> Arc<Self> {
         Self::with_limits(node_id, StreamLimits::default())
@@ -183,12 +190,14 @@ impl ControlPlane {
         let node_id = config.node_id.clone();
         let now = Instant::now();
         let consensus = Consensus::new(config, now)?;
+        let max_message_bytes = limits.max_message_bytes;
         let plane = Arc::new(Self {
             routing: Mutex::new(Routing::new(node_id.clone(), limits, now)),
             consensus: Mutex::new(consensus),
             catching_up: Mutex::new(None),
             caught_up: Notify::new(),
             filling: Default::default(),
+            max_message_bytes,
             homes: Default::default(),
             records: Default::default(),
             node_id,

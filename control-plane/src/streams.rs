@@ -60,6 +60,9 @@ pub struct StreamLimits {
     pub max_key_bytes: usize,
     pub meta_ttl: Duration,
     pub max_streams: usize,
+    /// Largest message published or sent to a connection through this
+    /// node's control APIs, in bytes (`SLIP_MAX_OUTBOUND_BYTES`).
+    pub max_message_bytes: usize,
     /// Copies of each stream beyond its owner's, on the next control nodes
     /// of the ring (`SLIP_STREAM_REPLICAS`).
     pub replicas: usize,
@@ -78,6 +81,7 @@ impl Default for StreamLimits {
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             meta_ttl: DEFAULT_META_TTL,
             max_streams: MAX_STREAMS,
+            max_message_bytes: slip_proto::limits::MAX_MESSAGE_BYTES,
             replicas: DEFAULT_REPLICAS,
         }
     }

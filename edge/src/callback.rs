@@ -84,6 +84,8 @@ pub struct CallbackClient {
     /// Signs `Grip-Sig` on WebSocket-over-HTTP requests.
     grip_signer: Arc<jwt::Signer>,
     timeout: Duration,
+    /// Largest message a reply may have sent to clients (`SLIP_MAX_OUTBOUND_BYTES`).
+    max_outbound: usize,
 }
 
 impl CallbackClient {
@@ -101,7 +103,14 @@ impl CallbackClient {
             signer: Arc::new(jwt::Signer::new(secret, jwt::AUD_WEBSOCKET_EVENT)),
             grip_signer: Arc::new(jwt::Signer::grip(secret, grip_issuer)),
             timeout,
+            max_outbound: slip_proto::limits::MAX_MESSAGE_BYTES,
         })
+    }
+
+    /// Replies may send clients messages of up to `max` bytes.
+    pub fn with_max_outbound(mut self, max: usize) -> Self {
+        self.max_outbound = max;
+        self
     }
 
     /// One attempt: POST the events of one connection and parse the reply.
@@ -154,7 +163,7 @@ impl CallbackClient {
             }
             reply.extend_from_slice(&chunk);
         }
-        Ok(command::parse(&reply, Source::CallbackReply)?)
+        Ok(command::parse_within(&reply, Source::CallbackReply, self.max_outbound)?)
     }
 
     /// Attempts with the retry policy above; returns the last error if all fail.

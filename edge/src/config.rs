@@ -77,6 +77,10 @@ pub struct EdgeConfig {
     pub ping_interval: Duration,
     pub dead_peer_timeout: Duration,
     pub max_message_bytes: usize,
+    /// Largest message a backend may send a client, in bytes
+    /// (`SLIP_MAX_OUTBOUND_BYTES`): a reply with a larger TEXT, BINARY or
+    /// publish is refused whole.
+    pub max_outbound_bytes: usize,
     pub outbox: OutboxLimits,
     pub max_subscriptions: usize,
     pub max_pending_events: usize,
@@ -121,6 +125,7 @@ impl EdgeConfig {
         in_range("SLIP_PING_INTERVAL_SECS", self.ping_interval.as_secs(), 1, MAX_TIMER.as_secs())?;
         in_range("SLIP_DEAD_PEER_SECS", self.dead_peer_timeout.as_secs(), 1, MAX_TIMER.as_secs())?;
         in_range("SLIP_MAX_MESSAGE_BYTES", self.max_message_bytes, 1, MAX_MESSAGE_BYTES_LIMIT)?;
+        in_range("SLIP_MAX_OUTBOUND_BYTES", self.max_outbound_bytes, 1, slip_proto::limits::MAX_OUTBOUND_LIMIT)?;
         in_range("SLIP_OUTBOX_MAX_MESSAGES", self.outbox.max_frames, 1, usize::MAX)?;
         in_range("SLIP_OUTBOX_MAX_BYTES", self.outbox.max_bytes, 1, usize::MAX)?;
         in_range("SLIP_MAX_PENDING_EVENTS", self.max_pending_events, 1, usize::MAX)?;
@@ -144,6 +149,7 @@ impl EdgeConfig {
             ping_interval: DEFAULT_PING_INTERVAL,
             dead_peer_timeout: DEFAULT_DEAD_PEER_TIMEOUT,
             max_message_bytes: MAX_MESSAGE_BYTES,
+            max_outbound_bytes: MAX_MESSAGE_BYTES,
             outbox: OutboxLimits::default(),
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_pending_events: DEFAULT_MAX_PENDING_EVENTS,

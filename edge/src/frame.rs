@@ -8,6 +8,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use slip_proto::close::CloseCode;
 
+mod utf8;
+use utf8::Utf8Check;
+
 pub(crate) const OP_CONTINUATION: u8 = 0x0;
 pub(crate) const OP_TEXT: u8 = 0x1;
 pub(crate) const OP_BINARY: u8 = 0x2;
@@ -105,6 +108,11 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
     Ok(Some(Header { fin, opcode, mask, header_len, payload_len }))
 }
 
+/// The mask as it applies from payload byte `offset` on.
+fn rotate(mask: [u8; 4], offset: usize) -> [u8; 4] {
+    std::array::from_fn(|i| mask[(offset + i) % 4])
+}
+
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     let word = u32::from_ne_bytes(mask);
     let mut chunks = payload.chunks_exact_mut(4);
@@ -123,11 +131,15 @@ pub struct Decoder {
     max_message: usize,
     /// A fragmented message in progress: (opcode, bytes so far).
     partial: Option<(u8, Vec<u8>)>,
+    /// The text message in progress, checked as its bytes arrive.
+    utf8: Utf8Check,
+    /// Of the frame at the front, not whole yet, the payload bytes checked.
+    checked: usize,
 }
 
 impl Decoder {
     pub fn new(max_message: usize) -> Self {
-        Self { max_message, partial: None }
+        Self { max_message, partial: None, utf8: Utf8Check::default(), checked: 0 }
     }
 
     /// How many more bytes the frame at the front of `buf` needs, if known.
@@ -179,12 +191,30 @@ impl Decoder {
                     return Err(FrameError::TooBig(total));
                 }
             }
+            let text = header.opcode == OP_TEXT
+                || (header.opcode == OP_CONTINUATION && matches!(self.partial, Some((OP_TEXT, _))));
             if buf.len() < header.header_len + header.payload_len {
+                if text {
+                    // What has come of a text frame is checked now: bad
+                    // UTF-8 fails before the rest of the frame arrives.
+                    let arrived = buf.len() - header.header_len;
+                    let mut piece = buf[header.header_len + self.checked..].to_vec();
+                    unmask(&mut piece, rotate(header.mask, self.checked));
+                    self.utf8.feed(&piece).map_err(|_| FrameError::InvalidUtf8)?;
+                    self.checked = arrived;
+                }
                 return Ok(None);
             }
             buf.advance(header.header_len);
             let mut payload = buf.split_to(header.payload_len);
             unmask(&mut payload, header.mask);
+            let checked = std::mem::take(&mut self.checked);
+            if text {
+                self.utf8.feed(&payload[checked..]).map_err(|_| FrameError::InvalidUtf8)?;
+                if header.fin {
+                    self.utf8.finish().map_err(|_| FrameError::InvalidUtf8)?;
+                }
+            }
 
             match header.opcode {
                 OP_PING => return Ok(Some(Message::Ping(payload.freeze()))),
@@ -394,6 +424,35 @@ mod tests {
             decode_all(&client_frame(true, OP_CLOSE, &[0x03, 0xED]), 1024).unwrap_err().close_code().get(),
             1002
         );
+    }
+
+    #[test]
+    fn bad_utf8_fails_at_the_fragment_and_the_bytes_where_it_shows() {
+        // Fragments: the second has a byte no character may hold; the
+        // message's end never comes (Autobahn 6.4.1, 6.4.2).
+        let mut bytes = client_frame(false, OP_TEXT, "κόσμε".as_bytes());
+        bytes.extend(client_frame(false, OP_CONTINUATION, b"\xce\xba\xf4\x90\x80\x80"));
+        assert_eq!(decode_all(&bytes, 1024).unwrap_err().close_code().get(), 1007);
+        // Within one frame, before the frame is whole (6.4.3, 6.4.4).
+        let frame = client_frame(true, OP_TEXT, b"ok \xf4\x90 and much more after it");
+        let mut decoder = Decoder::new(1024);
+        let mut buf = BytesMut::from(&frame[..frame.len() - 20]);
+        assert_eq!(decoder.decode(&mut buf).unwrap_err().close_code().get(), 1007);
+        // Valid text cut anywhere, in frames and within them, passes.
+        let text = "κόσμε €𝄞 hello";
+        let mut frames = client_frame(false, OP_TEXT, &text.as_bytes()[..3]);
+        frames.extend(client_frame(false, OP_CONTINUATION, &text.as_bytes()[3..9]));
+        frames.extend(client_frame(true, OP_CONTINUATION, &text.as_bytes()[9..]));
+        let mut decoder = Decoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in frames {
+            buf.put_u8(b);
+            got.extend(decoder.decode(&mut buf).unwrap());
+        }
+        assert_eq!(got, vec![Message::Text(text.into())]);
+        // A binary message is not text.
+        assert!(decode_all(&client_frame(true, OP_BINARY, b"\xff"), 1024).is_ok());
     }
 
     #[test]

@@ -81,7 +81,8 @@ impl Edge {
             &config.grip_sig_issuer,
             config.callback_timeout,
         )
-        .map_err(|e| ConfigError::Client(e.to_string()))?;
+        .map_err(|e| ConfigError::Client(e.to_string()))?
+        .with_max_outbound(config.max_outbound_bytes);
         Ok(Arc::new(Self {
             hub: Hub::new(config.max_subscriptions),
             callbacks,

@@ -181,6 +181,7 @@ async fn handle(
         Err(response) => return Ok(response),
     };
     let protocol = if session { Some(SUBPROTOCOL.to_owned()) } else { protocol };
+    let outbox = connection::accepted(&edge, &id, metadata.clone(), session);
     slip_metrics::metrics().connections_opened.inc();
     let mut response = response.map(|_| Full::new(Bytes::new()));
     if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
@@ -190,13 +191,14 @@ async fn handle(
         // The slot is held until the connection's last callback is done.
         match upgraded_stream(upgrade).await {
             Ok((stream, early)) => {
-                let opening = connection::Opening { metadata, effects, format, session, resume: None, rejoin, slot };
+                let opening = connection::Opening { outbox, effects, format, session, resume: None, rejoin, slot };
                 connection::run(edge, id, stream, early, opening).await;
             }
             Err(e) => {
                 // Accepted but gone before the upgrade finished: the backend
                 // still hears that the connection closed.
                 tracing::debug!(connection = %id, error = %e, "upgrade failed after ACCEPT");
+                edge.connection_closed(&id);
                 match format {
                     Format::Slip => {
                         let close = [Event::Close { connection_id: id.clone(), code: Some(1006), reason: None }];
@@ -229,8 +231,7 @@ fn resumed(
             Ok((stream, early)) => {
                 let id = ticket.id.clone();
                 let opening = connection::Opening {
-                    // The session keeps its own.
-                    metadata: Arc::default(),
+                    outbox: Arc::new(crate::outbox::Outbox::new(edge.config.outbox)),
                     effects: Vec::new(),
                     format: Format::Slip,
                     session: true,

@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::channel;
 use crate::ids::ConnectionId;
-use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_METADATA_BYTES, check_message_size};
+use crate::limits::{
+    MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, check_message_size_within,
+};
 
 /// One command, with the exact field names of SLIP v4 (`channel` on
 /// SUBSCRIBE/UNSUBSCRIBE, `channelId` on PUBLISH_TEXT/CLOSE_CHANNEL).
@@ -155,7 +157,7 @@ impl Command {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self, max_message: usize) -> Result<(), String> {
         if let Some(id) = self.connection_id() {
             ConnectionId::parse(id).map_err(|e| e.to_string())?;
         }
@@ -166,16 +168,16 @@ impl Command {
             Command::PublishText { channel_id, data, idempotency_key } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
                 check_key(idempotency_key.as_deref())?;
-                check_message_size(data.len())
+                check_message_size_within(data.len(), max_message)
             }
             Command::PublishBinary { channel_id, data, idempotency_key } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
                 check_key(idempotency_key.as_deref())?;
-                check_message_size(decode_binary(data)?.len())
+                check_message_size_within(decode_binary(data)?.len(), max_message)
             }
             Command::CloseChannel { channel_id } => channel::validate(channel_id).map_err(|e| e.to_string()),
-            Command::Text { data, .. } => check_message_size(data.len()),
-            Command::Binary { data, .. } => check_message_size(decode_binary(data)?.len()),
+            Command::Text { data, .. } => check_message_size_within(data.len(), max_message),
+            Command::Binary { data, .. } => check_message_size_within(decode_binary(data)?.len(), max_message),
             Command::SetMetadata { metadata, .. } => {
                 let len = serde_json::to_string(metadata).map(|s| s.len()).unwrap_or(usize::MAX);
                 if len > MAX_METADATA_BYTES {
@@ -218,6 +220,12 @@ pub fn encode_binary(data: &[u8]) -> String {
 /// commands is a batch too: the original TypeScript library's
 /// `endResponse()` answers with one, and its backends must work unchanged.
 pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> {
+    parse_within(body, source, MAX_MESSAGE_BYTES)
+}
+
+/// [`parse`], with messages to clients (TEXT, BINARY, publishes) of at most
+/// `max_message` bytes (`SLIP_MAX_OUTBOUND_BYTES`).
+pub fn parse_within(body: &[u8], source: Source, max_message: usize) -> Result<Vec<Command>, CommandError> {
     if body.len() > MAX_COMMAND_BODY_BYTES {
         return Err(CommandError::TooLarge(body.len()));
     }
@@ -242,7 +250,7 @@ pub fn parse(body: &[u8], source: Source) -> Result<Vec<Command>, CommandError> 
         if !allowed {
             return Err(CommandError::NotAllowed { index, kind: command.kind() });
         }
-        command.check().map_err(|reason| CommandError::Invalid { index, reason })?;
+        command.check(max_message).map_err(|reason| CommandError::Invalid { index, reason })?;
     }
     Ok(batch.events)
 }

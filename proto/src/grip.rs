@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::channel;
-use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, check_message_size};
+use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, check_message_size_within};
 
 /// What one item asks of its channel's subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,11 @@ struct WsMessage {
 
 /// Parses and checks a whole publish body.
 pub fn parse(body: &[u8]) -> Result<Vec<GripItem>, GripError> {
+    parse_within(body, MAX_MESSAGE_BYTES)
+}
+
+/// [`parse`], with messages of at most `max_message` bytes.
+pub fn parse_within(body: &[u8], max_message: usize) -> Result<Vec<GripItem>, GripError> {
     if body.len() > MAX_COMMAND_BODY_BYTES {
         return Err(GripError::TooLarge);
     }
@@ -105,20 +110,20 @@ pub fn parse(body: &[u8]) -> Result<Vec<GripItem>, GripError> {
     body.items
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| item(raw).map_err(|reason| GripError::Item { index, reason }))
+        .map(|(index, raw)| item(raw, max_message).map_err(|reason| GripError::Item { index, reason }))
         .collect()
 }
 
-fn item(raw: RawItem) -> Result<GripItem, String> {
+fn item(raw: RawItem, max_message: usize) -> Result<GripItem, String> {
     channel::validate(&raw.channel).map_err(|e| e.to_string())?;
     let action = match raw.formats.get("ws-message").or_else(|| raw.rest.get("ws-message")) {
         None => None,
-        Some(format) => Some(ws_message(format.clone())?),
+        Some(format) => Some(ws_message(format.clone(), max_message)?),
     };
     Ok(GripItem { channel: raw.channel, id: raw.id, prev_id: raw.prev_id, action })
 }
 
-fn ws_message(format: Value) -> Result<GripAction, String> {
+fn ws_message(format: Value, max_message: usize) -> Result<GripAction, String> {
     let m: WsMessage = serde_json::from_value(format).map_err(|e| format!("ws-message: {e}"))?;
     match (m.action.as_deref(), m.content, m.content_bin) {
         (Some("close"), None, None) => {
@@ -133,12 +138,12 @@ fn ws_message(format: Value) -> Result<GripAction, String> {
         (Some("close"), ..) => Err("ws-message: a close carries no content".into()),
         (Some(other), ..) if other != "send" => Err(format!("ws-message: unknown action {other:?}")),
         (_, Some(text), None) => {
-            check_message_size(text.len())?;
+            check_message_size_within(text.len(), max_message)?;
             Ok(GripAction::Text(text))
         }
         (_, None, Some(encoded)) => {
             let bytes = STANDARD.decode(encoded).map_err(|e| format!("ws-message: content-bin is not base64: {e}"))?;
-            check_message_size(bytes.len())?;
+            check_message_size_within(bytes.len(), max_message)?;
             Ok(GripAction::Binary(bytes))
         }
         (_, Some(_), Some(_)) => Err("ws-message: both content and content-bin".into()),

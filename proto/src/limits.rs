@@ -1,15 +1,22 @@
 //! Limits that are part of the wire contract: both sides of a boundary check them.
 
-/// Largest WebSocket message, in or out, in bytes (the original's limit, 128 KiB).
+/// Largest WebSocket message, in or out, in bytes, by default (the
+/// original's limit, 128 KiB): `SLIP_MAX_MESSAGE_BYTES` sets it for what
+/// clients send, `SLIP_MAX_OUTBOUND_BYTES` for what reaches them.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// The most `SLIP_MAX_OUTBOUND_BYTES` may be: a message to clients travels
+/// between nodes in one link frame (at most 1 MiB) with room to spare.
+pub const MAX_OUTBOUND_LIMIT: usize = 960 * 1024;
 
 /// Checks a message against [`MAX_MESSAGE_BYTES`].
 pub fn check_message_size(len: usize) -> Result<(), String> {
-    if len > MAX_MESSAGE_BYTES {
-        Err(format!("message is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"))
-    } else {
-        Ok(())
-    }
+    check_message_size_within(len, MAX_MESSAGE_BYTES)
+}
+
+/// Checks a message against a limit of `max` bytes.
+pub fn check_message_size_within(len: usize, max: usize) -> Result<(), String> {
+    if len > max { Err(format!("message is {len} bytes, the limit is {max}")) } else { Ok(()) }
 }
 
 /// Largest callback reply or control request body the gateway reads, in bytes.

@@ -136,3 +136,41 @@ async fn a_client_over_its_message_rate_closes_with_1008() {
         .count();
     assert!(texts <= 11, "{texts} messages got through a burst of 10");
 }
+
+/// Messages to clients are bounded by `--max-outbound-bytes` wherever they
+/// enter: a callback reply's TEXT and a gRPC publish of 200 KiB pass under
+/// a 256 KiB limit; over it, or under the default 128 KiB, they are refused.
+#[tokio::test]
+async fn messages_to_clients_are_bounded_by_the_outbound_limit() {
+    const BIG: usize = 200 * 1024;
+    let backend = Backend::start(|request| {
+        let mut reply = everyone_in_all(request);
+        if let Some(slip_proto::callback::Event::Text { data, .. }) = request.events.first()
+            && data == "big please"
+        {
+            let text = json!({"type": "TEXT", "connectionId": request.connection_id, "data": "y".repeat(BIG)});
+            reply.body["events"].as_array_mut().unwrap().push(text);
+        }
+        reply
+    })
+    .await;
+    let big = |n: usize| PublishRequest {
+        channel: "all".into(),
+        message: Some(publish_request::Message::Text("x".repeat(n))),
+        ..Default::default()
+    };
+
+    let roomy = Gateway::start_with(&backend.url, &["--max-outbound-bytes", "262144"]).await;
+    let mut client = Client::connect(&roomy).await;
+    wait_for_subscribers(&roomy, "all", 1).await;
+    roomy.grpc().await.publish(big(BIG)).await.unwrap();
+    assert_eq!(client.text().await.len(), BIG, "a publish over 128 KiB");
+    client.send("big please").await;
+    assert_eq!(client.text().await.len(), BIG, "a callback reply's TEXT over 128 KiB");
+    let over = roomy.grpc().await.publish(big(300 * 1024)).await.unwrap_err();
+    assert_eq!(over.code(), tonic::Code::InvalidArgument);
+
+    let default = Gateway::start(&backend.url).await;
+    let status = default.grpc().await.publish(big(BIG)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+}

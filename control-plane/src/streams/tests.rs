@@ -18,6 +18,7 @@ fn limits() -> StreamLimits {
         max_key_bytes: 1 << 20,
         meta_ttl: Duration::from_secs(600),
         max_streams: 1000,
+        max_message_bytes: 128 * 1024,
         replicas: 1,
     }
 }

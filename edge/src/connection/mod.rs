@@ -39,8 +39,9 @@ type InFlight = Pin<Box<dyn Future<Output = Result<Answer, CallbackError>> + Sen
 
 /// An accepted connection before its socket is ours: what the opening settled.
 pub(crate) struct Opening {
-    /// Serialized JSON: a new connection's (a resumed session keeps its own).
-    pub metadata: Arc<str>,
+    /// Its outbox: a new connection is in the hub with it from its ACCEPT on
+    /// ([`accepted`]), so that the backend may address it at once.
+    pub outbox: Arc<Outbox>,
     /// What the reply to OPEN asked for.
     pub effects: Vec<Effect>,
     pub format: Format,
@@ -57,6 +58,20 @@ pub(crate) struct Opening {
     pub slot: crate::admission::Slot,
 }
 
+/// A new connection the backend accepted: in the hub from now on, before
+/// its 101 goes out, with an outbox its writer drains once the socket is
+/// ours. A command the backend sends it meanwhile (a SUBSCRIBE through the
+/// control API right after the ACCEPT) finds it.
+pub(crate) fn accepted(edge: &Edge, id: &str, metadata: Arc<str>, session: bool) -> Arc<Outbox> {
+    let outbox = Arc::new(Outbox::new(edge.config.outbox));
+    if session {
+        // The session frame goes before anything the reply to OPEN sends.
+        outbox.push(crate::session::opening(&edge.config.jwt_secret, id, slip_proto::jwt::now()));
+    }
+    edge.hub.register_as(id, outbox.clone(), metadata, session);
+    outbox
+}
+
 /// How a session's connection ending leaves the session: parked for a
 /// resume when the client vanished (no close frame), the edge drains, or
 /// the client could not keep up; ended when either side closed it.
@@ -69,8 +84,7 @@ fn parks(ending: Option<&Ending>) -> bool {
 /// Runs an accepted connection to its end. `early` holds bytes the client
 /// sent right behind its handshake.
 pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: Bytes, opening: Opening) {
-    let Opening { metadata, effects, format, session, resume, rejoin, slot } = opening;
-    let outbox = Arc::new(Outbox::new(edge.config.outbox));
+    let Opening { outbox, effects, format, session, resume, rejoin, slot } = opening;
     let generation = match &resume {
         Some(ticket) => {
             // A connection still holding the session (its client gone
@@ -81,11 +95,6 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
             ticket.generation
         }
         None => {
-            if session {
-                // The session frame goes before anything the reply to OPEN sends.
-                outbox.push(crate::session::opening(&edge.config.jwt_secret, &id, slip_proto::jwt::now()));
-            }
-            edge.hub.register_as(&id, outbox.clone(), metadata, session);
             if rejoin && let Some(session) = edge.hub.session(&id) {
                 // What the reply to OPEN subscribes it to waits behind the
                 // replay its resume frame asks for.
