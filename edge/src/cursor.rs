@@ -405,6 +405,19 @@ impl Cursors {
         steps
     }
 
+    /// Follows `channel` from `offset` of `epoch` on, if it is not followed
+    /// yet: a session taken over from another edge stood there.
+    pub fn start_at(&mut self, channel: &str, epoch: &str, offset: u64) {
+        self.channels.entry(channel.to_owned()).or_insert_with(|| Cursor {
+            epoch: epoch.to_owned(),
+            last: offset,
+            view: 0,
+            held: BTreeMap::new(),
+            fetch: None,
+            behind: 0,
+        });
+    }
+
     /// The epoch and last offset delivered here of `channel`, if known.
     pub fn position(&self, channel: &str) -> Option<(String, u64)> {
         self.channels.get(channel).map(|c| (c.epoch.clone(), c.last))

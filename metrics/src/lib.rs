@@ -50,6 +50,8 @@ pub struct Metrics {
     pub stream_gaps: Counter,
     /// Bytes of channel history this control node holds.
     pub history_bytes: Gauge,
+    /// Deadlines of parked sessions an edge's expiry timer holds (one per session).
+    pub session_deadlines: Gauge,
     /// What the idempotency keys this control node remembers cost, in bytes.
     pub idempotency_key_bytes: Gauge,
     /// Idempotency keys forgotten before their window ended, to keep within bytes.
@@ -124,6 +126,7 @@ fn exported() -> &'static Exported {
             stream_gaps: Counter::default(),
             history_bytes: Gauge::default(),
             idempotency_key_bytes: Gauge::default(),
+            session_deadlines: Gauge::default(),
             idempotency_keys_shed: Counter::default(),
             stream_divergences: Counter::default(),
             slow_consumer_closes: Counter::default(),
@@ -152,6 +155,11 @@ fn exported() -> &'static Exported {
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
         registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());
+        registry.register(
+            "session_deadlines",
+            "Deadlines of parked sessions the expiry timer holds",
+            m.session_deadlines.clone(),
+        );
         registry.register(
             "idempotency_key_bytes",
             "What the idempotency keys remembered cost, in bytes",

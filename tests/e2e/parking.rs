@@ -69,3 +69,42 @@ async fn a_flood_of_dropped_sessions_stays_within_max_connections_and_each_ended
     let grown = gateway.rss().saturating_sub(warm);
     assert!(grown < 5 << 20, "the edge grew {grown} bytes from {warm} over {CYCLES} parked sessions");
 }
+
+/// A client that resumes and drops in a loop leaves one deadline for its
+/// session in the edge's expiry queue, not one per drop.
+#[tokio::test]
+async fn resuming_and_dropping_in_a_loop_leaves_one_deadline() {
+    let backend = Backend::start(accept_all).await;
+    let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let extra = ["--target-url", &backend.url, "--jwt-secret", SECRET, "--resume-secs", "600"];
+    let (_child, lines) = spawn_slip(&[&args[..], &extra[..]].concat(), &["WebSocket:", "Metrics:"]).await;
+    let ws = lines[0].trim_end_matches('/').to_owned();
+    let (mut client, _) = session_client(&ws).await;
+    let mut token = json_frame(&mut client).await["session"].as_str().unwrap().to_owned();
+    for _ in 0..300 {
+        drop(client);
+        let (mut back, _) = session_client(&format!("{ws}/?slip_resume={token}")).await;
+        back.send(r#"{"type":"resume","seq":0,"channels":{}}"#).await;
+        let session = json_frame(&mut back).await;
+        assert_eq!(session["resumed"], true, "{session}");
+        token = session["session"].as_str().unwrap().to_owned();
+        client = back;
+    }
+    drop(client);
+    let deadlines = || async {
+        let text = reqwest::get(&lines[1]).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("slip_session_deadlines"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    // The last drop parks it once more: one deadline, whatever came before.
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = deadlines().await;
+        if seen == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, Some(1.0), "deadlines held after 300 resumes and drops");
+}

@@ -310,3 +310,14 @@ fn a_head_of_another_epoch_fetches_the_new_one_from_its_start() {
     let e2 = HistoryAnswer { epoch: "e2".into(), ..answer(&[1, 2, 3], 3) };
     assert_eq!(offsets(&c.answered(id, Some(e2), now)), [1, 2, 3]);
 }
+
+#[test]
+fn a_cursor_started_at_a_sessions_place_fetches_what_came_before_the_owner_knew_of_this_edge() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    c.start_at("room", "e1", 3);
+    c.start_at("room", "e1", 1);
+    assert_eq!(c.position("room"), Some(("e1".to_owned(), 3)), "one already followed is left as it is");
+    let (id, query) = c.head("room", "e1", 4, 1, now).fetch[0].clone();
+    assert_eq!((query.since_offset, query.limit), (3, 1));
+    assert_eq!(offsets(&c.answered(id, Some(answer(&[4], 4)), now)), [4]);
+}

@@ -168,7 +168,7 @@ impl Edge {
     /// Ends the session parked longest ago, if any: false if none is.
     fn end_oldest_parked(self: &Arc<Self>) -> bool {
         loop {
-            let Some(oldest) = self.parking.expiries.lock().take_oldest() else { return false };
+            let Some(oldest) = self.with_expiries(Expiries::take_oldest) else { return false };
             if self.unpark(&oldest.id, oldest.generation) {
                 slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("evicted")).inc();
                 let edge = self.clone();
@@ -176,6 +176,14 @@ impl Edge {
                 return true;
             }
         }
+    }
+
+    /// Changes the parked sessions' deadlines; the gauge follows.
+    fn with_expiries<R>(&self, change: impl FnOnce(&mut Expiries) -> R) -> R {
+        let mut expiries = self.parking.expiries.lock();
+        let result = change(&mut expiries);
+        slip_metrics::metrics().session_deadlines.set(expiries.len() as i64);
+        result
     }
 
     /// The outbox of every parked session.
@@ -194,7 +202,7 @@ impl Edge {
     /// parked again (another generation) by then.
     fn expire_later(self: &Arc<Self>, id: &str, generation: u64) {
         let at = tokio::time::Instant::now() + self.config.resume_window;
-        let earliest = self.parking.expiries.lock().push(Expiry { at, id: id.to_owned(), generation });
+        let earliest = self.with_expiries(|e| e.push(Expiry { at, id: id.to_owned(), generation }));
         if !self.parking.timer_started.swap(true, Ordering::AcqRel) {
             let edge = self.clone();
             self.tasks.spawn(self.stopping.clone().run_until_cancelled_owned(edge.run_expiries()));
@@ -217,7 +225,7 @@ impl Edge {
                 }
                 None => self.parking.rearm.notified().await,
             }
-            let due = self.parking.expiries.lock().take_due(tokio::time::Instant::now(), EXPIRIES_PER_TURN);
+            let due = self.with_expiries(|e| e.take_due(tokio::time::Instant::now(), EXPIRIES_PER_TURN));
             for expiry in due {
                 if self.unpark(&expiry.id, expiry.generation) {
                     let edge = self.clone();
@@ -310,7 +318,7 @@ impl Edge {
             state.generation
         };
         let parked = self.take_parked(&claims.connection_id);
-        self.parking.expiries.lock().remove(&claims.connection_id);
+        self.with_expiries(|e| e.remove(&claims.connection_id));
         let positions = parked.map(|p| p.positions).unwrap_or_default();
         // The token just used is old now, for the control node too.
         self.record_session(&claims.connection_id);
@@ -543,7 +551,7 @@ impl Edge {
         // A connection still holding it sees it superseded.
         session.lock().generation += 1;
         self.take_parked(id);
-        self.parking.expiries.lock().remove(id);
+        self.with_expiries(|e| e.remove(id));
         if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
             outbox.abort(why);
         }
@@ -576,8 +584,9 @@ impl Edge {
         let home_lost = handover.home_lost;
         let kept = handover.messages.into_iter().map(|m| (m.seq, m.frame)).collect();
         let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
-        let generation = self.adopt(&id, metadata, state, &handover.channels)?;
-        let positions = handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
+        let positions: HashMap<String, (String, u64)> =
+            handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
+        let generation = self.adopt(&id, metadata, state, &handover.channels, &positions)?;
         if home_lost {
             // What it kept (messages, its places) died with its edge.
             slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
@@ -593,10 +602,18 @@ impl Edge {
         metadata: Arc<str>,
         state: crate::session::SessionState,
         channels: &[String],
+        places: &HashMap<String, (String, u64)>,
     ) -> Option<u64> {
         self.hub.register_session(id, self.parked_outbox(), metadata, state);
         for channel in channels {
             if self.hub.subscribe(id, channel) == crate::hub::Subscribed::First {
+                // New here: the edge follows the stream from the session's
+                // place, so what is published before the owner hears of
+                // this edge is fetched (the owner's Head says it exists),
+                // not missed.
+                if let Some((epoch, offset)) = places.get(channel) {
+                    self.cursors.lock().start_at(channel, epoch, *offset);
+                }
                 self.interest(channel.clone(), true);
             }
         }
