@@ -159,14 +159,7 @@ async fn tokens_the_gateway_signs_publish_nothing() {
         assert_eq!(response.status(), 401, "{kind} on POST /publish/");
         // gRPC Control and Admin.
         let channel = tonic::transport::Endpoint::from_shared(slip.control.clone()).unwrap().connect().await.unwrap();
-        let mut control =
-            slip_proto::pb::control_client::ControlClient::with_interceptor(channel.clone(), Auth::bearer(token));
-        let publish = PublishRequest {
-            channel: "c".into(),
-            message: Some(publish_request::Message::Text("forged".into())),
-            ..Default::default()
-        };
-        let status = control.publish(publish).await.unwrap_err();
+        let status = grpc_publish(&channel, token).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind} on gRPC Publish");
         let mut admin = AdminClient::with_interceptor(channel, Auth::bearer(token));
         let status = admin.nodes(NodesRequest {}).await.unwrap_err();
@@ -181,13 +174,28 @@ async fn tokens_the_gateway_signs_publish_nothing() {
     assert_eq!(response.status(), 200);
 }
 
+/// A gRPC publish of "x" to channel "c" with `token`.
+async fn grpc_publish(
+    channel: &tonic::transport::Channel,
+    token: &str,
+) -> Result<tonic::Response<slip_proto::pb::PublishReply>, tonic::Status> {
+    let mut control =
+        slip_proto::pb::control_client::ControlClient::with_interceptor(channel.clone(), Auth::bearer(token));
+    let publish = PublishRequest {
+        channel: "c".into(),
+        message: Some(publish_request::Message::Text("x".into())),
+        ..Default::default()
+    };
+    control.publish(publish).await
+}
+
 // A control token good for years, or issued a day ahead of the clock, is a
 // leaked credential waiting to happen: refused on every control API; one
 // within the limit (`--max-token-secs`) passes.
 #[tokio::test]
 async fn control_tokens_living_too_long_or_issued_ahead_are_refused() {
     let backend = RawBackend::start(slip_accept).await;
-    let slip = Gateway::start_with(&backend.url, &["--max-token-secs", "7200"]).await;
+    let slip = Gateway::start(&backend.url).await;
     let now = slip_proto::jwt::now();
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
     let token = |iat: u64, exp: u64| {
@@ -200,17 +208,13 @@ async fn control_tokens_living_too_long_or_issued_ahead_are_refused() {
         [("ten years", token(now, now + 10 * 365 * 86_400)), ("a day ahead", token(now + 86_400, now + 86_460))]
     {
         assert_eq!(slip.control_post(&token, &body).await.0, 403, "{why} on POST /");
-        let mut control =
-            slip_proto::pb::control_client::ControlClient::with_interceptor(channel.clone(), Auth::bearer(&token));
-        let publish = PublishRequest {
-            channel: "c".into(),
-            message: Some(publish_request::Message::Text("x".into())),
-            ..Default::default()
-        };
-        let status = control.publish(publish).await.unwrap_err();
+        let status = grpc_publish(&channel, &token).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{why} on gRPC");
     }
-    assert_eq!(slip.control_post(&token(now, now + 7200), &body).await.0, 200, "two hours, as configured");
+    assert_eq!(slip.control_post(&token(now, now + 3600), &body).await.0, 200, "an hour, the default");
+    assert_eq!(slip.control_post(&token(now, now + 7200), &body).await.0, 403, "two hours");
+    let roomier = Gateway::start_with(&backend.url, &["--max-token-secs", "7200"]).await;
+    assert_eq!(roomier.control_post(&token(now, now + 7200), &body).await.0, 200, "two hours, as configured");
 }
 
 // 4. The control port: a client that never finishes its headers is cut off,
