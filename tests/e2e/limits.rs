@@ -23,6 +23,8 @@ fn everyone_in_all(request: &slip_proto::callback::CallbackRequest) -> Reply {
 }
 
 async fn bystander_still_hears(gateway: &Gateway, bystander: &mut Client, text: &str) {
+    // Its subscription (in the reply to its OPEN) reaches the channel's owner on its own time.
+    wait_for_subscribers(gateway, "all", 1).await;
     let mut grpc = gateway.grpc().await;
     let request = PublishRequest {
         channel: "all".into(),
