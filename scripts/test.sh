@@ -57,4 +57,8 @@ fi
   if ! out=$(NEXT_TELEMETRY_DISABLED=1 npm run build 2>&1); then echo "$out" >&2; exit 1; fi
 )
 
+# What no compiler checks: no import cycles between modules, and no
+# reference to a document outside the repository.
+python3 scripts/check-structure.py
+
 cargo test --workspace "$@"

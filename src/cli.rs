@@ -310,7 +310,7 @@ impl OutboundLimit {
     }
 }
 
-/// Channel streams kept by a control node (DESIGN §9).
+/// Channel streams kept by a control node (docs/streams.md).
 #[derive(Args, Debug, Clone)]
 pub struct StreamTuning {
     /// Publications kept per channel for History (0: none; offsets are still given).

@@ -33,8 +33,8 @@ use slip_proto::link_pb::CloseConnection;
 use slip_proto::link_pb::channel_event::Body;
 use slip_proto::route;
 
+use crate::body::{MAX_HTTP_BODY_BYTES, read_body};
 use crate::plane::ControlPlane;
-use crate::server;
 
 /// The path GRIP publishers post to (with or without the trailing slash).
 pub const PUBLISH_PATH: &str = "/publish/";
@@ -66,7 +66,7 @@ pub async fn publish(State(api): State<GripApi>, headers: HeaderMap, body: HttpB
         }
     }
     // Only now is the body read.
-    let body = match server::read_body(body, server::MAX_HTTP_BODY_BYTES).await {
+    let body = match read_body(body, MAX_HTTP_BODY_BYTES).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };

@@ -24,8 +24,9 @@ use serde_json::json;
 use slip_proto::command::{self, Source};
 use slip_proto::route::{self, Action};
 
+use crate::auth;
+use crate::body::{MAX_HTTP_BODY_BYTES, read_body};
 use crate::plane::{ControlError, ControlPlane};
-use crate::{auth, server};
 
 #[derive(Clone)]
 pub struct HttpApi {
@@ -51,7 +52,7 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) 
         return (StatusCode::FORBIDDEN, "Invalid token").into_response();
     }
     // Only now is the body read.
-    let body = match server::read_body(body, server::MAX_HTTP_BODY_BYTES).await {
+    let body = match read_body(body, MAX_HTTP_BODY_BYTES).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };

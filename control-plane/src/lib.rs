@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod catchup;
 pub mod consensus;
 pub mod grip_api;
@@ -13,7 +14,6 @@ pub mod http_api;
 pub mod interest;
 pub mod ownership;
 pub mod plane;
-pub mod questions;
 pub mod records;
 pub mod replication;
 pub mod routing;

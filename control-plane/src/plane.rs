@@ -4,32 +4,26 @@
 //! Questions to other nodes are in `plane/queries.rs`, what arriving frames
 //! do in `plane/frames.rs`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use slip_link::{FrameHandler, Link, Peers};
+use slip_link::{Link, Peers};
 use slip_proto::channel;
-use slip_proto::ids::{ConnectionId, NodeId};
-use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
-use slip_proto::link_pb::{
-    ChannelState, ConnectionCommand, ConnectionState, Drain, Frame, Hello, HistoryAnswer, HistoryEntry, HistoryQuery,
-    Publish, Query, Reply, WaitForConnection, frame::Kind, query, reply,
-};
-use tokio::sync::{Notify, oneshot};
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::{ChannelState, Frame, Hello, HistoryQuery, Publish, frame::Kind, query, reply};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::consensus::{self, Consensus, ConsensusConfig, ConsensusError};
-pub use crate::questions::MAX_PENDING_QUERIES;
-use crate::questions::Questions;
 use crate::routing::copies::Answer;
 pub use crate::routing::{ChannelView, MAX_PUBLISH_HOPS, Published, RING_SETTLE};
 use crate::routing::{Outlet, Routing};
-use crate::streams::{self, History, MAX_IDEMPOTENCY_KEY_BYTES, StreamLimits};
+use crate::streams::{History, MAX_IDEMPOTENCY_KEY_BYTES, StreamLimits};
 use crate::view::View;
+use slip_link::questions::{Pending, Questions};
 pub use slip_proto::pb::NodeInfo;
 
 /// How long a question to an edge may take before the caller gets UNAVAILABLE.
@@ -112,18 +106,13 @@ pub struct ControlPlane {
 
 /// What [`ControlPlane::publish_start`] leaves to wait on: the owner's
 /// answer to question `id` (this node's own routing, when it is the owner).
-pub struct Receipt {
-    id: u64,
-    answer: oneshot::Receiver<reply::Kind>,
-}
+pub struct Receipt(Pending);
 
 impl Receipt {
     /// Where the publish went; UNAVAILABLE when its owner did not say in time.
     pub async fn wait(self, plane: &ControlPlane) -> Result<Published, ControlError> {
-        let answered = tokio::time::timeout(QUERY_TIMEOUT, self.answer).await;
-        plane.questions.forget(self.id);
-        match answered {
-            Ok(Ok(reply::Kind::Published(p))) => Ok(p.into()),
+        match plane.questions.wait(self.0, QUERY_TIMEOUT).await {
+            Some(reply::Kind::Published(p)) => Ok(p.into()),
             _ => Err(ControlError::Unavailable("the channel's owner did not confirm the publish".into())),
         }
     }
@@ -437,13 +426,14 @@ impl ControlPlane {
             )));
         }
         // The owner answers it once its replicas have it: here, or elsewhere.
-        let (id, answer) = self.expect_reply()?;
+        let pending = self.expect_reply()?;
+        let id = pending.id;
         (publish.ack, publish.reply_to) = (id, self.node_id.to_string());
         if let Err(e) = self.place(publish, Some(id)) {
             self.questions.forget(id);
             return Err(ControlError::Unavailable(e.to_string()));
         }
-        Ok(Receipt { id, answer })
+        Ok(Receipt(pending))
     }
 
     /// Fans a publish out here when this node owns its channel; else sends
@@ -516,16 +506,7 @@ impl ControlPlane {
         };
         let question = HistoryQuery { channel: channel.into(), since_epoch: since_epoch.into(), since_offset, limit };
         match self.ask_query(owner.as_str(), query::Kind::History(question)).await? {
-            reply::Kind::History(answer) if !answer.not_owner => Ok(History {
-                epoch: answer.epoch.into(),
-                top_offset: answer.top_offset,
-                publications: answer
-                    .publications
-                    .into_iter()
-                    .map(|p| streams::Publication { offset: p.offset, event: p.event.unwrap_or_default() })
-                    .collect(),
-                complete: answer.complete,
-            }),
+            reply::Kind::History(answer) if !answer.not_owner => Ok(answer.into()),
             _ => Err(ControlError::Unavailable(format!("owner {owner} gave no history"))),
         }
     }

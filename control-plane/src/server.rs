@@ -2,15 +2,15 @@
 //! HTTP/2), GRIP publishing on `/publish/`, and the SLIP v4 HTTP JSON API on
 //! every other path.
 //!
-//! The port is private by deployment and defended anyway (DESIGN §11), each
+//! The port is private by deployment and defended anyway (docs/security.md), each
 //! bound named below and listed in docs/operations.md:
 //! - a client has [`HEADER_TIMEOUT`] to send its first request's headers,
-//!   and an HTTP/1 body must arrive within [`BODY_TIMEOUT`];
+//!   and an HTTP/1 body must arrive within [`BODY_TIMEOUT`] (read by [`crate::body`]);
 //! - the token is checked before a body is read (the gRPC interceptor runs
 //!   on the headers; the JSON and GRIP handlers take the body only after it),
 //!   so an unauthenticated client never makes the node buffer anything;
 //! - bodies are bounded per API ([`MAX_GRPC_MESSAGE_BYTES`], and
-//!   [`MAX_COMMAND_BODY_BYTES`] for the JSON and GRIP APIs);
+//!   [`MAX_COMMAND_BODY_BYTES`](slip_proto::limits::MAX_COMMAND_BODY_BYTES) for the JSON and GRIP APIs);
 //! - at most [`MAX_CONNECTIONS`] connections are served at once (more wait in
 //!   the kernel's backlog), [`MAX_STREAMS_PER_CONNECTION`] HTTP/2 streams on
 //!   each, and [`MAX_CONCURRENT_REQUESTS`] requests in all: one past that is
@@ -24,17 +24,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::post;
-use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use slip_proto::limits::MAX_COMMAND_BODY_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 
 pub use crate::auth::ControlAuth;
+pub use crate::body::BODY_TIMEOUT;
 use crate::grip_api::{self, GripApi, GripAuth};
 use crate::http_api::{self, HttpApi};
 use crate::plane::ControlPlane;
@@ -49,8 +47,6 @@ use crate::{admin, grpc};
 
 /// Time a client has to send a request's headers (and its first bytes).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time an HTTP JSON or GRIP request's body has to arrive, once authorized.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest gRPC request message: a 128 KiB message or 16 KiB of metadata, with room for the rest.
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Connections served at once.
@@ -93,25 +89,6 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
             }
         }))
 }
-
-/// Reads an authorized request's body, within [`BODY_TIMEOUT`] and `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("body over {limit} bytes\n")).into_response();
-    // A Content-Length past the limit is refused before waiting for any of it.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
-        return Err(too_large());
-    }
-    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err((StatusCode::BAD_REQUEST, format!("reading the body: {e}\n")).into_response()),
-        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "body not received in time\n").into_response()),
-    }
-}
-
-/// The JSON and GRIP APIs' body limit.
-pub const MAX_HTTP_BODY_BYTES: usize = MAX_COMMAND_BODY_BYTES;
 
 /// Serves every control API on `listener` until it fails, or until `shutdown`
 /// is cancelled and what was in flight is answered (see the top of this file).

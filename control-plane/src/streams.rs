@@ -1,4 +1,4 @@
-//! Channel streams at their owner, as pure code (DESIGN §9): per channel an
+//! Channel streams at their owner, as pure code (docs/streams.md): per channel an
 //! epoch, the last offset given, the newest publications, and the
 //! idempotency keys seen. The clock is passed in; so is the source of new
 //! epochs, so tests can name them.
@@ -18,7 +18,9 @@ use slip_proto::link_pb::{ChannelEvent, CopyEntry, CopyKey, Head, StreamCopy, Te
 // A plain value passed in: tokio's, so a paused test clock drives it.
 use tokio::time::Instant;
 
+mod answer;
 mod keys;
+pub use answer::HISTORY_ANSWER_BYTES;
 use keys::Keys;
 
 /// Default publications kept per channel (`SLIP_HISTORY_SIZE`).

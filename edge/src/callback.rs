@@ -8,7 +8,7 @@
 //! 4xx, is not retried: the backend has spoken, and its batch is dropped and
 //! logged.
 //!
-//! Redirects are never followed (DESIGN §11): a 3xx is a failed callback in
+//! Redirects are never followed (docs/security.md): a 3xx is a failed callback in
 //! either format, so nothing fetched from anywhere but the target URL, and no
 //! token sent anywhere else, ever reaches a client.
 //!

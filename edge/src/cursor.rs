@@ -1,4 +1,4 @@
-//! Gap-free delivery at the edge, as pure code (DESIGN §9 "Delivery"): per
+//! Gap-free delivery at the edge, as pure code (docs/streams.md, "Delivery at the edge"): per
 //! channel, the stream's epoch and the last offset delivered here. A Deliver
 //! right after it goes out; one already delivered is dropped; one past a gap
 //! waits (bounded) while the gap is fetched from the owner's history, and
@@ -30,6 +30,11 @@ pub const MAX_HELD: usize = 1024;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Wait before asking again when the question could not be sent at all.
 pub const FETCH_RETRY: Duration = Duration::from_millis(250);
+/// Set in every fetch's question id: the cursors number their own questions
+/// (they are pure and keep their own deadlines), and the edge's other
+/// questions come from the link's registry, which counts from 1 and never
+/// reaches this bit. An answer is routed by it.
+pub const FETCH_ID_BIT: u64 = 1 << 63;
 /// Longest a gap is fetched, over every attempt, before it is given up:
 /// beyond the link's loss detection (3 s) and a new owner's catch-up (10 s).
 pub const FETCH_GIVE_UP: Duration = Duration::from_secs(20);
@@ -296,7 +301,7 @@ impl Cursors {
     /// `through`, as a new question (an answer to an earlier one is ignored).
     fn ask(&mut self, channel: &str, through: u64, give_up: Instant, now: Instant, steps: &mut Steps) {
         let Some(cursor) = self.channels.get_mut(channel) else { return };
-        let id = self.next_fetch;
+        let id = FETCH_ID_BIT | self.next_fetch;
         self.next_fetch += 1;
         let query = HistoryQuery {
             channel: channel.to_owned(),
@@ -311,9 +316,25 @@ impl Cursors {
         steps.fetch.push((id, query));
     }
 
-    /// Fetch `id` got no answer (its time passed, or it could not be sent:
-    /// the shell calls this [`FETCH_RETRY`] later). Asked again, of the
-    /// owner then, until [`FETCH_GIVE_UP`]; then given up.
+    /// Whether question `id` is one of the cursors' fetches.
+    pub fn is_fetch(id: u64) -> bool {
+        id & FETCH_ID_BIT != 0
+    }
+
+    /// Fetch `id` could not be sent (no owner known, no link up): it is
+    /// asked again after [`FETCH_RETRY`], not [`FETCH_TIMEOUT`].
+    pub fn unsent(&mut self, id: u64, now: Instant) {
+        let Some(channel) = self.fetching.get(&id) else { return };
+        if let Some(fetch) = self.channels.get_mut(channel).and_then(|c| c.fetch.as_mut())
+            && fetch.id == id
+        {
+            fetch.until = fetch.until.min(now + FETCH_RETRY);
+        }
+    }
+
+    /// Fetch `id` got no answer in its time ([`Cursors::expire`] calls
+    /// this). Asked again, of the owner then, until [`FETCH_GIVE_UP`]; then
+    /// given up.
     pub fn unanswered(&mut self, id: u64, now: Instant) -> Steps {
         let mut steps = Steps::default();
         let Some(channel) = self.fetching.get(&id).cloned() else { return steps };
@@ -391,10 +412,16 @@ impl Cursors {
 
     /// Fetches past their time: asked again, or given up past [`FETCH_GIVE_UP`].
     pub fn expire(&mut self, now: Instant) -> Steps {
-        let due: Vec<u64> =
-            self.channels.values().filter_map(|c| c.fetch.as_ref().filter(|f| f.until <= now).map(|f| f.id)).collect();
+        let due: Vec<(u64, String)> = self
+            .channels
+            .iter()
+            .filter_map(|(channel, c)| c.fetch.as_ref().filter(|f| f.until <= now).map(|f| (f.id, channel.clone())))
+            .collect();
         let mut steps = Steps::default();
-        for id in due {
+        for (id, channel) in due {
+            // Every fetch past its time moves on here (asked again or given
+            // up): the clock must never find the same deadline past twice.
+            self.fetching.entry(id).or_insert(channel);
             let more = self.unanswered(id, now);
             steps.deliver.extend(more.deliver);
             steps.lost += more.lost;

@@ -1,7 +1,7 @@
 //! When parked sessions end: one queue of deadlines for every session parked
-//! on the edge, read by one timer task, instead of a sleeping task per
+//! on the edge, read by the edge's clock, instead of a sleeping task per
 //! session (a task, its timer entry and its future cost more than the
-//! session's own state). Pure: the shell in `node/resume.rs` sleeps until
+//! session's own state). Pure: the clock (`node/clock.rs`) sleeps until
 //! [`Expiries::next`] and ends what [`Expiries::take_due`] returns.
 //!
 //! One entry per session: parking it again replaces its entry, and a

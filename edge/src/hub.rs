@@ -14,7 +14,7 @@ use slip_proto::close::CloseCode;
 use tokio::sync::Notify;
 
 use crate::outbox::{Outbox, Push};
-use crate::session::{Route, SessionState};
+use crate::session::{Message, Route, SessionState};
 
 /// A `slip.v1` session's state, shared by its hub entry and its subscriptions.
 pub type SessionCell = Arc<Mutex<SessionState>>;
@@ -72,13 +72,6 @@ struct State {
     /// channel → (connection key → subscriber): fan-out walks this map only.
     channels: HashMap<Box<str>, HashMap<u64, Subscriber>>,
     next_key: u64,
-}
-
-/// What [`Hub::send`] queues: a plain frame, or for a session the message
-/// envelope with its number.
-pub trait Message {
-    fn plain(&self) -> Bytes;
-    fn enveloped(&self, seq: u64) -> Bytes;
 }
 
 pub struct Hub {

@@ -5,7 +5,6 @@ pub mod admission;
 pub mod batcher;
 pub mod callback;
 pub mod config;
-pub mod confirm;
 mod connection;
 pub mod cursor;
 pub mod drain;

@@ -1,14 +1,28 @@
 //! The edge as a node: routes commands to local connections or over links,
 //! keeps channel owners told of local interest, and answers frames from
 //! control nodes. Nothing here blocks, and only a reply's commands wait (for
-//! a publish's confirmation, `confirm.rs`); sockets live in `connection` and
-//! `server`.
+//! a publish's confirmation, [`CONFIRM_TIMEOUT`]); sockets live in
+//! `connection` and `server`. One clock task (`node/clock.rs`) keeps every
+//! deadline of the node: gaps being fetched, parked sessions.
+//!
+//! Lock order, the one rule for the node's locks: the cursors, then the
+//! hub, then a session's cell, then an outbox (fan-out runs under the
+//! cursors' lock, so that whatever comes next goes out after). The ring,
+//! the parking, the question registry and the links are taken alone, or
+//! last, and call out to nothing while held. Parking reads the cursors
+//! before it locks the session, never while.
+//!
+//! Questions to control nodes go through the link's registry
+//! ([`slip_link::questions`]), which ends them when the link to the node
+//! asked drops; the cursors' fetches carry their own ids
+//! ([`crate::cursor::FETCH_ID_BIT`]) and deadlines.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
+use slip_link::questions::Questions;
 use slip_link::{FrameHandler, Link, LinkError, Peers};
 use slip_proto::close::CloseCode;
 use slip_proto::command::Command;
@@ -29,9 +43,7 @@ use crate::admission::Admission;
 use crate::callback::CallbackClient;
 use crate::config::ConfigError;
 use crate::config::EdgeConfig;
-use crate::confirm::Confirmations;
-use crate::cursor::{Cursors, FETCH_RETRY, FETCH_TIMEOUT, Steps};
-use crate::frame;
+use crate::cursor::{Cursors, Steps};
 use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
 use crate::session::{self, Direct};
@@ -41,6 +53,17 @@ use slip_proto::session::Payload;
 const MAX_CHANNEL_COUNTS: usize = 1000;
 /// Close code sent to subscribers of a closed channel.
 const CHANNEL_CLOSED_CODE: CloseCode = CloseCode::NORMAL;
+
+/// Longest a reply's next command waits for a publish before it to come
+/// back. A reply's commands run in order (docs/protocol.md, "The reply"):
+/// after `PUBLISH_TEXT` then `TEXT` to a subscriber here, that subscriber
+/// gets the publish first. The publish travels to the channel's owner and
+/// back, the `TEXT` would not, so the edge sends the publish as a question
+/// (its `ack`) and waits until the owner's `Deliver` carrying it has been
+/// fanned out here (or, when this edge has no subscriber of the channel,
+/// until the owner's `Reply`); then the next command runs. With too many
+/// questions waiting, the publish goes out unconfirmed.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Edge {
     pub config: EdgeConfig,
@@ -56,8 +79,12 @@ pub struct Edge {
     ring: RwLock<Ring>,
     /// That view's term.
     view_term: std::sync::atomic::AtomicU64,
-    /// Publishes a reply's next command waits for (`confirm.rs`).
-    confirmations: Confirmations,
+    /// Questions to control nodes: publishes a reply's next command waits
+    /// for, and what resumes ask.
+    questions: Questions,
+    /// Wakes the clock task (`node/clock.rs`): a deadline came earlier.
+    clock: tokio::sync::Notify,
+    clock_started: std::sync::atomic::AtomicBool,
     /// Per channel, the last offset delivered here, and gaps being fetched (`cursor.rs`).
     cursors: Mutex<Cursors>,
     /// `slip.v1` sessions waiting to be resumed (`node/resume.rs`).
@@ -91,7 +118,9 @@ impl Edge {
             control: Peers::default(),
             ring: RwLock::new(Ring::default()),
             view_term: std::sync::atomic::AtomicU64::new(0),
-            confirmations: Confirmations::default(),
+            questions: Questions::default(),
+            clock: tokio::sync::Notify::new(),
+            clock_started: std::sync::atomic::AtomicBool::new(false),
             cursors: Mutex::new(Cursors::default()),
             parking: resume::Parking::default(),
             tasks: TaskTracker::new(),
@@ -133,7 +162,15 @@ impl Edge {
     /// A link to a control node is down. Owners do not change with links,
     /// only with views; what was sent on it is asked again where needed.
     pub fn remove_control_link(self: &Arc<Self>, link: &Arc<dyn Link>) {
+        let peer = link.peer().clone();
         self.control.remove_link(link);
+        if !self.control.contains(&peer) {
+            // Nobody waits out a deadline for an answer that cannot come.
+            self.questions.node_gone(peer.as_str());
+            let mut cursors = self.cursors.lock();
+            let steps = cursors.ask_again(Instant::now());
+            self.carry_out(&mut cursors, steps);
+        }
     }
 
     /// A view from a control node: a newer one than this edge knew gives
@@ -184,24 +221,15 @@ impl Edge {
         {
             let mut cursors = self.cursors.lock();
             let steps = cursors.ask_again(Instant::now());
-            self.carry_out(steps);
+            self.carry_out(&mut cursors, steps);
         }
         if moved > 0 {
             tracing::info!(reannounced = moved, "interest told to new owners");
         }
     }
 
-    /// Runs commands from a callback reply, in order: a publish followed by
-    /// more commands is seen delivered here before the next one runs.
-    pub async fn apply(&self, commands: Vec<Command>) {
-        let last = commands.len();
-        for (i, command) in commands.into_iter().enumerate() {
-            self.run(command, i + 1 < last).await;
-        }
-    }
-
     /// Runs one command of a reply; with `more` (later commands follow), a
-    /// publish returns only once it is delivered here (`confirm.rs`).
+    /// publish returns only once it is delivered here ([`CONFIRM_TIMEOUT`]).
     pub async fn run(&self, command: Command, more: bool) {
         match route::action(command) {
             Action::Connection(command) => self.connection_command(command),
@@ -214,19 +242,34 @@ impl Edge {
         }
     }
 
+    /// Sends a publish and waits, at most [`CONFIRM_TIMEOUT`], until it is
+    /// delivered here (or its owner said it had no subscriber here).
     async fn publish_confirmed(&self, mut publish: Publish) {
         let owner = self.ring.read().owner(&publish.channel).cloned();
-        let (Some(owner), Some((ack, confirmed))) = (owner, self.confirmations.expect()) else {
+        let (Some(owner), Some(pending)) = (owner, self.questions.expect()) else {
             return self.publish(publish);
         };
+        let ack = pending.id;
         publish.ack = ack;
         publish.reply_to = self.node_id().to_string();
+        self.questions.asked(ack, owner.as_str());
         match self.send_via(&owner, Frame { kind: Some(Kind::Publish(publish)) }) {
-            Ok(()) => self.confirmations.wait(ack, confirmed).await,
+            Ok(()) => {
+                if self.questions.wait(pending, CONFIRM_TIMEOUT).await.is_none() {
+                    tracing::debug!(ack, "publish not confirmed in time; going on");
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "frame to control plane dropped");
-                self.confirmations.confirm(ack);
+                self.questions.forget(ack);
             }
+        }
+    }
+
+    /// Publish `ack` was fanned out here: whatever waited for it may go on.
+    fn confirmed(&self, ack: u64) {
+        if ack != 0 {
+            self.questions.answer(ack, reply::Kind::Found(true));
         }
     }
 
@@ -396,7 +439,7 @@ impl Edge {
         let mut cursors = self.cursors.lock();
         let steps = cursors.deliver(deliver, Instant::now());
         // Fanned out under the lock: whatever comes next goes out after.
-        self.carry_out(steps);
+        self.carry_out(&mut cursors, steps);
     }
 
     /// The owner's answer to a fetch of a gap (`None`: none came).
@@ -415,22 +458,18 @@ impl Edge {
         }
         let mut cursors = self.cursors.lock();
         let steps = cursors.answered(id, answer, Instant::now());
-        self.carry_out(steps);
+        self.carry_out(&mut cursors, steps);
     }
 
-    fn carry_out(self: &Arc<Self>, steps: Steps) {
+    /// Does what the cursors said, with their lock held (`cursors`).
+    fn carry_out(self: &Arc<Self>, cursors: &mut Cursors, steps: Steps) {
         for deliver in steps.deliver {
             if let Some(body) = deliver.event.and_then(|e| e.body) {
                 self.deliver_body(&deliver.channel, &deliver.epoch, deliver.offset, body);
             }
-            // Fanned out here: whatever waited for this publish may go on.
-            if deliver.ack != 0 {
-                self.confirmations.confirm(deliver.ack);
-            }
+            self.confirmed(deliver.ack);
         }
-        if steps.repeat_ack != 0 {
-            self.confirmations.confirm(steps.repeat_ack);
-        }
+        self.confirmed(steps.repeat_ack);
         if steps.stale > 0 {
             slip_metrics::metrics().stale_frames.inc_by(steps.stale);
         }
@@ -446,45 +485,56 @@ impl Edge {
                 "publications missed for good"
             );
         }
-        for (id, query) in steps.fetch {
-            self.fetch(id, query);
+        if !steps.fetch.is_empty() {
+            let now = Instant::now();
+            for (id, query) in steps.fetch {
+                if !self.fetch(id, query) {
+                    cursors.unsent(id, now);
+                }
+            }
+            // The clock keeps their deadlines.
+            self.wake_clock();
         }
     }
 
-    /// Asks the channel's owner for a gap. Unsent (no owner known, no
-    /// link), it is asked again after [`FETCH_RETRY`]; unanswered within
-    /// [`FETCH_TIMEOUT`], again too; the cursors give it up in the end.
-    fn fetch(self: &Arc<Self>, id: u64, query: HistoryQuery) {
+    /// Asks the channel's owner for a gap; false if it could not be sent
+    /// (no owner known, no link). Unsent, it is asked again after
+    /// [`FETCH_RETRY`](crate::cursor::FETCH_RETRY); unanswered within
+    /// [`FETCH_TIMEOUT`](crate::cursor::FETCH_TIMEOUT), again too; the
+    /// cursors give it up in the end.
+    fn fetch(&self, id: u64, query: HistoryQuery) -> bool {
         let owner = self.ring.read().owner(&query.channel).cloned();
         tracing::debug!(id, channel = query.channel, since = query.since_offset, limit = query.limit, owner = ?owner, "history asked");
         let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(query)) })) };
-        let sent = owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok());
-        let edge = self.clone();
-        let stopping = self.stopping.clone();
-        // In a task: the cursors' lock is held here.
-        self.tasks.spawn(stopping.run_until_cancelled_owned(async move {
-            tokio::time::sleep(if sent { FETCH_TIMEOUT } else { FETCH_RETRY }).await;
-            let mut cursors = edge.cursors.lock();
-            let steps = if sent { cursors.expire(Instant::now()) } else { cursors.unanswered(id, Instant::now()) };
-            edge.carry_out(steps);
-        }));
+        owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok())
+    }
+
+    /// A reply from a control node: to one of the cursors' fetches, or to a
+    /// question in the registry.
+    fn reply_arrived(self: &Arc<Self>, reply: Reply) {
+        if !Cursors::is_fetch(reply.id) {
+            self.questions.resolve(reply);
+            return;
+        }
+        if let Some(reply::Kind::History(answer)) = reply.kind {
+            self.history_answered(reply.id, Some(answer));
+        }
     }
 
     fn deliver_body(&self, channel: &str, epoch: &str, offset: u64, body: channel_event::Body) {
-        let envelope = |payload| move || session::publication(channel, epoch, offset, payload);
-        match body {
-            channel_event::Body::Text(text) => {
-                self.fan_out(channel, (epoch, offset), frame::text(&text), envelope(Payload::Text(&text)));
-            }
-            channel_event::Body::Binary(data) => {
-                self.fan_out(channel, (epoch, offset), frame::binary(&data), envelope(Payload::Binary(&data)));
-            }
+        match &body {
             channel_event::Body::CloseChannel(_) => {
                 self.hub.close_channel(channel, CHANNEL_CLOSED_CODE, "channel closed");
             }
             channel_event::Body::CloseSubscribers(close) => {
                 let code = CloseCode::from_u32(close.code).unwrap_or(CHANNEL_CLOSED_CODE);
                 self.hub.close_channel(channel, code, &close.reason);
+            }
+            publication => {
+                if let Some(payload) = session::payload_of(publication) {
+                    let envelope = || session::publication(channel, epoch, offset, payload);
+                    self.fan_out(channel, (epoch, offset), session::plain(payload), envelope);
+                }
             }
         }
     }
@@ -585,17 +635,9 @@ impl FrameHandler for EdgeFrames {
                 tracing::debug!(from = %from, channel = head.channel, epoch = head.epoch, top = head.top, view = head.view, "head");
                 let mut cursors = edge.cursors.lock();
                 let steps = cursors.head(&head.channel, &head.epoch, head.top, head.view, Instant::now());
-                edge.carry_out(steps);
+                edge.carry_out(&mut cursors, steps);
             }
-            Some(Kind::Reply(Reply { id, kind: Some(reply::Kind::History(answer)) })) => {
-                if let Some(reply::Kind::History(answer)) = edge.session_answered(id, reply::Kind::History(answer)) {
-                    edge.history_answered(id, Some(answer));
-                }
-            }
-            Some(Kind::Reply(Reply { id, kind: Some(answer @ reply::Kind::SessionHandover(_)) })) => {
-                edge.session_answered(id, answer);
-            }
-            Some(Kind::Reply(reply)) => edge.confirmations.confirm(reply.id),
+            Some(Kind::Reply(reply)) => edge.reply_arrived(reply),
             Some(Kind::View(view)) => edge.view(&view),
             // A session this edge reported lives elsewhere now: this copy goes.
             Some(Kind::SessionMoved(moved)) if moved.edge != edge.node_id().as_str() => {
@@ -629,5 +671,8 @@ impl FrameHandler for EdgeFrames {
     }
 }
 
+mod clock;
 mod resume;
+#[cfg(test)]
+mod tests;
 pub(crate) use resume::Ticket;

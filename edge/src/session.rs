@@ -1,14 +1,14 @@
-//! `slip.v1` sessions at the edge (DESIGN §10): what a session's client is
+//! `slip.v1` sessions at the edge (docs/sessions.md): what a session's client is
 //! sent. A client that offers the subprotocol gets a session frame first,
 //! then every publication and every message in its JSON envelope, with its
 //! place (channel, epoch, offset; or the message's number). Plain clients
 //! get the same payloads as bare frames, as ever.
 
 use bytes::Bytes;
+use slip_proto::link_pb::channel_event;
 use slip_proto::session::{self, Payload, SessionClaims};
 
 use crate::frame;
-use crate::hub::Message;
 
 /// Whether a handshake's `Sec-WebSocket-Protocol` offers `slip.v1`.
 pub fn offered<B>(request: &http::Request<B>) -> bool {
@@ -51,6 +51,24 @@ pub fn refresh_every(window: std::time::Duration) -> std::time::Duration {
     window / 3
 }
 
+/// What a stream event carries to clients, if it is a publication (closing
+/// orders are not).
+pub fn payload_of(body: &channel_event::Body) -> Option<Payload<'_>> {
+    match body {
+        channel_event::Body::Text(text) => Some(Payload::Text(text)),
+        channel_event::Body::Binary(data) => Some(Payload::Binary(data)),
+        channel_event::Body::CloseChannel(_) | channel_event::Body::CloseSubscribers(_) => None,
+    }
+}
+
+/// A payload as a plain client gets it: a bare frame.
+pub fn plain(payload: Payload<'_>) -> Bytes {
+    match payload {
+        Payload::Text(text) => frame::text(text),
+        Payload::Binary(data) => frame::binary(data),
+    }
+}
+
 /// A publication's envelope, as every session subscribed to its channel gets it.
 pub fn publication(channel: &str, epoch: &str, offset: u64, payload: Payload<'_>) -> Bytes {
     frame::text(&session::publication(channel, epoch, offset, payload))
@@ -63,15 +81,19 @@ pub fn lost_frame(channel: &str, epoch: &str) -> Bytes {
     frame::text(&serde_json::json!({"type": "lost", "channel": channel, "epoch": epoch}).to_string())
 }
 
+/// What [`Hub::send`](crate::hub::Hub::send) queues: a plain frame, or for a session the message
+/// envelope with its number.
+pub trait Message {
+    fn plain(&self) -> Bytes;
+    fn enveloped(&self, seq: u64) -> Bytes;
+}
+
 /// A message to one connection (a TEXT/BINARY command, `Send`).
 pub struct Direct<'a>(pub Payload<'a>);
 
 impl Message for Direct<'_> {
     fn plain(&self) -> Bytes {
-        match self.0 {
-            Payload::Text(text) => frame::text(text),
-            Payload::Binary(data) => frame::binary(data),
-        }
+        plain(self.0)
     }
 
     fn enveloped(&self, seq: u64) -> Bytes {

@@ -23,6 +23,7 @@ impl Default for Budget {
 }
 
 impl Budget {
+    /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Self {
         Self { queued: Arc::new(AtomicUsize::new(0)), limit }
     }
@@ -42,6 +43,7 @@ impl Budget {
         self.queued.fetch_sub(bytes, Ordering::AcqRel);
     }
 
+    /// Bytes held now.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }

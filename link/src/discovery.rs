@@ -22,7 +22,9 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A `dns:NAME:PORT` peers entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsPeers {
+    /// The DNS name whose addresses are the peers.
     pub name: String,
+    /// Their link port.
     pub port: u16,
 }
 

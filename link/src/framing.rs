@@ -14,10 +14,13 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// share one, so a busy channel seldom delays another.
 pub const DATA_LANES: usize = 8;
 
+/// A frame that could not be read off the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
+    /// Its length prefix is over the largest frame.
     #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
     TooLarge(usize),
+    /// Its bytes are not a frame.
     #[error("frame is not a valid link frame: {0}")]
     Invalid(String),
 }

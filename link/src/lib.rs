@@ -5,11 +5,14 @@
 //! waits. Frames arriving from peers are handed to the node's [`FrameHandler`],
 //! one at a time per link, in the order they were sent.
 
+#![warn(missing_docs)]
+
 pub mod budget;
 pub mod discovery;
 pub mod framing;
 pub mod memory;
 mod peers;
+pub mod questions;
 pub mod quic;
 pub mod tls;
 
@@ -23,12 +26,16 @@ use slip_proto::link_pb::{Frame, Hello};
 /// Frames a link may hold queued for its peer before `send` refuses more.
 pub const LINK_QUEUE_FRAMES: usize = 65_536;
 
+/// Why a frame could not be queued for a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
+    /// No link to that node is up (or it was never linked).
     #[error("no link to node {0}")]
     NoPeer(String),
+    /// The link is closing or closed.
     #[error("link to node {0} is down")]
     Down(String),
+    /// The link's queue is full: the frame is dropped, never waited for.
     #[error("link to node {0} is full ({LINK_QUEUE_FRAMES} frames or {LINK_QUEUE_BYTES} bytes queued)")]
     Full(String),
 }
@@ -54,6 +61,7 @@ pub(crate) fn same_link(a: &Arc<dyn Link>, b: &Arc<dyn Link>) -> bool {
 /// What a node does with frames from its peers. Called from the link's own
 /// task: it must not block, and anything it sends goes through `Link::send`.
 pub trait FrameHandler: Send + Sync + 'static {
+    /// A frame from `from`, in the order that peer sent it.
     fn on_frame(&self, from: &NodeId, frame: Frame);
 
     /// A link to a peer is up (after both Hellos). The in-memory link of

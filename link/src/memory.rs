@@ -15,6 +15,7 @@ use crate::{Budget, FrameHandler, LINK_QUEUE_FRAMES, Link, LinkError};
 /// Frames handed to the handler per wakeup of the delivering task.
 const DELIVERY_BATCH: usize = 256;
 
+/// A link within one process (`slip dev`, tests): frames go through a bounded queue to the peer's handler, as over QUIC.
 pub struct MemoryLink {
     peer: NodeId,
     /// Frames with their encoded size, which the budget holds until delivery.

@@ -12,6 +12,7 @@ use slip_proto::link_pb::Frame;
 
 use crate::{Link, LinkError, same_link};
 
+/// The links up now, by peer: where a node sends frames.
 #[derive(Default)]
 pub struct Peers {
     links: RwLock<HashMap<NodeId, Vec<Arc<dyn Link>>>>,
@@ -50,10 +51,12 @@ impl Peers {
         self.links.read().get(peer).and_then(|l| l.last()).cloned()
     }
 
+    /// Whether a link to `peer` is up.
     pub fn contains(&self, peer: &NodeId) -> bool {
         self.links.read().contains_key(peer)
     }
 
+    /// The peers linked now.
     pub fn ids(&self) -> Vec<NodeId> {
         self.links.read().keys().cloned().collect()
     }

@@ -43,6 +43,7 @@ const CLOSE_BAD_FRAME: u32 = 2;
 /// The peer's Hello claims a role or id its certificate does not give it.
 const CLOSE_NOT_ADMITTED: u32 = 3;
 
+/// A link to a peer over one QUIC connection, frames on its streams.
 pub struct QuicLink {
     peer: NodeId,
     connection: quinn::Connection,
@@ -117,14 +118,28 @@ pub struct QuicNode {
     stopping: CancellationToken,
 }
 
+/// Why a QUIC link endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum QuicError {
+    /// The certificates would not do.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The endpoint's address could not be bound.
     #[error("binding the link endpoint on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// This node's certificate does not let it be the node it says it is.
     #[error("this node's certificate does not let it be {node:?}: {reason}")]
-    NotAdmitted { node: String, reason: String },
+    NotAdmitted {
+        /// The node id asked for.
+        node: String,
+        /// Why the certificate does not give it.
+        reason: String,
+    },
 }
 
 impl QuicNode {
@@ -195,6 +210,7 @@ impl QuicNode {
         self.endpoint.wait_idle().await;
     }
 
+    /// The address the endpoint is bound to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }

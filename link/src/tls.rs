@@ -42,14 +42,19 @@ pub const NODE_URI: &str = "slip-node:";
 /// How long a leaf issued by `slip gen-cert` is valid, in days.
 pub const LEAF_DAYS: i64 = 825;
 
+/// Why certificates could not be made, read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The cluster CA could not be read.
     #[error("cluster CA: {0}")]
     Ca(String),
+    /// A certificate could not be made.
     #[error("certificate: {0}")]
     Certificate(#[from] rcgen::Error),
+    /// The TLS configuration could not be built.
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// A node's certificate could not be read, or does not name what it must.
     #[error("node certificate: {0}")]
     Leaf(String),
 }
@@ -57,6 +62,7 @@ pub enum TlsError {
 /// What a leaf certificate lets its holder be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertClaims {
+    /// The role the leaf was issued for.
     pub role: Role,
     /// The node id the leaf was issued for; `None`: any id of its role.
     pub node: Option<String>,
@@ -129,14 +135,18 @@ fn role_name(role: Role) -> &'static str {
 /// A leaf certificate and its key, as PEM.
 #[derive(Clone)]
 pub struct Leaf {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Its private key, PEM.
     pub key_pem: String,
 }
 
 /// The cluster's certificate authority, as PEM.
 #[derive(Clone)]
 pub struct ClusterCa {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Its private key, PEM.
     pub key_pem: String,
 }
 

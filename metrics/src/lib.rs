@@ -8,6 +8,8 @@
 //! assert!(slip_metrics::encode().contains("slip_publishes_total"));
 //! ```
 
+#![warn(missing_docs)]
+
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
@@ -23,6 +25,7 @@ pub type ByKind = Family<Vec<(&'static str, &'static str)>, Counter>;
 /// A label set with one `peer` label.
 pub type ByPeer = Family<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>;
 
+/// Every metric a node exports; one set per process ([`metrics`]).
 pub struct Metrics {
     /// Open WebSocket connections on this edge.
     pub connections: Gauge,

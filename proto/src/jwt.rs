@@ -12,7 +12,7 @@
 //! | control | backends | `iss="slip-sockets"`, `aud="ControlEvent"`, `iat`, `exp` | gRPC, HTTP JSON, GRIP publish |
 //! | GRIP publisher | GRIP libraries | any `iss`, `exp`, no `aud` | GRIP publish |
 //!
-//! No control API accepts a kind the gateway signs itself (DESIGN §11): the
+//! No control API accepts a kind the gateway signs itself (docs/security.md): the
 //! SLIP APIs want `aud="ControlEvent"`, and GRIP publishing refuses any
 //! audience but that one and any token carrying [`KIND_CLAIM`], so a callback
 //! token or a `Grip-Sig` seen in a backend's logs publishes nothing.
@@ -72,7 +72,7 @@ pub enum JwtError {
     WeakSecret(usize),
 }
 
-/// Refuses a shared secret too short to sign with (DESIGN §11).
+/// Refuses a shared secret too short to sign with (docs/security.md).
 pub fn check_secret(secret: &[u8]) -> Result<(), JwtError> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(JwtError::WeakSecret(secret.len()));

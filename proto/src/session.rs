@@ -1,4 +1,4 @@
-//! `slip.v1` sessions (DESIGN §10), the parts that are only formats: the
+//! `slip.v1` sessions (docs/sessions.md), the parts that are only formats: the
 //! session token, the JSON envelopes the gateway sends a session's client,
 //! and the resume frame the client sends back. The edge keeps the state.
 

@@ -14,7 +14,7 @@ use slip_proto::pb::{
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::stream::Payload;
+use crate::payload::Payload;
 
 /// Why a control request failed.
 ///
@@ -24,20 +24,34 @@ use crate::stream::Payload;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
+    /// No answer from the control plane (connection refused, a timeout).
     #[error("control plane unreachable: {0}")]
     Unreachable(String),
+    /// The token was refused: the secret differs from the gateway's, or
+    /// the clock is off.
     #[error("control plane refused the token (check the JWT secret)")]
     Unauthorized,
+    /// The request was malformed (a bad channel name, an unknown command).
     #[error("control plane rejected the commands: {0}")]
     Rejected(String),
+    /// The connection (or channel) named is not there.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The control plane cannot do it now (its node has no lease, an owner
+    /// did not answer): try again, with the same idempotency key.
     #[error("control plane unavailable: {0}")]
     Unavailable(String),
     /// The HTTP JSON API ran the batch up to `index`; that command failed
     /// and the ones after it did not run.
     #[error("command {index} ({command}) failed: {reason}")]
-    Failed { index: usize, command: String, reason: String },
+    Failed {
+        /// The failed command's place in the batch, from 0.
+        index: usize,
+        /// Its type, as in the batch (`"TEXT"`, `"SUBSCRIBE"`, ...).
+        command: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// How commands reach the control plane.
@@ -121,10 +135,12 @@ fn failed_command(body: &str) -> Option<ControlError> {
 /// let request = signer.call(tonic::Request::new(())).unwrap();
 /// assert!(request.metadata().get("authorization").is_some());
 /// ```
+/// Signs control tokens with the shared secret.
 #[derive(Clone)]
 pub struct Signer(Arc<[u8]>);
 
 impl Signer {
+    /// A signer for `secret`, the gateway's `SLIP_JWT_SECRET`.
     pub fn new(secret: &[u8]) -> Self {
         Self(secret.into())
     }

@@ -43,8 +43,11 @@
 //! # assert!(reply.starts_with(r#"{"events":[{"type":"ACCEPT""#));
 //! ```
 
+#![warn(missing_docs)]
+
 mod connection;
 mod control;
+mod payload;
 mod publisher;
 mod stream;
 
@@ -55,6 +58,7 @@ pub use connection::Connection;
 pub use control::{ControlError, GrpcControl, HttpControl, Signer, Transport};
 #[cfg(feature = "axum")]
 pub use extract::Callback;
+pub use payload::Payload;
 pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// A command, as the gateway reads it (for [`Connection::queue_event`] and [`Transport::run`]).
 ///
@@ -63,7 +67,7 @@ pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// assert_eq!(serde_json::to_string(&command).unwrap(), r#"{"type":"PUBLISH_TEXT","channelId":"news","data":"hi"}"#);
 /// ```
 pub use slip_proto::command::Command;
-pub use stream::{History, PUBLISH_DEADLINE, Payload, Published, new_idempotency_key};
+pub use stream::{History, PUBLISH_DEADLINE, Published, new_idempotency_key};
 
 /// One socket event from the gateway. Matching on it is exhaustive: a kind
 /// you did not handle is a compile error, not a surprise at run time.

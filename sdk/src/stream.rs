@@ -7,6 +7,7 @@ use std::time::Duration;
 use slip_proto::pb::{HistoryRequest, PublishRequest, publication, publish_request};
 
 use crate::control::{ControlError, GrpcControl, from_status};
+use crate::payload::Payload;
 
 /// How long [`GrpcControl::publish`] keeps retrying an unavailable control plane.
 pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
@@ -14,17 +15,12 @@ pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// What a publish or a publication carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
 /// Where a publish went: its offset within the stream's epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
+    /// Its offset in the channel's stream, from 1.
     pub offset: u64,
+    /// The stream's epoch: offsets count within one epoch.
     pub epoch: String,
     /// Edges it was sent to (0 when the key had been seen: it was not sent again).
     pub edges: u32,
@@ -33,8 +29,11 @@ pub struct Published {
 /// A channel's recent publications, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct History {
+    /// The stream's epoch now.
     pub epoch: String,
+    /// The last offset given in it.
     pub top_offset: u64,
+    /// Offsets and payloads after the point asked about.
     pub publications: Vec<(u64, Payload)>,
     /// False when history no longer holds everything after the point asked
     /// about, or the epoch asked about is gone.

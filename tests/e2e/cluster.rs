@@ -822,7 +822,7 @@ enum Fault {
     OwnerAfterItCameBack,
 }
 
-/// DESIGN §9's guarantee under a crash: a publisher sends numbered messages
+/// The streams guarantee (docs/streams.md) under a crash: a publisher sends numbered messages
 /// every 10 ms with idempotency keys (the SDK retrying each until it is
 /// confirmed), through a node that is killed by none of the faults, while
 /// `fault` kills a holder of the stream. Every confirmed message reaches every

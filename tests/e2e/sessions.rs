@@ -1,4 +1,4 @@
-//! `slip.v1` sessions (DESIGN §10) with real clients: the subprotocol, the
+//! `slip.v1` sessions (docs/sessions.md) with real clients: the subprotocol, the
 //! session frame, publications and messages in their envelopes; a plain
 //! client on the same channel sees no change.
 

@@ -12,10 +12,16 @@
 //! node that cannot answer for long is declared gone, and the next view's
 //! catch-up does not ask it). Meanwhile the channels taken over stay held.
 
-use super::*;
+use super::ControlPlane;
+use super::Links;
 use crate::catchup::{CATCHUP_DEADLINE, VIEW_RETRY};
 use crate::streams::CopyPage;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::query;
+use slip_proto::link_pb::reply;
 use slip_proto::link_pb::{CopyQuery, HeadsQuery};
+use std::sync::Arc;
+use tokio::time::Instant;
 
 impl ControlPlane {
     /// Starts catching up with the ring of `members` (stopping any catch-up

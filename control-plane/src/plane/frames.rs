@@ -1,9 +1,27 @@
 //! What a control node does with the frames its links bring.
 
-use super::*;
+use super::ControlPlane;
+use super::Links;
 use crate::catchup::COPY_PAGE_BYTES;
 use crate::records::Reporter;
+use crate::routing::copies::Answer;
+use slip_link::FrameHandler;
+use slip_link::Link;
+use slip_proto::channel;
+use slip_proto::ids::ConnectionId;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::Frame;
+use slip_proto::link_pb::Hello;
+use slip_proto::link_pb::HistoryAnswer;
+use slip_proto::link_pb::HistoryQuery;
+use slip_proto::link_pb::Query;
+use slip_proto::link_pb::Reply;
+use slip_proto::link_pb::frame::Kind;
+use slip_proto::link_pb::query;
+use slip_proto::link_pb::reply;
 use slip_proto::link_pb::{Head, HeadsAnswer, SessionMoved};
+use std::sync::Arc;
+use tokio::time::Instant;
 
 /// Frames from edges and other control nodes.
 pub struct ControlFrames(pub Arc<ControlPlane>);
@@ -89,7 +107,9 @@ impl FrameHandler for ControlFrames {
                     }
                 }
             }
-            Some(Kind::Reply(reply)) => plane.questions.resolve(reply),
+            Some(Kind::Reply(reply)) => {
+                plane.questions.resolve(reply);
+            }
             Some(Kind::SessionMoved(moved)) => {
                 // An edge speaks for itself only: a session moved to it, or ended there.
                 if !plane.is_control(from) && (moved.edge.is_empty() || moved.edge == from.as_str()) {
@@ -186,37 +206,10 @@ impl ControlPlane {
             (answer, routing.term())
         };
         let answer = match answer {
-            Answer::History(history) => HistoryAnswer {
-                epoch: history.epoch.to_string(),
-                top_offset: history.top_offset,
-                // Cut to fit a frame: the asker asks on from the last one.
-                publications: {
-                    let mut used = 0;
-                    history
-                        .publications
-                        .into_iter()
-                        .take_while(|p| {
-                            let fits = used < HISTORY_ANSWER_BYTES;
-                            used += crate::streams::payload_bytes(&p.event) + HISTORY_ENTRY_OVERHEAD;
-                            fits
-                        })
-                        .map(|p| HistoryEntry { offset: p.offset, event: Some(p.event) })
-                        .collect()
-                },
-                complete: history.complete,
-                view,
-                not_owner: false,
-            },
+            Answer::History(history) => history.into_answer(view),
             Answer::NotOwner => HistoryAnswer { view, not_owner: true, ..Default::default() },
         };
         let reply = Reply { id, kind: Some(reply::Kind::History(answer)) };
         let _ = self.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
     }
 }
-
-/// About how many bytes of publications one history answer on a link holds
-/// (at least one publication): well under the link's largest frame. An edge
-/// asks on from the last one it got.
-pub const HISTORY_ANSWER_BYTES: usize = 256 * 1024;
-/// What an answer's entry costs besides its payload, in that count.
-const HISTORY_ENTRY_OVERHEAD: usize = 32;

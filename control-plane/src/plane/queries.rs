@@ -3,7 +3,28 @@
 //! and channels `slip admin` lists, draining an edge. Every question waits
 //! at most its deadline; questions to many edges go at once.
 
-use super::*;
+use super::ChannelSummary;
+use super::ControlError;
+use super::ControlPlane;
+use super::QUERY_TIMEOUT;
+use crate::routing::ChannelView;
+use slip_link::questions::Pending;
+use slip_proto::channel;
+use slip_proto::ids::ConnectionId;
+use slip_proto::ids::NodeId;
+use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
+use slip_proto::link_pb::ConnectionCommand;
+use slip_proto::link_pb::ConnectionState;
+use slip_proto::link_pb::Drain;
+use slip_proto::link_pb::Frame;
+use slip_proto::link_pb::Query;
+use slip_proto::link_pb::WaitForConnection;
+use slip_proto::link_pb::frame::Kind;
+use slip_proto::link_pb::query;
+use slip_proto::link_pb::reply;
+use slip_proto::pb::NodeInfo;
+use std::collections::HashMap;
+use std::time::Duration;
 
 impl ControlPlane {
     /// Sends a command to the connection's edge. With `confirm`, waits for the
@@ -15,10 +36,10 @@ impl ControlPlane {
             let frame = Frame { kind: Some(Kind::Command(command)) };
             return self.peers.send(&self.homes.of(&id), frame).map_err(|e| ControlError::Unavailable(e.to_string()));
         }
-        let (ack, answer) = self.expect_reply()?;
-        command.ack = ack;
+        let pending = self.expect_reply()?;
+        command.ack = pending.id;
         let frame = Frame { kind: Some(Kind::Command(command)) };
-        match self.ask(&self.homes.of(&id), ack, frame, answer, QUERY_TIMEOUT).await? {
+        match self.ask(&self.homes.of(&id), pending, frame, QUERY_TIMEOUT).await? {
             reply::Kind::Found(true) => Ok(()),
             _ => Err(ControlError::NotFound(format!("connection {id}"))),
         }
@@ -36,11 +57,10 @@ impl ControlPlane {
     pub async fn poll_for_connection(&self, connection_id: &str, timeout_ms: u64) -> Result<bool, ControlError> {
         let id = ConnectionId::parse(connection_id).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let timeout_ms = timeout_ms.min(MAX_POLL_TIMEOUT_MS);
-        let (qid, answer) = self.expect_reply()?;
         let wait = WaitForConnection { connection_id: id.to_string(), timeout_ms: timeout_ms as u32 };
-        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(query::Kind::Wait(wait)) })) };
         let patience = Duration::from_millis(timeout_ms) + QUERY_TIMEOUT;
-        Ok(matches!(self.ask(&self.homes.of(&id), qid, frame, answer, patience).await?, reply::Kind::Found(true)))
+        let answer = self.ask_query_within(&self.homes.of(&id), query::Kind::Wait(wait), patience).await?;
+        Ok(matches!(answer, reply::Kind::Found(true)))
     }
 
     /// The channel as its owner sees it, with subscriber counts from each interested edge.
@@ -197,33 +217,25 @@ impl ControlPlane {
         question: query::Kind,
         patience: Duration,
     ) -> Result<reply::Kind, ControlError> {
-        let (qid, answer) = self.expect_reply()?;
-        let frame = Frame { kind: Some(Kind::Query(Query { id: qid, kind: Some(question) })) };
-        self.ask(node, qid, frame, answer, patience).await
+        let pending = self.expect_reply()?;
+        let frame = Frame { kind: Some(Kind::Query(Query { id: pending.id, kind: Some(question) })) };
+        self.ask(node, pending, frame, patience).await
     }
 
-    pub(super) fn expect_reply(&self) -> Result<(u64, oneshot::Receiver<reply::Kind>), ControlError> {
+    pub(super) fn expect_reply(&self) -> Result<Pending, ControlError> {
         self.questions.expect().ok_or_else(|| ControlError::Unavailable("too many questions to edges in flight".into()))
     }
 
+    /// Sends `frame`, which carries question `pending`, to `node` and waits
+    /// for the answer, at most `patience`.
     pub(super) async fn ask(
         &self,
         node: &str,
-        id: u64,
+        pending: Pending,
         frame: Frame,
-        answer: oneshot::Receiver<reply::Kind>,
         patience: Duration,
     ) -> Result<reply::Kind, ControlError> {
-        self.questions.asked(id, node);
-        if let Err(e) = self.peers.send(node, frame) {
-            self.questions.forget(id);
-            return Err(ControlError::Unavailable(e.to_string()));
-        }
-        let answered = tokio::time::timeout(patience, answer).await;
-        self.questions.forget(id);
-        match answered {
-            Ok(Ok(kind)) => Ok(kind),
-            _ => Err(ControlError::Unavailable(format!("node {node} did not answer"))),
-        }
+        let answer = self.questions.send_and_wait(&self.peers, node, pending, frame, patience).await;
+        answer.map_err(|e| ControlError::Unavailable(e.to_string()))
     }
 }

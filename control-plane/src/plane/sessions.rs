@@ -1,8 +1,12 @@
 //! A session resumed on an edge that does not hold it: whether the token
 //! takes it, and from where (`records.rs` decides; this asks and answers).
 
-use super::*;
+use super::ControlPlane;
 use crate::records::{Reporter, Take};
+use slip_proto::ids::ConnectionId;
+use slip_proto::ids::NodeId;
+use slip_proto::link_pb::query;
+use slip_proto::link_pb::reply;
 use slip_proto::link_pb::{SessionHandover, TakeSession};
 
 impl ControlPlane {

@@ -4,7 +4,7 @@
 //! reads into [`Core::buffer`], hands answers and timeouts in, and carries
 //! out each [`Output`] in order, the next only once the last is done.
 //!
-//! The rules (DESIGN §3 and §7): one callback in flight, events that arrive
+//! The rules (docs/protocol.md, "Ordering and batching", and its limits): one callback in flight, events that arrive
 //! meanwhile batched into the next (bounded: a full batch stops reading);
 //! what an answer asks for is carried out before the next callback goes; the
 //! CLOSE event goes last, even after a backend failure; bad frames, a rate

@@ -45,7 +45,7 @@ pub(crate) struct Opening {
     /// What the reply to OPEN asked for.
     pub effects: Vec<Effect>,
     pub format: Format,
-    /// A `slip.v1` session (DESIGN §10).
+    /// A `slip.v1` session (docs/sessions.md).
     pub session: bool,
     /// The session this connection resumes (no OPEN was sent for it).
     pub resume: Option<Ticket>,

@@ -112,8 +112,13 @@ fn an_unsent_fetch_and_a_ring_change_ask_again_and_the_answer_fills_the_gap() {
     let (mut c, t0) = (Cursors::default(), Instant::now());
     c.deliver(d(1), t0);
     let (first, _) = c.deliver(d(3), t0).fetch[0].clone();
-    // It could not be sent (no link to the owner): asked again.
-    let (second, query) = c.unanswered(first, t0 + FETCH_RETRY).fetch[0].clone();
+    assert!(Cursors::is_fetch(first), "routed to the cursors by its id");
+    assert_eq!(c.next_deadline(), Some(t0 + FETCH_TIMEOUT));
+    // It could not be sent (no link to the owner): asked again soon, by the clock.
+    c.unsent(first, t0);
+    assert_eq!(c.next_deadline(), Some(t0 + FETCH_RETRY));
+    assert_eq!(c.expire(t0 + FETCH_RETRY / 2), Steps::default(), "not yet");
+    let (second, query) = c.expire(t0 + FETCH_RETRY).fetch[0].clone();
     assert_eq!((query.since_offset, query.limit), (1, 1));
     // The ring changed (the owner died): asked of the new owner at once.
     let (third, _) = c.ask_again(t0 + FETCH_RETRY * 2).fetch[0].clone();

@@ -1,4 +1,4 @@
-//! `slip.v1` sessions that outlive their connection (DESIGN §10). A
+//! `slip.v1` sessions that outlive their connection (docs/sessions.md). A
 //! session whose socket drops is parked: it stays in the hub, subscribed,
 //! its messages numbered and kept, while frames for it go nowhere. A client
 //! that comes back with its token within the resume window gets the same
@@ -10,24 +10,28 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use slip_proto::callback::Event;
 use slip_proto::link_pb::{
     ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionRecord, TakeSession, channel_event,
 };
-use slip_proto::session::{self as wire, Payload, Recovery, Resume, SessionClaims};
-use tokio::sync::oneshot;
+use slip_proto::session::{self as wire, Recovery, Resume, SessionClaims};
 
-use super::*;
+use super::Edge;
 use crate::admission::{ParkedSlot, Refusal, Slot};
+use crate::cursor::FETCH_RETRY;
+use crate::cursor::FETCH_TIMEOUT;
 use crate::expiry::{Expiries, Expiry};
+use crate::frame;
 use crate::outbox::Outbox;
 use crate::session::{Placed, publication};
-
-/// Ids of history questions a resume asks, apart from the cursors' own.
-const SESSION_QUERY_BIT: u64 = 1 << 63;
+use parking_lot::Mutex;
+use slip_proto::link_pb::Frame;
+use slip_proto::link_pb::frame::Kind;
+use slip_proto::link_pb::query;
+use slip_proto::link_pb::reply;
+use std::time::Duration;
 
 /// Times a resume asks a channel's owner for the history it missed.
 const HISTORY_ATTEMPTS: usize = 8;
@@ -41,7 +45,7 @@ const TAKE_TIMEOUT: Duration = Duration::from_secs(12);
 /// messages, about: its entries in the hub, the parking and the expiries.
 const PARKED_OVERHEAD: usize = 512;
 
-/// Most expired sessions the timer ends per wakeup before looking again
+/// Most expired sessions the clock ends per wakeup before looking again
 /// (their CLOSE callbacks run as tasks of their own).
 const EXPIRIES_PER_TURN: usize = 1024;
 
@@ -63,21 +67,16 @@ pub(crate) struct Parked {
     bytes: usize,
 }
 
-/// Sessions parked here, and the history questions resumes wait on.
+/// Sessions parked here.
 #[derive(Default)]
 pub(crate) struct Parking {
     parked: Mutex<HashMap<String, Parked>>,
     /// The sum of the parked sessions' `bytes`.
     parked_bytes: AtomicUsize,
-    /// When each parked session ends, read by one timer task for them all.
+    /// When each parked session ends, read by the edge's clock.
     expiries: Mutex<Expiries>,
-    /// Wakes the timer: a deadline earlier than the one it sleeps for.
-    rearm: tokio::sync::Notify,
-    timer_started: AtomicBool,
     /// The outbox every parked session has: it takes nothing, and one serves all.
     sink: OnceLock<Arc<Outbox>>,
-    questions: Mutex<HashMap<u64, oneshot::Sender<reply::Kind>>>,
-    next_question: AtomicU64,
 }
 
 /// A session a handshake may resume: it is no longer parked, and what
@@ -186,6 +185,12 @@ impl Edge {
         result
     }
 
+    /// Deadlines of parked sessions kept.
+    #[cfg(test)]
+    pub(super) fn session_deadlines(&self) -> usize {
+        self.parking.expiries.lock().len()
+    }
+
     /// The outbox of every parked session.
     fn parked_outbox(&self) -> Arc<Outbox> {
         self.parking
@@ -202,35 +207,24 @@ impl Edge {
     /// parked again (another generation) by then.
     fn expire_later(self: &Arc<Self>, id: &str, generation: u64) {
         let at = tokio::time::Instant::now() + self.config.resume_window;
-        let earliest = self.with_expiries(|e| e.push(Expiry { at, id: id.to_owned(), generation }));
-        if !self.parking.timer_started.swap(true, Ordering::AcqRel) {
-            let edge = self.clone();
-            self.tasks.spawn(self.stopping.clone().run_until_cancelled_owned(edge.run_expiries()));
-        } else if earliest {
-            self.parking.rearm.notify_one();
+        if self.with_expiries(|e| e.push(Expiry { at, id: id.to_owned(), generation })) {
+            self.wake_clock();
         }
     }
 
-    /// The timer of every parked session: sleeps until the earliest
-    /// deadline, ends the sessions whose window passed.
-    async fn run_expiries(self: Arc<Self>) {
-        loop {
-            let next = self.parking.expiries.lock().next();
-            match next {
-                Some(at) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at) => {}
-                        () = self.parking.rearm.notified() => {}
-                    }
-                }
-                None => self.parking.rearm.notified().await,
-            }
-            let due = self.with_expiries(|e| e.take_due(tokio::time::Instant::now(), EXPIRIES_PER_TURN));
-            for expiry in due {
-                if self.unpark(&expiry.id, expiry.generation) {
-                    let edge = self.clone();
-                    self.tasks.spawn(async move { edge.end_expired(&expiry.id).await });
-                }
+    /// When the next parked session's window passes.
+    pub(super) fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        self.parking.expiries.lock().next()
+    }
+
+    /// Ends the sessions whose window passed by `now` (at most
+    /// [`EXPIRIES_PER_TURN`]; the clock comes back for more).
+    pub(super) fn end_expired_sessions(self: &Arc<Self>, now: tokio::time::Instant) {
+        let due = self.with_expiries(|e| e.take_due(now, EXPIRIES_PER_TURN));
+        for expiry in due {
+            if self.unpark(&expiry.id, expiry.generation) {
+                let edge = self.clone();
+                self.tasks.spawn(async move { edge.end_expired(&expiry.id).await });
             }
         }
     }
@@ -382,7 +376,7 @@ impl Edge {
                         answer
                             .publications
                             .into_iter()
-                            .filter_map(|p| placed(&channel, &answer.epoch, p.offset, p.event?.body?)),
+                            .filter_map(|p| placed(&channel, &answer.epoch, p.offset, &p.event?.body?)),
                     );
                 }
                 None => lost.push(channel.clone()),
@@ -440,35 +434,12 @@ impl Edge {
                 limit: 0,
             };
             let Some(owner) = self.ring.read().owner(channel).cloned() else { continue };
-            if let Some(reply::Kind::History(answer)) =
-                self.ask_control(&owner, query::Kind::History(question), FETCH_TIMEOUT).await
+            if let Ok(reply::Kind::History(answer)) =
+                self.questions.ask(&self.control, owner.as_str(), query::Kind::History(question), FETCH_TIMEOUT).await
                 && !answer.not_owner
             {
                 return Some(answer);
             }
-        }
-        None
-    }
-
-    /// Asks control node `node` a question for a session; `None` if no answer came within `patience`.
-    async fn ask_control(&self, node: &NodeId, question: query::Kind, patience: Duration) -> Option<reply::Kind> {
-        let id = SESSION_QUERY_BIT | self.parking.next_question.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.parking.questions.lock().insert(id, tx);
-        let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(question) })) };
-        let sent = self.control.send(node.as_str(), frame).is_ok();
-        let answer = if sent { tokio::time::timeout(patience, rx).await.ok().and_then(Result::ok) } else { None };
-        self.parking.questions.lock().remove(&id);
-        answer
-    }
-
-    /// Takes an answer to a session's question; gives back one that is not.
-    pub(crate) fn session_answered(&self, id: u64, answer: reply::Kind) -> Option<reply::Kind> {
-        if id & SESSION_QUERY_BIT == 0 {
-            return Some(answer);
-        }
-        if let Some(waiter) = self.parking.questions.lock().remove(&id) {
-            let _ = waiter.send(answer);
         }
         None
     }
@@ -571,8 +542,8 @@ impl Edge {
             generation: claims.generation,
             issued: claims.issued,
         };
-        let Some(reply::Kind::SessionHandover(handover)) =
-            self.ask_control(&via, query::Kind::TakeSession(take), TAKE_TIMEOUT).await
+        let Ok(reply::Kind::SessionHandover(handover)) =
+            self.questions.ask(&self.control, via.as_str(), query::Kind::TakeSession(take), TAKE_TIMEOUT).await
         else {
             return None;
         };
@@ -630,11 +601,7 @@ impl Edge {
 }
 
 /// A publication from history as a session gets it.
-fn placed(channel: &str, epoch: &str, offset: u64, body: channel_event::Body) -> Option<Placed> {
-    let frame: Bytes = match &body {
-        channel_event::Body::Text(text) => publication(channel, epoch, offset, Payload::Text(text)),
-        channel_event::Body::Binary(data) => publication(channel, epoch, offset, Payload::Binary(data)),
-        _ => return None,
-    };
+fn placed(channel: &str, epoch: &str, offset: u64, body: &channel_event::Body) -> Option<Placed> {
+    let frame = publication(channel, epoch, offset, crate::session::payload_of(body)?);
     Some(Placed { channel: channel.to_owned(), epoch: epoch.to_owned(), offset, frame })
 }

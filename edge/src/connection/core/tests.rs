@@ -1,4 +1,4 @@
-//! Every rule of DESIGN §3 and §7 a connection keeps, in milliseconds: bytes,
+//! Every rule of docs/protocol.md a connection keeps, in milliseconds: bytes,
 //! answers and the clock in, outputs checked.
 
 use std::time::{Duration, Instant};
