@@ -73,6 +73,7 @@ pub struct ChannelView {
     pub top_offset: u64,
 }
 
+/// What a control node knows, as plain data (see the top of this file).
 pub struct Routing {
     node_id: NodeId,
     /// This node's region, for `slip admin nodes`.

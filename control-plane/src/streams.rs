@@ -250,6 +250,8 @@ struct Stream {
     terms: VecDeque<(u64, Arc<str>)>,
 }
 
+/// Every channel stream this node owns or copies: epochs, offsets, recent
+/// publications and idempotency keys, bounded in bytes.
 pub struct Streams {
     limits: StreamLimits,
     streams: HashMap<Arc<str>, Stream>,

@@ -22,6 +22,8 @@ pub enum Refusal {
     Full,
 }
 
+/// The edge's connection slots: taken by each connection and parked
+/// session, refused when full or draining.
 pub struct Admission {
     max: usize,
     in_use: AtomicUsize,

@@ -127,6 +127,8 @@ struct Cursor {
     behind: u64,
 }
 
+/// Per channel delivered here, where the edge stands in its stream, and the
+/// gaps being fetched.
 #[derive(Default)]
 pub struct Cursors {
     channels: HashMap<String, Cursor>,

@@ -1,8 +1,9 @@
 //! When parked sessions end: one queue of deadlines for every session parked
 //! on the edge, read by the edge's clock, instead of a sleeping task per
 //! session (a task, its timer entry and its future cost more than the
-//! session's own state). Pure: the clock (`node/clock.rs`) sleeps until
-//! [`Expiries::next`] and ends what [`Expiries::take_due`] returns.
+//! session's own state). Pure, and kept by the parking (`parking.rs`): the
+//! edge's clock (`node/clock.rs`) sleeps until the earliest deadline and
+//! ends what falls due.
 //!
 //! One entry per session: parking it again replaces its entry, and a
 //! session that resumes loses its entry ([`Expiries::remove`]), so a client

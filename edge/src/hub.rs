@@ -74,6 +74,8 @@ struct State {
     next_key: u64,
 }
 
+/// The edge's local connections: their outboxes, metadata, sessions and
+/// subscriptions, and per channel its local subscribers, which fan-out walks.
 pub struct Hub {
     state: RwLock<State>,
     max_subscriptions: usize,

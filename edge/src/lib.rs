@@ -17,6 +17,7 @@ pub mod node;
 pub mod open;
 pub mod outbox;
 pub mod over_http;
+pub mod parking;
 pub mod ratelimit;
 pub mod server;
 pub mod session;

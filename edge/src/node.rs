@@ -65,6 +65,10 @@ const CHANNEL_CLOSED_CODE: CloseCode = CloseCode::NORMAL;
 /// questions waiting, the publish goes out unconfirmed.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An edge node: its configuration, the hub of local connections, the
+/// callback client, admission, the control links and what it knows of the
+/// cluster (the ring, the cursors, the parked sessions). Shared as
+/// `Arc<Edge>` by every connection task, the listener and the clock.
 pub struct Edge {
     pub config: EdgeConfig,
     pub hub: Hub,
@@ -88,7 +92,7 @@ pub struct Edge {
     /// Per channel, the last offset delivered here, and gaps being fetched (`cursor.rs`).
     cursors: Mutex<Cursors>,
     /// `slip.v1` sessions waiting to be resumed (`node/resume.rs`).
-    parking: resume::Parking,
+    parking: resume::Parkings,
     /// Every task the edge runs: the listener's HTTP connections, the
     /// WebSocket connections and their writers, waiting queries.
     pub(crate) tasks: TaskTracker,
@@ -122,7 +126,7 @@ impl Edge {
             clock: tokio::sync::Notify::new(),
             clock_started: std::sync::atomic::AtomicBool::new(false),
             cursors: Mutex::new(Cursors::default()),
-            parking: resume::Parking::default(),
+            parking: resume::Parkings::default(),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             config,

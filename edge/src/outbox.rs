@@ -17,6 +17,7 @@ use crate::effect::KeepAlive;
 /// Close code for a consumer that could not keep up ("try again later").
 pub const SLOW_CONSUMER_CODE: CloseCode = CloseCode::TRY_AGAIN_LATER;
 
+/// How much one client's outbox may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxLimits {
     pub max_frames: usize,
@@ -74,6 +75,9 @@ struct State {
     keep_alive: Option<Box<KeepAlive>>,
 }
 
+/// What waits to be written to one client: frames bounded in count and
+/// bytes (a slow consumer is closed, never allowed to grow memory), a close
+/// order, the keep-alive. Filled by anyone, drained by the connection's writer.
 pub struct Outbox {
     state: Mutex<State>,
     limits: OutboxLimits,

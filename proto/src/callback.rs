@@ -6,6 +6,8 @@
 //! {"connectionId":"…","metadata":{…},"events":[{"type":"OPEN","connectionId":"…"}]}
 //! ```
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,8 +18,12 @@ pub const CONTENT_TYPE: &str = "application/websocket-events";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackRequest {
+    /// The connection the events are of.
     pub connection_id: String,
+    /// Its metadata: at OPEN the handshake's (headers, ip, path, query),
+    /// later what the backend set.
     pub metadata: Value,
+    /// Its events, oldest first.
     pub events: Vec<Event>,
 }
 
@@ -26,25 +32,44 @@ pub struct CallbackRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Event {
+    /// A client opens a connection: answer `ACCEPT` to let it in.
     #[serde(rename_all = "camelCase")]
-    Open { connection_id: String },
+    Open {
+        /// The new connection's id.
+        connection_id: String,
+    },
+    /// A text message from the client.
     #[serde(rename_all = "camelCase")]
-    Text { connection_id: String, data: String },
+    Text {
+        /// Its connection.
+        connection_id: String,
+        /// The message.
+        data: String,
+    },
     /// `data` is base64 (standard alphabet, padded).
     #[serde(rename_all = "camelCase")]
-    Binary { connection_id: String, data: String },
+    Binary {
+        /// Its connection.
+        connection_id: String,
+        /// The message, base64.
+        data: String,
+    },
     /// `code` and `reason` are additive: present when the peer sent a close frame.
     #[serde(rename_all = "camelCase")]
     Close {
+        /// The connection that ended.
         connection_id: String,
+        /// The close code, when the client sent one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
+        /// The close reason, when the client sent one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
 }
 
 impl Event {
+    /// The connection the event is of.
     pub fn connection_id(&self) -> &str {
         match self {
             Event::Open { connection_id }

@@ -5,6 +5,8 @@
 //! a value that breaks a rule (connection id, channel name, size) rejects the
 //! whole batch before any command runs.
 
+#![warn(missing_docs)]
+
 use crate::close::CloseCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -26,59 +28,101 @@ pub enum Command {
     /// (additive) picks the WebSocket subprotocol echoed in the 101.
     #[serde(rename_all = "camelCase")]
     Accept {
+        /// The opening connection.
         connection_id: String,
+        /// The subprotocol to answer with, one the client offered.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<String>,
     },
+    /// Send a text message to one connection, on any edge.
     #[serde(rename_all = "camelCase")]
-    Text { connection_id: String, data: String },
+    Text {
+        /// Who gets it.
+        connection_id: String,
+        /// The message.
+        data: String,
+    },
     /// Additive: a binary message, `data` in base64.
     #[serde(rename_all = "camelCase")]
-    Binary { connection_id: String, data: String },
+    Binary {
+        /// Who gets it.
+        connection_id: String,
+        /// The message, base64 (standard alphabet, padded).
+        data: String,
+    },
+    /// Subscribe a connection to a channel.
     #[serde(rename_all = "camelCase")]
-    Subscribe { connection_id: String, channel: String },
+    Subscribe {
+        /// The connection.
+        connection_id: String,
+        /// The channel (1–255 bytes of UTF-8, no control characters).
+        channel: String,
+    },
+    /// Unsubscribe a connection from a channel.
     #[serde(rename_all = "camelCase")]
-    Unsubscribe { connection_id: String, channel: String },
+    Unsubscribe {
+        /// The connection.
+        connection_id: String,
+        /// The channel.
+        channel: String,
+    },
     /// `idempotencyKey` (additive, at most 128 bytes): a key seen on the
     /// channel within the idempotency window gets the first publish's place
     /// and is not delivered again, so a publisher may retry a failed publish.
     #[serde(rename_all = "camelCase")]
     PublishText {
+        /// The channel.
         channel_id: String,
+        /// The message every subscriber gets.
         data: String,
+        /// The publish's key: the same key is one publish, however often sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
     },
     /// Additive: publish a binary message, `data` in base64.
     #[serde(rename_all = "camelCase")]
     PublishBinary {
+        /// The channel.
         channel_id: String,
+        /// The message, base64 (standard alphabet, padded).
         data: String,
+        /// The publish's key, as on `PUBLISH_TEXT`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
     },
+    /// Close every connection subscribed to the channel.
     #[serde(rename_all = "camelCase")]
-    CloseChannel { channel_id: String },
+    CloseChannel {
+        /// The channel.
+        channel_id: String,
+    },
     /// Replace the connection's metadata; `null` (or no field) clears it.
     #[serde(rename_all = "camelCase")]
     SetMetadata {
+        /// The connection.
         connection_id: String,
+        /// Any JSON, sent with every later callback of the connection.
         #[serde(default)]
         metadata: Value,
     },
     /// Close the connection; `code`/`reason` are additive (default 1000).
     #[serde(rename_all = "camelCase")]
     Close {
+        /// The connection.
         connection_id: String,
+        /// The close code the client gets (one an endpoint may send: 1000–1003, 1007–1014, 3000–4999; 1000 when none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
+        /// The reason it gets, at most 123 bytes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// Control API only: wait up to `timeout` ms for the connection to exist.
     #[serde(rename_all = "camelCase")]
     PollForConnection {
+        /// The connection waited for.
         connection_id: String,
+        /// How long to wait, in milliseconds (at most 30 s).
         #[serde(default)]
         timeout: u64,
     },
@@ -99,21 +143,38 @@ fn check_key(key: Option<&str>) -> Result<(), String> {
 /// The envelope of a callback reply or a control request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
+    /// The commands, run in order.
     pub events: Vec<Command>,
 }
 
+/// Why a batch was rejected (whole: none of it runs).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommandError {
+    /// The body is over the limit, in bytes.
     #[error("body is {0} bytes, the limit is {MAX_COMMAND_BODY_BYTES}")]
     TooLarge(usize),
+    /// The body is not JSON of the right shape.
     #[error("body is not a valid command batch: {0}")]
     Json(String),
+    /// Too many commands in one batch.
     #[error("batch has {0} commands, the limit is {MAX_COMMANDS_PER_BATCH}")]
     TooMany(usize),
+    /// A command its source may not send (ACCEPT to the control API).
     #[error("command {index} ({kind}) is not allowed here")]
-    NotAllowed { index: usize, kind: &'static str },
+    NotAllowed {
+        /// Its place in the batch, from 0.
+        index: usize,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// A command that breaks a rule (an id, a channel name, a size).
     #[error("command {index}: {reason}")]
-    Invalid { index: usize, reason: String },
+    Invalid {
+        /// Its place in the batch, from 0.
+        index: usize,
+        /// The rule it breaks.
+        reason: String,
+    },
 }
 
 /// Where a batch came from decides which commands it may hold.
@@ -126,6 +187,7 @@ pub enum Source {
 }
 
 impl Command {
+    /// Its `type`, as on the wire.
     pub fn kind(&self) -> &'static str {
         match self {
             Command::Accept { .. } => "ACCEPT",

@@ -127,7 +127,7 @@ async fn the_demo_chats_between_two_browsers() {
 #[tokio::test]
 async fn the_demo_page_loses_no_line_when_the_gateway_restarts() {
     let (listen, control) =
-        (format!("127.0.0.1:{}", crate::cluster::free_port()), format!("127.0.0.1:{}", crate::cluster::free_port()));
+        (format!("127.0.0.1:{}", crate::support::free_port()), format!("127.0.0.1:{}", crate::support::free_port()));
     let args = ["dev", "--listen", listen.as_str(), "--control-listen", control.as_str()];
     let (mut gateway, lines) = spawn_slip(&args, &["Demo chat:"]).await;
     let page = lines[0].split_whitespace().next().unwrap().to_owned();

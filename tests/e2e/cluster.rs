@@ -1,7 +1,6 @@
 //! The cluster: `slip control` and `slip edge` processes on loopback, linked
 //! over QUIC with the cluster CA, a real backend, real clients.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -45,62 +44,8 @@ pub(crate) fn cluster_backend(request: &CallbackRequest) -> Reply {
     Reply::commands(out)
 }
 
-pub(crate) fn free_port() -> u16 {
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    // The same number must be free for UDP too (the link) when used for it.
-    drop(tcp);
-    port
-}
-
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A cluster CA written by `slip gen-ca` into a fresh directory, with an
-/// edge certificate from `slip gen-cert --role edge` beside it.
-pub(crate) struct CaDir(PathBuf);
-
-impl CaDir {
-    pub(crate) fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("slip-ca-{:016x}", rand::random::<u64>()));
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
-            .args(["gen-ca", "--out", dir.to_str().unwrap()])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "slip gen-ca failed");
-        assert!(dir.join("ca.pem").exists() && dir.join("ca-key.pem").exists());
-        for role in ["edge", "control"] {
-            let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
-                .args(["gen-cert", "--role", role, "--out", dir.to_str().unwrap()])
-                .env("SLIP_CLUSTER_CA", dir.join("ca.pem"))
-                .env("SLIP_CLUSTER_CA_KEY", dir.join("ca-key.pem"))
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "slip gen-cert --role {role} failed");
-        }
-        Self(dir)
-    }
-    /// A leaf from `slip gen-cert --role ROLE`: certificate and key paths.
-    pub(crate) fn leaf(&self, role: &str) -> (String, String) {
-        let path = |name: String| self.0.join(name).to_string_lossy().into_owned();
-        (path(format!("{role}.pem")), path(format!("{role}-key.pem")))
-    }
-
-    pub(crate) fn cert(&self) -> String {
-        self.0.join("ca.pem").to_string_lossy().into_owned()
-    }
-    pub(crate) fn key(&self) -> String {
-        self.0.join("ca-key.pem").to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for CaDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 struct ControlNode {
@@ -715,9 +660,12 @@ async fn a_control_node_answers_requests_in_flight_on_sigterm() {
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
 
     // No new client gets in...
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let addr = api.trim_start_matches("http://");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    let deadline = Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // ...the one in flight gets its answer...
     let response = in_flight.await.unwrap().expect("answered, not cut off");
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cluster::CaDir;
+use crate::support::CaDir;
 use crate::support::*;
 
 fn fly() -> toml::Table {

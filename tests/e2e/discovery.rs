@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use slip_proto::pb::GetChannelRequest;
 use tokio::net::UdpSocket;
 
-use crate::cluster::{CaDir, free_port};
 use crate::support::*;
+use crate::support::{CaDir, free_port};
 
 const NAME: &str = "control.slip.test";
 

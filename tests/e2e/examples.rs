@@ -129,7 +129,7 @@ async fn the_original_readme_handler_in_typescript() {
         .expect("esbuild");
     assert!(bundled.success());
 
-    let port = crate::cluster::free_port();
+    let port = crate::support::free_port();
     let gateway = Gateway::start(&format!("http://127.0.0.1:{port}/api/slip")).await;
     let mut node = tokio::process::Command::new("node")
         .arg(format!("{example}/serve-routes.mjs"))
@@ -177,7 +177,7 @@ async fn the_nextjs_example_builds_and_serves() {
         std::path::Path::new(&format!("{example}/.next/BUILD_ID")).exists() && std::path::Path::new(&next).exists(),
         "examples/nextjs-chat is not built: scripts/test.sh runs npm ci and next build there"
     );
-    let port = crate::cluster::free_port();
+    let port = crate::support::free_port();
     let gateway = Gateway::start(&format!("http://127.0.0.1:{port}/api/slip")).await;
     let _next = tokio::process::Command::new("node")
         .args([next.as_str(), "start", "-p", &port.to_string(), "-H", "127.0.0.1"])

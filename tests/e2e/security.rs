@@ -454,7 +454,7 @@ async fn handshake_headers_are_bounded_in_bytes() {
 // Hello too: link/tests/quic.rs).
 #[tokio::test]
 async fn an_edge_certificate_does_not_make_a_control_node() {
-    let ca = crate::cluster::CaDir::new();
+    let ca = crate::support::CaDir::new();
     let (edge_cert, edge_key) = ca.leaf("edge");
     let bin = env!("CARGO_BIN_EXE_slip");
     let common = ["--jwt-secret", SECRET, "--metrics-listen", "127.0.0.1:0", "--cluster-ca", &ca.cert()];

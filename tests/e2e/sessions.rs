@@ -7,7 +7,7 @@ use slip_proto::callback::{CallbackRequest, Event};
 use slip_proto::pb::{PublishRequest, publish_request};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::cluster::free_port;
+use crate::support::free_port;
 use crate::support::*;
 
 /// Accepts everyone into "room" and greets them; `me:TEXT` comes back to its sender.

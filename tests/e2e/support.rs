@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -492,6 +493,61 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A TCP port free on loopback now (and, as the link needs, for UDP too).
+pub fn free_port() -> u16 {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    // The same number must be free for UDP too (the link) when used for it.
+    drop(tcp);
+    port
+}
+
+/// A cluster CA written by `slip gen-ca` into a fresh directory, with an
+/// edge certificate from `slip gen-cert --role edge` beside it.
+pub struct CaDir(PathBuf);
+
+impl CaDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("slip-ca-{:016x}", rand::random::<u64>()));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+            .args(["gen-ca", "--out", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "slip gen-ca failed");
+        assert!(dir.join("ca.pem").exists() && dir.join("ca-key.pem").exists());
+        for role in ["edge", "control"] {
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_slip"))
+                .args(["gen-cert", "--role", role, "--out", dir.to_str().unwrap()])
+                .env("SLIP_CLUSTER_CA", dir.join("ca.pem"))
+                .env("SLIP_CLUSTER_CA_KEY", dir.join("ca-key.pem"))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "slip gen-cert --role {role} failed");
+        }
+        Self(dir)
+    }
+    /// A leaf from `slip gen-cert --role ROLE`: certificate and key paths.
+    pub fn leaf(&self, role: &str) -> (String, String) {
+        let path = |name: String| self.0.join(name).to_string_lossy().into_owned();
+        (path(format!("{role}.pem")), path(format!("{role}-key.pem")))
+    }
+
+    pub fn cert(&self) -> String {
+        self.0.join("ca.pem").to_string_lossy().into_owned()
+    }
+    pub fn key(&self) -> String {
+        self.0.join("ca-key.pem").to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for CaDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }

@@ -117,6 +117,9 @@ impl Ending {
     }
 }
 
+/// One connection's rules as pure code: client bytes, callback answers and
+/// the time in; frames, callbacks, effects and closes out (see the top of
+/// this file).
 pub struct Core {
     id: String,
     format: Format,

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use slip_proto::callback::Event;
 use slip_proto::link_pb::{
@@ -19,12 +18,12 @@ use slip_proto::link_pb::{
 use slip_proto::session::{self as wire, Recovery, Resume, SessionClaims};
 
 use super::Edge;
-use crate::admission::{ParkedSlot, Refusal, Slot};
+use crate::admission::{Refusal, Slot};
 use crate::cursor::FETCH_RETRY;
 use crate::cursor::FETCH_TIMEOUT;
-use crate::expiry::{Expiries, Expiry};
 use crate::frame;
 use crate::outbox::Outbox;
+use crate::parking::{Parked, Parking};
 use crate::session::{Placed, publication};
 use parking_lot::Mutex;
 use slip_proto::link_pb::Frame;
@@ -49,33 +48,12 @@ const PARKED_OVERHEAD: usize = 512;
 /// (their CLOSE callbacks run as tasks of their own).
 const EXPIRIES_PER_TURN: usize = 1024;
 
-/// A session waiting to be resumed.
-pub(crate) struct Parked {
-    /// Its generation when it was parked: a resume or a new park supersedes it.
-    generation: u64,
-    /// When it was parked (seconds since the epoch): its newest token resumes
-    /// it if it was fresh then (`wire::fresh_enough`).
-    since: u64,
-    /// Per channel, where the session stood when parked: what it was last
-    /// sent, or (nothing sent yet) where the edge's stream was.
-    positions: HashMap<String, (String, u64)>,
-    /// Its connection's slot: a parked session counts against the edge's
-    /// connections.
-    _slot: ParkedSlot,
-    /// What it holds here, about (`parked_bytes`), counted against
-    /// `max_parked_bytes`.
-    bytes: usize,
-}
-
-/// Sessions parked here.
+/// What the node keeps of its parked sessions: the sessions (one lock, pure
+/// data) and the outbox every parked session has, which takes nothing: one
+/// serves all.
 #[derive(Default)]
-pub(crate) struct Parking {
-    parked: Mutex<HashMap<String, Parked>>,
-    /// The sum of the parked sessions' `bytes`.
-    parked_bytes: AtomicUsize,
-    /// When each parked session ends, read by the edge's clock.
-    expiries: Mutex<Expiries>,
-    /// The outbox every parked session has: it takes nothing, and one serves all.
+pub(crate) struct Parkings {
+    pub(super) sessions: Mutex<Parking>,
     sink: OnceLock<Arc<Outbox>>,
 }
 
@@ -139,17 +117,20 @@ impl Edge {
             + metadata_bytes
             + kept_bytes
             + positions.iter().map(|(c, (e, _))| c.len() + e.len() + 8).sum::<usize>();
-        let parked = Parked { generation, since, positions, _slot: slot.park(), bytes };
-        self.parking.parked_bytes.fetch_add(bytes, Ordering::AcqRel);
-        if let Some(old) = self.parking.parked.lock().insert(id.to_owned(), parked) {
-            self.parking.parked_bytes.fetch_sub(old.bytes, Ordering::AcqRel);
+        let parked = Parked { generation, since, positions, slot: slot.park(), bytes };
+        let deadline = tokio::time::Instant::now() + self.config.resume_window;
+        if self.with_parking(|p| p.park(id, parked, deadline)) {
+            self.wake_clock();
         }
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("parked")).inc();
-        self.expire_later(id, generation);
         // Past the byte bound, the oldest parked sessions make room.
-        while self.parking.parked_bytes.load(Ordering::Acquire) > self.config.max_parked_bytes
-            && self.end_oldest_parked()
-        {}
+        while self.parked_over_bound() && self.end_oldest_parked() {}
+    }
+
+    /// Whether the parked sessions hold more than `max_parked_bytes`.
+    fn parked_over_bound(&self) -> bool {
+        // Its own function: the lock must be let go before one is evicted.
+        self.parking.sessions.lock().bytes() > self.config.max_parked_bytes
     }
 
     /// A slot for a new connection. With every slot taken, the oldest
@@ -166,29 +147,26 @@ impl Edge {
 
     /// Ends the session parked longest ago, if any: false if none is.
     fn end_oldest_parked(self: &Arc<Self>) -> bool {
-        loop {
-            let Some(oldest) = self.with_expiries(Expiries::take_oldest) else { return false };
-            if self.unpark(&oldest.id, oldest.generation) {
-                slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("evicted")).inc();
-                let edge = self.clone();
-                self.tasks.spawn(async move { edge.end_session(&oldest.id).await });
-                return true;
-            }
-        }
+        // Taken out (its slot given back) now; its CLOSE goes in a task.
+        let Some((id, _parked)) = self.with_parking(Parking::evict_oldest) else { return false };
+        slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("evicted")).inc();
+        let edge = self.clone();
+        self.tasks.spawn(async move { edge.end_session(&id).await });
+        true
     }
 
-    /// Changes the parked sessions' deadlines; the gauge follows.
-    fn with_expiries<R>(&self, change: impl FnOnce(&mut Expiries) -> R) -> R {
-        let mut expiries = self.parking.expiries.lock();
-        let result = change(&mut expiries);
-        slip_metrics::metrics().session_deadlines.set(expiries.len() as i64);
+    /// Changes the parked sessions; the deadlines' gauge follows.
+    fn with_parking<R>(&self, change: impl FnOnce(&mut Parking) -> R) -> R {
+        let mut parking = self.parking.sessions.lock();
+        let result = change(&mut parking);
+        slip_metrics::metrics().session_deadlines.set(parking.deadlines() as i64);
         result
     }
 
     /// Deadlines of parked sessions kept.
     #[cfg(test)]
     pub(super) fn session_deadlines(&self) -> usize {
-        self.parking.expiries.lock().len()
+        self.parking.sessions.lock().deadlines()
     }
 
     /// The outbox of every parked session.
@@ -203,68 +181,29 @@ impl Edge {
             .clone()
     }
 
-    /// The session ends when the resume window passes, unless resumed or
-    /// parked again (another generation) by then.
-    fn expire_later(self: &Arc<Self>, id: &str, generation: u64) {
-        let at = tokio::time::Instant::now() + self.config.resume_window;
-        if self.with_expiries(|e| e.push(Expiry { at, id: id.to_owned(), generation })) {
-            self.wake_clock();
-        }
-    }
-
     /// When the next parked session's window passes.
     pub(super) fn next_expiry(&self) -> Option<tokio::time::Instant> {
-        self.parking.expiries.lock().next()
+        self.parking.sessions.lock().next_deadline()
     }
 
     /// Ends the sessions whose window passed by `now` (at most
     /// [`EXPIRIES_PER_TURN`]; the clock comes back for more).
     pub(super) fn end_expired_sessions(self: &Arc<Self>, now: tokio::time::Instant) {
-        let due = self.with_expiries(|e| e.take_due(now, EXPIRIES_PER_TURN));
-        for expiry in due {
-            if self.unpark(&expiry.id, expiry.generation) {
-                let edge = self.clone();
-                self.tasks.spawn(async move { edge.end_expired(&expiry.id).await });
-            }
+        for (id, _parked) in self.with_parking(|p| p.take_due(now, EXPIRIES_PER_TURN)) {
+            let edge = self.clone();
+            self.tasks.spawn(async move { edge.end_expired(&id).await });
         }
     }
 
     /// Sessions parked here, waiting to be resumed.
     pub fn parked_sessions(&self) -> usize {
-        self.parking.parked.lock().len()
+        self.parking.sessions.lock().len()
     }
 
     /// The edge is going away: sessions still parked end now.
     pub async fn end_parked_sessions(&self) {
-        let parked: Vec<(String, u64)> =
-            self.parking.parked.lock().iter().map(|(id, p)| (id.clone(), p.generation)).collect();
-        let ends = parked
-            .iter()
-            .filter(|(id, generation)| self.unpark(id, *generation))
-            .map(|(id, _)| self.end_expired(id))
-            .collect::<Vec<_>>();
-        futures_util::future::join_all(ends).await;
-    }
-
-    /// Takes a session out of the parking if it is still parked as `generation`.
-    fn unpark(&self, id: &str, generation: u64) -> bool {
-        let mut parked = self.parking.parked.lock();
-        if parked.get(id).is_none_or(|p| p.generation != generation) {
-            return false;
-        }
-        if let Some(gone) = parked.remove(id) {
-            self.parking.parked_bytes.fetch_sub(gone.bytes, Ordering::AcqRel);
-        }
-        true
-    }
-
-    /// Takes a session out of the parking, whatever its generation.
-    fn take_parked(&self, id: &str) -> Option<Parked> {
-        let gone = self.parking.parked.lock().remove(id);
-        if let Some(gone) = &gone {
-            self.parking.parked_bytes.fetch_sub(gone.bytes, Ordering::AcqRel);
-        }
-        gone
+        let parked = self.with_parking(Parking::take_all);
+        futures_util::future::join_all(parked.iter().map(|(id, _)| self.end_expired(id))).await;
     }
 
     /// The resume window passed (or the edge is going away): the session
@@ -311,8 +250,7 @@ impl Edge {
             state.begin_resume();
             state.generation
         };
-        let parked = self.take_parked(&claims.connection_id);
-        self.with_expiries(|e| e.remove(&claims.connection_id));
+        let parked = self.with_parking(|p| p.take(&claims.connection_id));
         let positions = parked.map(|p| p.positions).unwrap_or_default();
         // The token just used is old now, for the control node too.
         self.record_session(&claims.connection_id);
@@ -323,7 +261,7 @@ impl Edge {
     /// counted to when the session was parked, or to now while it is live
     /// (its client is sent a fresh one every third of the window).
     fn fresh_enough(&self, id: &str, issued: u64) -> bool {
-        let since = self.parking.parked.lock().get(id).map_or_else(slip_proto::jwt::now, |p| p.since);
+        let since = self.parking.sessions.lock().since(id).unwrap_or_else(slip_proto::jwt::now);
         wire::fresh_enough(issued, since, self.config.resume_window.as_secs())
     }
 
@@ -481,16 +419,13 @@ impl Edge {
         if !self.fresh_enough(id, take.issued) {
             return SessionHandover::default();
         }
-        let parked = self.take_parked(id);
         let handover = {
             let mut state = session.lock();
             if state.generation != take.generation {
-                if let Some(parked) = parked {
-                    self.parking.parked_bytes.fetch_add(parked.bytes, Ordering::AcqRel);
-                    self.parking.parked.lock().insert(id.to_owned(), parked);
-                }
                 return SessionHandover::default();
             }
+            // The parking is taken last, under the session's lock.
+            let parked = self.with_parking(|p| p.take(id));
             // Seen by a connection still holding it: it is not its any more.
             state.generation += 1;
             let kept = state.kept();
@@ -521,8 +456,7 @@ impl Edge {
         let Some(session) = self.hub.session(id) else { return };
         // A connection still holding it sees it superseded.
         session.lock().generation += 1;
-        self.take_parked(id);
-        self.with_expiries(|e| e.remove(id));
+        self.with_parking(|p| p.take(id));
         if let Some(outbox) = self.hub.replace_outbox(id, self.parked_outbox()) {
             outbox.abort(why);
         }

@@ -59,8 +59,13 @@ struct Node {
 }
 
 fn node(controls: &[&str]) -> Node {
+    node_with(controls, |_| {})
+}
+
+fn node_with(controls: &[&str], configure: impl FnOnce(&mut EdgeConfig)) -> Node {
     let mut config = EdgeConfig::new(NodeId::parse("e-1").unwrap(), "http://127.0.0.1:1/", SECRET);
     config.resume_window = Duration::from_secs(60);
+    configure(&mut config);
     let edge = Edge::new(config).unwrap();
     let controls: Vec<Arc<Recording>> = controls
         .iter()
@@ -85,10 +90,14 @@ impl Node {
 
     /// A local connection subscribed to `ROOM`, and its outbox.
     fn subscriber(&self, session: bool) -> Arc<Outbox> {
+        self.subscriber_as(CONNECTION, session)
+    }
+
+    fn subscriber_as(&self, id: &str, session: bool) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox::new(self.edge.config.outbox));
-        self.edge.hub.register_as(CONNECTION, outbox.clone(), Arc::from("null"), session);
+        self.edge.hub.register_as(id, outbox.clone(), Arc::from("null"), session);
         self.edge.connection_command(slip_proto::link_pb::ConnectionCommand {
-            connection_id: CONNECTION.into(),
+            connection_id: id.into(),
             op: Some(Op::Subscribe(ROOM.into())),
             ..Default::default()
         });
@@ -297,4 +306,23 @@ async fn a_session_is_handed_over_only_to_its_newest_generation() {
     assert_eq!(n.edge.parked_sessions(), 0);
     assert!(!n.edge.hub.contains(CONNECTION), "it lives on the other edge now");
     assert!(!n.edge.hand_over(&take(0)).found, "handed over once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_byte_bound_the_session_parked_longest_ago_makes_room() {
+    // Room for one parked session, not two.
+    let n = node_with(&["c-1"], |config| config.max_parked_bytes = 1000);
+    n.view(1, &["c-1"]);
+    let (older, newer) = ("e-1.00000000000000000001", "e-1.00000000000000000002");
+    for id in [older, newer] {
+        n.subscriber_as(id, true);
+        let slot = n.edge.admit().unwrap();
+        n.edge.park(id, 0, slot);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    settle().await;
+    assert_eq!(n.edge.parked_sessions(), 1);
+    assert!(!n.edge.hub.contains(older), "the older one ended");
+    assert!(n.edge.hub.contains(newer));
+    assert_eq!((n.edge.admission.in_use(), n.edge.session_deadlines()), (1, 1));
 }
