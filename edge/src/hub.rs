@@ -279,19 +279,23 @@ impl Hub {
         self.state.read().connections.get(id)?.session.clone()
     }
 
-    /// Gives a connection another outbox (a session parked, or resumed on a
-    /// new socket); returns the one it had.
+    /// Gives a connection another outbox (a session resumed on a new
+    /// socket); returns the one it had.
     pub fn replace_outbox(&self, id: &str, outbox: Arc<Outbox>) -> Option<Arc<Outbox>> {
-        let mut guard = self.state.write();
-        let state = &mut *guard;
-        let entry = state.connections.get_mut(id)?;
-        let old = std::mem::replace(&mut entry.outbox, outbox.clone());
-        for channel in &entry.channels {
-            if let Some(subscriber) = state.channels.get_mut(channel).and_then(|s| s.get_mut(&entry.key)) {
-                subscriber.outbox = outbox.clone();
-            }
+        swap_outbox(&mut self.state.write(), id, outbox)
+    }
+
+    /// Gives session `id` the outbox of parked sessions, if it is still of
+    /// `generation` (a resume that took it meanwhile has given it its new
+    /// connection's outbox, which must stay). Returns the one it had.
+    pub fn park_outbox(&self, id: &str, generation: u64, outbox: Arc<Outbox>) -> Option<Arc<Outbox>> {
+        let mut state = self.state.write();
+        // The hub's lock, then the session's: the one order.
+        let session = state.connections.get(id)?.session.as_ref()?;
+        if session.lock().generation != generation {
+            return None;
         }
-        Some(old)
+        swap_outbox(&mut state, id, outbox)
     }
 
     /// Orders one connection closed; false if it is not here.
@@ -368,6 +372,19 @@ impl Hub {
     }
 }
 
+/// Puts `outbox` in the place of connection `id`'s, in its entry and in
+/// every channel it is subscribed to; returns the one it had.
+fn swap_outbox(state: &mut State, id: &str, outbox: Arc<Outbox>) -> Option<Arc<Outbox>> {
+    let entry = state.connections.get_mut(id)?;
+    let old = std::mem::replace(&mut entry.outbox, outbox.clone());
+    for channel in &entry.channels {
+        if let Some(subscriber) = state.channels.get_mut(channel).and_then(|s| s.get_mut(&entry.key)) {
+            subscriber.outbox = outbox.clone();
+        }
+    }
+    Some(old)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +448,22 @@ mod tests {
         assert_eq!(hub.close_channel("ch", CloseCode::NORMAL, ""), 2);
         assert!(outboxes[0].close_order().is_some());
         assert!(outboxes[1].close_order().is_none());
+    }
+
+    #[test]
+    fn a_park_that_comes_after_a_resume_leaves_the_resumed_outbox_in_place() {
+        let hub = Hub::new(2);
+        let live = Arc::new(Outbox::new(OutboxLimits::default()));
+        hub.register_as("s", live.clone(), Arc::from("null"), true);
+        let nowhere = Arc::new(Outbox::new(OutboxLimits::default()));
+        // A resume took the session (generation 0 → 1) before the park of generation 0 got here.
+        hub.session("s").unwrap().lock().begin_resume();
+        assert!(hub.park_outbox("s", 0, nowhere.clone()).is_none());
+        let current = hub.replace_outbox("s", live.clone()).unwrap();
+        assert!(Arc::ptr_eq(&current, &live), "the resumed connection's outbox stays");
+        // Of its own generation, the park takes effect.
+        let had = hub.park_outbox("s", 1, nowhere.clone()).unwrap();
+        assert!(Arc::ptr_eq(&had, &live));
+        assert!(Arc::ptr_eq(&hub.replace_outbox("s", live.clone()).unwrap(), &nowhere));
     }
 }

@@ -92,13 +92,13 @@ impl Edge {
             let cursors = self.cursors.lock();
             channels.iter().map(|channel| cursors.position(channel)).collect()
         };
-        let (positions, kept_bytes) = {
+        let deadline = tokio::time::Instant::now() + self.config.resume_window;
+        let earliest = {
             let mut state = session.lock();
             if state.generation != generation {
                 return;
             }
             state.park();
-            let kept_bytes = state.kept_bytes();
             let positions = channels
                 .into_iter()
                 .zip(streams)
@@ -107,19 +107,21 @@ impl Edge {
                     at.map(|at| (channel, at))
                 })
                 .collect::<HashMap<_, _>>();
-            (positions, kept_bytes)
+            let bytes = PARKED_OVERHEAD
+                + id.len()
+                + metadata_bytes
+                + state.kept_bytes()
+                + positions.iter().map(|(c, (e, _))| c.len() + e.len() + 8).sum::<usize>();
+            let since = slip_proto::jwt::now();
+            let parked = Parked { generation, since, positions, slot: slot.park(), bytes };
+            // Parked under the session's lock (the parking is taken last): a
+            // resume that comes next finds it parked, never half.
+            self.with_parking(|p| p.park(id, parked, deadline))
         };
-        // Frames for it go nowhere until it is resumed.
-        self.hub.replace_outbox(id, self.parked_outbox());
-        let since = slip_proto::jwt::now();
-        let bytes = PARKED_OVERHEAD
-            + id.len()
-            + metadata_bytes
-            + kept_bytes
-            + positions.iter().map(|(c, (e, _))| c.len() + e.len() + 8).sum::<usize>();
-        let parked = Parked { generation, since, positions, slot: slot.park(), bytes };
-        let deadline = tokio::time::Instant::now() + self.config.resume_window;
-        if self.with_parking(|p| p.park(id, parked, deadline)) {
+        // Frames for it go nowhere until it is resumed (unless a resume
+        // already took it: its new outbox stays).
+        self.hub.park_outbox(id, generation, self.parked_outbox());
+        if earliest {
             self.wake_clock();
         }
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("parked")).inc();
