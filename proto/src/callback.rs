@@ -6,8 +6,6 @@
 //! {"connectionId":"…","metadata":{…},"events":[{"type":"OPEN","connectionId":"…"}]}
 //! ```
 
-#![warn(missing_docs)]
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

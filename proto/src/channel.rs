@@ -3,12 +3,16 @@
 /// Longest channel name, in bytes.
 pub const MAX_CHANNEL_BYTES: usize = 255;
 
+/// Why a channel name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
+    /// The name is empty.
     #[error("channel name is empty")]
     Empty,
+    /// The name is longer than 255 bytes (its length).
     #[error("channel name is {0} bytes, the limit is {MAX_CHANNEL_BYTES}")]
     TooLong(usize),
+    /// The name holds a control character (at this byte).
     #[error("channel name contains a control character at byte {0}")]
     ControlCharacter(usize),
 }

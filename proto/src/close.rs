@@ -17,14 +17,19 @@ pub const NO_STATUS: u16 = 1005;
 pub const ABNORMAL: u16 = 1006;
 
 impl CloseCode {
+    /// 1000: the purpose of the connection was fulfilled.
     pub const NORMAL: Self = Self(1000);
+    /// 1001: the endpoint is going away.
     pub const GOING_AWAY: Self = Self(1001);
+    /// 1002: the peer broke the protocol.
     pub const PROTOCOL_ERROR: Self = Self(1002);
     /// Binary frames sent to a target that did not opt in.
     pub const UNSUPPORTED_DATA: Self = Self(1003);
+    /// 1007: a text message that is not UTF-8.
     pub const INVALID_DATA: Self = Self(1007);
     /// A client over its message rate.
     pub const POLICY_VIOLATION: Self = Self(1008);
+    /// 1009: a message too big to take.
     pub const TOO_BIG: Self = Self(1009);
     /// The backend kept failing.
     pub const INTERNAL_ERROR: Self = Self(1011);
@@ -46,6 +51,7 @@ impl CloseCode {
         u16::try_from(code).ok().and_then(Self::new)
     }
 
+    /// The code, as a number.
     pub const fn get(self) -> u16 {
         self.0
     }

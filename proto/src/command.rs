@@ -5,8 +5,6 @@
 //! a value that breaks a rule (connection id, channel name, size) rejects the
 //! whole batch before any command runs.
 
-#![warn(missing_docs)]
-
 use crate::close::CloseCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -29,34 +29,52 @@ use crate::limits::{MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_
 /// What one item asks of its channel's subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GripAction {
+    /// Send this text to every subscriber.
     Text(String),
+    /// Send these bytes to every subscriber.
     Binary(Vec<u8>),
     /// Close every subscriber's connection.
     Close {
+        /// The close code they get (1000 when none).
         code: Option<CloseCode>,
+        /// The close reason they get.
         reason: Option<String>,
     },
 }
 
+/// One item of a GRIP publish body, as it applies to WebSockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GripItem {
+    /// The channel it goes to.
     pub channel: String,
+    /// Its id, for ordering with `prev-id`.
     pub id: Option<String>,
+    /// The id of the item it must follow.
     pub prev_id: Option<String>,
     /// `None`: the item has no `ws-message` format, nothing for WebSockets.
     pub action: Option<GripAction>,
 }
 
+/// Why a GRIP publish body was refused (whole).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GripError {
+    /// The body is over the size limit.
     #[error("publish body is larger than {MAX_COMMAND_BODY_BYTES} bytes")]
     TooLarge,
+    /// The body is not JSON with an `items` array (why).
     #[error("publish body is not JSON with an \"items\" array: {0}")]
     Json(String),
+    /// Too many items in one body.
     #[error("publish body has more than {MAX_COMMANDS_PER_BATCH} items")]
     TooMany,
+    /// One item is wrong.
     #[error("item {index}: {reason}")]
-    Item { index: usize, reason: String },
+    Item {
+        /// Its place in `items`, from 0.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 #[derive(Deserialize)]

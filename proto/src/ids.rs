@@ -10,10 +10,13 @@ use std::fmt;
 pub const MAX_NODE_ID_BYTES: usize = 64;
 const TOKEN_HEX_DIGITS: usize = 20;
 
+/// An id that breaks its rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// Not a node id.
     #[error("node id {0:?} must be 1-{MAX_NODE_ID_BYTES} characters of A-Z a-z 0-9 _ -")]
     BadNodeId(String),
+    /// Not a connection id.
     #[error("connection id {0:?} is not of the form <node id>.<20 hex digits>")]
     BadConnectionId(String),
 }
@@ -23,6 +26,7 @@ pub enum IdError {
 pub struct NodeId(String);
 
 impl NodeId {
+    /// The node id `s`, if it keeps the rule.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_NODE_ID_BYTES
@@ -35,6 +39,7 @@ impl NodeId {
         Self(format!("{:016x}", rand::random::<u64>()))
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -65,6 +70,7 @@ impl ConnectionId {
         Self(format!("{edge}.{token:0width$x}", width = TOKEN_HEX_DIGITS))
     }
 
+    /// The connection id `s`, if it keeps the rule.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let bad = || IdError::BadConnectionId(s.chars().take(100).collect());
         let (node, token) = s.rsplit_once('.').ok_or_else(bad)?;
@@ -82,6 +88,7 @@ impl ConnectionId {
         self.0.rsplit_once('.').map(|(node, _)| node).unwrap_or("")
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

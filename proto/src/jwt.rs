@@ -23,6 +23,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+/// The issuer of every SLIP token.
 pub const ISSUER: &str = "slip-sockets";
 /// Audience of tokens on callbacks (edge → backend).
 pub const AUD_WEBSOCKET_EVENT: &str = "WebSocketEvent";
@@ -42,32 +43,46 @@ pub const KIND_CLAIM: &str = "slip_kind";
 /// [`KIND_CLAIM`]'s value on `Grip-Sig` tokens.
 pub const KIND_GRIP_SIG: &str = "grip-sig";
 
+/// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
+    /// Longer than the limit.
     #[error("token is longer than {MAX_TOKEN_BYTES} bytes")]
     TooLong,
+    /// Not three base64url parts.
     #[error("token is not three base64url parts separated by dots")]
     Malformed,
+    /// Not HS256.
     #[error("token header is not HS256")]
     Algorithm,
+    /// Not signed with the shared secret.
     #[error("token signature does not match the shared secret")]
     Signature,
+    /// The claims are not what a token must carry (why).
     #[error("token claims are not valid JSON claims: {0}")]
     Claims(String),
+    /// Another issuer (the one it names).
     #[error("token issuer is {0:?}, expected {ISSUER:?}")]
     Issuer(String),
+    /// Not for this audience (the one wanted).
     #[error("token audience does not include {0:?}")]
     Audience(String),
+    /// Lives longer than allowed: its lifetime and the limit, in seconds.
     #[error("token lives {0} s (exp - iat); at most {1} s")]
     TooLongLived(u64, u64),
+    /// Issued ahead of this clock by more than the leeway (seconds).
     #[error("token issued in the future (iat {0} s ahead)")]
     IssuedInFuture(u64),
+    /// One the gateway signed (callback, `Grip-Sig`): never a credential.
     #[error("token is a {0} the gateway issued, not a credential")]
     GatewayIssued(String),
+    /// Its `exp` has passed.
     #[error("token expired")]
     Expired,
+    /// Its `nbf` has not come.
     #[error("token is not valid yet")]
     NotYetValid,
+    /// A shared secret too short to sign with (its length).
     #[error("the shared secret is {0} bytes; it must be at least {MIN_SECRET_BYTES}")]
     WeakSecret(usize),
 }
@@ -80,10 +95,13 @@ pub fn check_secret(secret: &[u8]) -> Result<(), JwtError> {
     Ok(())
 }
 
+/// A token's `aud`: one audience or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Audience {
+    /// One audience.
     One(String),
+    /// Several.
     Many(Vec<String>),
 }
 
@@ -96,12 +114,18 @@ impl Audience {
     }
 }
 
+/// The claims of a SLIP token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    /// Issuer: always [`ISSUER`].
     pub iss: String,
+    /// Audience: who it is for.
     pub aud: Audience,
+    /// Issued at, seconds since the epoch.
     pub iat: u64,
+    /// Expires at, seconds since the epoch.
     pub exp: u64,
+    /// Not before, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
 }
@@ -165,6 +189,7 @@ enum SignerClaims {
 }
 
 impl Signer {
+    /// A signer of SLIP tokens for `audience` with `secret`.
     pub fn new(secret: &[u8], audience: &'static str) -> Self {
         Self { secret: secret.to_vec(), claims: SignerClaims::Slip(audience), last: std::sync::Mutex::new(None) }
     }
@@ -242,13 +267,18 @@ pub fn check_lifetime(claims: &Claims, max_secs: u64, now: u64) -> Result<(), Jw
 /// only to refuse the gateway's own tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct GripClaims {
+    /// Issuer: any.
     #[serde(default)]
     pub iss: Option<String>,
+    /// Expires at, seconds since the epoch.
     pub exp: u64,
+    /// Not before.
     #[serde(default)]
     pub nbf: Option<u64>,
+    /// Audience, read only to refuse the gateway's own tokens.
     #[serde(default)]
     pub aud: Option<Audience>,
+    /// [`KIND_CLAIM`], read only to refuse the gateway's own tokens.
     #[serde(default, rename = "slip_kind")]
     pub kind: Option<String>,
 }

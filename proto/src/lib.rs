@@ -12,6 +12,8 @@
 //! - [`ring`]: which control node owns a channel; every node must compute the same answer.
 //! - [`session`]: `slip.v1` sessions: the session token, the envelopes, the resume frame.
 
+#![warn(missing_docs)]
+
 pub mod callback;
 pub mod channel;
 pub mod close;
@@ -26,13 +28,13 @@ pub mod session;
 pub mod woh;
 
 /// The gRPC control API, package `slip.v1`.
-#[allow(clippy::all)]
+#[allow(clippy::all, missing_docs)]
 pub mod pb {
     tonic::include_proto!("slip.v1");
 }
 
 /// Frames between nodes, package `slip.link.v1`.
-#[allow(clippy::all)]
+#[allow(clippy::all, missing_docs)]
 pub mod link_pb {
     tonic::include_proto!("slip.link.v1");
 }

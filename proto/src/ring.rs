@@ -10,6 +10,7 @@ use crate::ids::NodeId;
 /// Virtual nodes per member: enough that shares stay within a few percent.
 pub const VIRTUAL_NODES: usize = 128;
 
+/// The control nodes on the consistent-hash ring, and which owns what.
 #[derive(Debug, Clone, Default)]
 pub struct Ring {
     members: Vec<NodeId>,
@@ -25,6 +26,7 @@ fn point(data: &[u8]) -> u64 {
 }
 
 impl Ring {
+    /// A ring of `members` (order does not matter: every node computes the same owners).
     pub fn new(members: impl IntoIterator<Item = NodeId>) -> Self {
         let mut members: Vec<NodeId> = members.into_iter().collect();
         members.sort();
@@ -39,6 +41,7 @@ impl Ring {
         Self { members, points }
     }
 
+    /// Its members, sorted.
     pub fn members(&self) -> &[NodeId] {
         &self.members
     }

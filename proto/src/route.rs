@@ -13,26 +13,35 @@ use crate::link_pb::{
 /// Close code used when a command gives none.
 pub const DEFAULT_CLOSE_CODE: CloseCode = CloseCode::NORMAL;
 
+/// What a checked command does, wherever it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Only meaningful in reply to OPEN; anywhere else it is ignored.
     Accept,
+    /// Something for one connection, wherever it is.
     Connection(ConnectionCommand),
+    /// Something for a channel: goes to its owner.
     Channel(Publish),
+    /// Wait for a connection to exist (control API only).
     Poll {
+        /// The connection waited for.
         connection_id: String,
+        /// How long, in milliseconds.
         timeout_ms: u64,
     },
 }
 
+/// A text message to a connection.
 pub fn text(data: String) -> Message {
     Message { body: Some(message::Body::Text(data)) }
 }
 
+/// A command for one connection.
 pub fn connection(connection_id: String, op: connection_command::Op) -> ConnectionCommand {
     ConnectionCommand { connection_id, op: Some(op), ack: 0 }
 }
 
+/// A publish of `body` to `channel`.
 pub fn publish(channel: String, body: channel_event::Body) -> Publish {
     Publish { channel, event: Some(ChannelEvent { body: Some(body) }), ..Default::default() }
 }

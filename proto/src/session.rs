@@ -28,8 +28,10 @@ pub const LOST_MESSAGES: &str = "#messages";
 /// (each resume issues the next, and only the latest resumes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
+    /// The session's connection id.
     #[serde(rename = "c")]
     pub connection_id: String,
+    /// Its generation: each resume issues the next, and only the latest resumes.
     #[serde(rename = "g")]
     pub generation: u64,
     /// When it was issued, in seconds since the epoch.
@@ -37,12 +39,16 @@ pub struct SessionClaims {
     pub issued: u64,
 }
 
+/// Why a session token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// Longer than the limit (its length).
     #[error("session token of {0} bytes; at most {MAX_TOKEN_BYTES}")]
     TooLong(usize),
+    /// Not two base64url parts.
     #[error("session token is not two base64url parts")]
     Malformed,
+    /// Not signed by this gateway.
     #[error("session token signature does not verify")]
     BadSignature,
 }
@@ -77,7 +83,9 @@ pub fn verify(token: &str, secret: &[u8]) -> Result<SessionClaims, TokenError> {
 /// A payload as a client receives it: text, or binary in base64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload<'a> {
+    /// Text.
     Text(&'a str),
+    /// Binary, sent in base64.
     Binary(&'a [u8]),
 }
 
@@ -162,7 +170,9 @@ pub fn message(seq: u64, payload: Payload<'_>) -> String {
 /// Where a client is in one channel's stream.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Position {
+    /// The stream's epoch.
     pub epoch: String,
+    /// The last offset the client got in it.
     pub offset: u64,
 }
 
@@ -173,16 +183,22 @@ pub const MAX_SEQ: u64 = (1 << 53) - 1;
 /// A client's resume frame: the last message it got, and where it is in each channel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Resume {
+    /// The number of the last message the client got (0: none).
     pub seq: u64,
+    /// Per channel, where the client is.
     pub channels: BTreeMap<String, Position>,
 }
 
+/// Why a resume frame was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResumeError {
+    /// Over the size limit (its size).
     #[error("resume frame of {0} bytes; at most {MAX_RESUME_FRAME_BYTES}")]
     TooLarge(usize),
+    /// Not a resume frame (why).
     #[error("not a resume frame: {0}")]
     Invalid(String),
+    /// Names too many channels (how many).
     #[error("resume frame with {0} channels; at most {MAX_RESUME_CHANNELS}")]
     TooManyChannels(usize),
 }

@@ -32,16 +32,24 @@ pub const MIN_KEEP_ALIVE_INTERVAL_SECS: u64 = 20;
 /// day); longer ones are cut to it, so no timer arithmetic can overflow.
 pub const MAX_KEEP_ALIVE_SECS: u64 = 86_400;
 
+/// One WebSocket-over-HTTP event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsEvent {
+    /// The connection opened.
     Open,
+    /// A text message.
     Text(Vec<u8>),
+    /// A binary message.
     Binary(Vec<u8>),
+    /// A ping.
     Ping(Vec<u8>),
+    /// A pong.
     Pong(Vec<u8>),
     /// A close frame; no code means a close frame without one.
     Close {
+        /// The close code.
         code: Option<u16>,
+        /// The close reason.
         reason: String,
     },
     /// The connection ended without a close handshake, or is to be dropped.
@@ -50,14 +58,26 @@ pub enum WsEvent {
     Other(String),
 }
 
+/// Why a WebSocket-over-HTTP body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WohError {
+    /// A line without its CRLF (at this byte).
     #[error("event line is not terminated by CRLF at byte {0}")]
     Unterminated(usize),
+    /// A length that is not hexadecimal.
     #[error("event length {0:?} is not hexadecimal")]
     Length(String),
+    /// An event whose bytes end early.
     #[error("event {name} says {declared} bytes but only {available} follow")]
-    Truncated { name: String, declared: usize, available: usize },
+    Truncated {
+        /// The event's name.
+        name: String,
+        /// The length it gave.
+        declared: usize,
+        /// The bytes that followed.
+        available: usize,
+    },
+    /// Too many events in one body.
     #[error("more than {MAX_COMMANDS_PER_BATCH} events in one body")]
     TooMany,
 }
@@ -140,35 +160,49 @@ pub fn decode(mut body: &[u8]) -> Result<Vec<WsEvent>, WohError> {
 /// A control message (`c:{…}`) from a backend in grip mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
+    /// Subscribe the connection to a channel.
     Subscribe {
+        /// The channel.
         channel: String,
     },
+    /// Unsubscribe the connection from a channel.
     Unsubscribe {
+        /// The channel.
         channel: String,
     },
     /// Stop forwarding the client's messages to the backend; publishes still arrive.
     Detach,
     /// Set (or with an empty value, clear) a meta value, like a `Set-Meta-<name>` header.
     SetMeta {
+        /// The meta value's name.
         name: String,
+        /// Its value.
         value: String,
     },
     /// Send `content` to the client after `timeout` seconds without other
     /// outbound traffic (`mode` idle), or every `timeout` seconds (interval).
     KeepAlive {
+        /// What to send (`None`: no keep-alive; any set before stops).
         content: Option<KeepAliveContent>,
+        /// The timeout, or interval, in seconds.
         timeout_secs: u64,
+        /// Every `timeout` seconds rather than after `timeout` idle.
         interval: bool,
     },
     /// A type this version does not act on (e.g. `session`), skipped.
     Other(String),
 }
 
+/// What a keep-alive sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeepAliveContent {
+    /// A text message.
     Text(String),
+    /// A binary message.
     Binary(Vec<u8>),
+    /// A ping.
     Ping(Vec<u8>),
+    /// A pong.
     Pong(Vec<u8>),
 }
 
