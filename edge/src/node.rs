@@ -5,12 +5,14 @@
 //! `connection` and `server`. One clock task (`node/clock.rs`) keeps every
 //! deadline of the node: gaps being fetched, parked sessions.
 //!
-//! Lock order, the one rule for the node's locks: the cursors, then the
-//! hub, then a session's cell, then an outbox (fan-out runs under the
-//! cursors' lock, so that whatever comes next goes out after). The ring,
-//! the parking, the question registry and the links are taken alone, or
-//! last, and call out to nothing while held. Parking reads the cursors
-//! before it locks the session, never while.
+//! Lock order, the one rule for the node's locks: the state (cursors and
+//! parked sessions, `node/state.rs`), then the hub, then a session's cell,
+//! then an outbox. Fan-out runs under the state lock, so that whatever comes
+//! next for a channel goes out after; parking, resuming and handing over
+//! take the state before the session. Nothing takes the state while it
+//! holds a session, the hub or an outbox. The ring (read on every command
+//! of a callback reply, which must not wait behind a fan-out), the question
+//! registry and the links are taken alone and call out to nothing.
 //!
 //! Questions to control nodes go through the link's registry
 //! ([`slip_link::questions`]), which ends them when the link to the node
@@ -48,6 +50,7 @@ use crate::hub::{Hub, Subscribed, Unsubscribed};
 use crate::outbox::Push;
 use crate::session::{self, Direct};
 use slip_proto::session::Payload;
+use state::EdgeState;
 
 /// Most channels one edge lists for `slip admin channels`.
 const MAX_CHANNEL_COUNTS: usize = 1000;
@@ -89,10 +92,11 @@ pub struct Edge {
     /// Wakes the clock task (`node/clock.rs`): a deadline came earlier.
     clock: tokio::sync::Notify,
     clock_started: std::sync::atomic::AtomicBool,
-    /// Per channel, the last offset delivered here, and gaps being fetched (`cursor.rs`).
-    cursors: Mutex<Cursors>,
-    /// `slip.v1` sessions waiting to be resumed (`node/resume.rs`).
-    parking: resume::Parkings,
+    /// Per channel, the last offset delivered here and the gaps being
+    /// fetched; the sessions waiting to be resumed (`node/state.rs`).
+    state: Mutex<EdgeState>,
+    /// The outbox every parked session has: it takes nothing, and one serves all.
+    parked_sink: std::sync::OnceLock<Arc<crate::outbox::Outbox>>,
     /// Every task the edge runs: the listener's HTTP connections, the
     /// WebSocket connections and their writers, waiting queries.
     pub(crate) tasks: TaskTracker,
@@ -125,8 +129,8 @@ impl Edge {
             questions: Questions::default(),
             clock: tokio::sync::Notify::new(),
             clock_started: std::sync::atomic::AtomicBool::new(false),
-            cursors: Mutex::new(Cursors::default()),
-            parking: resume::Parkings::default(),
+            state: Mutex::new(EdgeState::default()),
+            parked_sink: std::sync::OnceLock::new(),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             config,
@@ -171,9 +175,9 @@ impl Edge {
         if !self.control.contains(&peer) {
             // Nobody waits out a deadline for an answer that cannot come.
             self.questions.node_gone(peer.as_str());
-            let mut cursors = self.cursors.lock();
-            let steps = cursors.ask_again(Instant::now());
-            self.carry_out(&mut cursors, steps);
+            let mut state = self.state.lock();
+            let steps = state.cursors.ask_again(Instant::now());
+            self.carry_out(&mut state.cursors, steps);
         }
     }
 
@@ -223,9 +227,9 @@ impl Edge {
         // Gaps being fetched are asked of their channels' owners now: a
         // question to a node that left would go unanswered.
         {
-            let mut cursors = self.cursors.lock();
-            let steps = cursors.ask_again(Instant::now());
-            self.carry_out(&mut cursors, steps);
+            let mut state = self.state.lock();
+            let steps = state.cursors.ask_again(Instant::now());
+            self.carry_out(&mut state.cursors, steps);
         }
         if moved > 0 {
             tracing::info!(reannounced = moved, "interest told to new owners");
@@ -406,7 +410,7 @@ impl Edge {
 
     fn interest(&self, channel: String, present: bool) {
         if !present {
-            self.cursors.lock().forget(&channel);
+            self.state.lock().cursors.forget(&channel);
         }
         let owner = self.ring.read().owner(&channel).cloned();
         self.send_to(owner, Frame { kind: Some(Kind::Interest(Interest { channel, present, ..Default::default() })) });
@@ -440,10 +444,10 @@ impl Edge {
     /// A Deliver from a channel's owner, in offset order: one past a gap
     /// waits while the gap is fetched from the owner's history.
     fn deliver(self: &Arc<Self>, deliver: Deliver) {
-        let mut cursors = self.cursors.lock();
-        let steps = cursors.deliver(deliver, Instant::now());
+        let mut state = self.state.lock();
+        let steps = state.cursors.deliver(deliver, Instant::now());
         // Fanned out under the lock: whatever comes next goes out after.
-        self.carry_out(&mut cursors, steps);
+        self.carry_out(&mut state.cursors, steps);
     }
 
     /// The owner's answer to a fetch of a gap (`None`: none came).
@@ -460,12 +464,12 @@ impl Edge {
                 "history answered"
             );
         }
-        let mut cursors = self.cursors.lock();
-        let steps = cursors.answered(id, answer, Instant::now());
-        self.carry_out(&mut cursors, steps);
+        let mut state = self.state.lock();
+        let steps = state.cursors.answered(id, answer, Instant::now());
+        self.carry_out(&mut state.cursors, steps);
     }
 
-    /// Does what the cursors said, with their lock held (`cursors`).
+    /// Does what the cursors said, with the state lock held.
     fn carry_out(self: &Arc<Self>, cursors: &mut Cursors, steps: Steps) {
         for deliver in steps.deliver {
             if let Some(body) = deliver.event.and_then(|e| e.body) {
@@ -637,9 +641,9 @@ impl FrameHandler for EdgeFrames {
             // The owner confirming a publish this edge had no subscriber for.
             Some(Kind::Head(head)) => {
                 tracing::debug!(from = %from, channel = head.channel, epoch = head.epoch, top = head.top, view = head.view, "head");
-                let mut cursors = edge.cursors.lock();
-                let steps = cursors.head(&head.channel, &head.epoch, head.top, head.view, Instant::now());
-                edge.carry_out(&mut cursors, steps);
+                let mut state = edge.state.lock();
+                let steps = state.cursors.head(&head.channel, &head.epoch, head.top, head.view, Instant::now());
+                edge.carry_out(&mut state.cursors, steps);
             }
             Some(Kind::Reply(reply)) => edge.reply_arrived(reply),
             Some(Kind::View(view)) => edge.view(&view),
@@ -677,6 +681,7 @@ impl FrameHandler for EdgeFrames {
 
 mod clock;
 mod resume;
+mod state;
 #[cfg(test)]
 mod tests;
 pub(crate) use resume::Ticket;

@@ -23,16 +23,10 @@ impl Edge {
         }
     }
 
-    /// The earliest deadline of the node.
-    fn next_deadline(&self) -> Option<Instant> {
-        let fetch = self.cursors.lock().next_deadline();
-        let expiry = self.next_expiry();
-        fetch.into_iter().chain(expiry).min()
-    }
-
     async fn run_clock(self: Arc<Self>) {
         loop {
-            match self.next_deadline() {
+            let next = self.state.lock().next_deadline();
+            match next {
                 Some(at) => {
                     tokio::select! {
                         () = tokio::time::sleep_until(at) => {}
@@ -49,10 +43,10 @@ impl Edge {
     /// or given up; sessions whose window passed end.
     fn on_clock(self: &Arc<Self>, now: Instant) {
         {
-            let mut cursors = self.cursors.lock();
-            if cursors.next_deadline().is_some_and(|at| at <= now) {
-                let steps = cursors.expire(now);
-                self.carry_out(&mut cursors, steps);
+            let mut state = self.state.lock();
+            if state.cursors.next_deadline().is_some_and(|at| at <= now) {
+                let steps = state.cursors.expire(now);
+                self.carry_out(&mut state.cursors, steps);
             }
         }
         self.end_expired_sessions(now);

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::OnceLock;
 
 use slip_proto::callback::Event;
 use slip_proto::link_pb::{
@@ -25,7 +24,6 @@ use crate::frame;
 use crate::outbox::Outbox;
 use crate::parking::{Parked, Parking};
 use crate::session::{Placed, publication};
-use parking_lot::Mutex;
 use slip_proto::link_pb::Frame;
 use slip_proto::link_pb::frame::Kind;
 use slip_proto::link_pb::query;
@@ -47,15 +45,6 @@ const PARKED_OVERHEAD: usize = 512;
 /// Most expired sessions the clock ends per wakeup before looking again
 /// (their CLOSE callbacks run as tasks of their own).
 const EXPIRIES_PER_TURN: usize = 1024;
-
-/// What the node keeps of its parked sessions: the sessions (one lock, pure
-/// data) and the outbox every parked session has, which takes nothing: one
-/// serves all.
-#[derive(Default)]
-pub(crate) struct Parkings {
-    pub(super) sessions: Mutex<Parking>,
-    sink: OnceLock<Arc<Outbox>>,
-}
 
 /// A session a handshake may resume: it is no longer parked, and what
 /// arrives for it is held until [`Edge::resume`] has replayed.
@@ -86,14 +75,12 @@ impl Edge {
         let Some(session) = self.hub.session(id) else { return };
         let metadata_bytes = self.hub.metadata(id).map_or(0, |m| m.len());
         let channels = self.hub.view(id).map(|v| v.channels).unwrap_or_default();
-        // Where the edge's streams are, read before the session is locked:
-        // fan-out takes the cursors' lock, then sessions' (never the reverse).
-        let streams: Vec<Option<(String, u64)>> = {
-            let cursors = self.cursors.lock();
-            channels.iter().map(|channel| cursors.position(channel)).collect()
-        };
         let deadline = tokio::time::Instant::now() + self.config.resume_window;
         let earliest = {
+            // The state, then the session: the one order (fan-out's too).
+            let mut edge_state = self.state.lock();
+            let streams: Vec<Option<(String, u64)>> =
+                channels.iter().map(|channel| edge_state.cursors.position(channel)).collect();
             let mut state = session.lock();
             if state.generation != generation {
                 return;
@@ -114,9 +101,11 @@ impl Edge {
                 + positions.iter().map(|(c, (e, _))| c.len() + e.len() + 8).sum::<usize>();
             let since = slip_proto::jwt::now();
             let parked = Parked { generation, since, positions, slot: slot.park(), bytes };
-            // Parked under the session's lock (the parking is taken last): a
-            // resume that comes next finds it parked, never half.
-            self.with_parking(|p| p.park(id, parked, deadline))
+            // Parked under the session's lock: a resume that comes next
+            // finds it parked, never half.
+            let earliest = edge_state.parking.park(id, parked, deadline);
+            deadlines_gauge(&edge_state.parking);
+            earliest
         };
         // Frames for it go nowhere until it is resumed (unless a resume
         // already took it: its new outbox stays).
@@ -132,7 +121,7 @@ impl Edge {
     /// Whether the parked sessions hold more than `max_parked_bytes`.
     fn parked_over_bound(&self) -> bool {
         // Its own function: the lock must be let go before one is evicted.
-        self.parking.sessions.lock().bytes() > self.config.max_parked_bytes
+        self.state.lock().parking.bytes() > self.config.max_parked_bytes
     }
 
     /// A slot for a new connection. With every slot taken, the oldest
@@ -159,33 +148,27 @@ impl Edge {
 
     /// Changes the parked sessions; the deadlines' gauge follows.
     fn with_parking<R>(&self, change: impl FnOnce(&mut Parking) -> R) -> R {
-        let mut parking = self.parking.sessions.lock();
-        let result = change(&mut parking);
-        slip_metrics::metrics().session_deadlines.set(parking.deadlines() as i64);
+        let mut state = self.state.lock();
+        let result = change(&mut state.parking);
+        deadlines_gauge(&state.parking);
         result
     }
 
     /// Deadlines of parked sessions kept.
     #[cfg(test)]
     pub(super) fn session_deadlines(&self) -> usize {
-        self.parking.sessions.lock().deadlines()
+        self.state.lock().parking.deadlines()
     }
 
     /// The outbox of every parked session.
     fn parked_outbox(&self) -> Arc<Outbox> {
-        self.parking
-            .sink
+        self.parked_sink
             .get_or_init(|| {
                 let nowhere = Arc::new(Outbox::new(self.config.outbox));
                 nowhere.abort("parked");
                 nowhere
             })
             .clone()
-    }
-
-    /// When the next parked session's window passes.
-    pub(super) fn next_expiry(&self) -> Option<tokio::time::Instant> {
-        self.parking.sessions.lock().next_deadline()
     }
 
     /// Ends the sessions whose window passed by `now` (at most
@@ -199,7 +182,7 @@ impl Edge {
 
     /// Sessions parked here, waiting to be resumed.
     pub fn parked_sessions(&self) -> usize {
-        self.parking.sessions.lock().len()
+        self.state.lock().parking.len()
     }
 
     /// The edge is going away: sessions still parked end now.
@@ -244,15 +227,19 @@ impl Edge {
         if !self.fresh_enough(&claims.connection_id, claims.issued) {
             return None;
         }
-        let generation = {
+        let (generation, parked) = {
+            // The state, then the session: taken out of the parking in the
+            // same step as it is resumed, so the clock cannot end it between.
+            let mut edge_state = self.state.lock();
             let mut state = session.lock();
             if state.generation != claims.generation {
                 return None;
             }
             state.begin_resume();
-            state.generation
+            let parked = edge_state.parking.take(&claims.connection_id);
+            deadlines_gauge(&edge_state.parking);
+            (state.generation, parked)
         };
-        let parked = self.with_parking(|p| p.take(&claims.connection_id));
         let positions = parked.map(|p| p.positions).unwrap_or_default();
         // The token just used is old now, for the control node too.
         self.record_session(&claims.connection_id);
@@ -263,7 +250,7 @@ impl Edge {
     /// counted to when the session was parked, or to now while it is live
     /// (its client is sent a fresh one every third of the window).
     fn fresh_enough(&self, id: &str, issued: u64) -> bool {
-        let since = self.parking.sessions.lock().since(id).unwrap_or_else(slip_proto::jwt::now);
+        let since = self.state.lock().parking.since(id).unwrap_or_else(slip_proto::jwt::now);
         wire::fresh_enough(issued, since, self.config.resume_window.as_secs())
     }
 
@@ -422,12 +409,15 @@ impl Edge {
             return SessionHandover::default();
         }
         let handover = {
+            // The state, then the session: the one order.
+            let mut edge_state = self.state.lock();
             let mut state = session.lock();
             if state.generation != take.generation {
                 return SessionHandover::default();
             }
-            // The parking is taken last, under the session's lock.
-            let parked = self.with_parking(|p| p.take(id));
+            let parked = edge_state.parking.take(id);
+            deadlines_gauge(&edge_state.parking);
+            drop(edge_state);
             // Seen by a connection still holding it: it is not its any more.
             state.generation += 1;
             let kept = state.kept();
@@ -519,7 +509,7 @@ impl Edge {
                 // this edge is fetched (the owner's Head says it exists),
                 // not missed.
                 if let Some((epoch, offset)) = places.get(channel) {
-                    self.cursors.lock().start_at(channel, epoch, *offset);
+                    self.state.lock().cursors.start_at(channel, epoch, *offset);
                 }
                 self.interest(channel.clone(), true);
             }
@@ -540,4 +530,9 @@ impl Edge {
 fn placed(channel: &str, epoch: &str, offset: u64, body: &channel_event::Body) -> Option<Placed> {
     let frame = publication(channel, epoch, offset, crate::session::payload_of(body)?);
     Some(Placed { channel: channel.to_owned(), epoch: epoch.to_owned(), offset, frame })
+}
+
+/// `slip_session_deadlines`: one per parked session.
+fn deadlines_gauge(parking: &Parking) {
+    slip_metrics::metrics().session_deadlines.set(parking.deadlines() as i64);
 }
