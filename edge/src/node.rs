@@ -10,9 +10,11 @@
 //! then an outbox. Fan-out runs under the state lock, so that whatever comes
 //! next for a channel goes out after; parking, resuming and handing over
 //! take the state before the session. Nothing takes the state while it
-//! holds a session, the hub or an outbox. The ring (read on every command
-//! of a callback reply, which must not wait behind a fan-out), the question
-//! registry and the links are taken alone and call out to nothing.
+//! holds a session, the hub or an outbox. The ring has a lock of its own
+//! (it is read on every command of a callback reply, which must not wait
+//! behind a fan-out): it may be read under the state lock (a gap fetch asks
+//! the channel's owner), and nothing is taken while it is held. The
+//! question registry and the links are taken last and call out to nothing.
 //!
 //! Questions to control nodes go through the link's registry
 //! ([`slip_link::questions`]), which ends them when the link to the node
