@@ -14,8 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-WSTEST=${WSTEST:-$(command -v wstest || echo "$HOME/.pyenv/versions/2.7.18/bin/wstest")}
-[ -x "$WSTEST" ] || { echo "no wstest: see the top of $0" >&2; exit 2; }
+# pyenv's own copy first: a `wstest` on PATH may be pyenv's shim, which
+# fails unless 2.7.18 is the selected version.
+if [ -z "${WSTEST:-}" ]; then
+  WSTEST="$HOME/.pyenv/versions/2.7.18/bin/wstest"
+  [ -x "$WSTEST" ] || WSTEST=$(command -v wstest || true)
+fi
+[ -n "$WSTEST" ] && [ -x "$WSTEST" ] || { echo "no wstest: see the top of $0" >&2; exit 2; }
 cargo build --release -q -p slip
 
 out=target/autobahn
