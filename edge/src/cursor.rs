@@ -337,7 +337,7 @@ impl Cursors {
     /// Fetch `id` got no answer in its time ([`Cursors::expire`] calls
     /// this). Asked again, of the owner then, until [`FETCH_GIVE_UP`]; then
     /// given up.
-    pub fn unanswered(&mut self, id: u64, now: Instant) -> Steps {
+    fn unanswered(&mut self, id: u64, now: Instant) -> Steps {
         let mut steps = Steps::default();
         let Some(channel) = self.fetching.get(&id).cloned() else { return steps };
         let Some(fetch) = self.channels.get(&channel).and_then(|c| c.fetch.as_ref()) else { return steps };

@@ -7,19 +7,18 @@
 //!
 //! One entry per session: parking it again replaces its entry, and a
 //! session that resumes loses its entry ([`Expiries::remove`]), so a client
-//! resuming and dropping in a loop does not grow the queue. The session's
-//! generation still tells, at the deadline, whether the entry stands.
+//! resuming and dropping in a loop does not grow the queue. Whether a
+//! session may still be ended is decided under its own lock, not here.
 
 use std::collections::{HashMap, VecDeque};
 
 use tokio::time::Instant;
 
-/// A parked session's deadline: the session, and its generation when parked.
+/// A parked session's deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiry {
     pub at: Instant,
     pub id: String,
-    pub generation: u64,
 }
 
 /// Deadlines, earliest first, one per session.
@@ -95,7 +94,7 @@ mod tests {
     use super::*;
 
     fn expiry(at: Instant, id: &str) -> Expiry {
-        Expiry { at, id: id.to_owned(), generation: 1 }
+        Expiry { at, id: id.to_owned() }
     }
 
     #[test]
@@ -123,7 +122,7 @@ mod tests {
         let mut expiries = Expiries::default();
         expiries.push(expiry(t + Duration::from_secs(3), "other"));
         for i in 0..1000 {
-            expiries.push(Expiry { at: t + Duration::from_secs(3 + i), id: "s".into(), generation: i });
+            expiries.push(Expiry { at: t + Duration::from_secs(3 + i), id: "s".into() });
         }
         assert_eq!(expiries.len(), 2, "parked again: the entry replaced");
         expiries.remove("s");

@@ -1,7 +1,6 @@
-//! The `slip.v1` sessions parked on an edge, as plain data: each one's
-//! generation, when it was parked, where it stood in its channels, its
-//! admission slot and what it costs in bytes, and one deadline each in an
-//! [`Expiries`] queue. Pure: the node (`node/resume.rs`) keeps it behind one
+//! The `slip.v1` sessions parked on an edge, as plain data: when each was
+//! parked, where it stood in its channels, its admission slot and what it
+//! costs in bytes, and one deadline each in an [`Expiries`] queue. Pure: the node (`node/resume.rs`) keeps it behind one
 //! lock and does what its answers say; the clock is passed in.
 //!
 //! The invariant that makes it simple: a session is parked exactly when it
@@ -17,8 +16,6 @@ use crate::expiry::{Expiries, Expiry};
 
 /// A session waiting to be resumed.
 pub struct Parked {
-    /// Its generation when it was parked: a resume or a new park supersedes it.
-    pub generation: u64,
     /// When it was parked (seconds since the epoch): its newest token resumes
     /// it if it was fresh then.
     pub since: u64,
@@ -46,23 +43,15 @@ impl Parking {
     /// under its id. True if that deadline is now the earliest (the clock,
     /// sleeping until a later one, must look again).
     pub fn park(&mut self, id: &str, parked: Parked, deadline: Instant) -> bool {
-        let generation = parked.generation;
         self.bytes += parked.bytes;
         if let Some(old) = self.parked.insert(id.to_owned(), parked) {
             self.bytes -= old.bytes;
         }
-        self.deadlines.push(Expiry { at: deadline, id: id.to_owned(), generation })
+        self.deadlines.push(Expiry { at: deadline, id: id.to_owned() })
     }
 
-    /// Takes session `id` out if it is parked as `generation`.
-    pub fn unpark(&mut self, id: &str, generation: u64) -> Option<Parked> {
-        if self.parked.get(id)?.generation != generation {
-            return None;
-        }
-        self.take(id)
-    }
-
-    /// Takes session `id` out, whatever its generation.
+    /// Takes session `id` out. Whether it may be (its generation) is
+    /// checked by the caller under the session's lock.
     pub fn take(&mut self, id: &str) -> Option<Parked> {
         let gone = self.parked.remove(id)?;
         self.bytes -= gone.bytes;
@@ -132,24 +121,23 @@ mod tests {
     use super::{Parked, Parking};
     use crate::admission::Admission;
 
-    fn parked(admission: &std::sync::Arc<Admission>, generation: u64, bytes: usize) -> Parked {
+    fn parked(admission: &std::sync::Arc<Admission>, bytes: usize) -> Parked {
         let slot = admission.admit().unwrap().park();
-        Parked { generation, since: 0, positions: Default::default(), slot, bytes }
+        Parked { since: 0, positions: Default::default(), slot, bytes }
     }
 
     #[test]
     fn a_session_is_parked_exactly_while_it_has_a_deadline() {
         let (admission, t0) = (Admission::new(10), Instant::now());
         let mut parking = Parking::default();
-        assert!(parking.park("a", parked(&admission, 1, 100), t0 + Duration::from_secs(5)));
-        assert!(!parking.park("b", parked(&admission, 1, 50), t0 + Duration::from_secs(9)));
+        assert!(parking.park("a", parked(&admission, 100), t0 + Duration::from_secs(5)));
+        assert!(!parking.park("b", parked(&admission, 50), t0 + Duration::from_secs(9)));
         // Parked again (a resume, then a drop): one entry, one deadline, its bytes once.
-        parking.park("a", parked(&admission, 2, 70), t0 + Duration::from_secs(7));
+        parking.park("a", parked(&admission, 70), t0 + Duration::from_secs(7));
         assert_eq!((parking.len(), parking.deadlines(), parking.bytes()), (2, 2, 120));
         assert_eq!(admission.in_use(), 2, "the replaced entry gave its slot back");
 
-        assert!(parking.unpark("a", 1).is_none(), "an older generation takes nothing");
-        assert_eq!(parking.unpark("a", 2).unwrap().bytes, 70);
+        assert_eq!(parking.take("a").unwrap().bytes, 70, "the newer entry");
         assert_eq!((parking.len(), parking.deadlines(), parking.bytes()), (1, 1, 50));
         assert!(parking.take("a").is_none());
     }
@@ -159,7 +147,7 @@ mod tests {
         let (admission, t0) = (Admission::new(10), Instant::now());
         let mut parking = Parking::default();
         for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
-            parking.park(id, parked(&admission, 0, 10), t0 + Duration::from_secs(i as u64 + 1));
+            parking.park(id, parked(&admission, 10), t0 + Duration::from_secs(i as u64 + 1));
         }
         assert_eq!(parking.next_deadline(), Some(t0 + Duration::from_secs(1)));
         let (oldest, _) = parking.evict_oldest().unwrap();

@@ -101,11 +101,6 @@ impl Questions {
         waiter.is_some_and(|waiter| waiter.answer.send(kind).is_ok())
     }
 
-    /// Whether question `id` is waiting.
-    pub fn is_waiting(&self, id: u64) -> bool {
-        self.pending.lock().contains_key(&id)
-    }
-
     /// The asker stopped waiting.
     pub fn forget(&self, id: u64) {
         self.pending.lock().remove(&id);

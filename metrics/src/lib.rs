@@ -160,7 +160,7 @@ fn exported() -> &'static Exported {
         registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());
         registry.register(
             "session_deadlines",
-            "Deadlines of parked sessions the expiry timer holds",
+            "Deadlines of parked sessions the edge's clock holds: one per parked session",
             m.session_deadlines.clone(),
         );
         registry.register(

@@ -100,7 +100,7 @@ impl Edge {
                 + state.kept_bytes()
                 + positions.iter().map(|(c, (e, _))| c.len() + e.len() + 8).sum::<usize>();
             let since = slip_proto::jwt::now();
-            let parked = Parked { generation, since, positions, slot: slot.park(), bytes };
+            let parked = Parked { since, positions, slot: slot.park(), bytes };
             // Parked under the session's lock: a resume that comes next
             // finds it parked, never half.
             let earliest = edge_state.parking.park(id, parked, deadline);
