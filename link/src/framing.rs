@@ -3,7 +3,7 @@
 
 use bytes::{Buf, BufMut, BytesMut};
 use prost::Message;
-use slip_proto::link_pb::{Frame, frame::Kind};
+use slip_proto::link_pb::{Frame, Query, frame::Kind, query};
 
 /// Largest encoded frame accepted on a link, in bytes: a 128 KiB message with
 /// its channel name and envelope fits many times over.
@@ -56,10 +56,15 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FramingError> {
 }
 
 /// Which stream of a link a frame travels on: channel traffic on the lane of
-/// its channel (interest too, so a SUBSCRIBE followed by a PUBLISH reaches
-/// the owner in that order), everything else on the control stream (`None`).
+/// its channel, everything else on the control stream (`None`). Interest
+/// too, so a SUBSCRIBE followed by a PUBLISH reaches the owner in that
+/// order; and a history question, so the owner answers it after the
+/// interest the edge sent before asking: every publication the answer does
+/// not hold reaches that edge as a Deliver (a resumed session's replay and
+/// its live stream meet with nothing between them).
 pub fn lane(frame: &Frame) -> Option<usize> {
     let channel = match frame.kind.as_ref()? {
+        Kind::Query(Query { kind: Some(query::Kind::History(h)), .. }) => &h.channel,
         Kind::Publish(p) => &p.channel,
         Kind::Deliver(d) => &d.channel,
         Kind::Interest(i) => &i.channel,
@@ -87,7 +92,7 @@ pub fn lane(frame: &Frame) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slip_proto::link_pb::{Interest, Publish};
+    use slip_proto::link_pb::{HistoryQuery, Interest, Publish};
 
     fn interest(channel: &str) -> Frame {
         Frame { kind: Some(Kind::Interest(Interest { channel: channel.into(), present: true, ..Default::default() })) }
@@ -135,6 +140,9 @@ mod tests {
     fn a_channel_keeps_its_lane_for_every_kind_of_frame() {
         let publish = Frame { kind: Some(Kind::Publish(Publish { channel: "c".into(), ..Default::default() })) };
         assert_eq!(lane(&publish), lane(&interest("c")));
+        let history = HistoryQuery { channel: "c".into(), ..Default::default() };
+        let question = Frame { kind: Some(Kind::Query(Query { id: 1, kind: Some(query::Kind::History(history)) })) };
+        assert_eq!(lane(&question), lane(&interest("c")), "a history question goes behind the interest");
         assert!(lane(&publish).is_some_and(|l| l < DATA_LANES));
         assert_eq!(lane(&Frame { kind: None }), None);
     }

@@ -68,6 +68,8 @@ async fn an_old_token_gets_a_fresh_session_on_another_edge_while_the_sessions_ed
     let text = SendRequest { connection_id: id.clone(), message: Some(send_request::Message::Text("private".into())) };
     grpc.send(text).await.unwrap();
     assert_eq!(json_frame(&mut victim).await["data"], "private");
+    // The attacker's subscription starts live once the channel's owner hears of it.
+    cluster.wait_for_edges(0, "room", 2).await;
     grpc.publish(publish("room", "for everyone")).await.unwrap();
     assert_eq!(json_frame(&mut victim).await["data"], "for everyone");
     // The attacker's fresh session is in the room too (its own OPEN subscribed it), under its own id.
