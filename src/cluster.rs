@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ClusterArgs, ControlArgs, EdgeArgs, GenCaArgs, GenCertArgs};
 
-/// Longest wait for the links to say goodbye on shutdown.
+/// Longest wait on shutdown, twice: for the links to deliver what they
+/// hold, then for them to say goodbye.
 const LINK_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn gen_ca(args: GenCaArgs) -> anyhow::Result<()> {
@@ -221,6 +222,8 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     if unfinished > 0 {
         tracing::warn!(tasks = unfinished, "exiting with tasks still running");
     }
+    // What the links hold goes out first (a session handed over just now).
+    links.flush(LINK_CLOSE_GRACE).await;
     links.close();
     // Bounded: a peer that vanished must not hold up the exit.
     let _ = tokio::time::timeout(LINK_CLOSE_GRACE, links.closed()).await;
@@ -293,6 +296,8 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     let served =
         slip_control_plane::server::serve(plane.clone(), auth, args.grip_publish_auth.into(), api, shutdown).await;
     plane.shutdown().await;
+    // What the links hold goes out first (a session handed over just now).
+    links.flush(LINK_CLOSE_GRACE).await;
     links.close();
     // Bounded: a peer that vanished must not hold up the exit.
     let _ = tokio::time::timeout(LINK_CLOSE_GRACE, links.closed()).await;

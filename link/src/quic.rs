@@ -116,6 +116,11 @@ pub struct QuicNode {
     tasks: TaskTracker,
     /// Cancelled by `close`: dialers and discovery stop.
     stopping: CancellationToken,
+    /// Cancelled by `flush`: each stream's writer writes what is queued,
+    /// ends its stream and waits for the peer to have it all.
+    flushing: CancellationToken,
+    /// The streams' writers (in `tasks` too), for `flush` to wait on.
+    writers: TaskTracker,
 }
 
 /// Why a QUIC link endpoint could not start.
@@ -171,6 +176,8 @@ impl QuicNode {
             live: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            flushing: CancellationToken::new(),
+            writers: TaskTracker::new(),
         });
         if accept {
             node.tasks.spawn(node.clone().accept_loop());
@@ -195,8 +202,23 @@ impl QuicNode {
         self.dialing.lock().remove(&addr);
     }
 
+    /// Before [`QuicNode::close`]: every stream writes what is queued on it
+    /// and ends, and this waits (at most `grace`) until the peers have
+    /// acknowledged all of it. Closing a connection drops what it has not
+    /// sent: the last answer a node gave on its way out (a session handed
+    /// over by a draining edge) would be lost, and its asker would think
+    /// the node died with it. Nothing sent on the links after this goes out.
+    pub async fn flush(&self, grace: Duration) {
+        self.flushing.cancel();
+        self.writers.close();
+        if tokio::time::timeout(grace, self.writers.wait()).await.is_err() {
+            tracing::warn!(?grace, "links closed with frames not yet acknowledged");
+        }
+    }
+
     /// Closes every link of this node at once (peers hear it immediately)
-    /// and stops its tasks; see [`QuicNode::closed`].
+    /// and stops its tasks; see [`QuicNode::closed`]. What the links have
+    /// queued is dropped: [`QuicNode::flush`] first sends it.
     pub fn close(&self) {
         self.stopping.cancel();
         self.endpoint.close(0u32.into(), b"shutting down");
@@ -311,12 +333,12 @@ impl QuicNode {
 
         let budget = Budget::default();
         let (control_queue, control_frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-        self.tasks.spawn(write_loop(control, control_frames, budget.clone(), connection.clone()));
+        self.spawn_writer(control, control_frames, &budget, &connection);
         let mut lanes = Vec::with_capacity(DATA_LANES);
         for _ in 0..DATA_LANES {
             let stream = connection.open_uni().await.map_err(|e| e.to_string())?;
             let (queue, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-            self.tasks.spawn(write_loop(stream, frames, budget.clone(), connection.clone()));
+            self.spawn_writer(stream, frames, &budget, &connection);
             lanes.push(queue);
         }
         let link: Arc<dyn Link> = Arc::new(QuicLink {
@@ -354,6 +376,17 @@ impl QuicNode {
         self.handler.on_link_down(&peer, &link);
         self.members_changed(&their_hello, &link);
         Ok(Ended::Closed)
+    }
+
+    fn spawn_writer(
+        &self,
+        stream: quinn::SendStream,
+        frames: mpsc::Receiver<(Frame, usize)>,
+        budget: &Budget,
+        connection: &quinn::Connection,
+    ) {
+        let writer = write_loop(stream, frames, budget.clone(), connection.clone(), self.flushing.clone());
+        self.tasks.spawn(self.writers.track_future(writer));
     }
 
     /// A control node tells its peers of the control nodes it links to:
@@ -443,12 +476,15 @@ async fn read_loop(
 }
 
 /// Drains one stream's queue until the queue's senders are gone or the
-/// connection closes (the link may outlive it in a handler's hands).
+/// connection closes (the link may outlive it in a handler's hands). Once
+/// `flushing`, it writes what is queued, ends the stream and returns when
+/// the peer has acknowledged every byte (or the connection is gone).
 async fn write_loop(
     mut stream: quinn::SendStream,
     mut frames: mpsc::Receiver<(Frame, usize)>,
     budget: Budget,
     connection: quinn::Connection,
+    flushing: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut out = BytesMut::new();
@@ -456,6 +492,25 @@ async fn write_loop(
         let taken = tokio::select! {
             taken = frames.recv_many(&mut batch, WRITE_BATCH) => taken,
             _ = connection.closed() => return,
+            _ = flushing.cancelled() => {
+                // Bounded: the queue holds at most LINK_QUEUE_FRAMES.
+                frames.close();
+                while let Ok(item) = frames.try_recv() {
+                    batch.push(item);
+                }
+                let taken: usize = batch.iter().map(|(_, size)| size).sum();
+                for (frame, _) in batch.drain(..) {
+                    if let Err(e) = framing::encode(&frame, &mut out) {
+                        tracing::warn!(error = %e, "frame not sent");
+                    }
+                }
+                let written = stream.write_all(&out).await;
+                budget.give(taken);
+                if written.is_ok() && stream.finish().is_ok() {
+                    let _ = stream.stopped().await;
+                }
+                return;
+            }
         };
         if taken == 0 {
             break;

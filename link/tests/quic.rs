@@ -131,6 +131,33 @@ async fn link_down_is_reported_when_the_peer_goes() {
     eventually("link down at the edge", || edge_seen.downs.lock().iter().any(|p| p == "control-1")).await;
 }
 
+/// A node on its way out flushes its links: every frame it queued before
+/// closing reaches the peer (a draining edge's last answer, say), where a
+/// bare close drops what was not sent yet.
+#[tokio::test]
+async fn what_is_queued_before_a_flushed_close_arrives() {
+    const FRAMES: usize = 3000;
+    let ca = ClusterCa::generate().unwrap();
+    let (control_seen, edge_seen) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let control = node(&ca, "control-1", true, control_seen.clone());
+    let edge = node(&ca, "edge-1", false, edge_seen.clone());
+    edge.dial(control.local_addr().unwrap());
+    eventually("link up", || !edge_seen.links.lock().is_empty()).await;
+    let to_control = edge_seen.links.lock()[0].clone();
+    // Big enough that they cannot all be on the wire by the time close runs.
+    let padding = "x".repeat(4000);
+    for i in 0..FRAMES {
+        let channel = format!("ch-{}-{padding}", i % 7);
+        to_control
+            .send(Frame { kind: Some(Kind::Interest(Interest { channel, present: true, ..Default::default() })) })
+            .unwrap();
+    }
+    edge.flush(Duration::from_secs(10)).await;
+    edge.close();
+    eventually("every frame at the peer", || control_seen.frames.lock().len() == FRAMES).await;
+    eventually("then the link down", || control_seen.downs.lock().iter().any(|p| p == "edge-1")).await;
+}
+
 /// An attacker holding an edge's leaf: dials with it and says Hello as `hello`.
 /// Returns the application close code the node answered with.
 async fn hello_with(identity: &Identity, node: &QuicNode, hello: Hello) -> u64 {
