@@ -562,7 +562,10 @@ impl Edge {
     fn answer(self: &Arc<Self>, from: &NodeId, query: Query) {
         let id = query.id;
         let kind = match query.kind {
-            Some(query::Kind::TakeSession(take)) => reply::Kind::SessionHandover(self.hand_over(&take)),
+            Some(query::Kind::TakeSession(take)) => {
+                self.hand_over(from, id, &take);
+                return;
+            }
             Some(query::Kind::Connection(connection_id)) => match self.hub.view(&connection_id) {
                 Some(view) => reply::Kind::Connection(ConnectionState {
                     connection_id,
@@ -611,7 +614,7 @@ impl Edge {
         self.reply(from, id, kind);
     }
 
-    fn reply(&self, to: &NodeId, id: u64, kind: reply::Kind) {
+    pub(super) fn reply(&self, to: &NodeId, id: u64, kind: reply::Kind) {
         let frame = Frame { kind: Some(Kind::Reply(Reply { id, kind: Some(kind) })) };
         self.send_to(Some(to.clone()), frame);
     }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use slip_proto::callback::Event;
+use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
     ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionRecord, TakeSession, channel_event,
 };
@@ -397,32 +398,42 @@ impl Edge {
         self.send_to(owner, Frame { kind: Some(Kind::SessionRecord(record)) });
     }
 
-    /// Another edge resumes a session held here: it gets everything the
-    /// session had, and this edge lets it go without a CLOSE (a connection
-    /// still holding it ends quietly).
-    pub(crate) fn hand_over(&self, take: &TakeSession) -> SessionHandover {
-        let id = take.connection_id.as_str();
-        let (Some(session), Some(view)) = (self.hub.session(id), self.hub.view(id)) else {
-            return SessionHandover::default();
+    /// Another edge resumes a session held here (control node `to` asks,
+    /// question `id`): it gets everything the session had, and this edge
+    /// lets it go without a CLOSE (a connection still holding it ends
+    /// quietly). Whether it was handed over.
+    ///
+    /// The answer is on the link before the state lock, under which the
+    /// session left the parking, is let go: a draining edge waits for its
+    /// parked sessions to go and then closes its links, which must still
+    /// carry this answer.
+    pub(crate) fn hand_over(&self, to: &NodeId, id: u64, take: &TakeSession) -> bool {
+        let refuse = || {
+            self.reply(to, id, reply::Kind::SessionHandover(SessionHandover::default()));
+            false
         };
-        if !self.fresh_enough(id, take.issued) {
-            return SessionHandover::default();
+        let connection = take.connection_id.as_str();
+        let (Some(session), Some(view)) = (self.hub.session(connection), self.hub.view(connection)) else {
+            return refuse();
+        };
+        if !self.fresh_enough(connection, take.issued) {
+            return refuse();
         }
-        let handover = {
+        {
             // The state, then the session: the one order.
             let mut edge_state = self.state.lock();
             let mut state = session.lock();
             if state.generation != take.generation {
-                return SessionHandover::default();
+                drop((state, edge_state));
+                return refuse();
             }
-            let parked = edge_state.parking.take(id);
+            let parked = edge_state.parking.take(connection).map(|p| p.positions);
             deadlines_gauge(&edge_state.parking);
-            drop(edge_state);
             // Seen by a connection still holding it: it is not its any more.
             state.generation += 1;
             let kept = state.kept();
-            let places = parked.map(|p| p.positions).unwrap_or_else(|| state.positions());
-            SessionHandover {
+            let places = parked.unwrap_or_else(|| state.positions());
+            let handover = SessionHandover {
                 found: true,
                 metadata_json: view.metadata.to_string(),
                 channels: view.channels,
@@ -434,11 +445,12 @@ impl Edge {
                     .collect(),
                 generation: take.generation,
                 home_lost: false,
-            }
-        };
-        self.let_go(id, "resumed elsewhere");
+            };
+            self.reply(to, id, reply::Kind::SessionHandover(handover));
+        }
+        self.let_go(connection, "resumed elsewhere");
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("handed_over")).inc();
-        handover
+        true
     }
 
     /// Session `id` lives on another edge now: it goes from here without a

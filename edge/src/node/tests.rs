@@ -294,18 +294,29 @@ async fn a_session_is_handed_over_only_to_its_newest_generation() {
     let n = node(&["c-1"]);
     n.view(1, &["c-1"]);
     parked(&n).await;
-    let take =
-        |generation| TakeSession { connection_id: CONNECTION.into(), generation, issued: slip_proto::jwt::now() };
-    let refused = n.edge.hand_over(&take(7));
-    assert!(!refused.found, "another generation: refused");
+    n.controls[0].take();
+    // Control node c-1 asks, as question `id`, for the session with a token of `generation`.
+    let ask = |id, generation| {
+        let take = TakeSession { connection_id: CONNECTION.into(), generation, issued: slip_proto::jwt::now() };
+        n.from(0, Kind::Query(Query { id, kind: Some(query::Kind::TakeSession(take)) }));
+        // The answer first: whatever letting the session go sends comes after.
+        match n.controls[0].take().first() {
+            Some(Kind::Reply(Reply { id: answered, kind: Some(reply::Kind::SessionHandover(handover)) })) => {
+                assert_eq!(*answered, id);
+                handover.clone()
+            }
+            other => panic!("the question was not answered first: {other:?}"),
+        }
+    };
+    assert!(!ask(1, 7).found, "another generation: refused");
     assert_eq!(n.edge.parked_sessions(), 1, "and it stays here");
 
-    let handover = n.edge.hand_over(&take(0));
+    let handover = ask(2, 0);
     assert!(handover.found);
     assert_eq!(handover.channels, [ROOM]);
     assert_eq!(n.edge.parked_sessions(), 0);
     assert!(!n.edge.hub.contains(CONNECTION), "it lives on the other edge now");
-    assert!(!n.edge.hand_over(&take(0)).found, "handed over once");
+    assert!(!ask(3, 0).found, "handed over once");
 }
 
 #[tokio::test(start_paused = true)]
