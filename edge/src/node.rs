@@ -10,11 +10,10 @@
 //! then an outbox. Fan-out runs under the state lock, so that whatever comes
 //! next for a channel goes out after; parking, resuming and handing over
 //! take the state before the session. Nothing takes the state while it
-//! holds a session, the hub or an outbox. The ring has a lock of its own
-//! (it is read on every command of a callback reply, which must not wait
-//! behind a fan-out): it may be read under the state lock (a gap fetch asks
-//! the channel's owner), and nothing is taken while it is held. The
-//! question registry and the links are taken last and call out to nothing.
+//! holds a session, the hub or an outbox. The ring is a snapshot read with
+//! no lock (every command of a callback reply looks an owner up, and must
+//! not wait behind a fan-out). The question registry and the links are
+//! taken last and call out to nothing.
 //!
 //! Questions to control nodes go through the link's registry
 //! ([`slip_link::questions`]), which ends them when the link to the node
@@ -24,8 +23,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use slip_link::questions::Questions;
 use slip_link::{FrameHandler, Link, LinkError, Peers};
 use slip_proto::close::CloseCode;
@@ -84,10 +84,11 @@ pub struct Edge {
     /// Links to control nodes.
     control: Peers,
     /// Owners of channels among the control nodes: the ring of the newest
-    /// view the control nodes agreed on that this edge has heard of.
-    ring: RwLock<Ring>,
-    /// That view's term.
-    view_term: std::sync::atomic::AtomicU64,
+    /// view the control nodes agreed on that this edge has heard of (its
+    /// term is in the state). A snapshot, replaced whole under the state
+    /// lock and read with no lock: every command of a callback reply looks
+    /// an owner up, and must not wait behind a fan-out.
+    ring: ArcSwap<Ring>,
     /// Questions to control nodes: publishes a reply's next command waits
     /// for, and what resumes ask.
     questions: Questions,
@@ -126,8 +127,7 @@ impl Edge {
             admission: Admission::new(config.max_connections),
             drain_requested: tokio::sync::Notify::new(),
             control: Peers::default(),
-            ring: RwLock::new(Ring::default()),
-            view_term: std::sync::atomic::AtomicU64::new(0),
+            ring: ArcSwap::from_pointee(Ring::default()),
             questions: Questions::default(),
             clock: tokio::sync::Notify::new(),
             clock_started: std::sync::atomic::AtomicBool::new(false),
@@ -164,7 +164,7 @@ impl Edge {
     pub fn add_control_link(self: &Arc<Self>, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
         if self.control.insert(link) {
-            let ring = self.ring.read().clone();
+            let ring = self.ring.load_full();
             self.reannounce(&ring, &ring, Some(&peer));
         }
     }
@@ -186,17 +186,17 @@ impl Edge {
     /// A view from a control node: a newer one than this edge knew gives
     /// the owners, and the new owners are told of local interest.
     pub fn view(self: &Arc<Self>, view: &slip_proto::link_pb::View) {
-        use std::sync::atomic::Ordering;
-        // Read and replaced under the ring's lock: of two views at once, the newer stays.
+        // The term read and the ring replaced under the state lock: of two
+        // views at once, the newer stays.
         let (old, new) = {
-            let mut ring = self.ring.write();
-            if view.term <= self.view_term.load(Ordering::Acquire) {
+            let mut state = self.state.lock();
+            if view.term <= state.view_term {
                 return;
             }
-            self.view_term.store(view.term, Ordering::Release);
+            state.view_term = view.term;
             let members = view.members.iter().filter(|m| m.up).filter_map(|m| NodeId::parse(&m.node_id).ok());
-            let new = Ring::new(members);
-            (std::mem::replace(&mut *ring, new.clone()), new)
+            let new = Arc::new(Ring::new(members));
+            (self.ring.swap(new.clone()), new)
         };
         tracing::info!(term = view.term, members = new.members().len(), "control view applied");
         self.reannounce(&old, &new, None);
@@ -204,7 +204,7 @@ impl Edge {
 
     /// The newest view term this edge has heard of.
     pub fn view_term(&self) -> u64 {
-        self.view_term.load(std::sync::atomic::Ordering::Acquire)
+        self.state.lock().view_term
     }
 
     /// Re-announces local interest wherever a channel's owner changed from
@@ -255,7 +255,7 @@ impl Edge {
     /// Sends a publish and waits, at most [`CONFIRM_TIMEOUT`], until it is
     /// delivered here (or its owner said it had no subscriber here).
     async fn publish_confirmed(&self, mut publish: Publish) {
-        let owner = self.ring.read().owner(&publish.channel).cloned();
+        let owner = self.ring.load().owner(&publish.channel).cloned();
         let (Some(owner), Some(pending)) = (owner, self.questions.expect()) else {
             return self.publish(publish);
         };
@@ -288,7 +288,7 @@ impl Edge {
         if self.is_local(&command.connection_id) {
             self.run_local(&command);
         } else {
-            let via = self.ring.read().owner(&command.connection_id).cloned();
+            let via = self.ring.load().owner(&command.connection_id).cloned();
             let frame = Frame { kind: Some(Kind::Command(command)) };
             self.send_onward(via, frame);
         }
@@ -296,7 +296,7 @@ impl Edge {
 
     /// Sends a publish (or CLOSE_CHANNEL) to the channel's owner.
     pub fn publish(&self, publish: Publish) {
-        let owner = self.ring.read().owner(&publish.channel).cloned();
+        let owner = self.ring.load().owner(&publish.channel).cloned();
         self.send_onward(owner, Frame { kind: Some(Kind::Publish(publish)) });
     }
 
@@ -414,7 +414,7 @@ impl Edge {
         if !present {
             self.state.lock().cursors.forget(&channel);
         }
-        let owner = self.ring.read().owner(&channel).cloned();
+        let owner = self.ring.load().owner(&channel).cloned();
         self.send_to(owner, Frame { kind: Some(Kind::Interest(Interest { channel, present, ..Default::default() })) });
     }
 
@@ -428,7 +428,7 @@ impl Edge {
             self.reply(to, ack, reply::Kind::Found(true));
             return;
         }
-        let owner = self.ring.read().owner(channel).cloned();
+        let owner = self.ring.load().owner(channel).cloned();
         let interest = Interest { channel: channel.to_owned(), present: true, ack, reply_to: to.to_string() };
         self.send_to(owner, Frame { kind: Some(Kind::Interest(interest)) });
     }
@@ -513,7 +513,7 @@ impl Edge {
     /// [`FETCH_TIMEOUT`](crate::cursor::FETCH_TIMEOUT), again too; the
     /// cursors give it up in the end.
     fn fetch(&self, id: u64, query: HistoryQuery) -> bool {
-        let owner = self.ring.read().owner(&query.channel).cloned();
+        let owner = self.ring.load().owner(&query.channel).cloned();
         tracing::debug!(id, channel = query.channel, since = query.since_offset, limit = query.limit, owner = ?owner, "history asked");
         let frame = Frame { kind: Some(Kind::Query(Query { id, kind: Some(query::Kind::History(query)) })) };
         owner.is_some_and(|owner| self.control.send(owner.as_str(), frame).is_ok())

@@ -361,7 +361,7 @@ impl Edge {
                 since_offset: offset,
                 limit: 0,
             };
-            let Some(owner) = self.ring.read().owner(channel).cloned() else { continue };
+            let Some(owner) = self.ring.load().owner(channel).cloned() else { continue };
             if let Ok(reply::Kind::History(answer)) =
                 self.questions.ask(&self.control, owner.as_str(), query::Kind::History(question), FETCH_TIMEOUT).await
                 && !answer.not_owner
@@ -394,7 +394,7 @@ impl Edge {
     }
 
     fn send_record(&self, record: SessionRecord) {
-        let owner = self.ring.read().owner(&record.connection_id).cloned();
+        let owner = self.ring.load().owner(&record.connection_id).cloned();
         self.send_to(owner, Frame { kind: Some(Kind::SessionRecord(record)) });
     }
 
@@ -474,7 +474,7 @@ impl Edge {
     /// handed over by the edge holding it, or rebuilt from its record when
     /// that edge is gone. `None`: a fresh session it is.
     pub(crate) async fn take_over(&self, claims: &SessionClaims) -> Option<Ticket> {
-        let via = self.ring.read().owner(&claims.connection_id).cloned()?;
+        let via = self.ring.load().owner(&claims.connection_id).cloned()?;
         let take = TakeSession {
             connection_id: claims.connection_id.clone(),
             generation: claims.generation,

@@ -1,7 +1,8 @@
-//! What an edge knows that changes with its streams and its parked
-//! sessions, as plain data behind the node's one state lock: per channel
-//! where the edge stands and the gaps it fetches (`cursor.rs`), and the
-//! sessions waiting to be resumed (`parking.rs`). Both are pure and keep
+//! What an edge knows that changes with its streams, its view of the
+//! control nodes and its parked sessions, as plain data behind the node's
+//! one state lock: the newest view term heard of, per channel where the
+//! edge stands and the gaps it fetches (`cursor.rs`), and the sessions
+//! waiting to be resumed (`parking.rs`). Both are pure and keep
 //! their deadlines as data; the node's clock sleeps until
 //! [`EdgeState::next_deadline`].
 
@@ -13,6 +14,8 @@ use crate::parking::Parking;
 /// The edge's streams and parked sessions.
 #[derive(Default)]
 pub(crate) struct EdgeState {
+    /// The newest view term heard of; its ring is the node's snapshot.
+    pub view_term: u64,
     pub cursors: Cursors,
     pub parking: Parking,
 }
