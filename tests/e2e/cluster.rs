@@ -65,6 +65,8 @@ impl ControlNode {
 
 pub(crate) struct EdgeNode {
     pub(crate) ws: String,
+    /// Its `/metrics` page.
+    pub(crate) metrics: String,
     child: Option<Child>,
 }
 
@@ -213,8 +215,8 @@ impl Cluster {
             "--metrics-listen",
             "127.0.0.1:0",
         ];
-        let (child, lines) = spawn_slip(&args, &["WebSocket:"]).await;
-        EdgeNode { ws: lines[0].trim_end_matches('/').to_owned(), child: Some(child) }
+        let (child, lines) = spawn_slip(&args, &["WebSocket:", "Metrics:"]).await;
+        EdgeNode { ws: lines[0].trim_end_matches('/').to_owned(), metrics: lines[1].clone(), child: Some(child) }
     }
 
     async fn kill_control(&mut self, i: usize) {
@@ -959,7 +961,7 @@ async fn a_session_resumes_on_another_edge_and_its_commands_follow_it() {
         epoch = got["epoch"].as_str().unwrap().to_owned();
     }
     drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_gauge(&cluster.edges[0].metrics, "slip_session_deadlines", 1.0).await;
     grpc.publish(publish("room", "p3")).await.unwrap();
     let away = SendRequest { connection_id: id.clone(), message: Some(send_request::Message::Text("away".into())) };
     grpc.send(away).await.unwrap();

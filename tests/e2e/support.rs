@@ -334,6 +334,30 @@ pub async fn wait_for_subscribers(gateway: &Gateway, channel: &str, n: u64) {
     panic!("{channel} never had {n} subscribers");
 }
 
+/// A gauge's value on a node's `/metrics` page (`metrics` is its URL).
+pub async fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(metrics).await.ok()?.text().await.ok()?;
+    // `name{labels} value`, or `name value`.
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until a node's gauge reads `value`: what the node has done that a
+/// client cannot see (a session parked once its socket went).
+pub async fn wait_for_gauge(metrics: &str, name: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut seen = None;
+    while tokio::time::Instant::now() < deadline {
+        seen = gauge(metrics, name).await;
+        if seen == Some(value) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{name} at {metrics} never read {value}: last {seen:?}");
+}
+
 pub fn control_token() -> String {
     jwt::sign(SECRET.as_bytes(), jwt::AUD_CONTROL_EVENT, jwt::now())
 }

@@ -3,8 +3,6 @@
 //! resume replaced) gets a fresh session of its own, never the victim's
 //! connection id, messages or history.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use slip_proto::callback::Event;
 use slip_proto::pb::{SendRequest, send_request};
@@ -38,7 +36,7 @@ async fn victim_resumed_once(cluster: &Cluster) -> (Client, String, String, Stri
     cluster.wait_for_edges(0, "room", 1).await;
     drop(client);
     // Parked once the edge sees the socket go.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_gauge(&cluster.edges[0].metrics, "slip_session_deadlines", 1.0).await;
     let (victim, session) = resume(&cluster.edges[0].ws, &old).await;
     assert_eq!((&session["connectionId"], &session["resumed"]), (&json!(id), &json!(true)), "{session}");
     let newest = session["session"].as_str().unwrap().to_owned();
