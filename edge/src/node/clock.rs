@@ -2,7 +2,8 @@
 //! deadline (a gap fetch asked again or given up, a parked session's resume
 //! window), does what fell due, and sleeps again. Whoever brings a deadline
 //! forward wakes it; nothing else in the node sleeps. The deadlines
-//! themselves live in pure code (`cursor.rs`, `expiry.rs`).
+//! themselves live in pure code (`cursor.rs`, `parking.rs`), and the state
+//! (`state.rs`) says what fell due.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -39,16 +40,17 @@ impl Edge {
         }
     }
 
-    /// Does what fell due by `now`: fetches past their time are asked again
-    /// or given up; sessions whose window passed end.
+    /// Carries out what fell due by `now` (`EdgeState::on_clock` says
+    /// what): fetches past their time asked again or given up, sessions
+    /// whose window passed ended.
     fn on_clock(self: &Arc<Self>, now: Instant) {
-        {
+        let expired = {
             let mut state = self.state.lock();
-            if state.cursors.next_deadline().is_some_and(|at| at <= now) {
-                let steps = state.cursors.expire(now);
-                self.carry_out(&mut state.cursors, steps);
-            }
-        }
-        self.end_expired_sessions(now);
+            let due = state.on_clock(now);
+            super::resume::deadlines_gauge(&state.parking);
+            self.carry_out(&mut state.cursors, due.steps);
+            due.expired
+        };
+        self.end_expired_sessions(expired);
     }
 }

@@ -43,10 +43,6 @@ const TAKE_TIMEOUT: Duration = Duration::from_secs(12);
 /// messages, about: its entries in the hub, the parking and the expiries.
 const PARKED_OVERHEAD: usize = 512;
 
-/// Most expired sessions the clock ends per wakeup before looking again
-/// (their CLOSE callbacks run as tasks of their own).
-const EXPIRIES_PER_TURN: usize = 1024;
-
 /// A session a handshake may resume: it is no longer parked, and what
 /// arrives for it is held until [`Edge::resume`] has replayed.
 pub(crate) struct Ticket {
@@ -172,10 +168,10 @@ impl Edge {
             .clone()
     }
 
-    /// Ends the sessions whose window passed by `now` (at most
-    /// [`EXPIRIES_PER_TURN`]; the clock comes back for more).
-    pub(super) fn end_expired_sessions(self: &Arc<Self>, now: tokio::time::Instant) {
-        for (id, _parked) in self.with_parking(|p| p.take_due(now, EXPIRIES_PER_TURN)) {
+    /// Ends sessions whose resume window passed (the clock took them out
+    /// of the parking): each one's CLOSE runs as a task of its own.
+    pub(super) fn end_expired_sessions(self: &Arc<Self>, expired: Vec<String>) {
+        for id in expired {
             let edge = self.clone();
             self.tasks.spawn(async move { edge.end_expired(&id).await });
         }
@@ -545,6 +541,6 @@ fn placed(channel: &str, epoch: &str, offset: u64, body: &channel_event::Body) -
 }
 
 /// `slip_session_deadlines`: one per parked session.
-fn deadlines_gauge(parking: &Parking) {
+pub(super) fn deadlines_gauge(parking: &Parking) {
     slip_metrics::metrics().session_deadlines.set(parking.deadlines() as i64);
 }
