@@ -125,34 +125,55 @@ impl Questions {
     }
 
     /// Sends `frame` (which carries `pending`'s id) to `node` over `peers`
-    /// and waits for the answer, at most `patience`.
-    pub async fn send_and_wait(
-        &self,
+    /// at once; the future waits for the answer, at most `patience`. Only
+    /// the wait is in the future: it sits in every handshake's and resume's
+    /// state, and the frame need not.
+    pub fn send_and_wait<'a>(
+        &'a self,
         peers: &Peers,
-        node: &str,
+        node: &'a str,
         pending: Pending,
         frame: Frame,
         patience: Duration,
-    ) -> Result<reply::Kind, Unanswered> {
-        self.asked(pending.id, node);
-        if let Err(e) = peers.send(node, frame) {
-            self.forget(pending.id);
-            return Err(e.into());
-        }
-        self.wait(pending, patience).await.ok_or_else(|| Unanswered::Silent(node.to_owned()))
+    ) -> impl Future<Output = Result<reply::Kind, Unanswered>> + Send + 'a {
+        let sent = self.send(peers, node, pending, frame);
+        self.answer_to(sent, node, patience)
     }
 
-    /// Asks `node` `question` and waits for its answer, at most `patience`.
-    pub async fn ask(
-        &self,
+    /// Asks `node` `question` at once; the future waits for its answer, at
+    /// most `patience`.
+    pub fn ask<'a>(
+        &'a self,
         peers: &Peers,
-        node: &str,
+        node: &'a str,
         question: query::Kind,
         patience: Duration,
+    ) -> impl Future<Output = Result<reply::Kind, Unanswered>> + Send + 'a {
+        let sent = self.expect().ok_or(Unanswered::Full).and_then(|pending| {
+            let frame = Frame { kind: Some(Kind::Query(Query { id: pending.id, kind: Some(question) })) };
+            self.send(peers, node, pending, frame)
+        });
+        self.answer_to(sent, node, patience)
+    }
+
+    fn send(&self, peers: &Peers, node: &str, pending: Pending, frame: Frame) -> Result<Pending, Unanswered> {
+        self.asked(pending.id, node);
+        match peers.send(node, frame) {
+            Ok(()) => Ok(pending),
+            Err(e) => {
+                self.forget(pending.id);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn answer_to(
+        &self,
+        sent: Result<Pending, Unanswered>,
+        node: &str,
+        patience: Duration,
     ) -> Result<reply::Kind, Unanswered> {
-        let pending = self.expect().ok_or(Unanswered::Full)?;
-        let frame = Frame { kind: Some(Kind::Query(Query { id: pending.id, kind: Some(question) })) };
-        self.send_and_wait(peers, node, pending, frame, patience).await
+        self.wait(sent?, patience).await.ok_or_else(|| Unanswered::Silent(node.to_owned()))
     }
 }
 
