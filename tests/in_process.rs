@@ -62,8 +62,10 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     panic!("never: {what}");
 }
 
-/// Control nodes and one edge, all linked both ways; links kept so a test can cut them.
-struct Cluster {
+/// Control nodes and one edge in this process, all linked both ways by
+/// memory links, kept so a test can cut them. (`tests/e2e/cluster.rs` has
+/// the other harness: the real binary as processes, over QUIC.)
+struct MemoryCluster {
     controls: Vec<Arc<ControlPlane>>,
     edge: Arc<Edge>,
     /// The edge's link to each control node, by index.
@@ -74,7 +76,7 @@ struct Cluster {
     mesh: Vec<Vec<Option<Arc<dyn Link>>>>,
 }
 
-impl Cluster {
+impl MemoryCluster {
     /// A cluster of `controls` control nodes, formed, and an edge that heard the view.
     async fn start(controls: usize) -> Self {
         let cluster = Self::wire(controls);
@@ -124,7 +126,7 @@ impl Cluster {
         self.formed_among(&all, members).await;
     }
 
-    /// [`Cluster::formed`] without control node `gone`, which is down.
+    /// [`MemoryCluster::formed`] without control node `gone`, which is down.
     async fn formed_without(&self, gone: usize) {
         let alive: Vec<usize> = (0..self.controls.len()).filter(|i| *i != gone).collect();
         self.formed_among(&alive, alive.len()).await;
@@ -253,7 +255,7 @@ fn received(outbox: &Outbox) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn publishes_reach_the_edge_whichever_control_node_takes_them() {
-    let cluster = Cluster::start(3).await;
+    let cluster = MemoryCluster::start(3).await;
     settle().await;
     let channels: Vec<String> = (0..30).map(|i| format!("ch-{i}")).collect();
     let outbox = cluster.subscriber(&channels);
@@ -267,7 +269,7 @@ async fn publishes_reach_the_edge_whichever_control_node_takes_them() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_control_node_moves_its_channels_and_nothing_is_lost_after() {
-    let cluster = Cluster::start(3).await;
+    let cluster = MemoryCluster::start(3).await;
     settle().await;
     let channels: Vec<String> = (0..60).map(|i| format!("ch-{i}")).collect();
     let outbox = cluster.subscriber(&channels);
@@ -298,7 +300,7 @@ async fn a_lost_control_node_moves_its_channels_and_nothing_is_lost_after() {
 
 #[tokio::test(start_paused = true)]
 async fn interest_left_with_a_former_owner_is_pruned_once_the_ring_settles() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = MemoryCluster::start(3).await;
     let channels: Vec<String> = (0..60).map(|i| format!("ch-{i}")).collect();
     let _outbox = cluster.subscriber(&channels);
     settle().await;
@@ -323,7 +325,7 @@ async fn interest_left_with_a_former_owner_is_pruned_once_the_ring_settles() {
 }
 
 /// Who owns `channel`, as control node 0 sees the ring.
-fn owner_of(cluster: &Cluster, channel: &str) -> String {
+fn owner_of(cluster: &MemoryCluster, channel: &str) -> String {
     slip_proto::ring::Ring::new(cluster.controls[0].members()).owner(channel).map(|o| o.to_string()).unwrap_or_default()
 }
 
@@ -425,7 +427,7 @@ async fn a_missed_publication_is_fetched_from_history_before_the_next() {
     use slip_link::FrameHandler;
     use slip_proto::link_pb::{Frame, Interest, frame::Kind};
 
-    let cluster = Cluster::start(1).await;
+    let cluster = MemoryCluster::start(1).await;
     let channel = "room".to_owned();
     let outbox = cluster.subscriber(std::slice::from_ref(&channel));
     settle().await;
@@ -508,7 +510,7 @@ async fn an_unacknowledged_copy_is_sent_again_by_the_clock() {
 /// its replica goes on from there too.
 #[tokio::test(start_paused = true)]
 async fn a_control_node_that_comes_back_catches_up_before_it_owns_anything() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = MemoryCluster::start(3).await;
     settle().await;
     let c0 = id("c0");
     let channel = (0..).map(|i| format!("room-{i}")).find(|c| owner_of(&cluster, c) == "c0").unwrap();
@@ -516,7 +518,7 @@ async fn a_control_node_that_comes_back_catches_up_before_it_owns_anything() {
     settle().await;
     let mut sent = Vec::new();
     let mut confirmed = Vec::new();
-    let mut send = async |cluster: &Cluster, from: usize, n: usize| {
+    let mut send = async |cluster: &MemoryCluster, from: usize, n: usize| {
         for _ in 0..n {
             let text = format!("m{}", sent.len() + 1);
             let placed = cluster.controls[from].publish(publish(&channel, &text)).await.unwrap();
@@ -560,7 +562,7 @@ async fn a_control_node_that_comes_back_catches_up_before_it_owns_anything() {
 /// majority's side) got every confirmed publication once, in order.
 #[tokio::test(start_paused = true)]
 async fn in_a_partition_only_the_majority_confirms_and_the_stream_stays_one() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = MemoryCluster::start(3).await;
     let channel = (0..).map(|i| format!("room-{i}")).find(|c| owner_of(&cluster, c) == "c0").unwrap();
     let outbox = cluster.subscriber(std::slice::from_ref(&channel));
     settle().await;
@@ -605,7 +607,7 @@ async fn in_a_partition_only_the_majority_confirms_and_the_stream_stays_one() {
 /// node alone gives the channel's offsets and its stream does not fork.
 #[tokio::test(start_paused = true)]
 async fn a_publish_reaches_the_owner_through_another_control_node_when_the_two_are_cut_apart() {
-    let cluster = Cluster::start(3).await;
+    let cluster = MemoryCluster::start(3).await;
     let leader = (0..3).find(|i| cluster.controls[*i].consensus_state().2).unwrap();
     let (owner, via) = {
         let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
