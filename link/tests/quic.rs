@@ -119,14 +119,27 @@ async fn a_peer_from_another_ca_cannot_link() {
     assert_eq!(peers, ["friend"]);
 }
 
-#[tokio::test]
-async fn link_down_is_reported_when_the_peer_goes() {
+/// A control node and an edge, linked; what each end saw.
+struct Pair {
+    control: Arc<QuicNode>,
+    edge: Arc<QuicNode>,
+    control_seen: Arc<Recorder>,
+    edge_seen: Arc<Recorder>,
+}
+
+async fn linked_pair() -> Pair {
     let ca = ClusterCa::generate().unwrap();
     let (control_seen, edge_seen) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
     let control = node(&ca, "control-1", true, control_seen.clone());
     let edge = node(&ca, "edge-1", false, edge_seen.clone());
     edge.dial(control.local_addr().unwrap());
     eventually("link up", || !edge_seen.links.lock().is_empty()).await;
+    Pair { control, edge, control_seen, edge_seen }
+}
+
+#[tokio::test]
+async fn link_down_is_reported_when_the_peer_goes() {
+    let Pair { control, edge: _edge, edge_seen, .. } = linked_pair().await;
     control.close();
     eventually("link down at the edge", || edge_seen.downs.lock().iter().any(|p| p == "control-1")).await;
 }
@@ -137,12 +150,7 @@ async fn link_down_is_reported_when_the_peer_goes() {
 #[tokio::test]
 async fn what_is_queued_before_a_flushed_close_arrives() {
     const FRAMES: usize = 3000;
-    let ca = ClusterCa::generate().unwrap();
-    let (control_seen, edge_seen) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-    let control = node(&ca, "control-1", true, control_seen.clone());
-    let edge = node(&ca, "edge-1", false, edge_seen.clone());
-    edge.dial(control.local_addr().unwrap());
-    eventually("link up", || !edge_seen.links.lock().is_empty()).await;
+    let Pair { control: _control, edge, control_seen, edge_seen } = linked_pair().await;
     let to_control = edge_seen.links.lock()[0].clone();
     // Big enough that they cannot all be on the wire by the time close runs.
     let padding = "x".repeat(4000);
