@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod over_http;
 pub mod parking;
 pub mod ratelimit;
+pub mod resuming;
 pub mod server;
 pub mod session;
 

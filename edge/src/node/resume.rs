@@ -13,7 +13,7 @@ use std::sync::Arc;
 use slip_proto::callback::Event;
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionRecord, TakeSession, channel_event,
+    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionRecord, TakeSession,
 };
 use slip_proto::session::{self as wire, Recovery, Resume, SessionClaims};
 
@@ -24,7 +24,8 @@ use crate::cursor::FETCH_TIMEOUT;
 use crate::frame;
 use crate::outbox::Outbox;
 use crate::parking::{Parked, Parking};
-use crate::session::{Placed, publication};
+use crate::resuming::{Outcome, Resuming};
+use futures_util::StreamExt;
 use slip_proto::link_pb::Frame;
 use slip_proto::link_pb::frame::Kind;
 use slip_proto::link_pb::query;
@@ -33,6 +34,10 @@ use std::time::Duration;
 
 /// Times a resume asks a channel's owner for the history it missed.
 const HISTORY_ATTEMPTS: usize = 8;
+
+/// History questions one resume has out at once (its channels' owners are
+/// asked together, not one after another).
+const RESUME_QUESTIONS_AT_ONCE: usize = 16;
 
 /// Longest a resume waits for the control node to hand it a session held
 /// elsewhere: it may ask the session's edge (5 s at most), see that edge's
@@ -272,41 +277,16 @@ impl Edge {
         });
         let Some(session) = self.hub.session(&ticket.id) else { return };
         let channels = self.hub.view(&ticket.id).map(|v| v.channels).unwrap_or_default();
-        let mut lost = Vec::new();
-        let mut replay = Vec::new();
-        let mut positions = Vec::new();
-        for channel in channels {
-            let from = match resume.channels.get(&channel) {
-                Some(p) => Some((p.epoch.clone(), p.offset)),
-                None => ticket.positions.get(&channel).cloned(),
-            };
-            let Some((epoch, offset)) = from else {
-                if ticket.fresh {
-                    // New to the channel: it starts live.
-                    continue;
-                }
-                // No place known: only a stream that never had a publication is surely not missed.
-                if ticket.home_lost && self.session_history(&channel, "", 0).await.is_none_or(|a| a.top_offset > 0) {
-                    lost.push(channel.clone());
-                }
-                continue;
-            };
-            match self.session_history(&channel, &epoch, offset).await {
-                Some(answer) => {
-                    if !answer.complete {
-                        lost.push(channel.clone());
-                    }
-                    replay.extend(
-                        answer
-                            .publications
-                            .into_iter()
-                            .filter_map(|p| placed(&channel, &answer.epoch, p.offset, &p.event?.body?)),
-                    );
-                }
-                None => lost.push(channel.clone()),
-            }
-            positions.push((channel, epoch, offset));
+        // The channels' owners are asked together; the answers are put
+        // together in the session's order (`resuming.rs` decides).
+        let mut resuming = Resuming::new(channels, &resume, &ticket.positions, ticket.fresh, ticket.home_lost);
+        let asked: Vec<_> =
+            resuming.asks().iter().map(|ask| self.session_history(&ask.channel, &ask.epoch, ask.offset)).collect();
+        let answers: Vec<_> = futures_util::stream::iter(asked).buffered(RESUME_QUESTIONS_AT_ONCE).collect().await;
+        for (index, answer) in answers.into_iter().enumerate() {
+            resuming.answered(index, answer);
         }
+        let Outcome { positions, replay, mut lost } = resuming.finish();
         let mut state = session.lock();
         if ticket.home_lost {
             // Numbers go on from the client's: what was sent meanwhile died with its edge.
@@ -532,12 +512,6 @@ impl Edge {
         self.record_session(id);
         Some(generation)
     }
-}
-
-/// A publication from history as a session gets it.
-fn placed(channel: &str, epoch: &str, offset: u64, body: &channel_event::Body) -> Option<Placed> {
-    let frame = publication(channel, epoch, offset, crate::session::payload_of(body)?);
-    Some(Placed { channel: channel.to_owned(), epoch: epoch.to_owned(), offset, frame })
 }
 
 /// `slip_session_deadlines`: one per parked session.
