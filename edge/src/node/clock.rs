@@ -1,7 +1,8 @@
 //! The edge's one clock: a task that sleeps until the node's earliest
 //! deadline (a gap fetch asked again or given up, a parked session's resume
 //! window), does what fell due, and sleeps again. Whoever brings a deadline
-//! forward wakes it; nothing else in the node sleeps. The deadlines
+//! forward wakes it; no other task of the node is spawned to sleep (a
+//! resume waits between its own attempts, in its connection's task). The deadlines
 //! themselves live in pure code (`cursor.rs`, `parking.rs`), and the state
 //! (`state.rs`) says what fell due.
 
