@@ -656,6 +656,8 @@ async fn a_control_node_answers_requests_in_flight_on_sigterm() {
     ]});
     let request = reqwest::Client::new().post(format!("{api}/")).bearer_auth(control_token()).json(&body).send();
     let in_flight = tokio::spawn(request);
+    // Time for the request to get in (nothing outside the node says it
+    // has): far more than a loopback request takes, and the poll lasts 3 s.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let child = cluster.controls[0].child.as_mut().unwrap();
     let pid = child.id().unwrap().to_string();
