@@ -14,6 +14,7 @@ pub mod http_api;
 pub mod interest;
 pub mod ownership;
 pub mod plane;
+pub mod presence;
 pub mod records;
 pub mod replication;
 pub mod routing;
