@@ -377,17 +377,14 @@ impl Edge {
     /// Another edge resumes a session held here (control node `to` asks,
     /// question `id`): it gets everything the session had, and this edge
     /// lets it go without a CLOSE (a connection still holding it ends
-    /// quietly). Whether it was handed over.
+    /// quietly). Refused, it gets an empty answer.
     ///
     /// The answer is on the link before the state lock, under which the
     /// session left the parking, is let go: a draining edge waits for its
     /// parked sessions to go and then closes its links, which must still
     /// carry this answer.
-    pub(crate) fn hand_over(&self, to: &NodeId, id: u64, take: &TakeSession) -> bool {
-        let refuse = || {
-            self.reply(to, id, reply::Kind::SessionHandover(SessionHandover::default()));
-            false
-        };
+    pub(crate) fn hand_over(&self, to: &NodeId, id: u64, take: &TakeSession) {
+        let refuse = || self.reply(to, id, reply::Kind::SessionHandover(SessionHandover::default()));
         let connection = take.connection_id.as_str();
         let (Some(session), Some(view)) = (self.hub.session(connection), self.hub.view(connection)) else {
             return refuse();
@@ -426,7 +423,6 @@ impl Edge {
         }
         self.let_go(connection, "resumed elsewhere");
         slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("handed_over")).inc();
-        true
     }
 
     /// Session `id` lives on another edge now: it goes from here without a
