@@ -7,7 +7,7 @@ use slip_proto::pb::admin_client::AdminClient;
 use slip_proto::pb::control_client::ControlClient;
 use slip_proto::pb::{
     ChannelsRequest, CloseRequest, DrainRequest, GetChannelRequest, GetConnectionRequest, HistoryRequest, NodesRequest,
-    PublishRequest, SendRequest, publication, publish_request, send_request,
+    PresenceRequest, PublishRequest, SendRequest, publication, publish_request, send_request,
 };
 use slip_sockets::Signer;
 use tonic::service::interceptor::InterceptedService;
@@ -93,6 +93,21 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .collect();
             Output::Table(HISTORY_COLUMNS, rows)
         }
+        AdminCommand::Presence { channel, limit } => {
+            let reply = control.presence(PresenceRequest { channel, limit }).await.map_err(explain)?.into_inner();
+            if (reply.members.len() as u64) < reply.count {
+                eprintln!("{} members in all; {} listed", reply.count, reply.members.len());
+            }
+            let rows = reply
+                .members
+                .into_iter()
+                .map(|m| {
+                    let info = serde_json::from_str::<serde_json::Value>(&m.info).unwrap_or(serde_json::Value::Null);
+                    json!({"connection": m.connection_id, "info": info})
+                })
+                .collect();
+            Output::Table(PRESENCE_COLUMNS, rows)
+        }
         AdminCommand::Send { id, text } => {
             let request = SendRequest { connection_id: id, message: Some(send_request::Message::Text(text)) };
             control.send(request).await.map_err(explain)?;
@@ -113,6 +128,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 
 const CHANNEL_COLUMNS: &[&str] = &["channel", "subscribers", "edges", "owner"];
 const HISTORY_COLUMNS: &[&str] = &["offset", "epoch", "message"];
+const PRESENCE_COLUMNS: &[&str] = &["connection", "info"];
 const NODE_COLUMNS: &[&str] = &["node", "role", "region", "ring_share", "connections", "linked", "rtt_ms"];
 
 async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {

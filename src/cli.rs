@@ -74,6 +74,13 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 0)]
         limit: u32,
     },
+    /// Who is in a channel's presence (its owner's count, members by connection id).
+    Presence {
+        channel: String,
+        /// At most this many members [default: 1,000].
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
     /// One connection: edge, region, channels, metadata.
     Connection { id: String },
     /// Publish text to a channel.

@@ -224,7 +224,7 @@ impl MemoryCluster {
             let command = ConnectionCommand {
                 connection_id: connection.clone(),
                 op: Some(Op::Subscribe(channel.clone())),
-                ack: 0,
+                ..Default::default()
             };
             self.edge.connection_command(command);
         }
@@ -389,7 +389,11 @@ async fn over_quic_on_loopback_a_publish_reaches_the_edge_through_its_owner() {
         let connection = format!("{}.{:020x}", edge.node_id(), 1u64);
         let outbox = Arc::new(Outbox::new(OutboxLimits::default()));
         edge.hub.register(&connection, outbox.clone(), Arc::from("null"));
-        let command = ConnectionCommand { connection_id: connection, op: Some(Op::Subscribe(channel.clone())), ack: 0 };
+        let command = ConnectionCommand {
+            connection_id: connection,
+            op: Some(Op::Subscribe(channel.clone())),
+            ..Default::default()
+        };
         edge.connection_command(command);
         outbox
     };

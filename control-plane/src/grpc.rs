@@ -9,9 +9,9 @@ use slip_proto::link_pb::{CloseConnection, Message, channel_event, connection_co
 use slip_proto::pb::control_server::{Control, ControlServer};
 use slip_proto::pb::{
     ChannelInfo, CloseChannelReply, CloseChannelRequest, CloseReply, CloseRequest, ConnectionInfo, GetChannelRequest,
-    GetConnectionRequest, HistoryReply, HistoryRequest, Publication, PublishReply, PublishRequest, PublishStreamReply,
-    SendReply, SendRequest, SetMetadataReply, SetMetadataRequest, SubscriptionReply, SubscriptionRequest, publication,
-    publish_request, send_request,
+    GetConnectionRequest, HistoryReply, HistoryRequest, Member, PresenceReply, PresenceRequest, Publication,
+    PublishReply, PublishRequest, PublishStreamReply, SendReply, SendRequest, SetMetadataReply, SetMetadataRequest,
+    SubscriptionReply, SubscriptionRequest, publication, publish_request, send_request,
 };
 use slip_proto::route;
 use tonic::{Request, Response, Status, Streaming};
@@ -181,8 +181,24 @@ impl Control for ControlService {
     async fn subscribe(&self, request: Request<SubscriptionRequest>) -> Result<Response<SubscriptionReply>, Status> {
         let request = request.into_inner();
         slip_proto::channel::validate(&request.channel).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.command(request.connection_id, Op::Subscribe(request.channel)).await?;
-        Ok(Response::new(SubscriptionReply {}))
+        let presence = match request.presence_json.trim() {
+            "" => None,
+            json => Some(
+                serde_json::from_str(json)
+                    .map_err(|e| Status::invalid_argument(format!("presence is not JSON: {e}")))?,
+            ),
+        };
+        // The same rules as the SUBSCRIBE command's.
+        let command = slip_proto::command::Command::Subscribe {
+            connection_id: request.connection_id,
+            channel: request.channel,
+            presence,
+        };
+        let checked = slip_proto::command::check_one(command).map_err(Status::invalid_argument)?;
+        let slip_proto::route::Action::Connection(command) = slip_proto::route::action(checked) else {
+            return Err(Status::internal("a subscribe is a connection command"));
+        };
+        Ok(self.plane.connection_command(command, true).await.map(|()| Response::new(SubscriptionReply {}))?)
     }
 
     async fn unsubscribe(&self, request: Request<SubscriptionRequest>) -> Result<Response<SubscriptionReply>, Status> {
@@ -243,5 +259,12 @@ impl Control for ControlService {
             publications,
             complete: history.complete,
         }))
+    }
+
+    async fn presence(&self, request: Request<PresenceRequest>) -> Result<Response<PresenceReply>, Status> {
+        let request = request.into_inner();
+        let (members, count) = self.plane.presence(&request.channel, request.limit).await?;
+        let members = members.into_iter().map(|(connection_id, info)| Member { connection_id, info }).collect();
+        Ok(Response::new(PresenceReply { members, count }))
     }
 }

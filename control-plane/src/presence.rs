@@ -13,10 +13,17 @@ use std::sync::Arc;
 
 use slip_proto::ids::NodeId;
 
-/// Largest presence info, in bytes of JSON.
-pub const MAX_PRESENCE_INFO_BYTES: usize = 1024;
 /// Members listed when a presence question names no limit.
 pub const DEFAULT_PRESENCE_LIMIT: usize = 1000;
+
+/// A channel's members as listed: some of them, and how many in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// By connection id, with their info.
+    pub members: Vec<(String, Arc<str>)>,
+    /// Every member, listed or not.
+    pub count: u64,
+}
 
 /// A change in a channel's presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,15 +132,24 @@ impl PresenceTable {
         }
     }
 
+    /// Keeps only the channels `keep` says (the ring settled: the others
+    /// are their owners' to rebuild).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self.channels.keys().filter(|c| !keep(c)).cloned().collect();
+        for channel in gone {
+            self.forget(&channel);
+        }
+    }
+
     /// The members of `channel`, at most `limit` (0: the default), ordered
     /// by connection id; and how many there are in all.
-    pub fn members(&self, channel: &str, limit: usize) -> (Vec<(String, Arc<str>)>, u64) {
-        let Some(members) = self.channels.get(channel) else { return (Vec::new(), 0) };
+    pub fn members(&self, channel: &str, limit: usize) -> Listing {
+        let Some(members) = self.channels.get(channel) else { return Listing::default() };
         let limit = if limit == 0 { DEFAULT_PRESENCE_LIMIT } else { limit };
         let mut all: Vec<(&String, &Arc<str>)> = members.by_edge.values().flat_map(|m| m.iter()).collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let listed = all.into_iter().take(limit).map(|(id, info)| (id.clone(), info.clone())).collect();
-        (listed, members.count as u64)
+        Listing { members: listed, count: members.count as u64 }
     }
 }
 
@@ -156,8 +172,8 @@ mod tests {
     }
 
     fn ids(table: &PresenceTable, channel: &str) -> (Vec<String>, u64) {
-        let (members, count) = table.members(channel, 0);
-        (members.into_iter().map(|(id, _)| id).collect(), count)
+        let listing = table.members(channel, 0);
+        (listing.members.into_iter().map(|(id, _)| id).collect(), listing.count)
     }
 
     #[test]
@@ -222,10 +238,9 @@ mod tests {
             let on = if i % 2 == 0 { &e1 } else { &e2 };
             table.join(on, "big", &format!("{on}.{i:05}"), info("{}"));
         }
-        let (listed, count) = table.members("big", 0);
-        assert_eq!((listed.len(), count), (1000, 1500));
-        let (listed, _) = table.members("big", 3);
-        let listed: Vec<String> = listed.into_iter().map(|(id, _)| id).collect();
+        let listing = table.members("big", 0);
+        assert_eq!((listing.members.len(), listing.count), (1000, 1500));
+        let listed: Vec<String> = table.members("big", 3).members.into_iter().map(|(id, _)| id).collect();
         assert_eq!(listed, ["e1.00000", "e1.00002", "e1.00004"], "in connection id order");
     }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    Frame, Head, Hello, Interest, Publish, Published as PublishedFrame, Reply, Role, frame::Kind, reply,
+    Frame, Head, Hello, Interest, Presence, PresenceMember, Publish, Published as PublishedFrame, Reply, Role,
+    frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 // A plain value passed in: tokio's, so a paused test clock drives it.
@@ -23,10 +24,12 @@ use crate::catchup::CatchUp;
 use crate::held::Held;
 use crate::interest::InterestTable;
 use crate::ownership::Ownership;
+use crate::presence::{Listing, PresenceTable};
 use crate::replication::Replication;
 use crate::sequencer::Sequencer;
 use crate::streams::{self, StreamLimits, Streams};
 use crate::view::View;
+use slip_proto::limits::MAX_PRESENCE_INFO_BYTES;
 
 /// How long the ring must hold still before interest in channels owned
 /// elsewhere is forgotten.
@@ -89,6 +92,8 @@ pub struct Routing {
     /// after the latest view change, so a ring still moving prunes nothing.
     settle_at: Option<Instant>,
     interest: InterestTable,
+    /// Members of the presence of channels this node owns, by edge.
+    presence: PresenceTable,
     /// GRIP `id`/`prev-id` ordering of the channels this node owns.
     sequencer: Sequencer<Publish>,
     /// Offsets, history and idempotency keys of the channels this node owns
@@ -123,6 +128,7 @@ impl Routing {
             hellos: HashMap::new(),
             settle_at: None,
             interest: InterestTable::default(),
+            presence: PresenceTable::default(),
             sequencer: Sequencer::default(),
             held: Held::default(),
         }
@@ -266,7 +272,34 @@ impl Routing {
     /// An edge's last link is gone: its interest goes with it.
     pub fn edge_gone(&mut self, edge: &NodeId) {
         let dropped = self.interest.drop_edge(edge);
-        tracing::info!(edge = %edge, channels = dropped, "edge gone; its interest dropped");
+        let left = self.presence.edge_gone(edge).len();
+        tracing::info!(edge = %edge, channels = dropped, members = left, "edge gone; its interest and presence dropped");
+    }
+
+    /// Presence members an edge holds of a channel: changes, or its whole set.
+    pub fn presence(&mut self, from: &NodeId, presence: Presence) {
+        let Presence { channel, members, whole } = presence;
+        let valid = |m: &PresenceMember| {
+            m.info.len() <= MAX_PRESENCE_INFO_BYTES && slip_proto::ids::ConnectionId::parse(&m.connection_id).is_ok()
+        };
+        if whole {
+            let now =
+                members.into_iter().filter(|m| m.present && valid(m)).map(|m| (m.connection_id, Arc::from(m.info)));
+            self.presence.announce(from, &channel, now);
+            return;
+        }
+        for member in members.into_iter().filter(valid) {
+            if member.present {
+                self.presence.join(from, &channel, &member.connection_id, Arc::from(member.info));
+            } else {
+                self.presence.leave(from, &channel, &member.connection_id);
+            }
+        }
+    }
+
+    /// `channel`'s presence, as its owner (`None`: this node is not).
+    pub fn presence_of(&self, channel: &str, limit: usize) -> Option<Listing> {
+        self.ownership.owns(channel).then(|| self.presence.members(channel, limit))
     }
 
     /// An edge's first local subscriber joined a channel, or its last left.
@@ -334,6 +367,7 @@ impl Routing {
         if self.settle_at.take_if(|at| *at <= now).is_some() {
             let ownership = &self.ownership;
             let dropped = self.interest.retain(|channel| ownership.owns(channel));
+            self.presence.retain(|channel| ownership.owns(channel));
             if dropped > 0 {
                 tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
             }

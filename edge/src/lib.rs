@@ -18,6 +18,7 @@ pub mod open;
 pub mod outbox;
 pub mod over_http;
 pub mod parking;
+pub mod presence;
 pub mod ratelimit;
 pub mod resuming;
 pub mod server;

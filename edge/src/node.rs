@@ -34,8 +34,8 @@ use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
     ChannelCounts, ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, HistoryAnswer,
-    HistoryQuery, Interest, Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message,
-    query, reply,
+    HistoryQuery, Interest, Presence, PresenceMember, Publish, Query, Reply, Role, channel_event,
+    connection_command::Op, frame::Kind, message, query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
@@ -216,8 +216,10 @@ impl Edge {
             let owner = new.owner(&channel);
             if owner != old.owner(&channel) || (owner.is_some() && owner == joined) {
                 moved += 1;
-                let interest = Interest { channel, present: true, ..Default::default() };
+                let interest = Interest { channel: channel.clone(), present: true, ..Default::default() };
                 self.send_to(owner.cloned(), Frame { kind: Some(Kind::Interest(interest)) });
+                // Behind the interest: the new owner rebuilds the presence from the edges.
+                self.announce_presence(&channel);
             }
         }
         // Session records go to the control node owning each session's id now.
@@ -330,6 +332,7 @@ impl Edge {
             let generation = session.lock().generation;
             self.record_ended(connection_id, generation);
         }
+        self.leave_all_presence(connection_id);
         for channel in self.hub.unregister(connection_id) {
             self.interest(channel, false);
         }
@@ -385,29 +388,89 @@ impl Edge {
             Op::Subscribe(channel) => match self.hub.subscribe(id, channel) {
                 Subscribed::First => {
                     self.interest(channel.clone(), true);
+                    self.join_presence(id, channel, &command.presence);
                     true
                 }
                 Subscribed::TooMany => {
                     tracing::warn!(connection = id, channel, "subscription limit reached");
                     true
                 }
-                Subscribed::Added | Subscribed::Already => true,
-                Subscribed::NoConnection => false,
-            },
-            Op::Unsubscribe(channel) => match self.hub.unsubscribe(id, channel) {
-                Unsubscribed::Last => {
-                    self.interest(channel.clone(), false);
+                Subscribed::Added | Subscribed::Already => {
+                    self.join_presence(id, channel, &command.presence);
                     true
                 }
-                Unsubscribed::Removed | Unsubscribed::NotSubscribed => true,
-                Unsubscribed::NoConnection => false,
+                Subscribed::NoConnection => false,
             },
+            Op::Unsubscribe(channel) => {
+                self.leave_presence(id, channel);
+                match self.hub.unsubscribe(id, channel) {
+                    Unsubscribed::Last => {
+                        self.interest(channel.clone(), false);
+                        true
+                    }
+                    Unsubscribed::Removed | Unsubscribed::NotSubscribed => true,
+                    Unsubscribed::NoConnection => false,
+                }
+            }
             Op::SetMetadata(json) => self.hub.set_metadata(id, Arc::from(json.as_str())),
         };
         if found && self.hub.session(id).is_some() && !matches!(op, Op::Send(_) | Op::Close(_)) {
             self.record_session(id);
         }
         found
+    }
+
+    /// A subscription with presence info: the connection is a member of
+    /// the channel's presence, and the channel's owner hears of it (on the
+    /// channel's lane, behind the interest).
+    fn join_presence(&self, id: &str, channel: &str, info: &str) {
+        if info.is_empty() {
+            return;
+        }
+        let info: Arc<str> = Arc::from(info);
+        if self.state.lock().presence.join(id, channel, info.clone()) {
+            let member = PresenceMember { connection_id: id.to_owned(), info: info.to_string(), present: true };
+            self.tell_presence(channel, vec![member], false);
+        }
+    }
+
+    /// The connection left the channel's presence, if it was in it.
+    fn leave_presence(&self, id: &str, channel: &str) {
+        if self.state.lock().presence.leave(id, channel) {
+            let member = PresenceMember { connection_id: id.to_owned(), present: false, ..Default::default() };
+            self.tell_presence(channel, vec![member], false);
+        }
+    }
+
+    /// The connection is gone from here: it leaves every presence it was in.
+    pub(crate) fn leave_all_presence(&self, id: &str) {
+        let left = self.state.lock().presence.leave_all(id);
+        for channel in left {
+            let member = PresenceMember { connection_id: id.to_owned(), present: false, ..Default::default() };
+            self.tell_presence(&channel, vec![member], false);
+        }
+    }
+
+    /// Sends presence members of `channel` to its owner: changes, or the
+    /// `whole` set this edge holds.
+    fn tell_presence(&self, channel: &str, members: Vec<PresenceMember>, whole: bool) {
+        let owner = self.ring.load().owner(channel).cloned();
+        let presence = Presence { channel: channel.to_owned(), members, whole };
+        self.send_to(owner, Frame { kind: Some(Kind::Presence(presence)) });
+    }
+
+    /// The whole set of `channel`'s members here, to its owner (nothing
+    /// when there are none: most channels have no presence).
+    fn announce_presence(&self, channel: &str) {
+        let members = self.state.lock().presence.members(channel);
+        if members.is_empty() {
+            return;
+        }
+        let members = members
+            .into_iter()
+            .map(|(connection_id, info)| PresenceMember { connection_id, info: info.to_string(), present: true })
+            .collect();
+        self.tell_presence(channel, members, true);
     }
 
     fn interest(&self, channel: String, present: bool) {
@@ -606,10 +669,9 @@ impl Edge {
                 }));
                 return;
             }
-            // Histories are kept by control nodes.
-            Some(query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_)) | None => {
-                reply::Kind::Found(false)
-            }
+            // Histories and presence are kept by control nodes.
+            Some(query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_) | query::Kind::Presence(_))
+            | None => reply::Kind::Found(false),
         };
         self.reply(from, id, kind);
     }
@@ -665,6 +727,7 @@ impl FrameHandler for EdgeFrames {
                 | Kind::Replicated(_)
                 | Kind::SessionMoved(_)
                 | Kind::SessionRecord(_)
+                | Kind::Presence(_)
                 | Kind::Consensus(_),
             )
             | None => {

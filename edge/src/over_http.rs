@@ -246,7 +246,7 @@ impl Session {
         let connection_id = connection_id.to_owned();
         match control {
             Control::Subscribe { channel } => {
-                effects.push(Effect::Command(Command::Subscribe { connection_id, channel }))
+                effects.push(Effect::Command(Command::Subscribe { connection_id, channel, presence: None }))
             }
             Control::Unsubscribe { channel } => {
                 effects.push(Effect::Command(Command::Unsubscribe { connection_id, channel }))
@@ -353,7 +353,11 @@ mod tests {
         assert_eq!(
             effects,
             [
-                Effect::Command(Command::Subscribe { connection_id: ID.into(), channel: "room".into() }),
+                Effect::Command(Command::Subscribe {
+                    connection_id: ID.into(),
+                    channel: "room".into(),
+                    presence: None
+                }),
                 Effect::Frame(frame::text("welcome")),
             ]
         );

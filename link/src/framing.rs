@@ -58,7 +58,8 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FramingError> {
 /// Which stream of a link a frame travels on: channel traffic on the lane of
 /// its channel, everything else on the control stream (`None`). Interest
 /// too, so a SUBSCRIBE followed by a PUBLISH reaches the owner in that
-/// order; and a history question, so the owner answers it after the
+/// order (presence too: a member joins after its subscription); and a
+/// history question, so the owner answers it after the
 /// interest the edge sent before asking: every publication the answer does
 /// not hold reaches that edge as a Deliver (a resumed session's replay and
 /// its live stream meet with nothing between them).
@@ -71,6 +72,7 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Replicate(r) => &r.channel,
         Kind::Replicated(r) => &r.channel,
         Kind::Head(h) => &h.channel,
+        Kind::Presence(p) => &p.channel,
         Kind::Hello(_)
         | Kind::Command(_)
         | Kind::Query(_)

@@ -14,7 +14,8 @@ use serde_json::Value;
 use crate::channel;
 use crate::ids::ConnectionId;
 use crate::limits::{
-    MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, check_message_size_within,
+    MAX_COMMAND_BODY_BYTES, MAX_COMMANDS_PER_BATCH, MAX_MESSAGE_BYTES, MAX_METADATA_BYTES, MAX_PRESENCE_INFO_BYTES,
+    check_message_size_within,
 };
 
 /// One command, with the exact field names of SLIP v4 (`channel` on
@@ -48,13 +49,18 @@ pub enum Command {
         /// The message, base64 (standard alphabet, padded).
         data: String,
     },
-    /// Subscribe a connection to a channel.
+    /// Subscribe a connection to a channel. `presence` (additive, a JSON
+    /// object of at most 1 KiB) makes it a member of the channel's
+    /// presence with that info.
     #[serde(rename_all = "camelCase")]
     Subscribe {
         /// The connection.
         connection_id: String,
         /// The channel (1–255 bytes of UTF-8, no control characters).
         channel: String,
+        /// Its info as a member of the channel's presence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        presence: Option<Value>,
     },
     /// Unsubscribe a connection from a channel.
     #[serde(rename_all = "camelCase")]
@@ -128,6 +134,18 @@ pub enum Command {
 
 /// Longest idempotency key taken, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+/// A presence info: a JSON object of at most [`MAX_PRESENCE_INFO_BYTES`].
+fn check_presence(info: &Value) -> Result<(), String> {
+    if !info.is_object() {
+        return Err("presence is not a JSON object".into());
+    }
+    let len = info.to_string().len();
+    if len > MAX_PRESENCE_INFO_BYTES {
+        return Err(format!("presence is {len} bytes, the limit is {MAX_PRESENCE_INFO_BYTES}"));
+    }
+    Ok(())
+}
 
 fn check_key(key: Option<&str>) -> Result<(), String> {
     match key {
@@ -222,9 +240,11 @@ impl Command {
             ConnectionId::parse(id).map_err(|e| e.to_string())?;
         }
         match self {
-            Command::Subscribe { channel, .. } | Command::Unsubscribe { channel, .. } => {
-                channel::validate(channel).map_err(|e| e.to_string())
+            Command::Subscribe { channel, presence, .. } => {
+                channel::validate(channel).map_err(|e| e.to_string())?;
+                presence.as_ref().map_or(Ok(()), check_presence)
             }
+            Command::Unsubscribe { channel, .. } => channel::validate(channel).map_err(|e| e.to_string()),
             Command::PublishText { channel_id, data, idempotency_key } => {
                 channel::validate(channel_id).map_err(|e| e.to_string())?;
                 check_key(idempotency_key.as_deref())?;
@@ -315,6 +335,13 @@ pub fn parse_within(body: &[u8], source: Source, max_message: usize) -> Result<V
     Ok(batch.events)
 }
 
+/// Checks one command built by hand (a gRPC request's) by the rules a
+/// batch's commands follow; the reason it breaks one, if it does.
+pub fn check_one(command: Command) -> Result<Command, String> {
+    command.check(MAX_MESSAGE_BYTES)?;
+    Ok(command)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -339,6 +366,29 @@ mod tests {
     use serde_json::json;
 
     const ID: &str = "n1.0123456789abcdef0123";
+
+    #[test]
+    fn a_subscribe_may_carry_presence_info_a_json_object_of_at_most_1_kib() {
+        let subscribe = |presence: Value| {
+            let body =
+                json!({"events": [{"type": "SUBSCRIBE", "connectionId": ID, "channel": "c", "presence": presence}]});
+            parse(body.to_string().as_bytes(), Source::CallbackReply)
+        };
+        assert_eq!(
+            subscribe(json!({"name": "ann"})).unwrap(),
+            [Command::Subscribe {
+                connection_id: ID.into(),
+                channel: "c".into(),
+                presence: Some(json!({"name": "ann"}))
+            }]
+        );
+        for bad in [json!([1]), json!("ann"), json!({"pad": "x".repeat(MAX_PRESENCE_INFO_BYTES)})] {
+            assert!(matches!(subscribe(bad.clone()), Err(CommandError::Invalid { index: 0, .. })), "{bad}");
+        }
+        // Old backends send none, and what is sent back carries none.
+        let plain = Command::Subscribe { connection_id: ID.into(), channel: "c".into(), presence: None };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("presence"));
+    }
 
     #[test]
     fn a_bare_array_is_a_batch_as_the_original_library_answers() {

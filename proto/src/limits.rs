@@ -27,6 +27,8 @@ pub const MAX_COMMANDS_PER_BATCH: usize = 10_000;
 
 /// Largest metadata value (serialized JSON) kept per connection, in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Largest presence info a SUBSCRIBE may carry, in bytes of JSON.
+pub const MAX_PRESENCE_INFO_BYTES: usize = 1024;
 
 /// Longest `POLL_FOR_CONNECTION` wait, in milliseconds; longer requests are clamped.
 pub const MAX_POLL_TIMEOUT_MS: u64 = 30_000;

@@ -38,7 +38,7 @@ pub fn text(data: String) -> Message {
 
 /// A command for one connection.
 pub fn connection(connection_id: String, op: connection_command::Op) -> ConnectionCommand {
-    ConnectionCommand { connection_id, op: Some(op), ack: 0 }
+    ConnectionCommand { connection_id, op: Some(op), ..Default::default() }
 }
 
 /// A publish of `body` to `channel`.
@@ -57,9 +57,10 @@ pub fn action(command: Command) -> Action {
             let msg = Message { body: Some(message::Body::Binary(bytes)) };
             Action::Connection(connection(connection_id, Op::Send(msg)))
         }
-        Command::Subscribe { connection_id, channel } => {
-            Action::Connection(connection(connection_id, Op::Subscribe(channel)))
-        }
+        Command::Subscribe { connection_id, channel, presence } => Action::Connection(ConnectionCommand {
+            presence: presence.map(|info| info.to_string()).unwrap_or_default(),
+            ..connection(connection_id, Op::Subscribe(channel))
+        }),
         Command::Unsubscribe { connection_id, channel } => {
             Action::Connection(connection(connection_id, Op::Unsubscribe(channel)))
         }

@@ -113,7 +113,8 @@ impl Connection {
     /// assert!(c.end_response().contains(r#"{"type":"SUBSCRIBE","connectionId":"n.0123456789abcdef0123","channel":"news"}"#));
     /// ```
     pub fn subscribe(&mut self, channel: impl Into<String>) -> &mut Self {
-        let command = Command::Subscribe { connection_id: self.connection_id.clone(), channel: channel.into() };
+        let command =
+            Command::Subscribe { connection_id: self.connection_id.clone(), channel: channel.into(), presence: None };
         self.queue_event(command)
     }
 

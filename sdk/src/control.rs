@@ -243,11 +243,12 @@ impl GrpcControl {
                 let message = Some(send_request::Message::Binary(bytes.into()));
                 client.send(SendRequest { connection_id, message }).await?;
             }
-            Command::Subscribe { connection_id, channel } => {
-                client.subscribe(SubscriptionRequest { connection_id, channel }).await?;
+            Command::Subscribe { connection_id, channel, presence } => {
+                let presence_json = presence.map(|info| info.to_string()).unwrap_or_default();
+                client.subscribe(SubscriptionRequest { connection_id, channel, presence_json }).await?;
             }
             Command::Unsubscribe { connection_id, channel } => {
-                client.unsubscribe(SubscriptionRequest { connection_id, channel }).await?;
+                client.unsubscribe(SubscriptionRequest { connection_id, channel, ..Default::default() }).await?;
             }
             // Confirmed, and retried with one idempotency key (`stream.rs`).
             Command::PublishText { channel_id, data, idempotency_key } => {

@@ -207,7 +207,12 @@ impl<T: Transport> Publisher<T> {
         connection_id: impl Into<String>,
         channel: impl Into<String>,
     ) -> Result<(), ControlError> {
-        self.run(vec![Command::Subscribe { connection_id: connection_id.into(), channel: channel.into() }]).await
+        self.run(vec![Command::Subscribe {
+            connection_id: connection_id.into(),
+            channel: channel.into(),
+            presence: None,
+        }])
+        .await
     }
 
     /// Unsubscribes a connection from a channel.

@@ -219,7 +219,7 @@ impl Cluster {
         EdgeNode { ws: lines[0].trim_end_matches('/').to_owned(), metrics: lines[1].clone(), child: Some(child) }
     }
 
-    async fn kill_control(&mut self, i: usize) {
+    pub(crate) async fn kill_control(&mut self, i: usize) {
         if let Some(mut child) = self.controls[i].child.take() {
             child.kill().await.unwrap(); // SIGKILL: no goodbye on the links
         }
@@ -229,6 +229,11 @@ impl Cluster {
         if let Some(mut child) = self.edges[i].child.take() {
             child.kill().await.unwrap();
         }
+    }
+
+    /// Control node `i`'s control API (gRPC and HTTP).
+    pub(crate) fn control_api(&self, i: usize) -> String {
+        self.controls[i].api()
     }
 
     pub(crate) async fn grpc(&self, i: usize) -> Grpc {
@@ -508,7 +513,7 @@ async fn admin(api: &str, secret: &str, args: &[&str]) -> (bool, String, String)
     )
 }
 
-async fn admin_json(api: &str, args: &[&str]) -> serde_json::Value {
+pub(crate) async fn admin_json(api: &str, args: &[&str]) -> serde_json::Value {
     let (ok, out, err) = admin(api, SECRET, &[&["--json"], args].concat()).await;
     assert!(ok, "slip admin {args:?} failed: {err}");
     serde_json::from_str(&out).unwrap_or_else(|_| panic!("not JSON: {out}"))

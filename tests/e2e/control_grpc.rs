@@ -29,7 +29,9 @@ async fn every_unary_method_works() {
     let id = nth_open(&backend, 0).await;
     let mut grpc = gateway.grpc().await;
 
-    grpc.subscribe(SubscriptionRequest { connection_id: id.clone(), channel: "scores".into() }).await.unwrap();
+    grpc.subscribe(SubscriptionRequest { connection_id: id.clone(), channel: "scores".into(), ..Default::default() })
+        .await
+        .unwrap();
     let published = grpc.publish(publish("scores", "1-0")).await.unwrap().into_inner();
     assert_eq!((published.offset, published.edges), (1, 1));
     assert_eq!(client.text().await, "1-0");
@@ -57,7 +59,9 @@ async fn every_unary_method_works() {
     let info = grpc.get_connection(GetConnectionRequest { connection_id: id.clone() }).await.unwrap().into_inner();
     assert_eq!(info.metadata_json, r#"{"a":1}"#);
 
-    grpc.unsubscribe(SubscriptionRequest { connection_id: id.clone(), channel: "scores".into() }).await.unwrap();
+    grpc.unsubscribe(SubscriptionRequest { connection_id: id.clone(), channel: "scores".into(), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(grpc.publish(publish("scores", "3-0")).await.unwrap().into_inner().edges, 0);
 
     grpc.close(CloseRequest { connection_id: id.clone(), code: 4000, reason: "bye".into() }).await.unwrap();
@@ -105,7 +109,9 @@ async fn streaming_publish_delivers_in_order() {
     let mut client = Client::connect(&gateway).await;
     let id = nth_open(&backend, 0).await;
     let mut grpc = gateway.grpc().await;
-    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "feed".into() }).await.unwrap();
+    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "feed".into(), ..Default::default() })
+        .await
+        .unwrap();
 
     let requests: Vec<PublishRequest> = (0..100).map(|i| publish("feed", &i.to_string())).collect();
     let reply = grpc.publish_stream(futures_util::stream::iter(requests)).await.unwrap().into_inner();

@@ -24,6 +24,7 @@ mod metadata;
 mod metrics;
 mod ordering;
 mod parking;
+mod presence;
 mod pushpin;
 mod security;
 mod sessions;

@@ -84,7 +84,9 @@ async fn a_repeated_idempotency_key_is_delivered_once_and_answered_with_the_firs
     let mut client = Client::connect(&gateway).await;
     let id = nth_open(&backend, 0).await;
     let mut grpc = gateway.grpc().await;
-    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "orders".into() }).await.unwrap();
+    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "orders".into(), ..Default::default() })
+        .await
+        .unwrap();
 
     let first = grpc.publish(publish("orders", "order 17", "order-17")).await.unwrap().into_inner();
     let again = grpc.publish(publish("orders", "order 17", "order-17")).await.unwrap().into_inner();
@@ -105,7 +107,9 @@ async fn offsets_outlive_an_empty_channel() {
     let mut client = Client::connect(&gateway).await;
     let id = nth_open(&backend, 0).await;
     let mut grpc = gateway.grpc().await;
-    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "room".into() }).await.unwrap();
+    grpc.subscribe(SubscriptionRequest { connection_id: id, channel: "room".into(), ..Default::default() })
+        .await
+        .unwrap();
     let first = grpc.publish(publish("room", "one", "")).await.unwrap().into_inner();
     assert_eq!(client.text().await, "one");
     drop(client);

@@ -3,6 +3,7 @@
 use super::ControlPlane;
 use super::Links;
 use crate::catchup::COPY_PAGE_BYTES;
+use crate::presence::Listing;
 use crate::records::Reporter;
 use crate::routing::copies::Answer;
 use slip_link::FrameHandler;
@@ -19,7 +20,7 @@ use slip_proto::link_pb::Reply;
 use slip_proto::link_pb::frame::Kind;
 use slip_proto::link_pb::query;
 use slip_proto::link_pb::reply;
-use slip_proto::link_pb::{Head, HeadsAnswer, SessionMoved};
+use slip_proto::link_pb::{Head, HeadsAnswer, PresenceAnswer, PresenceMember, SessionMoved};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -35,6 +36,33 @@ impl FrameHandler for ControlFrames {
                     return;
                 }
                 plane.routing.lock().interest(from, interest, &mut Links(plane));
+            }
+            Some(Kind::Presence(presence)) => {
+                // An edge speaks for the members it holds.
+                let mut routing = plane.routing.lock();
+                if !routing.is_control(from) && channel::validate(&presence.channel).is_ok() {
+                    routing.presence(from, presence);
+                }
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::Presence(question)) })) => {
+                // Another control node asks the owner for a channel's presence.
+                let answer = match plane.routing.lock().presence_of(&question.channel, question.limit as usize) {
+                    Some(Listing { members, count }) => PresenceAnswer {
+                        members: members
+                            .into_iter()
+                            .map(|(connection_id, info)| PresenceMember {
+                                connection_id,
+                                info: info.to_string(),
+                                present: true,
+                            })
+                            .collect(),
+                        count,
+                        not_owner: false,
+                    },
+                    None => PresenceAnswer { not_owner: true, ..Default::default() },
+                };
+                let reply = Reply { id, kind: Some(reply::Kind::Presence(answer)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
             }
             Some(Kind::Publish(publish)) => {
                 let routing = plane.routing.lock();

@@ -17,6 +17,7 @@ use slip_proto::link_pb::ConnectionCommand;
 use slip_proto::link_pb::ConnectionState;
 use slip_proto::link_pb::Drain;
 use slip_proto::link_pb::Frame;
+use slip_proto::link_pb::PresenceQuery;
 use slip_proto::link_pb::Query;
 use slip_proto::link_pb::WaitForConnection;
 use slip_proto::link_pb::frame::Kind;
@@ -75,6 +76,26 @@ impl ControlPlane {
             };
         }
         self.owned_channel(channel).await
+    }
+
+    /// A channel's presence, from its owner: at most `limit` members (0:
+    /// the default), ordered by connection id, and the exact count.
+    pub async fn presence(&self, channel: &str, limit: u32) -> Result<(Vec<(String, String)>, u64), ControlError> {
+        channel::validate(channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let owner = self.routing.lock().owner_elsewhere(channel).cloned();
+        let Some(owner) = owner else {
+            let here = self.routing.lock().presence_of(channel, limit as usize);
+            let listing = here.ok_or_else(|| ControlError::Unavailable("this node owns no channels".into()))?;
+            let members = listing.members.into_iter().map(|(id, info)| (id, info.to_string())).collect();
+            return Ok((members, listing.count));
+        };
+        let question = query::Kind::Presence(PresenceQuery { channel: channel.to_owned(), limit });
+        match self.ask_query_within(owner.as_str(), question, QUERY_TIMEOUT * 2).await? {
+            reply::Kind::Presence(answer) if !answer.not_owner => {
+                Ok((answer.members.into_iter().map(|m| (m.connection_id, m.info)).collect(), answer.count))
+            }
+            _ => Err(ControlError::Unavailable(format!("owner {owner} gave no answer"))),
+        }
     }
 
     /// The channel as its owner (this node) sees it.

@@ -430,6 +430,8 @@ impl Edge {
     /// still holding it ends quietly.
     pub(crate) fn let_go(&self, id: &str, why: &str) {
         let Some(session) = self.hub.session(id) else { return };
+        // Not a member here any more (the edge it moved to does not know its info yet).
+        self.leave_all_presence(id);
         // A connection still holding it sees it superseded.
         session.lock().generation += 1;
         self.with_parking(|p| p.take(id));

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::cursor::{Cursors, Steps};
 use crate::parking::Parking;
+use crate::presence::LocalPresence;
 
 /// Most expired sessions the clock ends per wakeup before looking again
 /// (their CLOSE callbacks run as tasks of their own).
@@ -33,6 +34,8 @@ pub(crate) struct EdgeState {
     pub view_term: u64,
     pub cursors: Cursors,
     pub parking: Parking,
+    /// Local members of channels' presence, which their owners are told of.
+    pub presence: LocalPresence,
 }
 
 impl EdgeState {
