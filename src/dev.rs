@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::DevArgs;
 use crate::node_id;
 
+/// Longest `slip dev` waits at start for its control plane's first view
+/// (it forms in milliseconds) before letting clients in.
+const VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret = args.jwt_secret.clone().unwrap_or_else(crate::random_secret);
     let node = node_id(args.node_id.as_deref())?;
@@ -55,6 +58,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let to_control = memory::link(node.clone(), control_node.clone(), Arc::new(ControlFrames(plane.clone())));
     edge.add_control_link(to_control);
     plane.add_edge_link(memory::link(control_node, node.clone(), Arc::new(EdgeFrames(edge.clone()))));
+    // Clients are let in once the edge knows the control plane's view: a
+    // SUBSCRIBE or a publish before it would have no owner to go to.
+    let deadline = tokio::time::Instant::now() + VIEW_WAIT;
+    while edge.view_term() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    if edge.view_term() == 0 {
+        tracing::warn!(?VIEW_WAIT, "the control plane formed no view in time; serving anyway");
+    }
 
     println!("SLIP Sockets dev gateway, node {node}");
     if demo {
