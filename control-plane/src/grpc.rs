@@ -5,7 +5,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use slip_proto::close::CloseCode;
-use slip_proto::link_pb::{CloseConnection, Message, channel_event, connection_command::Op, message};
+use slip_proto::link_pb::{
+    CloseConnection, ConnectionCommand, Message, channel_event, connection_command::Op, message,
+};
 use slip_proto::pb::control_server::{Control, ControlServer};
 use slip_proto::pb::{
     ChannelInfo, CloseChannelReply, CloseChannelRequest, CloseReply, CloseRequest, ConnectionInfo, GetChannelRequest,
@@ -182,23 +184,18 @@ impl Control for ControlService {
         let request = request.into_inner();
         slip_proto::channel::validate(&request.channel).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let presence = match request.presence_json.trim() {
-            "" => None,
-            json => Some(
-                serde_json::from_str(json)
-                    .map_err(|e| Status::invalid_argument(format!("presence is not JSON: {e}")))?,
-            ),
+            "" => String::new(),
+            json => {
+                let info: serde_json::Value = serde_json::from_str(json)
+                    .map_err(|e| Status::invalid_argument(format!("presence is not JSON: {e}")))?;
+                slip_proto::command::check_presence(&info).map_err(Status::invalid_argument)?;
+                info.to_string()
+            }
         };
-        // The same rules as the SUBSCRIBE command's.
-        let command = slip_proto::command::Command::Subscribe {
-            connection_id: request.connection_id,
-            channel: request.channel,
-            presence,
-        };
-        let checked = slip_proto::command::check_one(command).map_err(Status::invalid_argument)?;
-        let slip_proto::route::Action::Connection(command) = slip_proto::route::action(checked) else {
-            return Err(Status::internal("a subscribe is a connection command"));
-        };
-        Ok(self.plane.connection_command(command, true).await.map(|()| Response::new(SubscriptionReply {}))?)
+        let command =
+            ConnectionCommand { presence, ..route::connection(request.connection_id, Op::Subscribe(request.channel)) };
+        self.plane.connection_command(command, true).await?;
+        Ok(Response::new(SubscriptionReply {}))
     }
 
     async fn unsubscribe(&self, request: Request<SubscriptionRequest>) -> Result<Response<SubscriptionReply>, Status> {

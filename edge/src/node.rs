@@ -34,8 +34,8 @@ use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::{
     ChannelCounts, ChannelState, ConnectionCommand, ConnectionState, Deliver, EdgeStats, Frame, Hello, HistoryAnswer,
-    HistoryQuery, Interest, Presence, PresenceMember, Publish, Query, Reply, Role, channel_event,
-    connection_command::Op, frame::Kind, message, query, reply,
+    HistoryQuery, Interest, Publish, Query, Reply, Role, channel_event, connection_command::Op, frame::Kind, message,
+    query, reply,
 };
 use slip_proto::ring::Ring;
 use slip_proto::route::{self, Action};
@@ -420,59 +420,6 @@ impl Edge {
         found
     }
 
-    /// A subscription with presence info: the connection is a member of
-    /// the channel's presence, and the channel's owner hears of it (on the
-    /// channel's lane, behind the interest).
-    fn join_presence(&self, id: &str, channel: &str, info: &str) {
-        if info.is_empty() {
-            return;
-        }
-        let info: Arc<str> = Arc::from(info);
-        if self.state.lock().presence.join(id, channel, info.clone()) {
-            let member = PresenceMember { connection_id: id.to_owned(), info: info.to_string(), present: true };
-            self.tell_presence(channel, vec![member], false);
-        }
-    }
-
-    /// The connection left the channel's presence, if it was in it.
-    fn leave_presence(&self, id: &str, channel: &str) {
-        if self.state.lock().presence.leave(id, channel) {
-            let member = PresenceMember { connection_id: id.to_owned(), present: false, ..Default::default() };
-            self.tell_presence(channel, vec![member], false);
-        }
-    }
-
-    /// The connection is gone from here: it leaves every presence it was in.
-    pub(crate) fn leave_all_presence(&self, id: &str) {
-        let left = self.state.lock().presence.leave_all(id);
-        for channel in left {
-            let member = PresenceMember { connection_id: id.to_owned(), present: false, ..Default::default() };
-            self.tell_presence(&channel, vec![member], false);
-        }
-    }
-
-    /// Sends presence members of `channel` to its owner: changes, or the
-    /// `whole` set this edge holds.
-    fn tell_presence(&self, channel: &str, members: Vec<PresenceMember>, whole: bool) {
-        let owner = self.ring.load().owner(channel).cloned();
-        let presence = Presence { channel: channel.to_owned(), members, whole };
-        self.send_to(owner, Frame { kind: Some(Kind::Presence(presence)) });
-    }
-
-    /// The whole set of `channel`'s members here, to its owner (nothing
-    /// when there are none: most channels have no presence).
-    fn announce_presence(&self, channel: &str) {
-        let members = self.state.lock().presence.members(channel);
-        if members.is_empty() {
-            return;
-        }
-        let members = members
-            .into_iter()
-            .map(|(connection_id, info)| PresenceMember { connection_id, info: info.to_string(), present: true })
-            .collect();
-        self.tell_presence(channel, members, true);
-    }
-
     fn interest(&self, channel: String, present: bool) {
         if !present {
             self.state.lock().cursors.forget(&channel);
@@ -748,6 +695,7 @@ impl FrameHandler for EdgeFrames {
 }
 
 mod clock;
+mod presence;
 mod resume;
 mod state;
 #[cfg(test)]

@@ -135,8 +135,9 @@ pub enum Command {
 /// Longest idempotency key taken, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
-/// A presence info: a JSON object of at most [`MAX_PRESENCE_INFO_BYTES`].
-fn check_presence(info: &Value) -> Result<(), String> {
+/// A presence info, as SUBSCRIBE and gRPC `Subscribe` take it: a JSON
+/// object of at most [`MAX_PRESENCE_INFO_BYTES`].
+pub fn check_presence(info: &Value) -> Result<(), String> {
     if !info.is_object() {
         return Err("presence is not a JSON object".into());
     }
@@ -333,13 +334,6 @@ pub fn parse_within(body: &[u8], source: Source, max_message: usize) -> Result<V
         command.check(max_message).map_err(|reason| CommandError::Invalid { index, reason })?;
     }
     Ok(batch.events)
-}
-
-/// Checks one command built by hand (a gRPC request's) by the rules a
-/// batch's commands follow; the reason it breaks one, if it does.
-pub fn check_one(command: Command) -> Result<Command, String> {
-    command.check(MAX_MESSAGE_BYTES)?;
-    Ok(command)
 }
 
 #[cfg(test)]
