@@ -85,7 +85,8 @@ impl ControlPlane {
         let owner = self.routing.lock().owner_elsewhere(channel).cloned();
         let Some(owner) = owner else {
             let here = self.routing.lock().presence_of(channel, limit as usize);
-            let listing = here.ok_or_else(|| ControlError::Unavailable("this node owns no channels".into()))?;
+            let listing =
+                here.ok_or_else(|| ControlError::Unavailable("no owner of the channel is known yet".into()))?;
             let members = listing.members.into_iter().map(|(id, info)| (id, info.to_string())).collect();
             return Ok((members, listing.count));
         };
