@@ -44,8 +44,19 @@ pub(crate) fn cluster_backend(request: &CallbackRequest) -> Reply {
     Reply::commands(out)
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `n` distinct free UDP ports: each socket is held until all are taken, so
+/// the system cannot hand one port out twice (it did: two control nodes of
+/// one cluster got the same link port, and one could not start).
+fn free_udp_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::UdpSocket> = (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|s| s.local_addr().unwrap().port()).collect()
+}
+
+/// `n` distinct free TCP ports, the same way.
+fn free_tcp_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 struct ControlNode {
@@ -85,6 +96,7 @@ impl Cluster {
 
     /// A cluster whose control nodes take `control_flags` too.
     async fn start_with(backend: &str, controls: usize, edges: usize, control_flags: &[&str]) -> Self {
+        let (api_ports, link_ports) = (free_tcp_ports(controls), free_udp_ports(controls));
         let mut cluster = Self {
             ca: CaDir::new(),
             backend: backend.to_owned(),
@@ -93,8 +105,8 @@ impl Cluster {
                 .map(|i| ControlNode {
                     metrics: String::new(),
                     id: format!("control-{i}"),
-                    api_port: free_port(),
-                    link_port: free_udp_port(),
+                    api_port: api_ports[i],
+                    link_port: link_ports[i],
                     child: None,
                 })
                 .collect(),
