@@ -240,6 +240,11 @@ pub struct ControlArgs {
     #[arg(long, env = "SLIP_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
 
+    /// Seconds a `slip.v1` session whose edge is gone may resume on another edge: as long, it
+    /// stays a member of its channels' presence. Give control nodes the edges' value.
+    #[arg(long, env = "SLIP_RESUME_SECS", default_value_t = slip_proto::session::DEFAULT_RESUME_WINDOW.as_secs())]
+    pub resume_secs: u64,
+
     #[command(flatten)]
     pub streams: StreamTuning,
 
@@ -373,6 +378,8 @@ impl StreamTuning {
             // Set from SLIP_MAX_OUTBOUND_BYTES by the command.
             max_message_bytes: slip_proto::limits::MAX_MESSAGE_BYTES,
             replicas: self.stream_replicas,
+            // Set from SLIP_RESUME_SECS by the command.
+            resume_window: slip_proto::session::DEFAULT_RESUME_WINDOW,
         })
     }
 }

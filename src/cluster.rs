@@ -249,6 +249,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     };
     let mut limits = args.streams.limits()?;
     limits.max_message_bytes = args.outbound.bytes()?;
+    limits.resume_window = std::time::Duration::from_secs(args.resume_secs);
     let consensus = slip_control_plane::consensus::ConsensusConfig {
         node_id: node.id.clone(),
         link_addr: advertised(&args, args.link_listen).map(|a| a.to_string()).unwrap_or_default(),

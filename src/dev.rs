@@ -52,6 +52,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let control_node = control_node_id(&node);
     let mut limits = args.streams.limits()?;
     limits.max_message_bytes = args.outbound.bytes()?;
+    limits.resume_window = std::time::Duration::from_secs(args.edge.resume_secs);
     let plane = ControlPlane::with_limits(control_node.clone(), limits);
 
     // The in-memory link, both ways: edge → control and control → edge.

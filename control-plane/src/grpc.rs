@@ -192,8 +192,11 @@ impl Control for ControlService {
                 info.to_string()
             }
         };
-        let command =
-            ConnectionCommand { presence, ..route::connection(request.connection_id, Op::Subscribe(request.channel)) };
+        let command = ConnectionCommand {
+            presence,
+            join_leave: request.join_leave,
+            ..route::connection(request.connection_id, Op::Subscribe(request.channel))
+        };
         self.plane.connection_command(command, true).await?;
         Ok(Response::new(SubscriptionReply {}))
     }

@@ -15,6 +15,7 @@ pub mod interest;
 pub mod ownership;
 pub mod plane;
 pub mod presence;
+pub mod presence_feed;
 pub mod records;
 pub mod replication;
 pub mod routing;

@@ -348,7 +348,8 @@ impl ControlPlane {
         // before any of its frames is handled, so if it is there now its
         // interest is fresh and must stay.
         if !self.peers.contains(peer) {
-            routing.edge_gone(peer);
+            let now = Instant::now();
+            self.timed(&mut routing, |routing| routing.edge_gone(peer, now, &mut Links(self)));
         }
     }
 

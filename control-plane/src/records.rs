@@ -62,7 +62,10 @@ pub enum Take {
 }
 
 fn size(record: &SessionRecord) -> usize {
-    record.connection_id.len() + record.metadata_json.len() + record.channels.iter().map(String::len).sum::<usize>()
+    record.connection_id.len()
+        + record.metadata_json.len()
+        + record.channels.iter().map(String::len).sum::<usize>()
+        + record.presence.iter().map(|p| p.channel.len() + p.info.len() + 1).sum::<usize>()
 }
 
 impl Records {
@@ -170,6 +173,7 @@ mod tests {
             channels: channels.iter().map(|c| c.to_string()).collect(),
             ended,
             generation,
+            presence: Vec::new(),
         }
     }
 

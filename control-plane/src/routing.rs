@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    Frame, Head, Hello, Interest, Presence, PresenceMember, Publish, Published as PublishedFrame, Reply, Role,
-    frame::Kind, reply,
+    Frame, Head, Hello, Interest, Presence, PresenceChanges, PresenceMember, Publish, Published as PublishedFrame,
+    Reply, Role, frame::Kind, reply,
 };
 use slip_proto::ring::Ring;
 // A plain value passed in: tokio's, so a paused test clock drives it.
@@ -25,6 +25,7 @@ use crate::held::Held;
 use crate::interest::InterestTable;
 use crate::ownership::Ownership;
 use crate::presence::{Listing, PresenceTable};
+use crate::presence_feed::PresenceFeed;
 use crate::replication::Replication;
 use crate::sequencer::Sequencer;
 use crate::streams::{self, StreamLimits, Streams};
@@ -38,6 +39,9 @@ pub const RING_SETTLE: Duration = Duration::from_secs(10);
 /// channel's owner: a node whose view names another owner passes it on,
 /// once; past this it is refused, and its publisher retries.
 pub const MAX_PUBLISH_HOPS: u32 = 2;
+/// Members a session watching a channel's presence gets when it begins
+/// (the count it gets is exact).
+pub const PRESENCE_SNAPSHOT_LIMIT: usize = 1000;
 
 /// Where the routing's frames go: the plane's links, or a list in tests.
 pub trait Outlet {
@@ -94,6 +98,11 @@ pub struct Routing {
     interest: InterestTable,
     /// Members of the presence of channels this node owns, by edge.
     presence: PresenceTable,
+    /// Presence changes waiting to be told to the edges, coalesced.
+    presence_feed: PresenceFeed,
+    /// How long a session whose edge is gone may resume elsewhere: its
+    /// presence stays that long (`SLIP_RESUME_SECS`).
+    session_window: Duration,
     /// GRIP `id`/`prev-id` ordering of the channels this node owns.
     sequencer: Sequencer<Publish>,
     /// Offsets, history and idempotency keys of the channels this node owns
@@ -115,6 +124,7 @@ impl Routing {
     /// A node's routing: it owns nothing until it applies a view and holds
     /// a lease for it, and holds publishes until then.
     pub fn new(node_id: NodeId, limits: StreamLimits, now: Instant) -> Self {
+        let session_window = limits.resume_window;
         Self {
             catch_up: CatchUp::default(),
             configured_replicas: limits.replicas,
@@ -129,6 +139,8 @@ impl Routing {
             settle_at: None,
             interest: InterestTable::default(),
             presence: PresenceTable::default(),
+            presence_feed: PresenceFeed::default(),
+            session_window,
             sequencer: Sequencer::default(),
             held: Held::default(),
         }
@@ -269,30 +281,102 @@ impl Routing {
         self.retry_held(now, out);
     }
 
-    /// An edge's last link is gone: its interest goes with it.
-    pub fn edge_gone(&mut self, edge: &NodeId) {
+    /// An edge's last link is gone: its interest goes with it, and its
+    /// presence members leave.
+    pub fn edge_gone(&mut self, edge: &NodeId, now: Instant, out: &mut impl Outlet) {
         let dropped = self.interest.drop_edge(edge);
-        let left = self.presence.edge_gone(edge).len();
-        tracing::info!(edge = %edge, channels = dropped, members = left, "edge gone; its interest and presence dropped");
+        let left = self.presence.edge_gone(edge, now, now + self.session_window);
+        tracing::info!(edge = %edge, channels = dropped, members = left.len(), "edge gone; its interest and presence dropped");
+        self.feed_presence(left, now, out);
     }
 
     /// Presence members an edge holds of a channel: changes, or its whole set.
-    pub fn presence(&mut self, from: &NodeId, presence: Presence) {
-        let Presence { channel, members, whole } = presence;
+    pub fn presence(&mut self, from: &NodeId, presence: Presence, now: Instant, out: &mut impl Outlet) {
+        let Presence { channel, members, whole, snapshot_for } = presence;
         let valid = |m: &PresenceMember| {
             m.info.len() <= MAX_PRESENCE_INFO_BYTES && slip_proto::ids::ConnectionId::parse(&m.connection_id).is_ok()
         };
-        if whole {
-            let now =
-                members.into_iter().filter(|m| m.present && valid(m)).map(|m| (m.connection_id, Arc::from(m.info)));
-            self.presence.announce(from, &channel, now);
+        let changes = if whole {
+            let now = members
+                .into_iter()
+                .filter(|m| m.present && valid(m))
+                .map(|m| (m.connection_id, Arc::from(m.info), m.session));
+            self.presence.announce(from, &channel, now)
+        } else {
+            let mut changes = Vec::new();
+            for member in members.into_iter().filter(valid) {
+                let id = &member.connection_id;
+                let change = if member.present {
+                    self.presence.join(from, &channel, id, Arc::from(member.info), member.session)
+                } else if member.moving {
+                    self.presence.step_away(from, &channel, id, now + crate::presence::MOVE_GRACE)
+                } else {
+                    self.presence.leave(from, &channel, id)
+                };
+                changes.extend(change);
+            }
+            changes
+        };
+        self.feed_presence(changes, now, out);
+        if !snapshot_for.is_empty() && slip_proto::ids::ConnectionId::parse(&snapshot_for).is_ok() {
+            self.send_snapshot(from, channel, snapshot_for, now, out);
+        }
+    }
+
+    /// A session on `edge` watches `channel`'s presence from now on: it
+    /// gets the members as they stand, behind every change told before
+    /// (those waiting go out first), so the changes after it apply to it.
+    fn send_snapshot(&mut self, edge: &NodeId, channel: String, to: String, now: Instant, out: &mut impl Outlet) {
+        if !self.ownership.owns(&channel) || !self.ownership.leased(now) {
             return;
         }
-        for member in members.into_iter().filter(valid) {
-            if member.present {
-                self.presence.join(from, &channel, &member.connection_id, Arc::from(member.info));
-            } else {
-                self.presence.leave(from, &channel, &member.connection_id);
+        let waiting = self.presence_feed.take(&channel);
+        self.tell_presence(channel.clone(), waiting, now, out);
+        let Listing { members, count } = self.presence.members(&channel, PRESENCE_SNAPSHOT_LIMIT);
+        let members = members
+            .into_iter()
+            .map(|(connection_id, info)| PresenceMember {
+                connection_id,
+                info: info.to_string(),
+                present: true,
+                ..Default::default()
+            })
+            .collect();
+        let snapshot = PresenceChanges { channel, members, view: self.term(), to, count };
+        out.send(edge.as_str(), Frame { kind: Some(Kind::PresenceChanges(snapshot)) });
+    }
+
+    /// Changes to the presence of channels this node owns wait to be told
+    /// to the edges, coalesced; a channel with too many waiting goes now.
+    fn feed_presence(&mut self, changes: Vec<crate::presence::Change>, now: Instant, out: &mut impl Outlet) {
+        for change in changes {
+            if !self.ownership.owns(&change.channel) {
+                continue;
+            }
+            if let Some((channel, members)) = self.presence_feed.push(change, now) {
+                self.tell_presence(channel, members, now, out);
+            }
+        }
+    }
+
+    /// Tells the edges interested in `channel` of its presence changes,
+    /// under this node's view, as long as it owns the channel and holds its
+    /// lease: a node cut off from the majority tells nothing (a new owner
+    /// rebuilds the presence from the edges).
+    pub(crate) fn tell_presence(
+        &mut self,
+        channel: String,
+        members: Vec<PresenceMember>,
+        now: Instant,
+        out: &mut impl Outlet,
+    ) {
+        if members.is_empty() || !self.ownership.owns(&channel) || !self.ownership.leased(now) {
+            return;
+        }
+        let changes = PresenceChanges { channel, members, view: self.term(), ..Default::default() };
+        for edge in self.interest.edges(&changes.channel) {
+            if !out.send(edge.as_str(), Frame { kind: Some(Kind::PresenceChanges(changes.clone())) }) {
+                tracing::warn!(edge = %edge, channel = changes.channel, "presence changes to edge dropped");
             }
         }
     }
@@ -337,6 +421,8 @@ impl Routing {
             self.streams.next_deadline(),
             self.replication.next_deadline(),
             self.held.next_deadline(),
+            self.presence_feed.next_deadline(),
+            self.presence.next_deadline(),
             // Held publishes of channels taken over go on when the wait ends.
             self.ownership.takeover_ends(),
         ]
@@ -359,6 +445,11 @@ impl Routing {
             refuse_publish(publish.ack, &publish.reply_to, "held_too_long", out);
         }
         self.streams.expire(now);
+        let away = self.presence.expire(now);
+        self.feed_presence(away, now, out);
+        for (channel, members) in self.presence_feed.due(now) {
+            self.tell_presence(channel, members, now, out);
+        }
         // Copies not acknowledged in time are sent again.
         for channel in self.replication.due(now) {
             self.replicate(&channel, now, out);
@@ -368,6 +459,7 @@ impl Routing {
             let ownership = &self.ownership;
             let dropped = self.interest.retain(|channel| ownership.owns(channel));
             self.presence.retain(|channel| ownership.owns(channel));
+            self.presence_feed.retain(|channel| ownership.owns(channel));
             if dropped > 0 {
                 tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
             }

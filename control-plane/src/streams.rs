@@ -68,6 +68,10 @@ pub struct StreamLimits {
     /// Copies of each stream beyond its owner's, on the next control nodes
     /// of the ring (`SLIP_STREAM_REPLICAS`).
     pub replicas: usize,
+    /// How long a `slip.v1` session whose edge is gone may resume on
+    /// another (`SLIP_RESUME_SECS`): its presence in channels this node
+    /// owns stays that long.
+    pub resume_window: Duration,
 }
 
 /// Default copies of each stream beyond the owner's.
@@ -85,6 +89,7 @@ impl Default for StreamLimits {
             max_streams: MAX_STREAMS,
             max_message_bytes: slip_proto::limits::MAX_MESSAGE_BYTES,
             replicas: DEFAULT_REPLICAS,
+            resume_window: slip_proto::session::DEFAULT_RESUME_WINDOW,
         }
     }
 }

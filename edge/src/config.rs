@@ -106,7 +106,7 @@ pub struct EdgeConfig {
 pub const DEFAULT_MAX_PARKED_BYTES: usize = 512 << 20;
 
 /// Default wait for a dropped `slip.v1` session to be resumed.
-pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(120);
+pub const DEFAULT_RESUME_WINDOW: Duration = slip_proto::session::DEFAULT_RESUME_WINDOW;
 
 impl EdgeConfig {
     /// Checks every setting once, at start, so that a bad flag is a clear

@@ -263,6 +263,17 @@ impl Hub {
         Some(entry.outbox.push(frame))
     }
 
+    /// Queues `frame` as it is for session `id`, unless it is resuming
+    /// (the frame is not one a resume replays: a join or a leave).
+    pub fn notify(&self, id: &str, frame: Bytes) -> Option<Push> {
+        let state = self.state.read();
+        let entry = state.connections.get(id)?;
+        if !entry.session.as_ref()?.lock().is_live() {
+            return None;
+        }
+        Some(entry.outbox.push(frame))
+    }
+
     /// Every `slip.v1` session here.
     pub fn session_ids(&self) -> Vec<String> {
         self.state

@@ -332,7 +332,7 @@ impl Edge {
             let generation = session.lock().generation;
             self.record_ended(connection_id, generation);
         }
-        self.leave_all_presence(connection_id);
+        self.leave_all_presence(connection_id, false);
         for channel in self.hub.unregister(connection_id) {
             self.interest(channel, false);
         }
@@ -389,6 +389,9 @@ impl Edge {
                 Subscribed::First => {
                     self.interest(channel.clone(), true);
                     self.join_presence(id, channel, &command.presence);
+                    if command.join_leave {
+                        self.watch_presence(id, channel);
+                    }
                     true
                 }
                 Subscribed::TooMany => {
@@ -397,6 +400,9 @@ impl Edge {
                 }
                 Subscribed::Added | Subscribed::Already => {
                     self.join_presence(id, channel, &command.presence);
+                    if command.join_leave {
+                        self.watch_presence(id, channel);
+                    }
                     true
                 }
                 Subscribed::NoConnection => false,
@@ -660,6 +666,7 @@ impl FrameHandler for EdgeFrames {
                 edge.carry_out(&mut state.cursors, steps);
             }
             Some(Kind::Reply(reply)) => edge.reply_arrived(reply),
+            Some(Kind::PresenceChanges(changes)) => edge.presence_changes(changes),
             Some(Kind::View(view)) => edge.view(&view),
             // A session this edge reported lives elsewhere now: this copy goes.
             Some(Kind::SessionMoved(moved)) if moved.edge != edge.node_id().as_str() => {

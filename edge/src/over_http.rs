@@ -245,9 +245,12 @@ impl Session {
         };
         let connection_id = connection_id.to_owned();
         match control {
-            Control::Subscribe { channel } => {
-                effects.push(Effect::Command(Command::Subscribe { connection_id, channel, presence: None }))
-            }
+            Control::Subscribe { channel } => effects.push(Effect::Command(Command::Subscribe {
+                connection_id,
+                channel,
+                presence: None,
+                join_leave: false,
+            })),
             Control::Unsubscribe { channel } => {
                 effects.push(Effect::Command(Command::Unsubscribe { connection_id, channel }))
             }
@@ -356,7 +359,8 @@ mod tests {
                 Effect::Command(Command::Subscribe {
                     connection_id: ID.into(),
                     channel: "room".into(),
-                    presence: None
+                    presence: None,
+                    join_leave: false,
                 }),
                 Effect::Frame(frame::text("welcome")),
             ]

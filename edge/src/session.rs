@@ -81,6 +81,36 @@ pub fn lost_frame(channel: &str, epoch: &str) -> Bytes {
     frame::text(&serde_json::json!({"type": "lost", "channel": channel, "epoch": epoch}).to_string())
 }
 
+/// `{"type":"join",...}` or `{"type":"leave",...}`: a change in `channel`'s
+/// presence, for the sessions that asked for them. `None` for a member
+/// whose info is not JSON (the owner passed on something no edge sends).
+pub fn presence_frame(channel: &str, member: &slip_proto::link_pb::PresenceMember) -> Option<Bytes> {
+    let id = &member.connection_id;
+    let json = if member.present {
+        let info: serde_json::Value = serde_json::from_str(&member.info).ok()?;
+        serde_json::json!({"type": "join", "channel": channel, "connectionId": id, "info": info})
+    } else {
+        serde_json::json!({"type": "leave", "channel": channel, "connectionId": id})
+    };
+    Some(frame::text(&json.to_string()))
+}
+
+/// `{"type":"presence","channel":...,"members":[...],"count":N}`: the
+/// channel's members as they stand (at most the owner's snapshot limit;
+/// `count` is exact), for a session that begins watching them. Members
+/// whose info is not JSON are left out.
+pub fn presence_snapshot(channel: &str, members: &[slip_proto::link_pb::PresenceMember], count: u64) -> Bytes {
+    let members: Vec<serde_json::Value> = members
+        .iter()
+        .filter_map(|m| {
+            let info: serde_json::Value = serde_json::from_str(&m.info).ok()?;
+            Some(serde_json::json!({"connectionId": m.connection_id, "info": info}))
+        })
+        .collect();
+    let json = serde_json::json!({"type": "presence", "channel": channel, "members": members, "count": count});
+    frame::text(&json.to_string())
+}
+
 /// What [`Hub::send`](crate::hub::Hub::send) queues: a plain frame, or for a session the message
 /// envelope with its number.
 pub trait Message {
@@ -247,6 +277,12 @@ impl SessionState {
             self.log_bytes -= old.len();
         }
         if self.held.is_some() { Route::Nothing } else { Route::Send(frame) }
+    }
+
+    /// Whether a live frame that is not kept for a resume (a join or a
+    /// leave) may go to the client now: not while a resume replays.
+    pub fn is_live(&self) -> bool {
+        self.held.is_none()
     }
 
     /// Where the session is in `channel`, if anything of it was sent.

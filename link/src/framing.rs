@@ -73,6 +73,7 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Replicated(r) => &r.channel,
         Kind::Head(h) => &h.channel,
         Kind::Presence(p) => &p.channel,
+        Kind::PresenceChanges(p) => &p.channel,
         Kind::Hello(_)
         | Kind::Command(_)
         | Kind::Query(_)

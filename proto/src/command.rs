@@ -51,7 +51,8 @@ pub enum Command {
     },
     /// Subscribe a connection to a channel. `presence` (additive, a JSON
     /// object of at most 1 KiB) makes it a member of the channel's
-    /// presence with that info.
+    /// presence with that info; `joinLeave` (additive) makes a `slip.v1`
+    /// client get the channel's join and leave frames.
     #[serde(rename_all = "camelCase")]
     Subscribe {
         /// The connection.
@@ -61,6 +62,9 @@ pub enum Command {
         /// Its info as a member of the channel's presence.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         presence: Option<Value>,
+        /// Join and leave frames for a `slip.v1` client.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        join_leave: bool,
     },
     /// Unsubscribe a connection from a channel.
     #[serde(rename_all = "camelCase")]
@@ -373,15 +377,27 @@ mod tests {
             [Command::Subscribe {
                 connection_id: ID.into(),
                 channel: "c".into(),
-                presence: Some(json!({"name": "ann"}))
+                presence: Some(json!({"name": "ann"})),
+                join_leave: false,
             }]
         );
         for bad in [json!([1]), json!("ann"), json!({"pad": "x".repeat(MAX_PRESENCE_INFO_BYTES)})] {
             assert!(matches!(subscribe(bad.clone()), Err(CommandError::Invalid { index: 0, .. })), "{bad}");
         }
         // Old backends send none, and what is sent back carries none.
-        let plain = Command::Subscribe { connection_id: ID.into(), channel: "c".into(), presence: None };
-        assert!(!serde_json::to_string(&plain).unwrap().contains("presence"));
+        let plain =
+            Command::Subscribe { connection_id: ID.into(), channel: "c".into(), presence: None, join_leave: false };
+        let sent = serde_json::to_string(&plain).unwrap();
+        assert!(!sent.contains("presence") && !sent.contains("joinLeave"), "{sent}");
+    }
+
+    #[test]
+    fn a_subscribe_may_ask_for_join_and_leave_frames() {
+        let body = json!({"events": [{"type": "SUBSCRIBE", "connectionId": ID, "channel": "c", "joinLeave": true}]});
+        let commands = parse(body.to_string().as_bytes(), Source::CallbackReply).unwrap();
+        assert!(matches!(&commands[..], [Command::Subscribe { join_leave: true, presence: None, .. }]));
+        let body = json!({"events": [{"type": "SUBSCRIBE", "connectionId": ID, "channel": "c", "joinLeave": "yes"}]});
+        assert!(parse(body.to_string().as_bytes(), Source::CallbackReply).is_err(), "not a boolean");
     }
 
     #[test]

@@ -57,8 +57,9 @@ pub fn action(command: Command) -> Action {
             let msg = Message { body: Some(message::Body::Binary(bytes)) };
             Action::Connection(connection(connection_id, Op::Send(msg)))
         }
-        Command::Subscribe { connection_id, channel, presence } => Action::Connection(ConnectionCommand {
+        Command::Subscribe { connection_id, channel, presence, join_leave } => Action::Connection(ConnectionCommand {
             presence: presence.map(|info| info.to_string()).unwrap_or_default(),
+            join_leave,
             ..connection(connection_id, Op::Subscribe(channel))
         }),
         Command::Unsubscribe { connection_id, channel } => {

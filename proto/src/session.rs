@@ -23,6 +23,10 @@ pub const MAX_RESUME_FRAME_BYTES: usize = 128 * 1024;
 pub const MAX_RESUME_CHANNELS: usize = 1024;
 /// What `lost` names when direct messages could not be replayed.
 pub const LOST_MESSAGES: &str = "#messages";
+/// Default wait for a dropped session to be resumed (`SLIP_RESUME_SECS`),
+/// on edges (parked) and on control nodes (the presence of a session whose
+/// edge is gone).
+pub const DEFAULT_RESUME_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What a session token says: whose session it is, and which of its tokens
 /// (each resume issues the next, and only the latest resumes).

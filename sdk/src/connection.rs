@@ -4,6 +4,8 @@ use serde_json::Value;
 use slip_proto::callback::Event;
 use slip_proto::command::{Batch, Command};
 
+use crate::subscription::Subscription;
+
 /// The connection a callback is about, and your answer to it.
 ///
 /// Commands come out of [`end_response`](Self::end_response) in the order the
@@ -113,9 +115,15 @@ impl Connection {
     /// assert!(c.end_response().contains(r#"{"type":"SUBSCRIBE","connectionId":"n.0123456789abcdef0123","channel":"news"}"#));
     /// ```
     pub fn subscribe(&mut self, channel: impl Into<String>) -> &mut Self {
-        let command =
-            Command::Subscribe { connection_id: self.connection_id.clone(), channel: channel.into(), presence: None };
-        self.queue_event(command)
+        self.subscribe_with(channel, Subscription::default())
+    }
+
+    /// Subscribes this connection to a channel with [`Subscription`]
+    /// options (presence info, join and leave frames).
+    pub fn subscribe_with(&mut self, channel: impl Into<String>, options: Subscription) -> &mut Self {
+        let Subscription { presence, join_leave } = options;
+        let connection_id = self.connection_id.clone();
+        self.queue_event(Command::Subscribe { connection_id, channel: channel.into(), presence, join_leave })
     }
 
     /// Unsubscribes this connection from a channel.

@@ -243,9 +243,9 @@ impl GrpcControl {
                 let message = Some(send_request::Message::Binary(bytes.into()));
                 client.send(SendRequest { connection_id, message }).await?;
             }
-            Command::Subscribe { connection_id, channel, presence } => {
+            Command::Subscribe { connection_id, channel, presence, join_leave } => {
                 let presence_json = presence.map(|info| info.to_string()).unwrap_or_default();
-                client.subscribe(SubscriptionRequest { connection_id, channel, presence_json }).await?;
+                client.subscribe(SubscriptionRequest { connection_id, channel, presence_json, join_leave }).await?;
             }
             Command::Unsubscribe { connection_id, channel } => {
                 client.unsubscribe(SubscriptionRequest { connection_id, channel, ..Default::default() }).await?;

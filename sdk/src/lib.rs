@@ -50,6 +50,7 @@ mod control;
 mod payload;
 mod publisher;
 mod stream;
+mod subscription;
 
 #[cfg(feature = "axum")]
 mod extract;
@@ -68,6 +69,7 @@ pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// ```
 pub use slip_proto::command::Command;
 pub use stream::{History, PUBLISH_DEADLINE, Published, new_idempotency_key};
+pub use subscription::Subscription;
 
 /// One socket event from the gateway. Matching on it is exhaustive: a kind
 /// you did not handle is a compile error, not a surprise at run time.

@@ -9,6 +9,7 @@ use slip_proto::jwt;
 
 use crate::connection::Connection;
 use crate::control::{ControlError, GrpcControl, HttpControl, Transport};
+use crate::subscription::Subscription;
 
 /// Largest callback body `parse_request` reads, in bytes.
 ///
@@ -207,12 +208,20 @@ impl<T: Transport> Publisher<T> {
         connection_id: impl Into<String>,
         channel: impl Into<String>,
     ) -> Result<(), ControlError> {
-        self.run(vec![Command::Subscribe {
-            connection_id: connection_id.into(),
-            channel: channel.into(),
-            presence: None,
-        }])
-        .await
+        self.subscribe_with(connection_id, channel, Subscription::default()).await
+    }
+
+    /// Subscribes a connection to a channel with [`Subscription`] options
+    /// (presence info, join and leave frames).
+    pub async fn subscribe_with(
+        &self,
+        connection_id: impl Into<String>,
+        channel: impl Into<String>,
+        options: Subscription,
+    ) -> Result<(), ControlError> {
+        let Subscription { presence, join_leave } = options;
+        let (connection_id, channel) = (connection_id.into(), channel.into());
+        self.run(vec![Command::Subscribe { connection_id, channel, presence, join_leave }]).await
     }
 
     /// Unsubscribes a connection from a channel.

@@ -1,14 +1,17 @@
 //! The demo `slip dev` runs when no backend is given: a chat backend written
 //! with the SDK, inside the process, and a page to open in a browser.
 //!
-//! Messages to the page are JSON: `{"kind":"join"|"leave"|"message","name":…,"text":…}`.
+//! Lines to the page are publications, JSON: `{"kind":"message","name":…,"text":…}`.
+//! Who is online is the channel's presence: each page is a member with its
+//! name as info, and its client gets the members and their joins and leaves
+//! from the gateway (the backend keeps no list).
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
-use slip_sockets::{Callback, InEvent, Publisher};
+use slip_sockets::{Callback, InEvent, Publisher, Subscription};
 use tokio_util::sync::CancellationToken;
 
 /// The page served at `/` of the WebSocket listener, before the client library goes in.
@@ -59,9 +62,9 @@ async fn events(Callback(mut connection): Callback) -> String {
             InEvent::Open { .. } => {
                 let chosen = name_from_query(&connection.metadata);
                 connection.accept();
-                connection.subscribe(ROOM);
+                let member = Subscription::default().presence(json!({ "name": chosen })).join_leave();
+                connection.subscribe_with(ROOM, member);
                 connection.set_metadata(json!({ "name": chosen }));
-                connection.publish_text(ROOM, json!({"kind": "join", "name": chosen}).to_string());
                 name = Some(chosen);
             }
             InEvent::Text { data, .. } => {
@@ -69,11 +72,8 @@ async fn events(Callback(mut connection): Callback) -> String {
                 let who = name.clone().unwrap_or_default();
                 connection.publish_text(ROOM, json!({"kind": "message", "name": who, "text": text}).to_string());
             }
-            InEvent::Binary { .. } => {}
-            InEvent::Close { .. } => {
-                let who = name.clone().unwrap_or_default();
-                connection.publish_text(ROOM, json!({"kind": "leave", "name": who}).to_string());
-            }
+            // Leaving the room is the gateway's to tell: the presence member goes with the connection.
+            InEvent::Binary { .. } | InEvent::Close { .. } => {}
         }
     }
     connection.end_response()

@@ -11,6 +11,9 @@ function bytes(base64) {
   for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
   return out;
 }
+function isObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
 function isCount(value) {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
@@ -57,6 +60,28 @@ function parseServerFrame(text) {
       if (typeof frame.channel !== "string" || typeof frame.epoch !== "string") return void 0;
       return { type: "lost", lost: { channel: frame.channel, epoch: frame.epoch } };
     }
+    case "join": {
+      const info = frame.info;
+      if (typeof frame.channel !== "string" || typeof frame.connectionId !== "string") return void 0;
+      if (!isObject(info)) return void 0;
+      const join = { channel: frame.channel, connectionId: frame.connectionId, info };
+      return { type: "join", join };
+    }
+    case "presence": {
+      if (typeof frame.channel !== "string" || !Array.isArray(frame.members) || !isCount(frame.count)) return void 0;
+      const members = [];
+      for (const m of frame.members) {
+        if (typeof m !== "object" || m === null) continue;
+        const { connectionId, info } = m;
+        if (typeof connectionId !== "string" || !isObject(info)) continue;
+        members.push({ connectionId, info });
+      }
+      return { type: "presence", presence: { channel: frame.channel, members, count: frame.count } };
+    }
+    case "leave": {
+      if (typeof frame.channel !== "string" || typeof frame.connectionId !== "string") return void 0;
+      return { type: "leave", leave: { channel: frame.channel, connectionId: frame.connectionId } };
+    }
     default:
       return void 0;
   }
@@ -81,6 +106,9 @@ var SlipClient = class {
       message: /* @__PURE__ */ new Set(),
       session: /* @__PURE__ */ new Set(),
       lost: /* @__PURE__ */ new Set(),
+      join: /* @__PURE__ */ new Set(),
+      leave: /* @__PURE__ */ new Set(),
+      presence: /* @__PURE__ */ new Set(),
       state: /* @__PURE__ */ new Set()
     };
     this.current = "connecting";
@@ -89,6 +117,8 @@ var SlipClient = class {
     this.sessionOpen = false;
     this.lastSeq = 0;
     this.positions = /* @__PURE__ */ new Map();
+    /** Per watched channel, its members as the join, leave and presence frames tell. */
+    this.present = /* @__PURE__ */ new Map();
     this.queued = [];
     this.urls = Array.isArray(url) ? [...url] : [url];
     if (this.urls.length === 0) throw new Error("SlipClient needs at least one URL");
@@ -106,6 +136,18 @@ var SlipClient = class {
       clearTimeout: (handle) => clearTimeout(handle)
     };
     this.connect();
+  }
+  /**
+   * The members of a channel this session watches (subscribed with `joinLeave`),
+   * by connection id with their info, as the gateway's frames told them; `undefined` before any.
+   */
+  members(channel) {
+    return this.present.get(channel);
+  }
+  membersOf(channel) {
+    let members = this.present.get(channel);
+    if (!members) this.present.set(channel, members = /* @__PURE__ */ new Map());
+    return members;
   }
   on(event, handler) {
     this.handlers[event].add(handler);
@@ -198,6 +240,27 @@ var SlipClient = class {
       case "lost":
         this.handlers.lost.forEach((h) => h(frame.lost));
         return;
+      case "join": {
+        const j = frame.join;
+        this.membersOf(j.channel).set(j.connectionId, j.info);
+        this.handlers.join.forEach((h) => h(j));
+        return;
+      }
+      case "leave": {
+        const l = frame.leave;
+        const members = this.present.get(l.channel);
+        const info = members?.get(l.connectionId);
+        members?.delete(l.connectionId);
+        const left = info ? { ...l, info } : l;
+        this.handlers.leave.forEach((h) => h(left));
+        return;
+      }
+      case "presence": {
+        const p = frame.presence;
+        this.present.set(p.channel, new Map(p.members.map((m) => [m.connectionId, m.info])));
+        this.handlers.presence.forEach((h) => h(p));
+        return;
+      }
     }
   }
   session(session) {
@@ -208,6 +271,7 @@ var SlipClient = class {
     const continued = session.resumed || this.id === void 0;
     if (!session.resumed && this.id !== void 0) {
       this.positions.clear();
+      this.present.clear();
       this.lastSeq = 0;
     }
     this.token = session.token;

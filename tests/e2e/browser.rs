@@ -102,6 +102,9 @@ async fn the_demo_chats_between_two_browsers() {
     join(&ann, &page, "Ann").await;
     join(&bob, &page, "Bob").await;
     wait_for_text(&ann, "log", "Bob joined").await;
+    // Who is online is the room's presence: Bob's page began with Ann there.
+    wait_for_text(&ann, "online", "online (2): Ann, Bob").await;
+    wait_for_text(&bob, "online", "online (2): Ann, Bob").await;
 
     ann.find(Locator::Id("text")).await.unwrap().send_keys("hello from Ann").await.unwrap();
     ann.find(Locator::Css("#say button")).await.unwrap().click().await.unwrap();
@@ -115,6 +118,7 @@ async fn the_demo_chats_between_two_browsers() {
 
     ann.close().await.unwrap();
     wait_for_text(&bob, "log", "Ann left").await;
+    wait_for_text(&bob, "online", "online (1): Bob").await;
     bob.close().await.unwrap();
     let _ = std::fs::remove_dir_all(profiles);
 }

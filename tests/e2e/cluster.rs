@@ -95,7 +95,7 @@ impl Cluster {
     }
 
     /// A cluster whose control nodes take `control_flags` too.
-    async fn start_with(backend: &str, controls: usize, edges: usize, control_flags: &[&str]) -> Self {
+    pub(crate) async fn start_with(backend: &str, controls: usize, edges: usize, control_flags: &[&str]) -> Self {
         let (api_ports, link_ports) = (free_tcp_ports(controls), free_udp_ports(controls));
         let mut cluster = Self {
             ca: CaDir::new(),

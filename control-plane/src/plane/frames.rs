@@ -41,7 +41,8 @@ impl FrameHandler for ControlFrames {
                 // An edge speaks for the members it holds.
                 let mut routing = plane.routing.lock();
                 if !routing.is_control(from) && channel::validate(&presence.channel).is_ok() {
-                    routing.presence(from, presence);
+                    let now = Instant::now();
+                    plane.timed(&mut routing, |routing| routing.presence(from, presence, now, &mut Links(plane)));
                 }
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::Presence(question)) })) => {
@@ -54,6 +55,7 @@ impl FrameHandler for ControlFrames {
                                 connection_id,
                                 info: info.to_string(),
                                 present: true,
+                                ..Default::default()
                             })
                             .collect(),
                         count,
@@ -201,6 +203,7 @@ impl FrameHandler for ControlFrames {
                 | Kind::Members(_)
                 | Kind::Drain(_)
                 | Kind::Head(_)
+                | Kind::PresenceChanges(_)
                 | Kind::View(_),
             )
             | None => {

@@ -41,6 +41,7 @@ impl ControlPlane {
                         home_lost: true,
                         metadata_json: record.metadata_json,
                         channels: record.channels,
+                        presence: record.presence,
                         generation: take.generation,
                         ..Default::default()
                     };

@@ -144,17 +144,22 @@ impl Routing {
         let replicas = self.replica_set(channel);
         let mut sent = 0;
         for waiting in self.replication.release(channel, &replicas) {
-            sent = self.deliver(waiting, out);
+            sent = self.deliver(waiting, now, out);
         }
         sent
     }
 
     /// Sends a publication once to each interested edge and confirms it to
     /// whoever waits; returns how many edges it went to.
-    fn deliver(&mut self, waiting: Waiting, out: &mut impl Outlet) -> u32 {
+    fn deliver(&mut self, waiting: Waiting, now: Instant, out: &mut impl Outlet) -> u32 {
         let Waiting { mut deliver, confirm, .. } = waiting;
         // Under the view it goes out in: an edge that saw a newer one ignores it.
         deliver.view = self.term();
+        // Presence changes seen before this publication go out before it.
+        let changes = self.presence_feed.take(&deliver.channel);
+        if !changes.is_empty() {
+            self.tell_presence(deliver.channel.clone(), changes, now, out);
+        }
         let edges = self.interest.edges(&deliver.channel).to_vec();
         slip_metrics::metrics().publishes.inc();
         let mut confirm = confirm.into_iter().peekable();

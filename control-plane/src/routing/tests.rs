@@ -159,7 +159,7 @@ fn a_publish_goes_once_to_each_interested_edge_with_the_next_offset() {
     routing.interest(&e3, Interest { present: false, ..present("room") }, &mut out);
     routing.interest(&e2, Interest { present: false, ..present("room") }, &mut out);
     assert_eq!(routing.channel("room").edges, std::slice::from_ref(&e1));
-    routing.edge_gone(&e1);
+    routing.edge_gone(&e1, now, &mut out);
     let room = routing.channel("room");
     assert!(room.edges.is_empty());
     assert_eq!(room.top_offset, 2, "the stream outlives its listeners");
@@ -703,4 +703,82 @@ fn what_waits_for_its_copies_is_not_confirmed_while_a_catch_up_runs() {
     assert_eq!(kinds(&mut out), [], "nothing out mid catch-up");
     owner.finish_catch_up(generation, now, &mut out);
     assert_eq!(kinds(&mut out), [("e-1".to_owned(), "deliver"), ("c-2".to_owned(), "reply")]);
+}
+
+fn member(id: &str, present: bool) -> slip_proto::link_pb::PresenceMember {
+    let info = if present { "{}".to_owned() } else { String::new() };
+    slip_proto::link_pb::PresenceMember { connection_id: id.into(), info, present, ..Default::default() }
+}
+
+fn joins(channel: &str, ids: &[&str]) -> Presence {
+    let members = ids.iter().map(|id| member(id, true)).collect();
+    Presence { channel: channel.into(), members, ..Default::default() }
+}
+
+fn changes(routing: &Routing, channel: &str, members: Vec<slip_proto::link_pb::PresenceMember>) -> Kind {
+    Kind::PresenceChanges(PresenceChanges {
+        channel: channel.into(),
+        members,
+        view: routing.term(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn presence_changes_go_to_interested_edges_coalesced_and_before_the_next_publication() {
+    use crate::presence_feed::PRESENCE_FLUSH;
+    let (e1, e2) = (node("e-1"), node("e-2"));
+    let (a, b) = ("e-1.0123456789abcdef0001", "e-2.0123456789abcdef0002");
+    let mut routing = routing(node("c-0"));
+    let mut out = Sent::default();
+    let now = Instant::now();
+    routing.interest(&e1, present("room"), &mut out);
+    routing.interest(&e2, present("room"), &mut out);
+    out.take();
+    routing.presence(&e1, joins("room", &[a]), now, &mut out);
+    routing.presence(&e2, joins("room", &[b]), now, &mut out);
+    assert!(out.take().is_empty(), "coalesced for a while");
+    assert_eq!(routing.next_deadline(), Some(now + PRESENCE_FLUSH));
+    routing.on_clock(now + PRESENCE_FLUSH, &mut out);
+    let both = changes(&routing, "room", vec![member(a, true), member(b, true)]);
+    assert_eq!(out.take(), [("e-1".into(), both.clone()), ("e-2".into(), both)]);
+
+    // A leave then a publication: the leave goes first, without waiting.
+    let gone = Presence { members: vec![member(a, false)], ..joins("room", &[]) };
+    routing.presence(&e1, gone, now, &mut out);
+    routing.fan_out(text("room", "x"), now, &mut out);
+    let left = changes(&routing, "room", vec![member(a, false)]);
+    let x = deliver(&routing, "room", "x", 1, 0);
+    assert_eq!(
+        out.take(),
+        [("e-1".into(), left.clone()), ("e-2".into(), left), ("e-1".into(), x.clone()), ("e-2".into(), x)]
+    );
+    routing.on_clock(now + PRESENCE_FLUSH * 2, &mut out);
+    assert!(out.take().is_empty(), "told once");
+
+    // Its edge gone and back before the flush: nothing to tell.
+    routing.edge_gone(&e2, now, &mut out);
+    routing.interest(&e2, present("room"), &mut out);
+    out.take();
+    routing.presence(&e2, Presence { whole: true, ..joins("room", &[b]) }, now, &mut out);
+    routing.on_clock(now + PRESENCE_FLUSH * 3, &mut out);
+    assert!(out.take().is_empty());
+    assert_eq!(routing.presence_of("room", 0).unwrap().count, 1);
+}
+
+#[test]
+fn a_node_without_its_lease_tells_no_presence_changes() {
+    use crate::presence_feed::PRESENCE_FLUSH;
+    let (me, e1) = (node("c-0"), node("e-1"));
+    let now = Instant::now();
+    let mut routing = Routing::new(me.clone(), StreamLimits::default(), now);
+    let mut out = Sent::default();
+    let generation = routing.set_view(&view_of(1, std::slice::from_ref(&me)), now, &mut out);
+    routing.set_lease(1, now + PRESENCE_FLUSH / 2, now, &mut out);
+    routing.finish_catch_up(generation, now, &mut out);
+    routing.interest(&e1, present("room"), &mut out);
+    out.take();
+    routing.presence(&e1, joins("room", &["e-1.0123456789abcdef0001"]), now, &mut out);
+    routing.on_clock(now + PRESENCE_FLUSH, &mut out);
+    assert!(out.take().is_empty(), "its lease ran out before the flush");
 }

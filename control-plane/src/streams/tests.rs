@@ -20,6 +20,7 @@ fn limits() -> StreamLimits {
         max_streams: 1000,
         max_message_bytes: 128 * 1024,
         replicas: 1,
+        resume_window: Duration::from_secs(120),
     }
 }
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use slip_proto::callback::Event;
 use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
-    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionRecord, TakeSession,
+    ChannelPlace, HistoryAnswer, HistoryQuery, KeptMessage, SessionHandover, SessionPresence, SessionRecord,
+    TakeSession,
 };
 use slip_proto::session::{self as wire, Recovery, Resume, SessionClaims};
 
@@ -298,6 +299,8 @@ impl Edge {
             for frame in frames {
                 outbox.push(frame);
             }
+            drop(state);
+            self.resync_presence(&ticket.id);
             return;
         }
         let (frames, messages_kept) = state.resumed(positions, replay, resume.seq);
@@ -316,6 +319,7 @@ impl Edge {
             outbox.push(frame);
         }
         drop(state);
+        self.resync_presence(&ticket.id);
         let metrics = slip_metrics::metrics();
         metrics.sessions.get_or_create(&slip_metrics::kind("resumed")).inc();
         let kind = if recovered { "recovered" } else { "not_recovered" };
@@ -359,6 +363,7 @@ impl Edge {
             channels: view.channels,
             generation,
             ended: false,
+            presence: self.presence_places(id),
         };
         self.send_record(record);
     }
@@ -392,6 +397,7 @@ impl Edge {
         if !self.fresh_enough(connection, take.issued) {
             return refuse();
         }
+        let presence = self.presence_places(connection);
         {
             // The state, then the session: the one order.
             let mut edge_state = self.state.lock();
@@ -418,6 +424,7 @@ impl Edge {
                     .collect(),
                 generation: take.generation,
                 home_lost: false,
+                presence,
             };
             self.reply(to, id, reply::Kind::SessionHandover(handover));
         }
@@ -430,8 +437,8 @@ impl Edge {
     /// still holding it ends quietly.
     pub(crate) fn let_go(&self, id: &str, why: &str) {
         let Some(session) = self.hub.session(id) else { return };
-        // Not a member here any more (the edge it moved to does not know its info yet).
-        self.leave_all_presence(id);
+        // Not a member here any more: the edge it moved to says it is there.
+        self.leave_all_presence(id, true);
         // A connection still holding it sees it superseded.
         session.lock().generation += 1;
         self.with_parking(|p| p.take(id));
@@ -469,7 +476,7 @@ impl Edge {
         let state = crate::session::SessionState::restored(handover.generation, handover.seq, kept);
         let positions: HashMap<String, (String, u64)> =
             handover.places.into_iter().map(|p| (p.channel, (p.epoch, p.offset))).collect();
-        let generation = self.adopt(&id, metadata, state, &handover.channels, &positions)?;
+        let generation = self.adopt(&id, metadata, state, (&handover.channels, &handover.presence), &positions)?;
         if home_lost {
             // What it kept (messages, its places) died with its edge.
             slip_metrics::metrics().sessions.get_or_create(&slip_metrics::kind("home_lost")).inc();
@@ -484,7 +491,7 @@ impl Edge {
         id: &str,
         metadata: Arc<str>,
         state: crate::session::SessionState,
-        channels: &[String],
+        (channels, presence): (&[String], &[SessionPresence]),
         places: &HashMap<String, (String, u64)>,
     ) -> Option<u64> {
         self.hub.register_session(id, self.parked_outbox(), metadata, state);
@@ -500,6 +507,7 @@ impl Edge {
                 self.interest(channel.clone(), true);
             }
         }
+        self.adopt_presence(id, presence);
         let generation = {
             let session = self.hub.session(id)?;
             let mut state = session.lock();

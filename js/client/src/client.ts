@@ -5,7 +5,16 @@
 
 import { backoffDelay } from "./backoff.js";
 import { parseServerFrame, resumeFrame, resumeUrl } from "./frames.js";
-import type { DirectMessage, LostFrame, Position, Publication, SessionFrame } from "./frames.js";
+import type {
+  DirectMessage,
+  JoinFrame,
+  LeaveFrame,
+  LostFrame,
+  Position,
+  PresenceFrame,
+  Publication,
+  SessionFrame,
+} from "./frames.js";
 
 /** What a WebSocket must offer: the browser's, or the `ws` package's in Node. */
 export interface WebSocketLike {
@@ -48,12 +57,21 @@ export interface SlipClientOptions {
   clock?: Clock;
 }
 
+/** A member leaving, with the info it had as the client knew it. */
+export type Leaving = LeaveFrame & { info?: Record<string, unknown> };
+
 interface Handlers {
   publication: (publication: Publication) => void;
   message: (message: DirectMessage) => void;
   session: (session: SessionEvent) => void;
   /** A channel's stream started over (every copy of it was lost): some of its publications will never come. */
   lost: (lost: LostFrame) => void;
+  /** A member joined the presence of a channel this session subscribed to with `joinLeave` (or its info changed). */
+  join: (join: JoinFrame) => void;
+  /** A member left the presence of such a channel (with its info, if the client knew it). */
+  leave: (leave: Leaving) => void;
+  /** The members of such a channel as they stand: when the session begins watching it, and after a resume. */
+  presence: (presence: PresenceFrame) => void;
   state: (state: State) => void;
 }
 
@@ -71,6 +89,9 @@ export class SlipClient {
     message: new Set(),
     session: new Set(),
     lost: new Set(),
+    join: new Set(),
+    leave: new Set(),
+    presence: new Set(),
     state: new Set(),
   };
   private socket: WebSocketLike | undefined;
@@ -83,6 +104,8 @@ export class SlipClient {
   private sessionOpen = false;
   private lastSeq = 0;
   private readonly positions = new Map<string, Position>();
+  /** Per watched channel, its members as the join, leave and presence frames tell. */
+  private readonly present = new Map<string, Map<string, Record<string, unknown>>>();
   private readonly queued: (string | ArrayBufferLike | ArrayBufferView)[] = [];
 
   constructor(url: string | string[], options: SlipClientOptions = {}) {
@@ -102,6 +125,20 @@ export class SlipClient {
       clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
     };
     this.connect();
+  }
+
+  /**
+   * The members of a channel this session watches (subscribed with `joinLeave`),
+   * by connection id with their info, as the gateway's frames told them; `undefined` before any.
+   */
+  members(channel: string): ReadonlyMap<string, Record<string, unknown>> | undefined {
+    return this.present.get(channel);
+  }
+
+  private membersOf(channel: string): Map<string, Record<string, unknown>> {
+    let members = this.present.get(channel);
+    if (!members) this.present.set(channel, (members = new Map()));
+    return members;
   }
 
   on<K extends keyof Handlers>(event: K, handler: Handlers[K]): this {
@@ -205,6 +242,27 @@ export class SlipClient {
       case "lost":
         this.handlers.lost.forEach((h) => h(frame.lost));
         return;
+      case "join": {
+        const j = frame.join;
+        this.membersOf(j.channel).set(j.connectionId, j.info);
+        this.handlers.join.forEach((h) => h(j));
+        return;
+      }
+      case "leave": {
+        const l = frame.leave;
+        const members = this.present.get(l.channel);
+        const info = members?.get(l.connectionId);
+        members?.delete(l.connectionId);
+        const left: Leaving = info ? { ...l, info } : l;
+        this.handlers.leave.forEach((h) => h(left));
+        return;
+      }
+      case "presence": {
+        const p = frame.presence;
+        this.present.set(p.channel, new Map(p.members.map((m) => [m.connectionId, m.info])));
+        this.handlers.presence.forEach((h) => h(p));
+        return;
+      }
     }
   }
 
@@ -218,6 +276,7 @@ export class SlipClient {
     if (!session.resumed && this.id !== undefined) {
       // The old session could not be resumed: this is a new one, from scratch.
       this.positions.clear();
+      this.present.clear();
       this.lastSeq = 0;
     }
     this.token = session.token;

@@ -45,17 +45,47 @@ export interface LostFrame {
   epoch: string;
 }
 
+/** A member joined a channel's presence (or its info changed): sent to sessions subscribed with `joinLeave`. */
+export interface JoinFrame {
+  channel: string;
+  connectionId: string;
+  /** The member's presence info, as its backend gave it. */
+  info: Record<string, unknown>;
+}
+
+/** A member left a channel's presence. */
+export interface LeaveFrame {
+  channel: string;
+  connectionId: string;
+}
+
+/** A channel's presence as it stands, sent when a session begins watching it (and after a resume): replaces what the client knew. */
+export interface PresenceFrame {
+  channel: string;
+  /** By connection id, at most the gateway's snapshot limit (1,000). */
+  members: { connectionId: string; info: Record<string, unknown> }[];
+  /** How many members there are in all. */
+  count: number;
+}
+
 export type ServerFrame =
   | { type: "session"; session: SessionFrame }
   | { type: "publication"; publication: Publication }
   | { type: "message"; message: DirectMessage }
-  | { type: "lost"; lost: LostFrame };
+  | { type: "lost"; lost: LostFrame }
+  | { type: "join"; join: JoinFrame }
+  | { type: "leave"; leave: LeaveFrame }
+  | { type: "presence"; presence: PresenceFrame };
 
 function bytes(base64: string): Uint8Array {
   const text = atob(base64);
   const out = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
   return out;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function isCount(value: unknown): value is number {
@@ -110,6 +140,28 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     case "lost": {
       if (typeof frame.channel !== "string" || typeof frame.epoch !== "string") return undefined;
       return { type: "lost", lost: { channel: frame.channel, epoch: frame.epoch } };
+    }
+    case "join": {
+      const info = frame.info;
+      if (typeof frame.channel !== "string" || typeof frame.connectionId !== "string") return undefined;
+      if (!isObject(info)) return undefined;
+      const join = { channel: frame.channel, connectionId: frame.connectionId, info };
+      return { type: "join", join };
+    }
+    case "presence": {
+      if (typeof frame.channel !== "string" || !Array.isArray(frame.members) || !isCount(frame.count)) return undefined;
+      const members: PresenceFrame["members"] = [];
+      for (const m of frame.members as unknown[]) {
+        if (typeof m !== "object" || m === null) continue;
+        const { connectionId, info } = m as Record<string, unknown>;
+        if (typeof connectionId !== "string" || !isObject(info)) continue;
+        members.push({ connectionId, info });
+      }
+      return { type: "presence", presence: { channel: frame.channel, members, count: frame.count } };
+    }
+    case "leave": {
+      if (typeof frame.channel !== "string" || typeof frame.connectionId !== "string") return undefined;
+      return { type: "leave", leave: { channel: frame.channel, connectionId: frame.connectionId } };
     }
     default:
       return undefined;

@@ -187,3 +187,56 @@ test("a stream that started over is told as lost, then the new epoch is delivere
   assert.deepEqual(c.channels.get("room"), { epoch: "e2", offset: 1 });
   assert.equal(parseServerFrame('{"type":"lost","channel":1}'), undefined, "garbage is no frame");
 });
+
+test("joins and leaves reach their handlers in order with publications; malformed ones are dropped", () => {
+  const clock = new FakeClock();
+  const { c, seen } = client(clock);
+  const order: string[] = [];
+  c.on("join", (j) => order.push(`+${j.connectionId}:${JSON.stringify(j.info)}`));
+  c.on("leave", (l) => order.push(`-${l.connectionId}`));
+  c.on("publication", (p) => order.push(`=${p.data}`));
+  const socket = FakeSocket.last();
+  socket.open();
+  socket.receive({ type: "session", session: "t1", connectionId: "edge-a.1", resumed: false });
+  socket.receive({ type: "join", channel: "room", connectionId: "edge-a.2", info: { name: "ann" } });
+  socket.receive(publication("room", "e1", 1, "hi"));
+  socket.receive({ type: "join", channel: "room", connectionId: "edge-a.3", info: "not an object" });
+  socket.receive({ type: "leave", channel: "room" });
+  socket.receive({ type: "leave", channel: "room", connectionId: "edge-a.2" });
+  assert.deepEqual(order, ['+edge-a.2:{"name":"ann"}', "=hi", "-edge-a.2"]);
+  assert.equal(seen.publications.length, 1);
+});
+
+test("the members of a watched channel: a presence frame replaces them, joins and leaves change them", () => {
+  const clock = new FakeClock();
+  const { c } = client(clock);
+  const snapshots: number[] = [];
+  c.on("presence", (p) => snapshots.push(p.count));
+  const left: unknown[] = [];
+  c.on("leave", (l) => left.push(l.info));
+  const socket = FakeSocket.last();
+  socket.open();
+  socket.receive({ type: "session", session: "t1", connectionId: "edge-a.1", resumed: false });
+  assert.equal(c.members("room"), undefined);
+  socket.receive({ type: "join", channel: "room", connectionId: "edge-a.1", info: { name: "me" } });
+  socket.receive({
+    type: "presence",
+    channel: "room",
+    count: 2,
+    members: [
+      { connectionId: "edge-a.1", info: { name: "me" } },
+      { connectionId: "edge-b.7", info: { name: "bo" } },
+      { connectionId: 3, info: {} },
+    ],
+  });
+  assert.deepEqual([...(c.members("room")?.keys() ?? [])], ["edge-a.1", "edge-b.7"], "malformed members are skipped");
+  socket.receive({ type: "leave", channel: "room", connectionId: "edge-b.7" });
+  socket.receive({ type: "join", channel: "room", connectionId: "edge-c.2", info: { name: "cy" } });
+  assert.deepEqual([...(c.members("room")?.entries() ?? [])], [
+    ["edge-a.1", { name: "me" }],
+    ["edge-c.2", { name: "cy" }],
+  ]);
+  assert.deepEqual(snapshots, [2]);
+  assert.deepEqual(left, [{ name: "bo" }], "a leave carries the info the member had");
+  assert.equal(parseServerFrame('{"type":"presence","channel":"room","members":{},"count":1}'), undefined);
+});

@@ -5,7 +5,16 @@
 // asked for.
 
 import { toBase64 } from "./base64.js";
-import type { CloseCommand, EventRequestData, EventResponseEvent, FromSlipServer, InEvent, JsonValue } from "./events.js";
+import type {
+  CloseCommand,
+  EventRequestData,
+  EventResponseEvent,
+  FromSlipServer,
+  InEvent,
+  JsonValue,
+  SubscribeOptions,
+} from "./events.js";
+import { subscribeCommand } from "./events.js";
 
 /** The content type of callbacks and of control requests. */
 export const CONTENT_TYPE = "application/websocket-events";
@@ -50,8 +59,9 @@ export class SlipSocketConnection<E extends InEvent = FromSlipServer> {
     this.closeReason = reason;
   }
 
-  subscribe(channel: string): void {
-    this.queueEvent({ type: "SUBSCRIBE", connectionId: this.connectionId, channel });
+  /** Subscribes this connection; `options` may make it a member of the channel's presence and ask for join/leave frames. */
+  subscribe(channel: string, options?: SubscribeOptions): void {
+    this.queueEvent(subscribeCommand(this.connectionId, channel, options));
   }
 
   unsubscribe(channel: string): void {

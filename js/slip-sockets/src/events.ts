@@ -75,6 +75,29 @@ export interface SubscribeCommand {
   type: "SUBSCRIBE";
   connectionId: string;
   channel: string;
+  /** Additive: the connection is a member of the channel's presence with this info (a JSON object, at most 1 KiB). */
+  presence?: Record<string, unknown>;
+  /** Additive: a `slip.v1` client gets the channel's join and leave frames. */
+  joinLeave?: boolean;
+}
+
+/** How a connection subscribes, beyond the channel's name. */
+export interface SubscribeOptions {
+  /** Makes the connection a member of the channel's presence with this info (a JSON object, at most 1 KiB). */
+  presence?: Record<string, unknown>;
+  /** A `slip.v1` client gets `join` and `leave` frames for the channel's presence members. */
+  joinLeave?: boolean;
+}
+
+/** A SUBSCRIBE command with only the options given (an old gateway sees the command it knows). */
+export function subscribeCommand(connectionId: string, channel: string, options: SubscribeOptions = {}): SubscribeCommand {
+  return {
+    type: "SUBSCRIBE",
+    connectionId,
+    channel,
+    ...(options.presence !== undefined ? { presence: options.presence } : {}),
+    ...(options.joinLeave ? { joinLeave: true } : {}),
+  };
 }
 export interface UnsubscribeCommand {
   type: "UNSUBSCRIBE";

@@ -3,5 +3,5 @@ export type { SlipSocketPublisherOptions, EventsFor, PublishOptions } from "./pu
 export { SlipSocketConnection, CONTENT_TYPE } from "./connection.js";
 export { JWT, ISSUER, TOKEN_LIFETIME_SECONDS, MAX_TOKEN_BYTES, MIN_SECRET_BYTES, MAX_TOKEN_SECONDS, IAT_LEEWAY_SECONDS, bearer } from "./jwt.js";
 export type { Audience, Claims, TokenProblem, Verified } from "./jwt.js";
-export { parseEventRequest, assertUnreachable } from "./events.js";
+export { parseEventRequest, assertUnreachable, subscribeCommand } from "./events.js";
 export type * from "./events.js";

@@ -4,8 +4,8 @@
 import { toBase64 } from "./base64.js";
 import { CONTENT_TYPE, SlipSocketConnection } from "./connection.js";
 import { bearer, JWT } from "./jwt.js";
-import type { ControlEvent, EventRequestData, FromSlipServer, InEvent, JsonValue } from "./events.js";
-import { parseEventRequest } from "./events.js";
+import type { ControlEvent, EventRequestData, FromSlipServer, InEvent, JsonValue, SubscribeOptions } from "./events.js";
+import { parseEventRequest, subscribeCommand } from "./events.js";
 
 export interface SlipSocketPublisherOptions<Binary extends boolean = false> {
   /**
@@ -176,8 +176,9 @@ export class SlipSocketPublisher<Binary extends boolean = false> {
     return this.send([{ type: "BINARY", connectionId, data: toBase64(data) }]);
   }
 
-  subscribe(connectionId: string, channel: string): Promise<void> {
-    return this.send([{ type: "SUBSCRIBE", connectionId, channel }]);
+  /** Subscribes a connection; `options` may make it a member of the channel's presence and ask for join/leave frames. */
+  subscribe(connectionId: string, channel: string, options?: SubscribeOptions): Promise<void> {
+    return this.send([subscribeCommand(connectionId, channel, options)]);
   }
 
   unsubscribe(connectionId: string, channel: string): Promise<void> {

@@ -62,3 +62,17 @@ test("nothing asked: an empty reply, and a TEXT event carries both spellings", a
   assert.equal(connection.isOpening(), false);
   assert.deepEqual(await connection.endResponse().json(), { events: [] });
 });
+
+test("a subscription may carry presence info and ask for join/leave frames; without them it is the command old gateways know", async () => {
+  const connection = opening();
+  connection.accept();
+  connection.subscribe("plain");
+  connection.subscribe("room", { presence: { name: "ann" }, joinLeave: true });
+  connection.subscribe("quiet", { joinLeave: false });
+  const body = (await connection.endResponse().json()) as { events: unknown[] };
+  assert.deepEqual(body.events.slice(1), [
+    { type: "SUBSCRIBE", connectionId: ID, channel: "plain" },
+    { type: "SUBSCRIBE", connectionId: ID, channel: "room", presence: { name: "ann" }, joinLeave: true },
+    { type: "SUBSCRIBE", connectionId: ID, channel: "quiet" },
+  ]);
+});
