@@ -50,7 +50,9 @@ pub async fn start() -> anyhow::Result<Backend> {
     })
 }
 
-/// SLIP v4: OPEN → accept and subscribe to "bench"; TEXT → the same text back to its sender.
+/// SLIP v4: OPEN → accept and subscribe to "bench" (on path `/presence`
+/// as a member of its presence, on `/watch` also getting its join and
+/// leave frames); TEXT → the same text back to its sender.
 async fn slip(body: Bytes) -> String {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else { return String::new() };
     let id = &request["connectionId"];
@@ -59,7 +61,16 @@ async fn slip(body: Bytes) -> String {
         match event["type"].as_str() {
             Some("OPEN") => {
                 commands.push(json!({"type": "ACCEPT", "connectionId": id}));
-                commands.push(json!({"type": "SUBSCRIBE", "connectionId": id, "channel": "bench"}));
+                let mut subscribe = json!({"type": "SUBSCRIBE", "connectionId": id, "channel": "bench"});
+                match request["metadata"]["path"].as_str() {
+                    Some("/presence") => subscribe["presence"] = json!({"id": id}),
+                    Some("/watch") => {
+                        subscribe["presence"] = json!({"id": id});
+                        subscribe["joinLeave"] = json!(true);
+                    }
+                    _ => {}
+                }
+                commands.push(subscribe);
             }
             Some("TEXT") => commands.push(json!({"type": "TEXT", "connectionId": id, "data": event["data"]})),
             _ => {}

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::scenario::{failover, fanout, idle, inbound, sessions};
+use crate::scenario::{failover, fanout, idle, inbound, sessions, storm};
 use crate::target::Target;
 
 #[derive(Parser)]
@@ -49,6 +49,10 @@ struct Cli {
     /// Run slip-bench itself pinned elsewhere so clients and gateway never share a core.
     #[arg(long)]
     gateway_cpus: Option<String>,
+    /// Clients of a slip gateway subscribe as members of the channel's presence (nobody asks for
+    /// join and leave frames): what presence costs idle and in fan-out.
+    #[arg(long)]
+    presence: bool,
     /// Clients per load-generator process (each process may hold 20,000 open files here).
     #[arg(long, default_value_t = swarm::CLIENTS_PER_PROCESS)]
     clients_per_process: usize,
@@ -125,6 +129,14 @@ enum Scenario {
         #[arg(long)]
         data_dir: bool,
     },
+    /// A channel's N presence members all drop and N others join, while W
+    /// `slip.v1` clients watch its joins and leaves: frames per watcher.
+    PresenceStorm {
+        #[arg(long, default_value_t = 5_000)]
+        members: usize,
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+    },
     /// Both gateways, one after the other, at each size: a markdown table with ratios.
     Compare {
         /// Connection counts for idle.
@@ -171,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cpus::set_gateway_cpus(cli.gateway_cpus.clone());
     swarm::set_clients_per_process(cli.clients_per_process);
+    target::set_presence(cli.presence);
     let target = match cli.scenario {
         Scenario::Backend => return backend::serve().await,
         Scenario::Floor => return floor::serve().await,
@@ -230,6 +243,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Idle { connections } => {
             println!("idle ({}): {connections} connections", target.name());
             println!("{}", idle::run(&target, connections).await?);
+        }
+        Scenario::PresenceStorm { members, watchers } => {
+            println!("presence storm ({}): {members} members, {watchers} watchers", target.name());
+            println!("{}", storm::run(&target, members, watchers).await?);
         }
         Scenario::Fanout { subscribers, messages, window, payload } => {
             println!(

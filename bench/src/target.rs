@@ -15,6 +15,20 @@ pub enum Target {
     Floor(tokio::process::Child, String, String),
 }
 
+static PRESENCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Clients of a slip gateway subscribe as members of the channel's presence (`--presence`), once, at start.
+pub fn set_presence(on: bool) {
+    let _ = PRESENCE.set(on);
+}
+
+/// `ws` (a gateway's WebSocket URL) with `path` instead of its own.
+pub fn at_path(ws: &str, path: &str) -> String {
+    let scheme_end = ws.find("://").map_or(0, |i| i + 3);
+    let host_end = ws[scheme_end..].find('/').map_or(ws.len(), |i| scheme_end + i);
+    format!("{}{path}", &ws[..host_end])
+}
+
 impl Target {
     pub async fn slip_dev(slip: &str, backend: Backend) -> anyhow::Result<Self> {
         Ok(Target::Slip(Gateway::dev(slip, backend).await?))
@@ -71,9 +85,14 @@ impl Target {
         }
     }
 
-    /// Client URLs; clients are spread over them round-robin.
+    /// Client URLs; clients are spread over them round-robin. With
+    /// [`set_presence`], a slip gateway's clients are members of the
+    /// channel's presence.
     pub fn ws_urls(&self) -> Vec<String> {
         match self {
+            Target::Slip(g) if PRESENCE.get().is_some_and(|on| *on) => {
+                g.ws.iter().map(|ws| at_path(ws, "/presence")).collect()
+            }
             Target::Slip(g) => g.ws.clone(),
             Target::Pushpin(p) => vec![p.ws_url()],
             Target::Floor(_, ws, _) => vec![ws.clone()],

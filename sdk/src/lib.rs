@@ -48,6 +48,7 @@
 mod connection;
 mod control;
 mod payload;
+mod presence;
 mod publisher;
 mod stream;
 mod subscription;
@@ -60,6 +61,7 @@ pub use control::{ControlError, GrpcControl, HttpControl, Signer, Transport};
 #[cfg(feature = "axum")]
 pub use extract::Callback;
 pub use payload::Payload;
+pub use presence::Presence;
 pub use publisher::{MAX_CALLBACK_BYTES, Publisher, Verifier};
 /// A command, as the gateway reads it (for [`Connection::queue_event`] and [`Transport::run`]).
 ///

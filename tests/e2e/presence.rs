@@ -224,7 +224,8 @@ async fn a_session_that_asked_gets_joins_and_leaves_in_order_with_publications()
 async fn watching(ws: &str) -> (Client, String, String) {
     let (mut client, _) = session_client(&format!("{ws}/watch")).await;
     let first = json_frame(&mut client).await;
-    let (id, token) = (first["connectionId"].as_str().unwrap().to_owned(), first["session"].as_str().unwrap().to_owned());
+    let (id, token) =
+        (first["connectionId"].as_str().unwrap().to_owned(), first["session"].as_str().unwrap().to_owned());
     assert_eq!(next_change(&mut client).await, format!("+{id}"));
     assert!(next_change(&mut client).await.starts_with('*'));
     (client, id, token)

@@ -5,3 +5,4 @@ pub mod fanout;
 pub mod idle;
 pub mod inbound;
 pub mod sessions;
+pub mod storm;
