@@ -249,10 +249,45 @@ pub struct ControlArgs {
     pub streams: StreamTuning,
 
     #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
     pub cluster: ClusterArgs,
 
     #[command(flatten)]
     pub outbound: OutboundLimit,
+}
+
+/// Channel lifecycle events to the backend (control nodes and dev).
+#[derive(Args, Debug, Clone)]
+pub struct LifecycleArgs {
+    /// Where the owner of each channel POSTs CHANNEL_OCCUPIED and CHANNEL_VACATED events (signed as
+    /// callbacks, aud=WebSocketEvent) [default: none, no events].
+    #[arg(long, env = "SLIP_EVENTS_URL")]
+    pub events_url: Option<String>,
+
+    /// Seconds a channel's last subscriber must have been gone before CHANNEL_VACATED (so a
+    /// reconnect does not flap it).
+    #[arg(long, env = "SLIP_VACATE_SECS", default_value_t = slip_control_plane::occupancy::DEFAULT_VACATE_AFTER.as_secs())]
+    pub vacate_secs: u64,
+}
+
+impl LifecycleArgs {
+    /// Starts sending events from `plane`, if a URL is set.
+    pub fn start(
+        &self,
+        plane: &std::sync::Arc<slip_control_plane::plane::ControlPlane>,
+        secret: &[u8],
+    ) -> anyhow::Result<()> {
+        let Some(url) = &self.events_url else { return Ok(()) };
+        let parsed: axum::http::Uri = url.parse().map_err(|e| anyhow::anyhow!("SLIP_EVENTS_URL {url:?}: {e}"))?;
+        anyhow::ensure!(
+            matches!(parsed.scheme_str(), Some("http" | "https")) && parsed.host().is_some(),
+            "SLIP_EVENTS_URL must be an http or https URL: {url:?}"
+        );
+        plane.send_lifecycle_events(url.clone(), secret, Duration::from_secs(self.vacate_secs));
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -296,6 +331,9 @@ pub struct DevArgs {
 
     #[command(flatten)]
     pub streams: StreamTuning,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
 
     #[command(flatten)]
     pub outbound: OutboundLimit,

@@ -264,6 +264,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     };
     let plane = ControlPlane::clustered(limits, consensus).context("SLIP_DATA_DIR: the consensus state")?;
     plane.set_region(&node.region);
+    args.lifecycle.start(&plane, args.jwt_secret.as_bytes())?;
     let links = QuicNode::bind(
         args.link_listen,
         true,

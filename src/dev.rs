@@ -54,6 +54,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     limits.max_message_bytes = args.outbound.bytes()?;
     limits.resume_window = std::time::Duration::from_secs(args.edge.resume_secs);
     let plane = ControlPlane::with_limits(control_node.clone(), limits);
+    args.lifecycle.start(&plane, secret.as_bytes())?;
 
     // The in-memory link, both ways: edge → control and control → edge.
     let to_control = memory::link(node.clone(), control_node.clone(), Arc::new(ControlFrames(plane.clone())));

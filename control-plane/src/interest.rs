@@ -51,10 +51,10 @@ impl InterestTable {
         true
     }
 
-    /// Forgets everything about an edge (its link died); returns how many channels it had.
-    pub fn drop_edge(&mut self, edge: &NodeId) -> usize {
+    /// Forgets everything about an edge (its link died); returns the channels it had.
+    pub fn drop_edge(&mut self, edge: &NodeId) -> Vec<String> {
         let Some(channels) = self.by_edge.remove(edge) else {
-            return 0;
+            return Vec::new();
         };
         for channel in &channels {
             if let Some(entry) = self.channels.get_mut(channel) {
@@ -64,7 +64,7 @@ impl InterestTable {
                 }
             }
         }
-        channels.len()
+        channels.into_iter().collect()
     }
 
     /// Keeps only the channels `keep` says yes to; returns how many went.
@@ -124,10 +124,10 @@ mod tests {
             t.add(&node("dead"), &format!("c{i}"));
         }
         t.add(&node("alive"), "c1");
-        assert_eq!(t.drop_edge(&node("dead")), 100);
+        assert_eq!(t.drop_edge(&node("dead")).len(), 100);
         assert_eq!(t.channels(), 1);
         assert_eq!(t.edges("c1"), &[node("alive")]);
-        assert_eq!(t.drop_edge(&node("dead")), 0);
+        assert!(t.drop_edge(&node("dead")).is_empty());
     }
 
     #[test]
@@ -138,7 +138,7 @@ mod tests {
         t.add(&node("e2"), "move");
         assert_eq!(t.retain(|c| c == "keep"), 1);
         assert_eq!(t.edges("move"), &[] as &[NodeId]);
-        assert_eq!(t.drop_edge(&node("e2")), 0);
-        assert_eq!(t.drop_edge(&node("e1")), 1);
+        assert!(t.drop_edge(&node("e2")).is_empty());
+        assert_eq!(t.drop_edge(&node("e1")).len(), 1);
     }
 }

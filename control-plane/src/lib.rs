@@ -12,6 +12,7 @@ pub mod held;
 pub mod homes;
 pub mod http_api;
 pub mod interest;
+pub mod occupancy;
 pub mod ownership;
 pub mod plane;
 pub mod presence;

@@ -87,6 +87,8 @@ pub struct ControlPlane {
     questions: Questions,
     /// Wakes the clock task (see `new`): a deadline moved.
     clock: Arc<Notify>,
+    /// Wakes the lifecycle events' sender (`plane/lifecycle.rs`): events wait.
+    lifecycle_wake: Arc<Notify>,
     /// The clock and the answers to other control nodes' questions.
     tasks: TaskTracker,
     /// Stops the catch-up under way when the ring changes again.
@@ -193,6 +195,7 @@ impl ControlPlane {
             peers: Peers::default(),
             questions: Questions::default(),
             clock: Arc::new(Notify::new()),
+            lifecycle_wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -226,6 +229,7 @@ impl ControlPlane {
                 let leased = {
                     let mut routing = plane.routing.lock();
                     routing.on_clock(now, &mut Links(&plane));
+                    plane.lifecycle_poke(routing.lifecycle_waiting());
                     routing.leased(now)
                 };
                 slip_metrics::metrics().lease_held.set(i64::from(leased));
@@ -542,6 +546,7 @@ impl ControlPlane {
         if routing.next_deadline().is_some_and(|at| before.is_none_or(|was| at < was)) {
             self.clock.notify_one();
         }
+        self.lifecycle_poke(routing.lifecycle_waiting());
         result
     }
 }
@@ -555,6 +560,7 @@ impl Drop for ControlPlane {
 
 mod catchup;
 mod frames;
+mod lifecycle;
 mod queries;
 mod sessions;
 

@@ -100,6 +100,8 @@ pub struct Routing {
     presence: PresenceTable,
     /// Presence changes waiting to be told to the edges, coalesced.
     presence_feed: PresenceFeed,
+    /// Channel lifecycle, when `SLIP_EVENTS_URL` is set.
+    lifecycle: Option<lifecycle::LifecycleState>,
     /// How long a session whose edge is gone may resume elsewhere: its
     /// presence stays that long (`SLIP_RESUME_SECS`).
     session_window: Duration,
@@ -141,6 +143,7 @@ impl Routing {
             presence: PresenceTable::default(),
             presence_feed: PresenceFeed::default(),
             session_window,
+            lifecycle: None,
             sequencer: Sequencer::default(),
             held: Held::default(),
         }
@@ -210,6 +213,7 @@ impl Routing {
     /// ring has held still for [`RING_SETTLE`]. A catch-up starts: returns
     /// its generation, for [`Routing::finish_catch_up`].
     pub fn set_view(&mut self, view: &View, now: Instant, out: &mut impl Outlet) -> u64 {
+        let old = self.lifecycle.is_some().then(|| self.ownership.ring().clone());
         self.ownership.set_view(view, now);
         self.replicas = copies_for(self.configured_replicas, view.members().len());
         tracing::info!(term = view.term(), members = self.ring().members().len(), "ring view applied");
@@ -231,6 +235,9 @@ impl Routing {
             }
         }
         self.retry_held(now, out);
+        if let Some(old) = old {
+            self.lifecycle_view_changed(&old, now, out);
+        }
         generation
     }
 
@@ -286,8 +293,12 @@ impl Routing {
     pub fn edge_gone(&mut self, edge: &NodeId, now: Instant, out: &mut impl Outlet) {
         let dropped = self.interest.drop_edge(edge);
         let left = self.presence.edge_gone(edge, now, now + self.session_window);
-        tracing::info!(edge = %edge, channels = dropped, members = left.len(), "edge gone; its interest and presence dropped");
+        let channels = dropped.len();
+        tracing::info!(edge = %edge, channels, members = left.len(), "edge gone; its interest and presence dropped");
         self.feed_presence(left, now, out);
+        for channel in dropped {
+            self.occupancy_changed(&channel, false, now, out);
+        }
     }
 
     /// Presence members an edge holds of a channel: changes, or its whole set.
@@ -389,9 +400,10 @@ impl Routing {
     /// An edge's first local subscriber joined a channel, or its last left.
     /// With an `ack`, the edge confirms a SUBSCRIBE through us to node
     /// `reply_to`: the confirmation leaves behind the interest it depends on.
-    pub fn interest(&mut self, from: &NodeId, interest: Interest, out: &mut impl Outlet) {
+    pub fn interest(&mut self, from: &NodeId, interest: Interest, now: Instant, out: &mut impl Outlet) {
         if interest.present {
             self.interest.add(from, &interest.channel);
+            self.occupancy_changed(&interest.channel, !interest.again, now, out);
             // Where the stream is, so an edge that was behind catches up.
             if let Some((epoch, top)) = self.released_head(&interest.channel) {
                 let head = Head {
@@ -405,6 +417,7 @@ impl Routing {
             }
         } else {
             self.interest.remove(from, &interest.channel);
+            self.occupancy_changed(&interest.channel, false, now, out);
         }
         if interest.ack != 0 {
             let reply = Reply { id: interest.ack, kind: Some(reply::Kind::Found(true)) };
@@ -423,6 +436,7 @@ impl Routing {
             self.held.next_deadline(),
             self.presence_feed.next_deadline(),
             self.presence.next_deadline(),
+            self.lifecycle_deadline(),
             // Held publishes of channels taken over go on when the wait ends.
             self.ownership.takeover_ends(),
         ]
@@ -445,6 +459,7 @@ impl Routing {
             refuse_publish(publish.ack, &publish.reply_to, "held_too_long", out);
         }
         self.streams.expire(now);
+        self.lifecycle_clock(now, out);
         let away = self.presence.expire(now);
         self.feed_presence(away, now, out);
         for (channel, members) in self.presence_feed.due(now) {
@@ -460,6 +475,11 @@ impl Routing {
             let dropped = self.interest.retain(|channel| ownership.owns(channel));
             self.presence.retain(|channel| ownership.owns(channel));
             self.presence_feed.retain(|channel| ownership.owns(channel));
+            if let Some(lifecycle) = self.lifecycle.as_mut() {
+                let (ring, me, replicas) = (self.ownership.ring(), &self.node_id, self.replicas);
+                let ownership = &self.ownership;
+                lifecycle.occupancy.retain(|c| ownership.owns(c), |c| holders(ring, replicas, c).any(|n| n == me));
+            }
             if dropped > 0 {
                 tracing::info!(channels = dropped, "interest in channels owned elsewhere dropped");
             }
@@ -516,6 +536,7 @@ fn refuse_publish(ack: u64, to: &str, why: &'static str, out: &mut impl Outlet) 
 }
 
 pub mod copies;
+mod lifecycle;
 mod publish;
 #[cfg(test)]
 mod tests;

@@ -216,7 +216,7 @@ impl Edge {
             let owner = new.owner(&channel);
             if owner != old.owner(&channel) || (owner.is_some() && owner == joined) {
                 moved += 1;
-                let interest = Interest { channel: channel.clone(), present: true, ..Default::default() };
+                let interest = Interest { channel: channel.clone(), present: true, again: true, ..Default::default() };
                 self.send_to(owner.cloned(), Frame { kind: Some(Kind::Interest(interest)) });
                 // Behind the interest: the new owner rebuilds the presence from the edges.
                 self.announce_presence(&channel);
@@ -445,7 +445,8 @@ impl Edge {
             return;
         }
         let owner = self.ring.load().owner(channel).cloned();
-        let interest = Interest { channel: channel.to_owned(), present: true, ack, reply_to: to.to_string() };
+        let interest =
+            Interest { channel: channel.to_owned(), present: true, ack, reply_to: to.to_string(), again: false };
         self.send_to(owner, Frame { kind: Some(Kind::Interest(interest)) });
     }
 
@@ -682,6 +683,7 @@ impl FrameHandler for EdgeFrames {
                 | Kind::SessionMoved(_)
                 | Kind::SessionRecord(_)
                 | Kind::Presence(_)
+                | Kind::Occupancy(_)
                 | Kind::Consensus(_),
             )
             | None => {

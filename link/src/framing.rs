@@ -74,6 +74,7 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         Kind::Head(h) => &h.channel,
         Kind::Presence(p) => &p.channel,
         Kind::PresenceChanges(p) => &p.channel,
+        Kind::Occupancy(o) => &o.channel,
         Kind::Hello(_)
         | Kind::Command(_)
         | Kind::Query(_)

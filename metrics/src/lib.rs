@@ -73,6 +73,10 @@ pub struct Metrics {
     /// Publishes a control node refused, by reason: no_lease, held_too_long,
     /// too_many, hops, owner_unreachable, owner_changed.
     pub publishes_refused: ByKind,
+    /// Channel lifecycle events to `SLIP_EVENTS_URL`, by what became of
+    /// them: sent (the backend answered 2xx), failed (an attempt that did
+    /// not; it is retried), dropped (too many waited).
+    pub lifecycle_events: ByKind,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
     pub unprefixed_messages: Counter,
     /// Link round-trip time, by peer node.
@@ -137,6 +141,7 @@ fn exported() -> &'static Exported {
             view_term: Gauge::default(),
             lease_held: Gauge::default(),
             publishes_refused: ByKind::default(),
+            lifecycle_events: ByKind::default(),
             unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
             link_ups: Counter::default(),
@@ -189,6 +194,11 @@ fn exported() -> &'static Exported {
             "publishes_refused",
             "Publishes a control node refused, by reason",
             m.publishes_refused.clone(),
+        );
+        registry.register(
+            "lifecycle_events",
+            "Channel lifecycle events to SLIP_EVENTS_URL, by outcome: sent, failed (an attempt), dropped",
+            m.lifecycle_events.clone(),
         );
         registry.register(
             "stream_gaps",

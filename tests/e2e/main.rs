@@ -19,6 +19,7 @@ mod grip_publish;
 mod handshake;
 mod js_client;
 mod keepalive;
+mod lifecycle;
 mod limits;
 mod metadata;
 mod metrics;

@@ -35,7 +35,9 @@ impl FrameHandler for ControlFrames {
                 if channel::validate(&interest.channel).is_err() {
                     return;
                 }
-                plane.routing.lock().interest(from, interest, &mut Links(plane));
+                let mut routing = plane.routing.lock();
+                plane
+                    .timed(&mut routing, |routing| routing.interest(from, interest, Instant::now(), &mut Links(plane)));
             }
             Some(Kind::Presence(presence)) => {
                 // An edge speaks for the members it holds.
@@ -188,6 +190,11 @@ impl FrameHandler for ControlFrames {
                 let mut routing = plane.routing.lock();
                 if routing.is_control(from) {
                     plane.timed(&mut routing, |r| r.replicated(from, stored, Instant::now(), &mut Links(plane)));
+                }
+            }
+            Some(Kind::Occupancy(copy)) => {
+                if channel::validate(&copy.channel).is_ok() {
+                    plane.routing.lock().occupancy_copy(from, copy);
                 }
             }
             Some(Kind::Consensus(consensus)) => {

@@ -142,9 +142,9 @@ fn a_publish_goes_once_to_each_interested_edge_with_the_next_offset() {
     let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
     for edge in [&e1, &e2] {
-        routing.interest(edge, present("room"), &mut out);
+        routing.interest(edge, present("room"), Instant::now(), &mut out);
     }
-    routing.interest(&e1, present("room"), &mut out);
+    routing.interest(&e1, present("room"), Instant::now(), &mut out);
     assert_eq!(out.take(), [], "interest without an ack is answered by nothing");
     let now = Instant::now();
     let first = routing.fan_out(text("room", "a"), now, &mut out);
@@ -156,8 +156,8 @@ fn a_publish_goes_once_to_each_interested_edge_with_the_next_offset() {
     assert_eq!(out.take(), [("e-1".into(), deliver(&routing, "room", "b", 2, 0))]);
     let unheard = routing.fan_out(text("hall", "c"), now, &mut out);
     assert_eq!(unheard, published(&routing, "hall", 1, 0), "nobody listens: a place in the stream all the same");
-    routing.interest(&e3, Interest { present: false, ..present("room") }, &mut out);
-    routing.interest(&e2, Interest { present: false, ..present("room") }, &mut out);
+    routing.interest(&e3, Interest { present: false, ..present("room") }, Instant::now(), &mut out);
+    routing.interest(&e2, Interest { present: false, ..present("room") }, Instant::now(), &mut out);
     assert_eq!(routing.channel("room").edges, std::slice::from_ref(&e1));
     routing.edge_gone(&e1, now, &mut out);
     let room = routing.channel("room");
@@ -171,8 +171,8 @@ fn a_publish_is_confirmed_behind_the_delivery_to_the_edge_that_asked() {
     let (e1, e2) = (node("e-1"), node("e-2"));
     let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
-    routing.interest(&e1, present("room"), &mut out);
-    routing.interest(&e2, present("room"), &mut out);
+    routing.interest(&e1, present("room"), Instant::now(), &mut out);
+    routing.interest(&e2, present("room"), Instant::now(), &mut out);
     let now = Instant::now();
     let asked = Publish { ack: 7, reply_to: "e-2".into(), ..text("room", "a") };
     routing.fan_out(asked, now, &mut out);
@@ -193,7 +193,7 @@ fn a_subscribe_is_confirmed_once_its_interest_is_recorded() {
     let e1 = node("e-1");
     let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
-    routing.interest(&e1, Interest { ack: 5, reply_to: "c-1".into(), ..present("room") }, &mut out);
+    routing.interest(&e1, Interest { ack: 5, reply_to: "c-1".into(), ..present("room") }, Instant::now(), &mut out);
     assert_eq!(routing.channel("room").edges, [e1]);
     assert_eq!(out.take(), [("c-1".into(), confirmed(5))]);
 }
@@ -203,7 +203,7 @@ fn an_early_grip_publish_waits_for_its_predecessor_or_its_deadline() {
     let e1 = node("e-1");
     let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
-    routing.interest(&e1, present("room"), &mut out);
+    routing.interest(&e1, present("room"), Instant::now(), &mut out);
     let t0 = Instant::now();
     let grip = |data: &str, id: &str, prev: &str| Publish { id: id.into(), prev_id: prev.into(), ..text("room", data) };
     routing.fan_out(grip("1", "a", ""), t0, &mut out);
@@ -230,8 +230,8 @@ fn interest_owned_elsewhere_is_dropped_only_once_the_ring_holds_still() {
     let (mine, theirs) = (channel_of(&me, &both), channel_of(&other, &both));
     let mut routing = routing(me.clone());
     let mut out = Sent::default();
-    routing.interest(&e1, present(&mine), &mut out);
-    routing.interest(&e1, present(&theirs), &mut out);
+    routing.interest(&e1, present(&mine), Instant::now(), &mut out);
+    routing.interest(&e1, present(&theirs), Instant::now(), &mut out);
     routing.linked(&other, &hello(Role::Control));
     let t0 = Instant::now();
     apply(&mut routing, 2, &both, t0, &mut out);
@@ -281,7 +281,7 @@ fn stored(routing: &Routing, channel: &str, offset: u64) -> Replicated {
 fn a_publication_is_delivered_and_confirmed_only_once_its_replica_has_it() {
     let (mut routing, other, room) = pair();
     let mut out = Sent::default();
-    routing.interest(&node("e-1"), present(&room), &mut out);
+    routing.interest(&node("e-1"), present(&room), Instant::now(), &mut out);
     let t0 = Instant::now();
     let asked = Publish { ack: 7, reply_to: "c-0".into(), ..text(&room, "a") };
     assert_eq!(routing.fan_out(asked, t0, &mut out).edges, 0, "not out yet");
@@ -294,7 +294,7 @@ fn a_publication_is_delivered_and_confirmed_only_once_its_replica_has_it() {
 fn publications_go_out_in_offset_order_whatever_order_their_copies_are_confirmed_in() {
     let (mut routing, other, room) = pair();
     let mut out = Sent::default();
-    routing.interest(&node("e-1"), present(&room), &mut out);
+    routing.interest(&node("e-1"), present(&room), Instant::now(), &mut out);
     let t0 = Instant::now();
     routing.fan_out(text(&room, "a"), t0, &mut out);
     routing.fan_out(text(&room, "b"), t0, &mut out);
@@ -323,7 +323,7 @@ fn publications_go_out_in_offset_order_whatever_order_their_copies_are_confirmed
 fn an_unconfirmed_copy_is_sent_again_and_a_replica_that_left_holds_nothing_up() {
     let (mut routing, other, room) = pair();
     let mut out = Sent::default();
-    routing.interest(&node("e-1"), present(&room), &mut out);
+    routing.interest(&node("e-1"), present(&room), Instant::now(), &mut out);
     let t0 = Instant::now();
     routing.fan_out(text(&room, "a"), t0, &mut out);
     out.take();
@@ -396,12 +396,12 @@ fn a_replica_stores_says_so_and_takes_over_in_the_same_epoch() {
 fn an_edge_announcing_interest_hears_where_the_stream_is() {
     let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
-    routing.interest(&node("e-1"), present("room"), &mut out);
+    routing.interest(&node("e-1"), present("room"), Instant::now(), &mut out);
     assert_eq!(out.take(), [], "no stream yet: nothing to catch up on");
     routing.fan_out(text("room", "a"), Instant::now(), &mut out);
     routing.fan_out(text("room", "b"), Instant::now(), &mut out);
     out.take();
-    routing.interest(&node("e-2"), present("room"), &mut out);
+    routing.interest(&node("e-2"), present("room"), Instant::now(), &mut out);
     let epoch = routing.channel("room").epoch;
     assert_eq!(
         out.take(),
@@ -450,7 +450,7 @@ fn a_node_that_comes_back_holds_its_channels_until_it_has_caught_up_then_goes_on
     new.linked(&holder, &hello(Role::Control));
     let generation = new.set_view(&view_of(2, &both), now, &mut out);
     new.set_lease(2, now + LONG, now, &mut out);
-    new.interest(&node("e-1"), present(&channel), &mut out);
+    new.interest(&node("e-1"), present(&channel), Instant::now(), &mut out);
     out.take();
     let mut publish = text(&channel, "m6");
     (publish.ack, publish.reply_to) = (9, "c-2".into());
@@ -524,7 +524,7 @@ fn a_copy_is_taken_only_when_it_is_further_along_or_holds_more() {
 fn without_its_lease_an_owner_confirms_nothing_and_refuses_publishes_until_it_is_renewed() {
     let (mut routing, other, room) = pair();
     let mut out = Sent::default();
-    routing.interest(&node("e-1"), present(&room), &mut out);
+    routing.interest(&node("e-1"), present(&room), Instant::now(), &mut out);
     let t0 = Instant::now();
     routing.fan_out(Publish { ack: 7, reply_to: "c-9".into(), ..text(&room, "a") }, t0, &mut out);
     assert_eq!(kinds(&mut out), [("c-1".into(), "replicate")]);
@@ -689,7 +689,7 @@ fn what_waits_for_its_copies_is_not_confirmed_while_a_catch_up_runs() {
     let mut owner = Routing::new(me.clone(), StreamLimits::default(), now);
     owner.linked(&other, &hello(Role::Control));
     apply(&mut owner, 1, &both, now, &mut out);
-    owner.interest(&node("e-1"), present(&channel), &mut out);
+    owner.interest(&node("e-1"), present(&channel), Instant::now(), &mut out);
     let mut publish = text(&channel, "m1");
     (publish.ack, publish.reply_to) = (9, "c-2".into());
     owner.fan_out(publish, now, &mut out);
@@ -732,8 +732,8 @@ fn presence_changes_go_to_interested_edges_coalesced_and_before_the_next_publica
     let mut routing = routing(node("c-0"));
     let mut out = Sent::default();
     let now = Instant::now();
-    routing.interest(&e1, present("room"), &mut out);
-    routing.interest(&e2, present("room"), &mut out);
+    routing.interest(&e1, present("room"), Instant::now(), &mut out);
+    routing.interest(&e2, present("room"), Instant::now(), &mut out);
     out.take();
     routing.presence(&e1, joins("room", &[a]), now, &mut out);
     routing.presence(&e2, joins("room", &[b]), now, &mut out);
@@ -758,7 +758,7 @@ fn presence_changes_go_to_interested_edges_coalesced_and_before_the_next_publica
 
     // Its edge gone and back before the flush: nothing to tell.
     routing.edge_gone(&e2, now, &mut out);
-    routing.interest(&e2, present("room"), &mut out);
+    routing.interest(&e2, present("room"), Instant::now(), &mut out);
     out.take();
     routing.presence(&e2, Presence { whole: true, ..joins("room", &[b]) }, now, &mut out);
     routing.on_clock(now + PRESENCE_FLUSH * 3, &mut out);
@@ -776,9 +776,51 @@ fn a_node_without_its_lease_tells_no_presence_changes() {
     let generation = routing.set_view(&view_of(1, std::slice::from_ref(&me)), now, &mut out);
     routing.set_lease(1, now + PRESENCE_FLUSH / 2, now, &mut out);
     routing.finish_catch_up(generation, now, &mut out);
-    routing.interest(&e1, present("room"), &mut out);
+    routing.interest(&e1, present("room"), Instant::now(), &mut out);
     out.take();
     routing.presence(&e1, joins("room", &["e-1.0123456789abcdef0001"]), now, &mut out);
     routing.on_clock(now + PRESENCE_FLUSH, &mut out);
     assert!(out.take().is_empty(), "its lease ran out before the flush");
+}
+
+#[test]
+fn lifecycle_events_are_decided_by_the_owner_copied_to_its_replica_and_sent_again_by_the_node_taking_over() {
+    use crate::occupancy::{Lifecycle, TAKEOVER_GRACE};
+    let (owner, replica, e1) = (node("c-0"), node("c-1"), node("e-1"));
+    let both = [owner.clone(), replica.clone()];
+    let now = Instant::now();
+    let (mut a, mut b) = (routing(owner.clone()), routing(replica.clone()));
+    for (routing, other) in [(&mut a, &replica), (&mut b, &owner)] {
+        routing.linked(other, &hello(Role::Control));
+        routing.enable_lifecycle(Duration::from_secs(5));
+        apply(routing, 2, &both, now, &mut Sent::default());
+    }
+    let room = channel_of(&owner, &both);
+    let mut out = Sent::default();
+    // Interest told again (an edge to a new owner) is no event; an edge's first subscriber is.
+    a.interest(&e1, Interest { again: true, ..present(&room) }, now, &mut out);
+    assert!(a.take_lifecycle(10).is_empty());
+    a.interest(&e1, Interest { present: false, ..present(&room) }, now, &mut out);
+    let vacated = {
+        a.on_clock(now + Duration::from_secs(5), &mut out);
+        a.take_lifecycle(10)
+    };
+    assert_eq!(vacated.iter().map(|e| e.kind).collect::<Vec<_>>(), [Lifecycle::Vacated]);
+    out.take();
+    a.interest(&e1, present(&room), now, &mut out);
+    let occupied = a.take_lifecycle(10);
+    assert_eq!(occupied.iter().map(|e| e.kind).collect::<Vec<_>>(), [Lifecycle::Occupied]);
+    // Its copy went to the replica.
+    let copies: Vec<(String, Kind)> = out.take().into_iter().filter(|(_, k)| matches!(k, Kind::Occupancy(_))).collect();
+    assert_eq!(copies.len(), 1);
+    let Kind::Occupancy(copy) = copies[0].1.clone() else { unreachable!() };
+    assert_eq!((copies[0].0.as_str(), copy.event_id.as_str(), copy.occupied), ("c-1", occupied[0].id.as_str(), true));
+    b.occupancy_copy(&owner, copy);
+
+    // The owner dies: the replica owns the channel, hears the edge again, and
+    // after the grace sends the owner's last event again, with its id.
+    apply(&mut b, 3, std::slice::from_ref(&replica), now, &mut out);
+    b.interest(&e1, Interest { again: true, ..present(&room) }, now, &mut out);
+    b.on_clock(now + TAKEOVER_GRACE, &mut out);
+    assert_eq!(b.take_lifecycle(10), occupied);
 }

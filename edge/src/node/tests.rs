@@ -337,3 +337,61 @@ async fn past_the_byte_bound_the_session_parked_longest_ago_makes_room() {
     assert!(n.edge.hub.contains(newer));
     assert_eq!((n.edge.admission.in_use(), n.edge.session_deadlines()), (1, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn join_and_leave_go_to_the_sessions_that_asked_under_the_view_they_were_sent_in() {
+    use slip_proto::link_pb::{ConnectionCommand, Presence, PresenceChanges, PresenceMember};
+    let n = node(&["c-0"]);
+    n.view(2, &["c-0"]);
+    let subscribe = |id: &str, session: bool| {
+        let outbox = Arc::new(Outbox::new(n.edge.config.outbox));
+        n.edge.hub.register_as(id, outbox.clone(), Arc::from("null"), session);
+        n.edge.connection_command(ConnectionCommand {
+            connection_id: id.into(),
+            op: Some(Op::Subscribe(ROOM.into())),
+            presence: r#"{"n":1}"#.into(),
+            join_leave: true,
+            ..Default::default()
+        });
+        outbox
+    };
+    let (watcher, plain) = (subscribe(CONNECTION, true), subscribe("e-1.0123456789abcdef0999", false));
+    // Both are members; only the session watches, and it asks for the members as they stand.
+    let told: Vec<Presence> = n.controls[0]
+        .take()
+        .into_iter()
+        .filter_map(|k| if let Kind::Presence(p) = k { Some(p) } else { None })
+        .collect();
+    let joins: Vec<(&str, bool)> =
+        told.iter().flat_map(|p| p.members.iter().map(|m| (m.connection_id.as_str(), m.session))).collect();
+    assert_eq!(joins, [(CONNECTION, true), ("e-1.0123456789abcdef0999", false)]);
+    let asked: Vec<&str> = told.iter().map(|p| p.snapshot_for.as_str()).filter(|s| !s.is_empty()).collect();
+    assert_eq!(asked, [CONNECTION]);
+
+    let member =
+        |id: &str| PresenceMember { connection_id: id.into(), info: "{}".into(), present: true, ..Default::default() };
+    let changes = |view: u64, to: &str| {
+        Kind::PresenceChanges(PresenceChanges {
+            channel: ROOM.into(),
+            members: vec![member("e-2.0123456789abcdef0001")],
+            view,
+            to: to.into(),
+            count: 1,
+        })
+    };
+    n.from(0, changes(2, ""));
+    assert_eq!(
+        received(&watcher),
+        [r#"{"channel":"room","connectionId":"e-2.0123456789abcdef0001","info":{},"type":"join"}"#]
+    );
+    assert!(received(&plain).is_empty(), "a plain connection has no place for them");
+    // Sent under a view older than the edge's: its sender may no longer own the channel.
+    n.from(0, changes(1, ""));
+    assert!(received(&watcher).is_empty());
+    // The members as they stand, for the one session that asked.
+    n.from(0, changes(2, CONNECTION));
+    let snapshot: serde_json::Value = serde_json::from_str(&received(&watcher)[0]).unwrap();
+    assert_eq!((&snapshot["type"], &snapshot["count"]), (&serde_json::json!("presence"), &serde_json::json!(1)));
+    n.from(0, changes(2, "e-1.0123456789abcdef0999"));
+    assert!(received(&plain).is_empty());
+}
