@@ -160,3 +160,28 @@ async fn the_node_taking_a_channel_over_sends_its_last_event_again_and_goes_on()
     drop(client);
     assert_eq!(received.wait_for(2).await, [occupied("cool-channel"), vacated("cool-channel")]);
 }
+
+#[tokio::test]
+async fn a_session_parked_and_resumed_on_another_edge_never_vacates_its_channel() {
+    let backend = Backend::start(chat).await;
+    let (events_url, received) = events_backend(0).await;
+    let flags = ["--events-url", events_url.as_str(), "--vacate-secs", "1"];
+    let cluster = Cluster::start_with(&backend.url, 1, 2, &flags).await;
+    let (mut client, _) = crate::sessions::session_client(&format!("{}/", cluster.edges[0].ws)).await;
+    let first = crate::sessions::json_frame(&mut client).await;
+    let token = first["session"].as_str().unwrap().to_owned();
+    assert_eq!(received.wait_for(1).await, [occupied("cool-channel")]);
+    // Parked longer than the delay: still subscribed, still occupied.
+    drop(client);
+    wait_for_gauge(&cluster.edges[0].metrics, "slip_session_deadlines", 1.0).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Resumed on the other edge: its old edge lets the channel go, the new one takes it.
+    let (mut back, _) = crate::sessions::session_client(&format!("{}/?slip_resume={token}", cluster.edges[1].ws)).await;
+    back.send(r#"{"type":"resume","seq":0,"channels":{}}"#).await;
+    assert_eq!(crate::sessions::json_frame(&mut back).await["resumed"], true);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(received.distinct(), [occupied("cool-channel")], "neither parked nor moving vacated it");
+    // It ends: vacated.
+    back.ws.close(None).await.unwrap();
+    assert_eq!(received.wait_for(2).await, [occupied("cool-channel"), vacated("cool-channel")]);
+}
