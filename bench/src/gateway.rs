@@ -181,6 +181,10 @@ impl Gateway {
         for url in &metrics {
             ready(&url.replace("/metrics", "/readyz")).await?;
         }
+        // An edge lets clients in once it has the control plane's view.
+        for url in &ws {
+            ready(&format!("{}/readyz", url.trim_end_matches('/').replacen("ws://", "http://", 1))).await?;
+        }
         Ok(Self {
             children,
             ws,

@@ -118,6 +118,12 @@ async fn handle(
             _ => plain(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint\n"),
         });
     }
+    if edge.view_term() == 0 {
+        // No view of the control plane yet: a SUBSCRIBE or a publish now
+        // would find no channel owner to go to, and be lost.
+        refused("no_view");
+        return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "not yet linked to the control plane; connect again\n"));
+    }
     let slot = match edge.admit() {
         Ok(slot) => slot,
         Err(Refusal::Draining) => {

@@ -31,7 +31,7 @@ pub struct Metrics {
     pub connections: Gauge,
     /// WebSocket connections accepted.
     pub connections_opened: Counter,
-    /// Upgrades not accepted, by reason: refused, backend_error, backend_timeout, draining, full.
+    /// Upgrades not accepted, by reason: refused, backend_error, backend_timeout, draining, full, no_view.
     pub upgrades_refused: ByKind,
     /// Messages received from clients.
     pub frames_in: Counter,

@@ -81,6 +81,14 @@ pub(crate) struct EdgeNode {
     child: Option<Child>,
 }
 
+impl EdgeNode {
+    /// Waits until the edge answers `/readyz` (linked, with the control
+    /// plane's view): before, it refuses clients with 503.
+    pub(crate) async fn wait_ready(&self) {
+        wait_edge_ready(&self.ws).await;
+    }
+}
+
 pub(crate) struct Cluster {
     ca: CaDir,
     backend: String,
@@ -122,6 +130,9 @@ impl Cluster {
         cluster.wait_linked().await;
         for i in 0..controls {
             cluster.wait_ready(i).await;
+        }
+        for edge in &cluster.edges {
+            edge.wait_ready().await;
         }
         cluster
     }
@@ -319,6 +330,37 @@ async fn opened_on(backend: &Backend, edge: &str) -> String {
     backend.opened().into_iter().find(|id| id.starts_with(&prefix)).unwrap()
 }
 
+/// An edge that has not heard the control plane's view refuses upgrades
+/// (503, connect again) rather than let in clients whose SUBSCRIBE and
+/// publishes would have no owner to go to; it lets them in once it has.
+#[tokio::test]
+async fn an_edge_lets_clients_in_only_once_it_knows_the_view() {
+    let backend = Backend::start(chat).await;
+    let mut cluster = Cluster::start(&backend.url, 1, 0).await;
+    // Its one control node is down: the edge starts with no view.
+    cluster.kill_control(0).await;
+    let edge = cluster.start_edge("edge-0", &cluster.ca).await;
+    match tokio_tungstenite::connect_async(format!("{}/", edge.ws)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 503),
+        other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    let metrics = reqwest::get(&edge.metrics).await.unwrap().text().await.unwrap();
+    let refused = metrics.lines().find(|l| l.starts_with("slip_upgrades_refused_total") && l.contains("no_view"));
+    assert!(refused.is_some_and(|l| l.ends_with(" 1")), "{refused:?}");
+    // The control node back (same address): the edge hears the view and lets clients in.
+    cluster.start_control(0).await;
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("{}/", edge.ws)).await {
+            let mut client = Client { ws };
+            assert_eq!(client.text().await, "New connection has joined!", "its publish found the owner");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edge never let a client in");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn publish_through_any_control_node_reaches_every_edge() {
     let backend = Backend::start(cluster_backend).await;
@@ -479,11 +521,14 @@ async fn a_node_with_another_ca_cannot_link() {
     let stranger_ca = CaDir::new();
     let stranger = cluster.start_edge("stranger", &stranger_ca).await;
     let mut member = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
-    let mut outsider = Client::connect_url(&format!("{}/room", stranger.ws)).await;
     cluster.wait_for_edges(0, "room", 1).await;
     cluster.grpc(0).await.publish(publish("room", "members only")).await.unwrap();
     assert_eq!(member.text().await, "members only");
-    outsider.silent_for(Duration::from_millis(1000)).await;
+    // Never linked, the stranger never has a view: it lets nobody in.
+    match tokio_tungstenite::connect_async(format!("{}/room", stranger.ws)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 503),
+        other => panic!("the stranger let a client in: {:?}", other.map(|(_, r)| r.status())),
+    }
     let info = cluster.wait_for_edges(1, "room", 1).await;
     assert_eq!(info.subscribers, 1);
 }
@@ -494,6 +539,7 @@ async fn an_edge_told_of_one_control_node_finds_the_others() {
     let cluster = Cluster::start(&backend.url, 3, 0).await;
     let first_only = format!("127.0.0.1:{}", cluster.controls[0].link_port);
     let edge = cluster.start_edge_with_peers("edge-0", &cluster.ca, &first_only).await;
+    edge.wait_ready().await;
     // Channels owned by every control node, each with a subscriber on the edge.
     let mut clients = Vec::new();
     for i in 0..30 {

@@ -112,6 +112,7 @@ async fn control_nodes_come_and_go_through_dns() {
     let edge_args = ["edge", "--node-id", "edge-0", "--listen", "127.0.0.1:0", "--target-url", &backend.url];
     let (_edge, lines) = spawn_slip(&[&edge_args[..], &common, &edge_cert, &discovery].concat(), &["WebSocket:"]).await;
     let ws = lines[0].trim_end_matches('/').to_owned();
+    wait_edge_ready(&ws).await;
 
     let mut clients = Vec::new();
     for i in 0..20 {

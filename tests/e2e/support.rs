@@ -343,6 +343,17 @@ pub async fn gauge(metrics: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Waits until the edge at WebSocket URL `ws` answers `/readyz` (linked,
+/// with the control plane's view): before, it refuses clients with 503.
+pub async fn wait_edge_ready(ws: &str) {
+    let url = format!("{}/readyz", ws.trim_end_matches('/').replacen("ws://", "http://", 1));
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    while !reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+        assert!(tokio::time::Instant::now() < deadline, "{url} never said ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until a node's gauge reads `value`: what the node has done that a
 /// client cannot see (a session parked once its socket went).
 pub async fn wait_for_gauge(metrics: &str, name: &str, value: f64) {
