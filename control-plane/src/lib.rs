@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod held;
 pub mod homes;
 pub mod http_api;
+pub mod http_presence;
 pub mod interest;
 pub mod occupancy;
 pub mod ownership;

@@ -28,7 +28,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -42,6 +42,7 @@ pub use crate::auth::ControlAuth;
 pub use crate::body::BODY_TIMEOUT;
 use crate::grip_api::{self, GripApi, GripAuth};
 use crate::http_api::{self, HttpApi};
+use crate::http_presence;
 use crate::plane::ControlPlane;
 use crate::{admin, grpc};
 
@@ -67,6 +68,7 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
     // The original took any path: every other path gRPC does not claim is the JSON API.
     let http = grip.merge(
         axum::Router::new()
+            .route(http_presence::PRESENCE_PATH, get(http_presence::presence).post(http_api::handle))
             .fallback(post(http_api::handle).get(http_api::about))
             .with_state(HttpApi { plane: plane.clone(), auth: auth.clone() }),
     );

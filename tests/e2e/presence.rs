@@ -289,3 +289,37 @@ async fn a_dead_edges_plain_members_leave_at_once_and_its_sessions_when_their_wi
     assert_eq!(next_change(&mut watcher).await, format!("-{s}"), "its window ended");
     wait_for_presence(&cluster, 0, "room", 1).await;
 }
+
+#[tokio::test]
+async fn presence_is_read_over_http_json_with_a_control_token() {
+    let backend = Backend::start(with_presence).await;
+    let gateway = Gateway::start(&backend.url).await;
+    let _a = Client::connect_path(&gateway, "/room").await;
+    let id = nth_open(&backend, 0).await;
+    let http = reqwest::Client::new();
+    let get = |token: Option<String>, query: &str| {
+        let mut request = http.get(format!("{}/presence?{query}", gateway.control));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let response = get(Some(control_token()), "channel=room").await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        if body["count"] == 1 {
+            assert_eq!(
+                body,
+                json!({"channel": "room", "members": [{"connectionId": id, "info": {"who": id}}], "count": 1})
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(None, "channel=room").await.unwrap().status(), 403, "no token");
+    assert_eq!(get(Some(control_token()), "limit=3").await.unwrap().status(), 400, "no channel");
+    assert_eq!(get(Some(control_token()), "channel=").await.unwrap().status(), 400, "not a channel name");
+}

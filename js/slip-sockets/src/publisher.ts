@@ -37,6 +37,25 @@ export const PUBLISH_DEADLINE_MS = 10_000;
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 1_000;
 
+/** A channel's presence: members by connection id with their info, and how many there are in all. */
+export interface Presence {
+  members: { connectionId: string; info: Record<string, unknown> }[];
+  count: number;
+}
+
+function parsePresence(text: string): Presence {
+  const body: unknown = JSON.parse(text);
+  const record = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const members: Presence["members"] = [];
+  for (const m of Array.isArray(record.members) ? (record.members as unknown[]) : []) {
+    if (typeof m !== "object" || m === null) continue;
+    const { connectionId, info } = m as Record<string, unknown>;
+    if (typeof connectionId !== "string" || typeof info !== "object" || info === null) continue;
+    members.push({ connectionId, info: info as Record<string, unknown> });
+  }
+  return { members, count: typeof record.count === "number" ? record.count : members.length };
+}
+
 /** A fresh idempotency key. */
 export function newIdempotencyKey(): string {
   return crypto.randomUUID();
@@ -166,6 +185,35 @@ export class SlipSocketPublisher<Binary extends boolean = false> {
         }
       }
     }
+  }
+
+  /**
+   * Who is in a channel's presence, from its owner: at most `options.limit`
+   * members (default 1,000) by connection id with their info, and how many
+   * there are in all. Tried on each control API in turn while one cannot answer.
+   */
+  async presence(channel: string, options: { limit?: number } = {}): Promise<Presence> {
+    const token = await this.jwt.generateToken({ audience: "ControlEvent" });
+    const query = new URLSearchParams({ channel, limit: String(options.limit ?? 0) });
+    let last: ControlApiError | undefined;
+    for (let tried = 0; tried < this.controlApis.length; tried++) {
+      const url = new URL(`presence?${query}`, this.controlApi.endsWith("/") ? this.controlApi : `${this.controlApi}/`);
+      let response: Response;
+      try {
+        response = await this.fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        last = new ControlApiError(`".presence" control API unreachable at ${this.controlApi}: ${reason}`, undefined, "", undefined, err);
+        this.current += 1;
+        continue;
+      }
+      const body = await response.text().catch(() => "");
+      if (response.ok) return parsePresence(body);
+      last = new ControlApiError(`".presence" of ${channel} refused: ${response.status} ${body}`, response.status, body);
+      if (!retryable(last)) throw last;
+      this.current += 1;
+    }
+    throw last ?? new ControlApiError('".presence" no control API', undefined, "");
   }
 
   sendText(connectionId: string, data: string): Promise<void> {

@@ -145,3 +145,28 @@ test("a publish retries with one key through the next control API while the gate
   await assert.rejects(publisher.publishBinary("news", new Uint8Array([1]), { key: "k2", deadlineMs: 300 }), ControlApiError);
   assert.ok(seen.length > 3 && seen.every((s) => s.body.includes('"idempotencyKey":"k2"')), `${seen.length} tries`);
 });
+
+test("presence is read with a GET and a control token, on the next control API while one cannot answer", async () => {
+  const seen: { url: string; auth: string | null }[] = [];
+  let answers = [503, 200];
+  const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    seen.push({ url: String(input), auth: new Headers(init?.headers).get("authorization") });
+    const status = answers.shift() ?? 200;
+    const body = {
+      channel: "room",
+      members: [{ connectionId: "e.1", info: { name: "ann" } }, { connectionId: 7 }],
+      count: 12,
+    };
+    return new Response(status === 200 ? JSON.stringify(body) : "{}", { status });
+  };
+  const publisher = new SlipSocketPublisher({ controlApi: ["http://c0", "http://c1/"], jwtSecret: SECRET, fetch });
+  const presence = await publisher.presence("room/a b", { limit: 5 });
+  assert.deepEqual(presence, { members: [{ connectionId: "e.1", info: { name: "ann" } }], count: 12 });
+  assert.deepEqual(
+    seen.map((s) => s.url),
+    ["http://c0/presence?channel=room%2Fa+b&limit=5", "http://c1/presence?channel=room%2Fa+b&limit=5"],
+  );
+  assert.ok(seen.every((s) => s.auth?.startsWith("Bearer ")));
+  answers = [403];
+  await assert.rejects(publisher.presence("room"), (e: unknown) => e instanceof ControlApiError && e.status === 403);
+});
