@@ -464,8 +464,8 @@ mod tests {
             Event::Text { connection_id: ID.into(), data: "hi".into() }.into(),
             SocketEvent::Ping(b"hb".to_vec()),
             SocketEvent::Binary(Bytes::from_static(&[0, 1, 255])),
-            Event::Close { connection_id: ID.into(), code: Some(1000), reason: Some("done".into()) }.into(),
-            Event::Close { connection_id: ID.into(), code: Some(1006), reason: None }.into(),
+            Event::close(ID, Some(1000), Some("done".into())).into(),
+            Event::close(ID, Some(1006), None).into(),
         ];
         assert_eq!(
             events(&batch),

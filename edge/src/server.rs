@@ -207,7 +207,7 @@ async fn handle(
                 edge.connection_closed(&id);
                 match format {
                     Format::Slip => {
-                        let close = [Event::Close { connection_id: id.clone(), code: Some(1006), reason: None }];
+                        let close = [Event::close(&id, Some(1006), None)];
                         let _ = edge.callbacks.post(&id, &metadata, &close).await;
                     }
                     Format::OverHttp(session) => {

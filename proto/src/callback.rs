@@ -63,10 +63,30 @@ pub enum Event {
         /// The close reason, when the client sent one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Additive: the same for every CLOSE of this connection, whoever
+        /// sends it, so a backend can drop a repeat ([`close_event_id`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
     },
 }
 
+/// The `eventId` of a connection's CLOSE: one per accepted connection (a
+/// session's, however often it resumed), whoever sends it.
+pub fn close_event_id(connection_id: &str) -> String {
+    format!("close:{connection_id}")
+}
+
 impl Event {
+    /// The CLOSE of `connection_id`, with its `eventId`.
+    pub fn close(connection_id: &str, code: Option<u16>, reason: Option<String>) -> Self {
+        Event::Close {
+            connection_id: connection_id.to_owned(),
+            code,
+            reason,
+            event_id: Some(close_event_id(connection_id)),
+        }
+    }
+
     /// The connection the event is of.
     pub fn connection_id(&self) -> &str {
         match self {
@@ -91,8 +111,8 @@ mod tests {
             events: vec![
                 Event::Open { connection_id: "n.0".into() },
                 Event::Text { connection_id: "n.0".into(), data: "hi".into() },
-                Event::Close { connection_id: "n.0".into(), code: None, reason: None },
-                Event::Close { connection_id: "n.0".into(), code: Some(1000), reason: Some("bye".into()) },
+                Event::Close { connection_id: "n.0".into(), code: None, reason: None, event_id: None },
+                Event::close("n.0", Some(1000), Some("bye".into())),
             ],
         };
         assert_eq!(
@@ -104,7 +124,7 @@ mod tests {
                     {"type": "OPEN", "connectionId": "n.0"},
                     {"type": "TEXT", "connectionId": "n.0", "data": "hi"},
                     {"type": "CLOSE", "connectionId": "n.0"},
-                    {"type": "CLOSE", "connectionId": "n.0", "code": 1000, "reason": "bye"},
+                    {"type": "CLOSE", "connectionId": "n.0", "code": 1000, "reason": "bye", "eventId": "close:n.0"},
                 ]
             })
         );

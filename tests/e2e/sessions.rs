@@ -222,6 +222,9 @@ async fn a_session_not_resumed_in_time_ends_with_exactly_one_close() {
     backend.wait_until("the CLOSE after the window", |_| events_named(&backend, &id, "CLOSE") > 0).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(events_named(&backend, &id, "CLOSE"), 1);
+    // It names itself: the same id whoever sends a connection's CLOSE, for a backend to drop a repeat.
+    let close = backend.events_of(&id).into_iter().find(|e| matches!(e, Event::Close { .. })).unwrap();
+    assert!(matches!(close, Event::Close { event_id: Some(ref e), .. } if *e == format!("close:{id}")), "{close:?}");
     let (mut late, _) = session_client(&format!("{}/?slip_resume={token}", gateway.ws)).await;
     assert_eq!(json_frame(&mut late).await["resumed"], false, "too late: a fresh session");
 }

@@ -313,7 +313,7 @@ impl Core {
         let ending = self.ending.get_or_insert_with(|| Ending::abnormal("")).clone();
         let code = (ending.code != close::NO_STATUS).then_some(ending.code);
         let reason = (!ending.reason.is_empty()).then_some(ending.reason);
-        let close = Event::Close { connection_id: self.id.clone(), code, reason };
+        let close = Event::close(&self.id, code, reason);
         self.failed = false;
         let next = self.batcher.push(close.into());
         self.start(next, now);

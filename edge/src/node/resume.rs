@@ -205,8 +205,7 @@ impl Edge {
     async fn end_session(&self, id: &str) {
         let metadata = self.hub.metadata(id).unwrap_or_else(|| Arc::from("null"));
         self.connection_closed(id);
-        let close =
-            [Event::Close { connection_id: id.to_owned(), code: Some(slip_proto::close::ABNORMAL), reason: None }];
+        let close = [Event::close(id, Some(slip_proto::close::ABNORMAL), None)];
         if let Err(e) = self.callbacks.post_with_retry(id, &metadata, &close).await {
             tracing::warn!(connection = id, error = %e, "CLOSE callback of an expired session failed");
         }

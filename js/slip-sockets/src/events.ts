@@ -31,6 +31,8 @@ export interface CloseEvent {
   /** The client's close code, when it sent a close frame (1006 when it vanished). */
   code?: number;
   reason?: string;
+  /** The same for every CLOSE of this connection, whoever sends it: drop a CLOSE whose `eventId` you have seen. */
+  eventId?: string;
 }
 
 /** Sent only to a target that opted in (`SLIP_TARGET_BINARY`, and `binaryEvents: true` here). */
@@ -193,6 +195,7 @@ function parseEvent(raw: unknown, binaryEvents: boolean): InEvent | null {
         if (typeof raw.reason !== "string") return null;
         event.reason = raw.reason;
       }
+      if (typeof raw.eventId === "string") event.eventId = raw.eventId;
       return event;
     }
     case "BINARY": {

@@ -13,7 +13,7 @@ test("every event the gateway sends parses; BINARY only when asked for", () => {
       { type: "OPEN", connectionId: ID },
       { type: "TEXT", connectionId: ID, data: "hi" },
       { type: "BINARY", connectionId: ID, data: "AAH/" },
-      { type: "CLOSE", connectionId: ID, code: 1000, reason: "bye" },
+      { type: "CLOSE", connectionId: ID, code: 1000, reason: "bye", eventId: `close:${ID}` },
       { type: "CLOSE", connectionId: ID },
     ],
   };
@@ -23,7 +23,7 @@ test("every event the gateway sends parses; BINARY only when asked for", () => {
     { type: "OPEN", connectionId: ID },
     { type: "TEXT", connectionId: ID, data: "hi", text: "hi" },
     { type: "BINARY", connectionId: ID, data: new Uint8Array([0, 1, 255]) },
-    { type: "CLOSE", connectionId: ID, code: 1000, reason: "bye" },
+    { type: "CLOSE", connectionId: ID, code: 1000, reason: "bye", eventId: `close:${ID}` },
     { type: "CLOSE", connectionId: ID },
   ]);
 });

@@ -71,7 +71,7 @@ fn closing(code: CloseCode, reason: &str) -> Output {
 }
 
 fn close_event(code: Option<u16>, reason: Option<&str>) -> Output {
-    Output::Send(Outgoing::Slip(vec![Event::Close { connection_id: ID.into(), code, reason: reason.map(Into::into) }]))
+    Output::Send(Outgoing::Slip(vec![Event::close(ID, code, reason.map(Into::into))]))
 }
 
 fn answer(commands: Vec<Command>) -> Result<Answer, CallbackError> {
@@ -185,10 +185,7 @@ fn the_close_event_goes_last_behind_what_is_in_flight() {
     core.answered(answer(vec![]), t0);
     assert_eq!(
         outputs(&mut core),
-        [Output::Send(Outgoing::Slip(vec![
-            event("b"),
-            Event::Close { connection_id: ID.into(), code: Some(4001), reason: Some("bye".into()) }
-        ]))]
+        [Output::Send(Outgoing::Slip(vec![event("b"), Event::close(ID, Some(4001), Some("bye".into()))]))]
     );
 }
 
