@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slip_proto::ids::NodeId;
+use slip_proto::link_pb::PresenceMember;
 use tokio::time::Instant;
 
 /// Members listed when a presence question names no limit.
@@ -25,6 +26,21 @@ pub struct Listing {
     pub members: Vec<(String, Arc<str>)>,
     /// Every member, listed or not.
     pub count: u64,
+}
+
+impl Listing {
+    /// The members as the link carries them.
+    pub fn link_members(self) -> Vec<PresenceMember> {
+        self.members
+            .into_iter()
+            .map(|(connection_id, info)| PresenceMember {
+                connection_id,
+                info: info.to_string(),
+                present: true,
+                ..Default::default()
+            })
+            .collect()
+    }
 }
 
 /// A change in a channel's presence: a member's info before and after

@@ -343,16 +343,9 @@ impl Routing {
         }
         let waiting = self.presence_feed.take(&channel);
         self.tell_presence(channel.clone(), waiting, now, out);
-        let Listing { members, count } = self.presence.members(&channel, PRESENCE_SNAPSHOT_LIMIT);
-        let members = members
-            .into_iter()
-            .map(|(connection_id, info)| PresenceMember {
-                connection_id,
-                info: info.to_string(),
-                present: true,
-                ..Default::default()
-            })
-            .collect();
+        let listing = self.presence.members(&channel, PRESENCE_SNAPSHOT_LIMIT);
+        let count = listing.count;
+        let members = listing.link_members();
         let snapshot = PresenceChanges { channel, members, view: self.term(), to, count };
         out.send(edge.as_str(), Frame { kind: Some(Kind::PresenceChanges(snapshot)) });
     }

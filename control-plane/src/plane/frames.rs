@@ -3,7 +3,6 @@
 use super::ControlPlane;
 use super::Links;
 use crate::catchup::COPY_PAGE_BYTES;
-use crate::presence::Listing;
 use crate::records::Reporter;
 use crate::routing::copies::Answer;
 use slip_link::FrameHandler;
@@ -20,7 +19,7 @@ use slip_proto::link_pb::Reply;
 use slip_proto::link_pb::frame::Kind;
 use slip_proto::link_pb::query;
 use slip_proto::link_pb::reply;
-use slip_proto::link_pb::{Head, HeadsAnswer, PresenceAnswer, PresenceMember, SessionMoved};
+use slip_proto::link_pb::{Head, HeadsAnswer, PresenceAnswer, SessionMoved};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -50,19 +49,9 @@ impl FrameHandler for ControlFrames {
             Some(Kind::Query(Query { id, kind: Some(query::Kind::Presence(question)) })) => {
                 // Another control node asks the owner for a channel's presence.
                 let answer = match plane.routing.lock().presence_of(&question.channel, question.limit as usize) {
-                    Some(Listing { members, count }) => PresenceAnswer {
-                        members: members
-                            .into_iter()
-                            .map(|(connection_id, info)| PresenceMember {
-                                connection_id,
-                                info: info.to_string(),
-                                present: true,
-                                ..Default::default()
-                            })
-                            .collect(),
-                        count,
-                        not_owner: false,
-                    },
+                    Some(listing) => {
+                        PresenceAnswer { count: listing.count, members: listing.link_members(), not_owner: false }
+                    }
                     None => PresenceAnswer { not_owner: true, ..Default::default() },
                 };
                 let reply = Reply { id, kind: Some(reply::Kind::Presence(answer)) };
