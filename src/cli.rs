@@ -258,7 +258,8 @@ pub struct ControlArgs {
     pub outbound: OutboundLimit,
 }
 
-/// Channel lifecycle events to the backend (control nodes and dev).
+/// What control nodes send backends themselves (control nodes and dev):
+/// channel lifecycle events, and the CLOSEs of a lost edge's connections.
 #[derive(Args, Debug, Clone)]
 pub struct LifecycleArgs {
     /// Where the owner of each channel POSTs CHANNEL_OCCUPIED and CHANNEL_VACATED events (signed as
@@ -270,15 +271,21 @@ pub struct LifecycleArgs {
     /// reconnect does not flap it).
     #[arg(long, env = "SLIP_VACATE_SECS", default_value_t = slip_control_plane::occupancy::DEFAULT_VACATE_AFTER.as_secs())]
     pub vacate_secs: u64,
+
+    /// Seconds a control node retries the CLOSE of a connection whose edge was lost, until the
+    /// backend answers 2xx.
+    #[arg(long, env = "SLIP_CLOSE_RETRY_SECS", default_value_t = slip_control_plane::plane::DEFAULT_CLOSE_RETRY.as_secs())]
+    pub close_retry_secs: u64,
 }
 
 impl LifecycleArgs {
-    /// Starts sending events from `plane`, if a URL is set.
+    /// Starts sending CLOSEs, and events if a URL is set, from `plane`.
     pub fn start(
         &self,
         plane: &std::sync::Arc<slip_control_plane::plane::ControlPlane>,
         secret: &[u8],
     ) -> anyhow::Result<()> {
+        plane.send_closes(secret, Duration::from_secs(self.close_retry_secs));
         let Some(url) = &self.events_url else { return Ok(()) };
         let parsed: axum::http::Uri = url.parse().map_err(|e| anyhow::anyhow!("SLIP_EVENTS_URL {url:?}: {e}"))?;
         anyhow::ensure!(

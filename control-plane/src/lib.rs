@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod catchup;
+pub mod closes;
 pub mod consensus;
 pub mod grip_api;
 pub mod grpc;

@@ -89,6 +89,8 @@ pub struct ControlPlane {
     clock: Arc<Notify>,
     /// Wakes the lifecycle events' sender (`plane/lifecycle.rs`): events wait.
     lifecycle_wake: Arc<Notify>,
+    /// Wakes the CLOSE sender (`plane/closes.rs`): CLOSEs wait.
+    closes_wake: Arc<Notify>,
     /// The clock and the answers to other control nodes' questions.
     tasks: TaskTracker,
     /// Stops the catch-up under way when the ring changes again.
@@ -196,6 +198,7 @@ impl ControlPlane {
             questions: Questions::default(),
             clock: Arc::new(Notify::new()),
             lifecycle_wake: Arc::new(Notify::new()),
+            closes_wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -230,6 +233,7 @@ impl ControlPlane {
                     let mut routing = plane.routing.lock();
                     routing.on_clock(now, &mut Links(&plane));
                     plane.lifecycle_poke(routing.lifecycle_waiting());
+                    plane.closes_poke(routing.closes_waiting());
                     routing.leased(now)
                 };
                 slip_metrics::metrics().lease_held.set(i64::from(leased));
@@ -547,6 +551,7 @@ impl ControlPlane {
             self.clock.notify_one();
         }
         self.lifecycle_poke(routing.lifecycle_waiting());
+        self.closes_poke(routing.closes_waiting());
         result
     }
 }
@@ -559,6 +564,8 @@ impl Drop for ControlPlane {
 }
 
 mod catchup;
+mod closes;
+pub use closes::DEFAULT_CLOSE_RETRY;
 mod frames;
 mod lifecycle;
 mod queries;

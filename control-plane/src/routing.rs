@@ -102,6 +102,10 @@ pub struct Routing {
     presence_feed: PresenceFeed,
     /// Channel lifecycle, when `SLIP_EVENTS_URL` is set.
     lifecycle: Option<lifecycle::LifecycleState>,
+    /// Records of accepted connections, for the CLOSE of a lost edge's.
+    closes: crate::closes::Closes,
+    /// CLOSEs due, waiting for the plane's sender.
+    closes_waiting: closes::Waiting,
     /// How long a session whose edge is gone may resume elsewhere: its
     /// presence stays that long (`SLIP_RESUME_SECS`).
     session_window: Duration,
@@ -144,6 +148,8 @@ impl Routing {
             presence_feed: PresenceFeed::default(),
             session_window,
             lifecycle: None,
+            closes: crate::closes::Closes::default(),
+            closes_waiting: closes::Waiting::new(),
             sequencer: Sequencer::default(),
             held: Held::default(),
         }
@@ -202,6 +208,8 @@ impl Routing {
         let is_control = hello.role == Role::Control as i32;
         if is_control {
             self.controls.insert(peer.clone());
+        } else {
+            self.closes.edge_linked(peer.as_str(), hello.incarnation);
         }
         is_control
     }
@@ -238,6 +246,8 @@ impl Routing {
         if let Some(old) = old {
             self.lifecycle_view_changed(&old, now, out);
         }
+        let ownership = &self.ownership;
+        self.closes.taking_over(now, now + self.session_window, |id| ownership.owns(id));
         generation
     }
 
@@ -299,6 +309,9 @@ impl Routing {
         for channel in dropped {
             self.occupancy_changed(&channel, false, now, out);
         }
+        let ownership = &self.ownership;
+        self.closes.edge_gone(edge.as_str(), now, now + self.session_window, |id| ownership.owns(id));
+        tracing::debug!(edge = %edge, records = self.closes.size().0, next = ?self.closes.next_deadline(), "CLOSEs of the edge's connections scheduled");
     }
 
     /// Presence members an edge holds of a channel: changes, or its whole set.
@@ -430,6 +443,7 @@ impl Routing {
             self.presence_feed.next_deadline(),
             self.presence.next_deadline(),
             self.lifecycle_deadline(),
+            self.closes.next_deadline(),
             // Held publishes of channels taken over go on when the wait ends.
             self.ownership.takeover_ends(),
         ]
@@ -453,6 +467,7 @@ impl Routing {
         }
         self.streams.expire(now);
         self.lifecycle_clock(now, out);
+        self.closes_clock(now);
         let away = self.presence.expire(now);
         self.feed_presence(away, now, out);
         for (channel, members) in self.presence_feed.due(now) {
@@ -468,6 +483,10 @@ impl Routing {
             let dropped = self.interest.retain(|channel| ownership.owns(channel));
             self.presence.retain(|channel| ownership.owns(channel));
             self.presence_feed.retain(|channel| ownership.owns(channel));
+            {
+                let (ring, me, replicas) = (self.ownership.ring(), &self.node_id, self.replicas);
+                self.closes.retain(|id| holders(ring, replicas, id).any(|n| n == me));
+            }
             if let Some(lifecycle) = self.lifecycle.as_mut() {
                 let (ring, me, replicas) = (self.ownership.ring(), &self.node_id, self.replicas);
                 let ownership = &self.ownership;
@@ -528,6 +547,8 @@ fn refuse_publish(ack: u64, to: &str, why: &'static str, out: &mut impl Outlet) 
     }
 }
 
+mod closes;
+pub use closes::{EDGE_LOST_CODE, EDGE_LOST_REASON, MAX_WAITING_CLOSES};
 pub mod copies;
 mod lifecycle;
 mod publish;

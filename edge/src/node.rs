@@ -222,10 +222,16 @@ impl Edge {
                 self.announce_presence(&channel);
             }
         }
-        // Session records go to the control node owning each session's id now.
+        // Session records, and every connection's, go to the control node
+        // owning its id now.
         for id in self.hub.session_ids() {
             if new.owner(&id) != old.owner(&id) || (new.owner(&id).is_some() && new.owner(&id) == joined) {
                 self.record_session(&id);
+            }
+        }
+        for id in self.hub.connection_ids() {
+            if new.owner(&id) != old.owner(&id) || (new.owner(&id).is_some() && new.owner(&id) == joined) {
+                self.record_connection(&id);
             }
         }
         // Gaps being fetched are asked of their channels' owners now: a
@@ -418,7 +424,13 @@ impl Edge {
                     Unsubscribed::NoConnection => false,
                 }
             }
-            Op::SetMetadata(json) => self.hub.set_metadata(id, Arc::from(json.as_str())),
+            Op::SetMetadata(json) => {
+                let found = self.hub.set_metadata(id, Arc::from(json.as_str()));
+                if found {
+                    self.record_connection(id);
+                }
+                found
+            }
         };
         if found && self.hub.session(id).is_some() && !matches!(op, Op::Send(_) | Op::Close(_)) {
             self.record_session(id);
@@ -624,7 +636,13 @@ impl Edge {
                 return;
             }
             // Histories and presence are kept by control nodes.
-            Some(query::Kind::History(_) | query::Kind::Heads(_) | query::Kind::Copy(_) | query::Kind::Presence(_))
+            Some(
+                query::Kind::History(_)
+                | query::Kind::Heads(_)
+                | query::Kind::Copy(_)
+                | query::Kind::Presence(_)
+                | query::Kind::EdgeLinked(_),
+            )
             | None => reply::Kind::Found(false),
         };
         self.reply(from, id, kind);
@@ -684,6 +702,7 @@ impl FrameHandler for EdgeFrames {
                 | Kind::SessionRecord(_)
                 | Kind::Presence(_)
                 | Kind::Occupancy(_)
+                | Kind::ConnectionRecord(_)
                 | Kind::Consensus(_),
             )
             | None => {
@@ -704,6 +723,7 @@ impl FrameHandler for EdgeFrames {
 }
 
 mod clock;
+mod closes;
 mod presence;
 mod resume;
 mod state;

@@ -209,6 +209,7 @@ async fn handle(
                     Format::Slip => {
                         let close = [Event::close(&id, Some(1006), None)];
                         let _ = edge.callbacks.post(&id, &metadata, &close).await;
+                        edge.record_closed(&id);
                     }
                     Format::OverHttp(session) => {
                         let request = session.request(&id, &[WsEvent::Disconnect]);

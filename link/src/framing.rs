@@ -83,6 +83,7 @@ pub fn lane(frame: &Frame) -> Option<usize> {
         | Kind::Drain(_)
         | Kind::SessionMoved(_)
         | Kind::SessionRecord(_)
+        | Kind::ConnectionRecord(_)
         | Kind::Consensus(_)
         | Kind::View(_) => {
             return None;

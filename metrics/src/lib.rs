@@ -77,6 +77,12 @@ pub struct Metrics {
     /// them: sent (the backend answered 2xx), failed (an attempt that did
     /// not; it is retried), dropped (too many waited).
     pub lifecycle_events: ByKind,
+    /// CLOSEs a control node sent for connections of lost edges, by
+    /// outcome: sent (2xx), failed (an attempt; retried), expired (given up
+    /// after SLIP_CLOSE_RETRY_SECS), dropped (too many waited), not_kept
+    /// (a record past the bound), deferred (another control node still
+    /// links the edge).
+    pub closes: ByKind,
     /// WebSocket-over-HTTP messages dropped in grip mode for lacking the message prefix.
     pub unprefixed_messages: Counter,
     /// Link round-trip time, by peer node.
@@ -142,6 +148,7 @@ fn exported() -> &'static Exported {
             lease_held: Gauge::default(),
             publishes_refused: ByKind::default(),
             lifecycle_events: ByKind::default(),
+            closes: ByKind::default(),
             unprefixed_messages: Counter::default(),
             link_rtt_seconds: ByPeer::default(),
             link_ups: Counter::default(),
@@ -199,6 +206,11 @@ fn exported() -> &'static Exported {
             "lifecycle_events",
             "Channel lifecycle events to SLIP_EVENTS_URL, by outcome: sent, failed (an attempt), dropped",
             m.lifecycle_events.clone(),
+        );
+        registry.register(
+            "closes",
+            "CLOSEs a control node sent for lost edges' connections, by outcome",
+            m.closes.clone(),
         );
         registry.register(
             "stream_gaps",

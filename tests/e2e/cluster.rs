@@ -254,6 +254,16 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM to edge `i`: it drains (its sessions parked, its plain
+    /// connections closed with their CLOSEs) and exits; waits for the exit.
+    pub(crate) async fn drain_edge(&mut self, i: usize) {
+        if let Some(mut child) = self.edges[i].child.take() {
+            let pid = child.id().unwrap().to_string();
+            assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            tokio::time::timeout(PATIENCE * 4, child.wait()).await.expect("the edge exited").unwrap();
+        }
+    }
+
     /// Control node `i`'s control API (gRPC and HTTP).
     pub(crate) fn control_api(&self, i: usize) -> String {
         self.controls[i].api()

@@ -7,6 +7,7 @@ mod support;
 
 pub(crate) mod browser;
 mod chat;
+mod close;
 mod cluster;
 mod control_grpc;
 mod control_http;

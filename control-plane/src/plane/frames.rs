@@ -181,6 +181,18 @@ impl FrameHandler for ControlFrames {
                     plane.timed(&mut routing, |r| r.replicated(from, stored, Instant::now(), &mut Links(plane)));
                 }
             }
+            Some(Kind::ConnectionRecord(record)) => {
+                if ConnectionId::parse(&record.connection_id).is_ok() {
+                    let mut routing = plane.routing.lock();
+                    plane.timed(&mut routing, |routing| routing.connection_record(from, record, &mut Links(plane)));
+                }
+            }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::EdgeLinked(edge)) })) => {
+                // Another control node, before it sends the CLOSEs of an edge it lost.
+                let found = plane.incarnation(&edge.edge) == Some(edge.incarnation);
+                let reply = Reply { id, kind: Some(reply::Kind::Found(found)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+            }
             Some(Kind::Occupancy(copy)) => {
                 if channel::validate(&copy.channel).is_ok() {
                     plane.routing.lock().occupancy_copy(from, copy);

@@ -824,3 +824,36 @@ fn lifecycle_events_are_decided_by_the_owner_copied_to_its_replica_and_sent_agai
     b.on_clock(now + TAKEOVER_GRACE, &mut out);
     assert_eq!(b.take_lifecycle(10), occupied);
 }
+
+#[test]
+fn the_owner_of_a_lost_edges_connection_ids_queues_their_closes() {
+    use crate::closes::EDGE_LOSS_GRACE;
+    use slip_proto::link_pb::ConnectionRecord;
+    let (me, e1) = (node("c-0"), node("e-1"));
+    let mut routing = routing(me.clone());
+    let mut out = Sent::default();
+    let now = Instant::now();
+    routing.linked(&e1, &Hello { role: Role::Edge as i32, incarnation: 7, ..Hello::default() });
+    let record = |id: &str, session: bool| ConnectionRecord {
+        connection_id: id.into(),
+        metadata_json: "{}".into(),
+        session,
+        target_url: "http://backend/".into(),
+        ..Default::default()
+    };
+    routing.connection_record(&e1, record("e-1.0123456789abcdef0001", false), &mut out);
+    routing.connection_record(&e1, record("e-1.0123456789abcdef0002", true), &mut out);
+    routing.connection_record(&e1, record("e-1.0123456789abcdef0003", false), &mut out);
+    routing.connection_record(
+        &e1,
+        ConnectionRecord { closed: true, ..record("e-1.0123456789abcdef0003", false) },
+        &mut out,
+    );
+    routing.edge_gone(&e1, now, &mut out);
+    routing.on_clock(now + EDGE_LOSS_GRACE, &mut out);
+    let due: Vec<(String, u64)> =
+        routing.take_closes(10).into_iter().map(|r| (r.connection_id, r.incarnation)).collect();
+    assert_eq!(due, [("e-1.0123456789abcdef0001".to_owned(), 7)]);
+    routing.on_clock(now + Duration::from_secs(120), &mut out);
+    assert_eq!(routing.take_closes(10).len(), 1, "the session after its window");
+}

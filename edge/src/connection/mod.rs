@@ -69,6 +69,7 @@ pub(crate) fn accepted(edge: &Edge, id: &str, metadata: Arc<str>, session: bool)
         outbox.push(crate::session::opening(&edge.config.jwt_secret, id, slip_proto::jwt::now()));
     }
     edge.hub.register_as(id, outbox.clone(), metadata, session);
+    edge.record_connection(id);
     outbox
 }
 
@@ -153,6 +154,8 @@ pub(crate) async fn run(edge: Arc<Edge>, id: String, stream: TcpStream, early: B
     // Boxed: these run once, at the end; inline, their state would sit in
     // every idle connection's task.
     tokio::join!(Box::pin(linger(read)), Box::pin(task.finish()));
+    // Its CLOSE went: the control node keeping its record lets it go.
+    edge.record_closed(&id);
 }
 
 /// The core's clock: tokio's, so that tests with a paused clock drive it too.

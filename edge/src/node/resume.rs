@@ -209,6 +209,7 @@ impl Edge {
         if let Err(e) = self.callbacks.post_with_retry(id, &metadata, &close).await {
             tracing::warn!(connection = id, error = %e, "CLOSE callback of an expired session failed");
         }
+        self.record_closed(id);
     }
 
     /// The session a resume token names, if the token is its latest: taken
@@ -507,6 +508,8 @@ impl Edge {
             }
         }
         self.adopt_presence(id, presence);
+        // Its record names this edge now.
+        self.record_connection(id);
         let generation = {
             let session = self.hub.session(id)?;
             let mut state = session.lock();
