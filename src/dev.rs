@@ -43,6 +43,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut config = EdgeConfig::new(node.clone(), target_url.clone(), secret.as_bytes());
     args.edge.apply(&mut config);
     config.max_outbound_bytes = args.outbound.bytes()?;
+    // One process: if the edge dies, so does the control plane that would send its CLOSEs.
+    config.record_connections = false;
     if demo {
         config.landing_page = Some(crate::demo::page().into());
     }

@@ -96,6 +96,10 @@ pub struct EdgeConfig {
     /// How long a `slip.v1` session whose connection dropped waits to be
     /// resumed before it ends (`SLIP_RESUME_SECS`).
     pub resume_window: Duration,
+    /// Whether the control nodes keep a record of each accepted connection,
+    /// to send its CLOSE if this edge is lost (docs/close.md). Off in
+    /// `slip dev`, where the control plane dies with the edge.
+    pub record_connections: bool,
     /// Bytes parked sessions may hold here, about (`SLIP_MAX_PARKED_BYTES`):
     /// past it the oldest parked sessions end. (In count they are bounded
     /// by `max_connections`: each holds its connection's slot.)
@@ -158,6 +162,7 @@ impl EdgeConfig {
             message_rate: crate::ratelimit::DEFAULT_RATE,
             message_burst: crate::ratelimit::DEFAULT_BURST,
             resume_window: DEFAULT_RESUME_WINDOW,
+            record_connections: true,
             max_parked_bytes: DEFAULT_MAX_PARKED_BYTES,
         }
     }

@@ -13,7 +13,7 @@ impl Edge {
     /// accepted, with its metadata (again whenever that changes, and when
     /// a session moves here).
     pub(crate) fn record_connection(&self, id: &str) {
-        if self.config.target_format != TargetFormat::Slip {
+        if !self.keeps_records() {
             return;
         }
         let Some(metadata) = self.hub.metadata(id) else { return };
@@ -30,7 +30,7 @@ impl Edge {
     /// Connection `id`'s CLOSE went to the backend from here (or its session
     /// ended): its record goes.
     pub(crate) fn record_closed(&self, id: &str) {
-        if self.config.target_format != TargetFormat::Slip {
+        if !self.keeps_records() {
             return;
         }
         self.send_connection_record(ConnectionRecord {
@@ -38,6 +38,10 @@ impl Edge {
             closed: true,
             ..Default::default()
         });
+    }
+
+    fn keeps_records(&self) -> bool {
+        self.config.record_connections && self.config.target_format == TargetFormat::Slip
     }
 
     fn send_connection_record(&self, record: ConnectionRecord) {
