@@ -27,6 +27,7 @@ mod metrics;
 mod ordering;
 mod parking;
 mod presence;
+mod presence_walk;
 mod pushpin;
 mod security;
 mod sessions;
