@@ -139,6 +139,22 @@ impl Closes {
         }
     }
 
+    /// The connections of `edge` (process `incarnation`) whose CLOSEs this
+    /// node sent while the edge was away: linked again, it must close them
+    /// (whoever owns their ids now: the record, and so this memory, does
+    /// not move with the ids, and a partition that healed may have given
+    /// them back to a node that never sent them).
+    pub fn closed_while_away(&self, edge: &str, incarnation: u64) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .sent
+            .iter()
+            .filter(|(_, (e, i, _))| e == edge && *i == incarnation)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// `edge`'s last link went: the CLOSEs of the connections it held whose
     /// ids `owned` says this node owns fall due, a plain connection's after
     /// [`EDGE_LOSS_GRACE`], a session's at `sessions_at`.
@@ -286,6 +302,9 @@ mod tests {
         assert_eq!(closes.due(t0 + EDGE_LOSS_GRACE, |_| true).len(), 1);
         closes.edge_linked("e1", 1);
         assert_eq!(closes.record(record("e1.a", "e1", false)), Recorded::AlreadyClosed);
+        // Its link back, it is told so whether or not it names the connection again.
+        assert_eq!(closes.closed_while_away("e1", 1), ["e1.a"]);
+        assert!(closes.closed_while_away("e1", 2).is_empty(), "a new process of it holds none of them");
         // Long after, it is forgotten.
         closes.due(t0 + SENT_MEMORY * 2, |_| true);
         assert_eq!(closes.record(record("e1.a", "e1", false)), Recorded::Kept);

@@ -145,9 +145,10 @@ impl Occupancy {
         self.last.keys()
     }
 
-    /// This node owns `channel` from now on (the view changed): it is
-    /// settled once the edges have had [`TAKEOVER_GRACE`] to tell their
-    /// interest. Only channels it knows a last event of need it.
+    /// This node owns `channel` from now on (the view changed, or another
+    /// node's last event of it came): it is settled once the edges have had
+    /// [`TAKEOVER_GRACE`] to tell their interest. Only channels it knows a
+    /// last event of need it.
     pub fn taking_over(&mut self, channel: &str, now: Instant) {
         if self.last.contains_key(channel) && self.settling_set.insert(channel.to_owned()) {
             self.settling.push_back((now + TAKEOVER_GRACE, channel.to_owned()));
@@ -187,6 +188,28 @@ impl Occupancy {
             }
         }
         out
+    }
+
+    /// `channel`, owned here, looked at afresh with `any` interested edge
+    /// now, against the last event told of it (this node decided nothing
+    /// the backend heard while it had no lease): OCCUPIED if it was not
+    /// told occupied and is; a vacancy starting if it was and is not.
+    pub fn recheck(&mut self, channel: &str, any: bool, now: Instant, at_ms: u64) -> Option<LifecycleEvent> {
+        let told_occupied = self.last.get(channel).is_some_and(|e| e.kind == Lifecycle::Occupied);
+        self.vacating.remove(channel);
+        self.occupied.remove(channel);
+        if told_occupied {
+            self.occupied.insert(channel.to_owned());
+            if !any {
+                self.interest(channel, false, false, now, at_ms);
+            }
+            None
+        } else if any {
+            self.occupied.insert(channel.to_owned());
+            Some(self.event(Lifecycle::Occupied, channel, at_ms))
+        } else {
+            None
+        }
     }
 
     /// VACATED events due by `now`.

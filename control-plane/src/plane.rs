@@ -279,6 +279,7 @@ impl ControlPlane {
             self.carry_out(out, Instant::now());
         } else {
             self.add_edge_link(link);
+            self.routing.lock().edge_back(&peer, &mut Links(self));
         }
     }
 

@@ -261,6 +261,7 @@ impl Routing {
                 self.release(&channel, now, out);
             }
             self.retry_held(now, out);
+            self.lifecycle_lease_back(now, out);
         }
     }
 

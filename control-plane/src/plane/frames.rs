@@ -195,7 +195,7 @@ impl FrameHandler for ControlFrames {
             }
             Some(Kind::Occupancy(copy)) => {
                 if channel::validate(&copy.channel).is_ok() {
-                    plane.routing.lock().occupancy_copy(from, copy);
+                    plane.routing.lock().occupancy_copy(from, copy, Instant::now());
                 }
             }
             Some(Kind::Consensus(consensus)) => {

@@ -51,18 +51,7 @@ impl Routing {
                 incarnation: frame.incarnation,
             };
             match self.closes.record(record) {
-                Recorded::AlreadyClosed if !from_control => {
-                    // Its CLOSE went out while its edge was cut off: the
-                    // connection goes too, so nothing follows its CLOSE.
-                    tracing::info!(connection = id, edge = %from, "closing a connection whose CLOSE went out while its edge was away");
-                    let close = CloseConnection { code: u32::from(EDGE_LOST_CODE), reason: EDGE_LOST_REASON.into() };
-                    let command = ConnectionCommand {
-                        connection_id: id.clone(),
-                        op: Some(connection_command::Op::Close(close)),
-                        ..Default::default()
-                    };
-                    out.send(from.as_str(), Frame { kind: Some(Kind::Command(command)) });
-                }
+                Recorded::AlreadyClosed if !from_control => close_on_edge(from, &id, out),
                 Recorded::Full => {
                     slip_metrics::metrics().closes.get_or_create(&slip_metrics::kind("not_kept")).inc();
                 }
@@ -76,6 +65,15 @@ impl Routing {
             for node in holders(ring, self.replicas, &id).filter(|n| *n != me) {
                 out.send(node.as_str(), copy.clone());
             }
+        }
+    }
+
+    /// Edge `edge` linked again: the connections whose CLOSEs this node
+    /// sent while it was away go too, so nothing follows their CLOSE.
+    pub fn edge_back(&mut self, edge: &NodeId, out: &mut impl Outlet) {
+        let incarnation = self.hellos.get(edge).map_or(0, |h| h.incarnation);
+        for id in self.closes.closed_while_away(edge.as_str(), incarnation) {
+            close_on_edge(edge, &id, out);
         }
     }
 
@@ -126,6 +124,18 @@ impl Routing {
     pub fn other_controls(&self) -> Vec<NodeId> {
         self.ownership.ring().members().iter().filter(|n| **n != self.node_id).cloned().collect()
     }
+}
+
+/// Tells `edge` to close connection `id`: its CLOSE went out while the edge was cut off.
+fn close_on_edge(edge: &NodeId, id: &str, out: &mut impl Outlet) {
+    tracing::info!(connection = id, edge = %edge, "closing a connection whose CLOSE went out while its edge was away");
+    let close = CloseConnection { code: u32::from(EDGE_LOST_CODE), reason: EDGE_LOST_REASON.into() };
+    let command = ConnectionCommand {
+        connection_id: id.to_owned(),
+        op: Some(connection_command::Op::Close(close)),
+        ..Default::default()
+    };
+    out.send(edge.as_str(), Frame { kind: Some(Kind::Command(command)) });
 }
 
 /// The closes table's queue, kept beside it in the routing.

@@ -3,7 +3,7 @@
 //! for the plane's sender to POST, and a copy of each goes to the channel's
 //! replicas, so that a node taking the channel over sends it again.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use slip_proto::ids::NodeId;
@@ -22,6 +22,9 @@ pub const MAX_WAITING_EVENTS: usize = 100_000;
 pub(super) struct LifecycleState {
     pub(super) occupancy: Occupancy,
     pub(super) waiting: VecDeque<LifecycleEvent>,
+    /// Channels whose events were decided while this node had no lease,
+    /// and so not sent: looked at afresh once it has its lease again.
+    pub(super) recheck: HashSet<String>,
 }
 
 /// Unix milliseconds now: when an event was decided, for the backend.
@@ -34,7 +37,7 @@ impl Routing {
     /// `vacate_after` a channel's last subscriber left.
     pub fn enable_lifecycle(&mut self, vacate_after: Duration) {
         let occupancy = Occupancy::new(self.node_id.as_str(), vacate_after);
-        self.lifecycle = Some(LifecycleState { occupancy, waiting: VecDeque::new() });
+        self.lifecycle = Some(LifecycleState { occupancy, waiting: VecDeque::new(), recheck: HashSet::new() });
     }
 
     /// Events decided and not yet taken, oldest first, at most `max`.
@@ -58,13 +61,30 @@ impl Routing {
         let any = !self.interest.edges(channel).is_empty();
         let Some(lifecycle) = self.lifecycle.as_mut() else { return };
         if let Some(event) = lifecycle.occupancy.interest(channel, any, fresh, now, unix_ms()) {
-            self.decided(vec![event], out);
+            self.decided(vec![event], now, out);
         }
     }
 
     /// Events decided here: kept as the channel's last, copied to its
-    /// replicas, and queued for the sender.
-    fn decided(&mut self, events: Vec<LifecycleEvent>, out: &mut impl Outlet) {
+    /// replicas, and queued for the sender. Only while this node holds its
+    /// lease: one cut off from the majority sees the edges on its side
+    /// only (a channel it takes for empty may be full elsewhere), and
+    /// another node owns the channel by now; it looks at those channels
+    /// again once it has its lease back.
+    fn decided(&mut self, events: Vec<LifecycleEvent>, now: Instant, out: &mut impl Outlet) {
+        if !self.ownership.leased(now) {
+            if let Some(lifecycle) = self.lifecycle.as_mut() {
+                for event in events {
+                    tracing::debug!(
+                        channel = event.channel,
+                        kind = event.kind.as_str(),
+                        "lifecycle event not sent: no lease"
+                    );
+                    lifecycle.recheck.insert(event.channel);
+                }
+            }
+            return;
+        }
         for event in events {
             tracing::debug!(channel = event.channel, kind = event.kind.as_str(), id = event.id, "channel lifecycle");
             let (ring, me) = (self.ownership.ring(), &self.node_id);
@@ -94,7 +114,25 @@ impl Routing {
             }
         }
         if !events.is_empty() {
-            self.decided(events, out);
+            self.decided(events, now, out);
+        }
+    }
+
+    /// This node has its lease again: the channels whose events it held
+    /// back are looked at afresh.
+    pub(super) fn lifecycle_lease_back(&mut self, now: Instant, out: &mut impl Outlet) {
+        let Some(lifecycle) = self.lifecycle.as_mut() else { return };
+        let channels: Vec<String> = lifecycle.recheck.drain().collect();
+        let mut events = Vec::new();
+        for channel in channels {
+            if self.ownership.owns(&channel) {
+                let any = !self.interest.edges(&channel).is_empty();
+                let Some(lifecycle) = self.lifecycle.as_mut() else { return };
+                events.extend(lifecycle.occupancy.recheck(&channel, any, now, unix_ms()));
+            }
+        }
+        if !events.is_empty() {
+            self.decided(events, now, out);
         }
     }
 
@@ -128,15 +166,25 @@ impl Routing {
         }
     }
 
-    /// A control node's copy of a channel's last lifecycle event.
-    pub fn occupancy_copy(&mut self, from: &NodeId, copy: OccupancyFrame) {
+    /// A control node's copy of a channel's last lifecycle event. At a
+    /// node that owns the channel, it is another node's word on it (the
+    /// owner before, handing it over, or one that owned it while this node
+    /// was cut off and did not know): newer than what this node decided,
+    /// so the channel is settled from it, as one taken over.
+    pub fn occupancy_copy(&mut self, from: &NodeId, copy: OccupancyFrame, now: Instant) {
         if !self.is_control(from) {
             return;
         }
+        let owned = self.ownership.owns(&copy.channel);
         let Some(lifecycle) = self.lifecycle.as_mut() else { return };
         let kind = if copy.occupied { Lifecycle::Occupied } else { Lifecycle::Vacated };
         let event = LifecycleEvent { id: copy.event_id, kind, channel: copy.channel, at_ms: copy.at_ms };
+        let news = lifecycle.occupancy.last_of(&event.channel).is_none_or(|last| last.id != event.id);
+        let channel = event.channel.clone();
         lifecycle.occupancy.remember(event);
+        if owned && news {
+            lifecycle.occupancy.taking_over(&channel, now);
+        }
     }
 }
 

@@ -815,7 +815,7 @@ fn lifecycle_events_are_decided_by_the_owner_copied_to_its_replica_and_sent_agai
     assert_eq!(copies.len(), 1);
     let Kind::Occupancy(copy) = copies[0].1.clone() else { unreachable!() };
     assert_eq!((copies[0].0.as_str(), copy.event_id.as_str(), copy.occupied), ("c-1", occupied[0].id.as_str(), true));
-    b.occupancy_copy(&owner, copy);
+    b.occupancy_copy(&owner, copy, now);
 
     // The owner dies: the replica owns the channel, hears the edge again, and
     // after the grace sends the owner's last event again, with its id.
@@ -823,6 +823,56 @@ fn lifecycle_events_are_decided_by_the_owner_copied_to_its_replica_and_sent_agai
     b.interest(&e1, Interest { again: true, ..present(&room) }, now, &mut out);
     b.on_clock(now + TAKEOVER_GRACE, &mut out);
     assert_eq!(b.take_lifecycle(10), occupied);
+}
+
+#[test]
+fn a_node_without_its_lease_sends_no_lifecycle_event_and_tells_what_stands_once_it_has_it() {
+    use crate::occupancy::Lifecycle;
+    let (me, e1) = (node("c-0"), node("e-1"));
+    let now = Instant::now();
+    let mut routing = Routing::new(me.clone(), StreamLimits::default(), now);
+    routing.enable_lifecycle(Duration::from_secs(5));
+    let mut out = Sent::default();
+    let generation = routing.set_view(&view_of(1, std::slice::from_ref(&me)), now, &mut out);
+    routing.finish_catch_up(generation, now, &mut out);
+    // Cut off (no lease): a first subscriber is no event, nor is its leaving.
+    routing.interest(&e1, present("room"), now, &mut out);
+    routing.interest(&e1, present("lobby"), now, &mut out);
+    routing.interest(&e1, Interest { present: false, ..present("lobby") }, now, &mut out);
+    routing.on_clock(now + Duration::from_secs(6), &mut out);
+    assert!(routing.take_lifecycle(10).is_empty());
+    // Its lease back: what stands now, one event.
+    let later = now + Duration::from_secs(7);
+    routing.set_lease(1, later + LONG, later, &mut out);
+    let events: Vec<(String, Lifecycle)> =
+        routing.take_lifecycle(10).into_iter().map(|e| (e.channel, e.kind)).collect();
+    assert_eq!(events, [("room".to_owned(), Lifecycle::Occupied)]);
+}
+
+#[test]
+fn another_nodes_word_on_a_channel_this_node_owns_settles_it() {
+    use crate::occupancy::{Lifecycle, TAKEOVER_GRACE};
+    let (me, other, e1) = (node("c-0"), node("c-1"), node("e-1"));
+    let now = Instant::now();
+    let mut routing = routing(me.clone());
+    routing.enable_lifecycle(Duration::from_secs(5));
+    routing.linked(&other, &hello(Role::Control));
+    let mut out = Sent::default();
+    routing.interest(&e1, present("room"), now, &mut out);
+    assert_eq!(routing.take_lifecycle(10).iter().map(|e| e.kind).collect::<Vec<_>>(), [Lifecycle::Occupied]);
+    // While this node was cut off, the node owning the channel then told it vacated.
+    let vacated = slip_proto::link_pb::Occupancy {
+        channel: "room".into(),
+        occupied: false,
+        event_id: "c-1-x-1".into(),
+        at_ms: 1,
+    };
+    routing.occupancy_copy(&other, vacated, now);
+    routing.on_clock(now + TAKEOVER_GRACE, &mut out);
+    let events: Vec<(String, Lifecycle)> = routing.take_lifecycle(10).into_iter().map(|e| (e.id, e.kind)).collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0], ("c-1-x-1".to_owned(), Lifecycle::Vacated), "its word again, with its id");
+    assert_eq!(events[1].1, Lifecycle::Occupied, "and occupied again: the subscriber is still here");
 }
 
 #[test]
@@ -856,4 +906,23 @@ fn the_owner_of_a_lost_edges_connection_ids_queues_their_closes() {
     assert_eq!(due, [("e-1.0123456789abcdef0001".to_owned(), 7)]);
     routing.on_clock(now + Duration::from_secs(120), &mut out);
     assert_eq!(routing.take_closes(10).len(), 1, "the session after its window");
+    // The same edge process links again (a partition healed): it is told to
+    // close both, whoever owns their ids now.
+    out.take();
+    routing.edge_back(&e1, &mut out);
+    let closed: Vec<(String, String)> = out
+        .take()
+        .into_iter()
+        .filter_map(|(to, kind)| match kind {
+            Kind::Command(c) => Some((to, c.connection_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closed,
+        [
+            ("e-1".to_owned(), "e-1.0123456789abcdef0001".to_owned()),
+            ("e-1".to_owned(), "e-1.0123456789abcdef0002".to_owned())
+        ]
+    );
 }
