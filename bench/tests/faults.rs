@@ -2,7 +2,10 @@
 //! partition and a kill of control nodes, 50 s) against a cluster of three
 //! control nodes and two edges, each in a network namespace of its own.
 //! It fails when any acknowledged publish was lost, doubled or reordered at
-//! a subscriber, or two messages shared a place in a stream. Longer
+//! a subscriber, or two messages shared a place in a stream; when presence
+//! at the end is not the subscribers connected; when an accepted connection
+//! got no CLOSE or went on after it; or when a channel was not occupied and
+//! vacated exactly once. Longer
 //! campaigns: `slip-bench faults --seeds 20` (docs/benchmarks.md).
 
 use std::path::PathBuf;

@@ -41,7 +41,10 @@ pub struct Seen {
 #[derive(Debug, Default)]
 pub struct SubscriberLog {
     pub name: String,
+    /// The `who` it gives the backend, which makes it its presence.
+    pub tag: String,
     pub channel: String,
+    pub session: bool,
     pub received: Vec<Seen>,
     /// A plain subscriber whose connection ended (its edge died): it cannot
     /// be asked to have everything.
@@ -54,6 +57,8 @@ pub struct SubscriberLog {
     pub drops: u32,
     /// Times a resume said this channel's publications were lost.
     pub told_lost: u32,
+    /// A session: every session frame, its connection id, whether it resumed, and when.
+    pub session_frames: Vec<(String, bool, Instant)>,
 }
 
 /// What was found wrong with one subscriber.

@@ -3,12 +3,15 @@
 //! namespace of its own (`netns.rs`), while publishers and subscribers on
 //! this machine reach every node. At the end, `checker.rs` says whether any
 //! acknowledged publish was lost, doubled or reordered at a subscriber, or
-//! two messages ever shared a place in a stream; and the figures say what
+//! two messages ever shared a place in a stream, and `ledger.rs` whether the
+//! backend got every connection's CLOSE, presence ended right and each
+//! channel was occupied and vacated once; and the figures say what
 //! the faults cost (publishes acknowledged and refused while they lasted,
 //! how long a channel waited, how long the cluster took to be ready again).
 //! Needs root (namespaces) and iproute2.
 
 pub mod checker;
+pub mod ledger;
 mod netns;
 mod nodes;
 pub mod schedule;
@@ -23,6 +26,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use self::checker::{ChannelLog, SubscriberLog, Verdict};
+use self::ledger::{Findings, Ledger, PresenceSeen};
 use self::nodes::{Nodes, Shape};
 use self::schedule::Fault;
 
@@ -34,6 +38,11 @@ const READY_WITHIN: Duration = Duration::from_secs(45);
 const SETTLE: Duration = Duration::from_secs(3);
 /// How long subscribers are read after the publishers stop.
 const DRAIN: Duration = Duration::from_secs(4);
+/// Longest presence may take to list exactly the subscribers connected at
+/// the end: a session given up during a fault leaves when its window ends.
+const PRESENCE_WITHIN: Duration = Duration::from_secs(nodes::RESUME_SECS + 15);
+/// Longest the CLOSEs may take once every client left, and the VACATEDs.
+const CLOSES_WITHIN: Duration = Duration::from_secs(nodes::RESUME_SECS + 25);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -70,6 +79,8 @@ pub struct Outcome {
     pub edges: usize,
     pub seconds: u64,
     pub verdict: Verdict,
+    /// CLOSEs, presence and lifecycle events.
+    pub gateway: Findings,
     pub faults: Vec<FaultCost>,
     /// Where the nodes' logs were kept, when an invariant broke.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,7 +95,8 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let hosts = config.controls + config.edges;
     let net = netns::Net::new(hosts)?;
-    let backend = workload::backend(net.here).await?;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let backend = workload::backend(net.here, ledger.clone()).await?;
     let shape = Shape { controls: config.controls, edges: config.edges, data_dir: config.data_dir };
     let mut nodes = Nodes::start(&config.slip, shape, net, backend).await?;
     anyhow::ensure!(nodes.all_ready(READY_WITHIN).await, "the cluster never became ready");
@@ -102,7 +114,9 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
                 let kind = if session { "session" } else { "plain" };
                 let log = Arc::new(Mutex::new(SubscriberLog {
                     name: format!("{kind} {channel} on edge-{j}"),
+                    tag: format!("{kind}-{channel}-edge-{j}"),
                     channel: channel.clone(),
+                    session,
                     ..Default::default()
                 }));
                 subscribers.push(log.clone());
@@ -150,14 +164,29 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     tokio::time::sleep(SETTLE).await;
     stop.cancel();
     tokio::time::sleep(DRAIN).await;
+    let presence = presence_at_end(&nodes, &channels, &subscribers).await;
+    let stopped = Instant::now();
     stop_subscribers.cancel();
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    // Every CLOSE in, and every channel vacated, or the time is up.
+    let deadline = Instant::now() + CLOSES_WITHIN;
+    loop {
+        let done = {
+            let ledger = ledger.lock();
+            ledger.unclosed() == 0 && ledger.all_vacated(&channels)
+        };
+        if done || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let channel_logs: Vec<ChannelLog> = publishers.iter().map(|l| std::mem::take(&mut *l.lock())).collect();
     let subscriber_logs: Vec<SubscriberLog> = subscribers.iter().map(|l| std::mem::take(&mut *l.lock())).collect();
     let verdict = checker::check(&channel_logs, &subscriber_logs);
-    let logs = if verdict.holds() {
+    let gateway = ledger::check(&ledger.lock(), &subscriber_logs, &presence, &channels, stopped);
+    let logs = if verdict.holds() && gateway.hold() {
         None
     } else {
         let into = std::env::temp_dir().join(format!("slip-faults-seed-{}-{}", config.seed, config.controls));
@@ -171,9 +200,62 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         edges: config.edges,
         seconds: started.elapsed().as_secs(),
         verdict,
+        gateway,
         faults: costs,
         logs,
     })
+}
+
+/// Each channel's presence once it lists exactly the subscribers connected
+/// now (plain ones whose edge never dropped them, and every session), or
+/// as it stands when `PRESENCE_WITHIN` is up.
+async fn presence_at_end(
+    nodes: &Nodes,
+    channels: &[String],
+    subscribers: &[Arc<Mutex<SubscriberLog>>],
+) -> Vec<PresenceSeen> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PRESENCE_WITHIN;
+    let urls = nodes.control_urls();
+    for channel in channels {
+        let connected: Vec<String> = subscribers
+            .iter()
+            .map(|s| s.lock())
+            .filter(|s| &s.channel == channel && (s.session || !s.broken))
+            .map(|s| s.tag.clone())
+            .collect();
+        let mut last = PresenceSeen { channel: channel.clone(), connected, ..PresenceSeen::default() };
+        for attempt in 0usize.. {
+            if let Ok((members, count)) = presence(&urls[attempt % urls.len()], channel).await {
+                (last.members, last.count) = (members, count);
+                let mut listed = last.members.clone();
+                listed.sort();
+                let mut wanted = last.connected.clone();
+                wanted.sort();
+                if listed == wanted && count == wanted.len() as u64 {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        seen.push(last);
+    }
+    seen
+}
+
+/// A channel's presence through the control node at `url`: each member's `who`, and the count.
+async fn presence(url: &str, channel: &str) -> anyhow::Result<(Vec<String>, u64)> {
+    use slip_proto::pb::PresenceRequest;
+    use slip_proto::pb::control_client::ControlClient;
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?.timeout(Duration::from_secs(5));
+    let channel_ = tokio::time::timeout(Duration::from_secs(5), endpoint.connect()).await??;
+    let mut client = ControlClient::with_interceptor(channel_, slip_sockets::Signer::new(nodes::SECRET.as_bytes()));
+    let reply = client.presence(PresenceRequest { channel: channel.to_owned(), limit: 0 }).await?.into_inner();
+    let who = |info: &str| serde_json::from_str::<serde_json::Value>(info).ok()?["who"].as_str().map(str::to_owned);
+    Ok((reply.members.iter().map(|m| who(&m.info).unwrap_or_default()).collect(), reply.count))
 }
 
 /// Waits until every edge answers `/readyz` (linked, with the view).
@@ -305,7 +387,21 @@ pub fn report(outcome: &Outcome) {
         v.epochs,
         v.complete_subscribers,
     );
-    if v.holds() {
+    let g = &outcome.gateway;
+    println!(
+        "  CLOSEs: {} accepted, {} unclosed, {} repeats, {} bad, {} outlived; presence: {} ghosts, {} missing; lifecycle {:?}, {} flaps, {} repeats",
+        g.accepted,
+        g.unclosed,
+        g.close_repeats,
+        g.bad_closes.len(),
+        g.outlived.len(),
+        g.presence_ghosts,
+        g.presence_missing,
+        g.lifecycle,
+        g.lifecycle_flaps,
+        g.lifecycle_repeats,
+    );
+    if v.holds() && g.hold() {
         println!("invariants held");
     } else {
         println!("INVARIANTS BROKEN");
@@ -314,6 +410,9 @@ pub fn report(outcome: &Outcome) {
         }
         for c in v.collisions.iter().take(20) {
             println!("  collision {c}");
+        }
+        for line in g.bad_closes.iter().chain(&g.outlived).chain(&g.presence_detail).chain(&g.lifecycle_bad).take(40) {
+            println!("  {line}");
         }
         if let Some(logs) = &outcome.logs {
             println!("  the nodes' logs: {logs}");

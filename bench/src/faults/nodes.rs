@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 use super::netns::Net;
+use super::workload::EVENTS_PATH;
 
 /// The shared secret of the campaign's cluster and backend.
 pub const SECRET: &str = "fault-campaign-secret-of-32-bytes-or-more";
@@ -24,6 +25,11 @@ pub const WS_PORT: u16 = 8080;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the nodes log (`SLIP_FAULTS_LOG` overrides), kept for a campaign that fails.
 const LOG_LEVEL: &str = "info,raft=warn";
+/// The resume window of edges and control nodes (`SLIP_RESUME_SECS`): short,
+/// so that a session given up during a fault gets its CLOSE and leaves
+/// presence within the campaign, long enough for every fault's sessions to
+/// resume in it.
+pub const RESUME_SECS: u64 = 20;
 /// Publications each control node keeps per channel: enough for a
 /// subscriber's edge to catch up after the longest fault.
 const HISTORY_SIZE: &str = "20000";
@@ -103,6 +109,7 @@ impl Nodes {
                 ("SLIP_CLUSTER_CERT".to_owned(), file(&format!("{role}.pem"))),
                 ("SLIP_CLUSTER_KEY".to_owned(), file(&format!("{role}-key.pem"))),
                 ("SLIP_PEERS".to_owned(), peers.join(",")),
+                ("SLIP_RESUME_SECS".to_owned(), RESUME_SECS.to_string()),
                 ("RUST_LOG".to_owned(), std::env::var("SLIP_FAULTS_LOG").unwrap_or_else(|_| LOG_LEVEL.into())),
             ]
         };
@@ -115,6 +122,7 @@ impl Nodes {
                     ("SLIP_LINK_LISTEN".to_owned(), format!("{}:{LINK_PORT}", ip(i))),
                     ("SLIP_METRICS_LISTEN".to_owned(), format!("{}:{METRICS_PORT}", ip(i))),
                     ("SLIP_HISTORY_SIZE".to_owned(), HISTORY_SIZE.to_owned()),
+                    ("SLIP_EVENTS_URL".to_owned(), format!("http://{}:{backend_port}{EVENTS_PATH}", net.here)),
                 ]);
                 if shape.data_dir {
                     env.push(("SLIP_DATA_DIR".to_owned(), file(&format!("control-{i}"))));

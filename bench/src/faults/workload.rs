@@ -3,7 +3,9 @@
 //! channel (numbered messages, each with its own idempotency key, through
 //! the SDK over every control node), and on every edge, for every channel,
 //! a plain WebSocket subscriber and a `slip.v1` session that resumes when
-//! it is dropped. Everything they saw is logged for `checker.rs`.
+//! it is dropped, each a presence member of its channel. Everything they saw
+//! is logged for `checker.rs`, everything the backend heard (OPENs, CLOSEs,
+//! lifecycle events) for `ledger.rs`.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
 use super::checker::{Acked, ChannelLog, Seen, SubscriberLog};
+use super::ledger::{Accepted, Closed, Ledger, LifecycleEvent};
 use super::nodes::{SECRET, WS_PORT};
 
 /// Time between one publisher's publishes (once the previous is answered).
@@ -27,29 +30,67 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(200);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The backend the edges call: OPEN → ACCEPT and SUBSCRIBE to the path's channel.
-pub async fn backend(here: Ipv4Addr) -> anyhow::Result<u16> {
+/// Where the control nodes send lifecycle events, on the backend.
+pub const EVENTS_PATH: &str = "/events";
+
+/// The backend the edges call: OPEN → ACCEPT and SUBSCRIBE to the path's
+/// channel, a presence member with the `who` of its query; OPENs, CLOSEs
+/// and lifecycle events go into `ledger`.
+pub async fn backend(here: Ipv4Addr, ledger: Arc<Mutex<Ledger>>) -> anyhow::Result<u16> {
     let listener = tokio::net::TcpListener::bind((here, 0)).await?;
     let port = listener.local_addr()?.port();
-    let app = axum::Router::new().fallback(axum::routing::post(|body: Bytes| async move { reply(&body) }));
+    let events = ledger.clone();
+    let app = axum::Router::new()
+        .route(EVENTS_PATH, axum::routing::post(move |body: Bytes| async move { lifecycle(&events, &body) }))
+        .fallback(axum::routing::post(move |body: Bytes| async move { reply(&ledger, &body) }));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Ok(port)
 }
 
-fn reply(body: &[u8]) -> axum::Json<Value> {
+fn reply(ledger: &Mutex<Ledger>, body: &[u8]) -> axum::Json<Value> {
     let Ok(request) = serde_json::from_slice::<Value>(body) else { return axum::Json(json!({"events": []})) };
     let id = request["connectionId"].clone();
     let channel = request["metadata"]["path"].as_str().unwrap_or("/").trim_start_matches('/').to_owned();
+    let query = request["metadata"]["query"].as_str().unwrap_or("");
+    let tag = query.split('&').find_map(|p| p.strip_prefix("who=")).unwrap_or("").to_owned();
     let mut events = Vec::new();
     for event in request["events"].as_array().into_iter().flatten() {
-        if event["type"] == "OPEN" {
-            events.push(json!({"type": "ACCEPT", "connectionId": id}));
-            events.push(json!({"type": "SUBSCRIBE", "connectionId": id, "channel": channel}));
+        match event["type"].as_str() {
+            Some("OPEN") => {
+                if let Some(id) = id.as_str() {
+                    let accepted = Accepted { tag: tag.clone() };
+                    ledger.lock().accepted.insert(id.to_owned(), accepted);
+                }
+                events.push(json!({"type": "ACCEPT", "connectionId": id}));
+                events.push(json!({"type": "SUBSCRIBE", "connectionId": id, "channel": channel,
+                    "presence": {"who": tag}}));
+            }
+            Some("CLOSE") => {
+                let connection_id = event["connectionId"].as_str().or(id.as_str()).unwrap_or("").to_owned();
+                let event_id = event["eventId"].as_str().map(str::to_owned);
+                ledger.lock().closes.push(Closed { connection_id, event_id, at: Instant::now() });
+            }
+            _ => {}
         }
     }
     axum::Json(json!({"events": events}))
+}
+
+fn lifecycle(ledger: &Mutex<Ledger>, body: &[u8]) -> axum::http::StatusCode {
+    let Ok(batch) = serde_json::from_slice::<Value>(body) else { return axum::http::StatusCode::BAD_REQUEST };
+    let mut ledger = ledger.lock();
+    for event in batch["events"].as_array().into_iter().flatten() {
+        let text = |key: &str| event[key].as_str().unwrap_or("").to_owned();
+        ledger.lifecycle.push(LifecycleEvent {
+            id: text("id"),
+            kind: text("type"),
+            channel: text("channel"),
+            at: event["at"].as_u64().unwrap_or(0),
+        });
+    }
+    axum::http::StatusCode::OK
 }
 
 /// The text of message `seq` of `channel`.
@@ -85,7 +126,7 @@ pub async fn publisher(urls: Vec<String>, channel: String, log: Arc<Mutex<Channe
 /// A plain subscriber of `channel` on `edge`: it logs what it gets until
 /// its connection ends (then it is broken: its edge went away).
 pub async fn plain(edge: Ipv4Addr, channel: String, log: Arc<Mutex<SubscriberLog>>, stop: CancellationToken) {
-    let url = format!("ws://{edge}:{WS_PORT}/{channel}");
+    let url = format!("ws://{edge}:{WS_PORT}/{channel}?who={}", log.lock().tag);
     let Ok(Ok((mut ws, _))) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(&url)).await
     else {
         log.lock().broken = true;
@@ -94,7 +135,7 @@ pub async fn plain(edge: Ipv4Addr, channel: String, log: Arc<Mutex<SubscriberLog
     loop {
         let frame = tokio::select! {
             frame = ws.next() => frame,
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return close(ws).await,
         };
         match frame {
             Some(Ok(Message::Text(text))) => {
@@ -126,9 +167,9 @@ pub async fn session(
     let mut edge = first;
     let mut attempts = 0usize;
     while !stop.is_cancelled() {
-        let mut url = format!("ws://{}:{WS_PORT}/{channel}", edges[edge]);
+        let mut url = format!("ws://{}:{WS_PORT}/{channel}?who={}", edges[edge], log.lock().tag);
         if let Some(token) = &token {
-            url.push_str(&format!("?slip_resume={token}"));
+            url.push_str(&format!("&slip_resume={token}"));
         }
         let Ok(mut request) = url.into_client_request() else { return };
         if let Ok(value) = "slip.v1".parse() {
@@ -155,7 +196,7 @@ pub async fn session(
         loop {
             let frame = tokio::select! {
                 frame = ws.next() => frame,
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return close(ws).await,
             };
             let text = match frame {
                 Some(Ok(Message::Text(text))) => text,
@@ -167,6 +208,10 @@ pub async fn session(
                 Some("session") => {
                     token = frame["session"].as_str().map(str::to_owned);
                     let mut log = log.lock();
+                    if let Some(id) = frame["connectionId"].as_str() {
+                        let resumed = frame["resumed"] == json!(true);
+                        log.session_frames.push((id.to_owned(), resumed, Instant::now()));
+                    }
                     if frame["resumed"] == json!(true) {
                         log.resumes += 1;
                     } else if frame.get("refresh").is_none() && log.opened {
@@ -196,6 +241,21 @@ pub async fn session(
         log.lock().drops += 1;
         tokio::time::sleep(RECONNECT_WAIT).await;
     }
+}
+
+/// Ends a connection as a browser leaving does: a close frame, then what
+/// comes until the edge's close frame back (closed at once with frames
+/// unread, the socket is reset and the close frame may be lost). Its edge
+/// sends its CLOSE at once, a session's too.
+async fn close<S>(mut ws: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let goodbye = async {
+        let _ = ws.close(None).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    };
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, goodbye).await;
 }
 
 #[cfg(test)]
