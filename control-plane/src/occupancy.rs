@@ -114,8 +114,15 @@ impl Occupancy {
                 return None;
             }
             let was = !self.occupied.insert(channel.to_owned());
-            // Told again, or being settled: its predecessor said so (or the settling will).
-            if was || !fresh || self.settling_set.contains(channel) {
+            // Being settled: the settling will say.
+            if was || self.settling_set.contains(channel) {
+                return None;
+            }
+            // Told again: its predecessor said so, unless the last word on
+            // it was VACATED (its edge was cut off from this node long
+            // enough, and is back).
+            let told_vacated = self.last.get(channel).is_some_and(|e| e.kind == Lifecycle::Vacated);
+            if !fresh && !told_vacated {
                 return None;
             }
             Some(self.event(Lifecycle::Occupied, channel, at_ms))
@@ -276,6 +283,15 @@ mod tests {
         assert_ne!(vacated[0].id, first.id, "ids are unique");
         let again = o.interest("room", true, true, t0 + VACATE * 3, 3).unwrap();
         assert_eq!(again.kind, Lifecycle::Occupied);
+    }
+
+    #[test]
+    fn interest_told_again_after_a_vacated_is_occupied_again() {
+        let mut o = Occupancy::new("c-0", VACATE);
+        let t0 = Instant::now();
+        o.remember(LifecycleEvent { id: "c-0-1".into(), kind: Lifecycle::Vacated, channel: "room".into(), at_ms: 0 });
+        let again = o.interest("room", true, false, t0, 1);
+        assert_eq!(again.map(|e| e.kind), Some(Lifecycle::Occupied), "its edge is back: the backend was told vacated");
     }
 
     #[test]
