@@ -12,7 +12,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 use super::netns::Net;
-use super::workload::EVENTS_PATH;
 
 /// The shared secret of the campaign's cluster and backend.
 pub const SECRET: &str = "fault-campaign-secret-of-32-bytes-or-more";
@@ -25,6 +24,8 @@ pub const WS_PORT: u16 = 8080;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the nodes log (`SLIP_FAULTS_LOG` overrides), kept for a campaign that fails.
 const LOG_LEVEL: &str = "info,raft=warn";
+/// Where the control nodes send lifecycle events, on the backend.
+pub const EVENTS_PATH: &str = "/events";
 /// The resume window of edges and control nodes (`SLIP_RESUME_SECS`): short,
 /// so that a session given up during a fault gets its CLOSE and leaves
 /// presence within the campaign, long enough for every fault's sessions to

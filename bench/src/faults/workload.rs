@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checker::{Acked, ChannelLog, Seen, SubscriberLog};
 use super::ledger::{Accepted, Closed, Ledger, LifecycleEvent};
-use super::nodes::{SECRET, WS_PORT};
+use super::nodes::{EVENTS_PATH, SECRET, WS_PORT};
 
 /// Time between one publisher's publishes (once the previous is answered).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(25);
@@ -29,9 +29,6 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(25);
 const RECONNECT_WAIT: Duration = Duration::from_millis(200);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Where the control nodes send lifecycle events, on the backend.
-pub const EVENTS_PATH: &str = "/events";
 
 /// The backend the edges call: OPEN → ACCEPT and SUBSCRIBE to the path's
 /// channel, a presence member with the `who` of its query; OPENs, CLOSEs
