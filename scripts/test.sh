@@ -5,7 +5,8 @@
 #   Debian: chromium, chromium-driver (the demo in a real browser), pushpin
 #           (the baseline the benchmark harness and the conformance suite
 #           compare against), python3-pip, nodejs, npm, iproute2 (the fault
-#           campaign's network namespaces; it runs as root).
+#           campaign's network namespaces; it runs as root), prometheus
+#           (promtool checks deploy/prometheus's alert rules and their tests).
 #   PyPI:   gripcontrol; npm: @fanoutio/grip (tests/e2e/grip), the unmodified
 #           GRIP libraries a Pushpin backend uses; js/'s dev dependencies
 #           (typescript, ws) for the TypeScript packages; Next.js and React
@@ -31,6 +32,8 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v npm >/dev/null || missing+=(nodejs npm)
 # The fault campaign (bench/tests/faults.rs) puts nodes in network namespaces.
 command -v ip >/dev/null || missing+=(iproute2)
+# deploy/prometheus's rules and the dashboard's queries (tests/e2e/alerts.rs).
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   as_root apt-get update -qq

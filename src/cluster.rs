@@ -186,6 +186,7 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
         );
     }
     let node = node(&args.cluster).await?;
+    slip_metrics::set_role("edge");
     if node.peers.is_empty() && node.dns.is_none() {
         bail!("an edge needs SLIP_PEERS: the link addresses of the control nodes, or dns:NAME:PORT");
     }
@@ -233,6 +234,7 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
 pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
     slip_proto::jwt::check_secret(args.jwt_secret.as_bytes()).context("SLIP_JWT_SECRET")?;
     let node = node(&args.cluster).await?;
+    slip_metrics::set_role("control");
     let identity = identity(&args.cluster, args.cluster_ca_key.as_deref(), Role::Control, &node.id)?;
     // The control nodes the first cluster forms with: the peers listed
     // (this node's own address aside), and this one.

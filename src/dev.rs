@@ -21,6 +21,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret = args.jwt_secret.clone().unwrap_or_else(crate::random_secret);
     let node = node_id(args.node_id.as_deref())?;
     slip_metrics::init(node.as_str(), &std::env::var("FLY_REGION").unwrap_or_default());
+    slip_metrics::set_role("dev");
 
     let ws = TcpListener::bind(args.listen)
         .await

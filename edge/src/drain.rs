@@ -35,6 +35,7 @@ pub struct Drained {
 pub async fn drain(edge: &Edge, grace: Duration) -> Drained {
     let started = Instant::now();
     edge.admission.start_draining();
+    slip_metrics::metrics().draining.set(1);
     let ids = edge.hub.connection_ids();
     let ticks = (grace.mul_f64(SPREAD_SHARE).as_millis() / TICK.as_millis()).max(1) as usize;
     let per_tick = ids.len().div_ceil(ticks).max(1);

@@ -113,6 +113,7 @@ impl Edge {
     /// An edge for `config`, which is validated first.
     pub fn new(config: EdgeConfig) -> Result<Arc<Self>, ConfigError> {
         config.validate()?;
+        slip_metrics::metrics().parked_bytes_limit.set(i64::try_from(config.max_parked_bytes).unwrap_or(i64::MAX));
         let callbacks = CallbackClient::new(
             &config.target_url,
             &config.jwt_secret,
@@ -164,9 +165,16 @@ impl Edge {
     pub fn add_control_link(self: &Arc<Self>, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
         if self.control.insert(link) {
+            self.count_control_links();
             let ring = self.ring.load_full();
             self.reannounce(&ring, &ring, Some(&peer));
         }
+    }
+
+    /// `slip_control_links`: control nodes linked now (none: the edge is
+    /// cut off, and refuses new clients).
+    fn count_control_links(&self) {
+        slip_metrics::metrics().control_links.set(self.control.ids().len() as i64);
     }
 
     /// A link to a control node is down. Owners do not change with links,
@@ -174,6 +182,7 @@ impl Edge {
     pub fn remove_control_link(self: &Arc<Self>, link: &Arc<dyn Link>) {
         let peer = link.peer().clone();
         self.control.remove_link(link);
+        self.count_control_links();
         if !self.control.contains(&peer) {
             // Nobody waits out a deadline for an answer that cannot come.
             self.questions.node_gone(peer.as_str());

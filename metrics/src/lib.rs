@@ -91,7 +91,21 @@ pub struct Metrics {
     pub link_ups: Counter,
     /// Frames not sent because a link was full or down.
     pub link_drops: Counter,
+    /// 1, labelled with what this process is (`edge`, `control`, `dev`):
+    /// what alerts join on to look at one role's nodes.
+    pub node_info: ByRole,
+    /// Control nodes this edge is linked to now.
+    pub control_links: Gauge,
+    /// 1 while this edge drains (SIGTERM), else 0.
+    pub draining: Gauge,
+    /// Bytes parked `slip.v1` sessions hold on this edge, about.
+    pub parked_bytes: Gauge,
+    /// The bound on them (`SLIP_MAX_PARKED_BYTES`): past it the oldest are ended.
+    pub parked_bytes_limit: Gauge,
 }
+
+/// A label set with one `role` label.
+pub type ByRole = Family<Vec<(&'static str, &'static str)>, Gauge>;
 
 struct Exported {
     metrics: Metrics,
@@ -105,6 +119,11 @@ static LABELS: OnceLock<(String, String)> = OnceLock::new();
 /// first use of [`metrics()`]; later calls change nothing.
 pub fn init(node: &str, region: &str) {
     let _ = LABELS.set((node.to_owned(), region.to_owned()));
+}
+
+/// Says what this process is (`edge`, `control`, `dev`): `slip_node_info{role}` 1.
+pub fn set_role(role: &'static str) {
+    metrics().node_info.get_or_create(&vec![("role", role)]).set(1);
 }
 
 /// The metrics of this process.
@@ -153,6 +172,11 @@ fn exported() -> &'static Exported {
             link_rtt_seconds: ByPeer::default(),
             link_ups: Counter::default(),
             link_drops: Counter::default(),
+            node_info: ByRole::default(),
+            control_links: Gauge::default(),
+            draining: Gauge::default(),
+            parked_bytes: Gauge::default(),
+            parked_bytes_limit: Gauge::default(),
         };
         let m = &metrics;
         registry.register("connections", "Open WebSocket connections", m.connections.clone());
@@ -230,6 +254,49 @@ fn exported() -> &'static Exported {
         registry.register("link_rtt_seconds", "Link round-trip time, by peer", m.link_rtt_seconds.clone());
         registry.register("link_ups", "Links that came up", m.link_ups.clone());
         registry.register("link_drops", "Frames dropped because a link was full or down", m.link_drops.clone());
+        registry.register("node_info", "1, labelled with this process's role", m.node_info.clone());
+        registry.register("control_links", "Control nodes this edge is linked to now", m.control_links.clone());
+        registry.register("draining", "1 while this edge drains", m.draining.clone());
+        registry.register("parked_bytes", "Bytes parked slip.v1 sessions hold, about", m.parked_bytes.clone());
+        registry.register(
+            "parked_bytes_limit",
+            "The bound on parked sessions' bytes (SLIP_MAX_PARKED_BYTES)",
+            m.parked_bytes_limit.clone(),
+        );
+        // The kinds that alerts and dashboards watch exist from the start,
+        // at 0: a rate over a series that appears only with its first
+        // error misses that error.
+        for (family, kinds) in [
+            (&metrics.callback_errors, &["timeout", "network", "status", "reply"][..]),
+            (
+                &metrics.publishes_refused,
+                &["no_lease", "held_too_long", "too_many", "hops", "owner_unreachable", "owner_changed"][..],
+            ),
+            (
+                &metrics.upgrades_refused,
+                &["refused", "backend_error", "backend_timeout", "draining", "full", "no_view"][..],
+            ),
+            (
+                &metrics.sessions,
+                &[
+                    "parked",
+                    "resumed",
+                    "recovered",
+                    "not_recovered",
+                    "expired",
+                    "evicted",
+                    "refused",
+                    "handed_over",
+                    "home_lost",
+                ][..],
+            ),
+            (&metrics.lifecycle_events, &["sent", "failed", "dropped"][..]),
+            (&metrics.closes, &["sent", "failed", "expired", "deferred", "dropped", "not_kept"][..]),
+        ] {
+            for kind in kinds {
+                let _ = family.get_or_create(&vec![("kind", *kind)]);
+            }
+        }
         Exported { metrics, registry }
     })
 }

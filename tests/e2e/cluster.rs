@@ -264,6 +264,11 @@ impl Cluster {
         }
     }
 
+    /// Control node `i`'s `/metrics` page.
+    pub(crate) fn control_metrics(&self, i: usize) -> String {
+        format!("{}/metrics", self.controls[i].metrics)
+    }
+
     /// Control node `i`'s control API (gRPC and HTTP).
     pub(crate) fn control_api(&self, i: usize) -> String {
         self.controls[i].api()

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod alerts;
 pub(crate) mod browser;
 mod chat;
 mod close;

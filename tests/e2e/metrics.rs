@@ -22,6 +22,11 @@ async fn metrics_move_with_traffic() {
     let scrape = lines[1].clone();
     let before = reqwest::get(&scrape).await.unwrap().text().await.unwrap();
     assert!(before.contains(r#"node="metered""#), "{before}");
+    // What alerts join on, and what they compare with (deploy/prometheus).
+    assert!(before.contains(r#"slip_node_info{node="metered",region="",role="dev"} 1"#), "{before}");
+    assert_eq!(value(&before, "slip_control_links{"), 1.0, "its edge links its control plane");
+    assert_eq!(value(&before, "slip_parked_bytes_limit{"), (512u64 << 20) as f64);
+    assert_eq!(value(&before, "slip_draining{"), 0.0);
 
     let mut ann = Client::connect_url(&ws).await;
     ann.texts(2).await;

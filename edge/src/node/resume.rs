@@ -522,7 +522,8 @@ impl Edge {
     }
 }
 
-/// `slip_session_deadlines`: one per parked session.
+/// `slip_session_deadlines`: one per parked session; and `slip_parked_bytes`.
 pub(super) fn deadlines_gauge(parking: &Parking) {
     slip_metrics::metrics().session_deadlines.set(parking.deadlines() as i64);
+    slip_metrics::metrics().parked_bytes.set(parking.bytes() as i64);
 }
