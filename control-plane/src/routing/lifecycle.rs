@@ -106,13 +106,8 @@ impl Routing {
     pub(super) fn lifecycle_clock(&mut self, now: Instant, out: &mut impl Outlet) {
         let Some(lifecycle) = self.lifecycle.as_mut() else { return };
         let mut events = lifecycle.occupancy.due(now, unix_ms());
-        for channel in lifecycle.occupancy.to_settle(now) {
-            if self.ownership.owns(&channel) {
-                let any = !self.interest.edges(&channel).is_empty();
-                let Some(lifecycle) = self.lifecycle.as_mut() else { return };
-                events.extend(lifecycle.occupancy.settle(&channel, any, now, unix_ms()));
-            }
-        }
+        let settling = lifecycle.occupancy.to_settle(now);
+        events.extend(self.look_again(settling, |o, channel, any| o.settle(channel, any, now, unix_ms())));
         if !events.is_empty() {
             self.decided(events, now, out);
         }
@@ -122,18 +117,31 @@ impl Routing {
     /// back are looked at afresh.
     pub(super) fn lifecycle_lease_back(&mut self, now: Instant, out: &mut impl Outlet) {
         let Some(lifecycle) = self.lifecycle.as_mut() else { return };
-        let channels: Vec<String> = lifecycle.recheck.drain().collect();
-        let mut events = Vec::new();
-        for channel in channels {
-            if self.ownership.owns(&channel) {
-                let any = !self.interest.edges(&channel).is_empty();
-                let Some(lifecycle) = self.lifecycle.as_mut() else { return };
-                events.extend(lifecycle.occupancy.recheck(&channel, any, now, unix_ms()));
-            }
-        }
+        let held_back: Vec<String> = lifecycle.recheck.drain().collect();
+        let events =
+            self.look_again(held_back, |o, channel, any| o.recheck(channel, any, now, unix_ms()).into_iter().collect());
         if !events.is_empty() {
             self.decided(events, now, out);
         }
+    }
+
+    /// `look` at each of `channels` this node owns, with whether any edge
+    /// is interested in it now; the events it comes to.
+    fn look_again(
+        &mut self,
+        channels: Vec<String>,
+        mut look: impl FnMut(&mut Occupancy, &str, bool) -> Vec<LifecycleEvent>,
+    ) -> Vec<LifecycleEvent> {
+        let mut events = Vec::new();
+        for channel in channels {
+            if !self.ownership.owns(&channel) {
+                continue;
+            }
+            let any = !self.interest.edges(&channel).is_empty();
+            let Some(lifecycle) = self.lifecycle.as_mut() else { break };
+            events.extend(look(&mut lifecycle.occupancy, &channel, any));
+        }
+        events
     }
 
     /// When the next lifecycle event may fall due.
