@@ -160,12 +160,25 @@ impl Closes {
     /// [`EDGE_LOSS_GRACE`], a session's at `sessions_at`.
     pub fn edge_gone(&mut self, edge: &str, now: Instant, sessions_at: Instant, owned: impl Fn(&str) -> bool) {
         self.linked.remove(edge);
-        self.schedule_edge(edge, now, sessions_at, owned);
+        self.schedule_edge(edge, None, now, sessions_at, owned);
     }
 
-    fn schedule_edge(&mut self, edge: &str, now: Instant, sessions_at: Instant, owned: impl Fn(&str) -> bool) {
+    /// Schedules the CLOSEs of `edge`'s records, but those of its process
+    /// `alive` (linked here).
+    fn schedule_edge(
+        &mut self,
+        edge: &str,
+        alive: Option<u64>,
+        now: Instant,
+        sessions_at: Instant,
+        owned: impl Fn(&str) -> bool,
+    ) {
         for id in self.by_edge.get(edge).cloned().unwrap_or_default() {
-            let Some(session) = self.records.get(&id).map(|r| r.session) else { continue };
+            let Some(record) = self.records.get(&id) else { continue };
+            if Some(record.incarnation) == alive {
+                continue;
+            }
+            let session = record.session;
             if owned(&id) && !self.due_at.contains_key(&id) {
                 self.schedule(&id, if session { sessions_at } else { now + EDGE_LOSS_GRACE });
             }
@@ -173,11 +186,13 @@ impl Closes {
     }
 
     /// This node owns more ids now (the view changed): records it now owns
-    /// whose edge is not linked here fall due as if the edge went now.
+    /// of an edge process not linked here (the edge is not, or a new
+    /// process of it is) fall due as if the edge went now.
     pub fn taking_over(&mut self, now: Instant, sessions_at: Instant, owned: impl Fn(&str) -> bool) {
-        let unlinked: Vec<String> = self.by_edge.keys().filter(|e| !self.linked.contains_key(*e)).cloned().collect();
-        for edge in unlinked {
-            self.schedule_edge(&edge, now, sessions_at, &owned);
+        let edges: Vec<(String, Option<u64>)> =
+            self.by_edge.keys().map(|e| (e.clone(), self.linked.get(e).copied())).collect();
+        for (edge, alive) in edges {
+            self.schedule_edge(&edge, alive, now, sessions_at, &owned);
         }
     }
 
@@ -277,6 +292,17 @@ mod tests {
         // A new process of e1: its predecessor's connections are lost.
         closes.edge_gone("e1", t0, t0 + WINDOW, |_| true);
         closes.edge_linked("e1", 2);
+        assert_eq!(ids(&closes.due(t0 + EDGE_LOSS_GRACE, |_| true)), ["e1.a"]);
+    }
+
+    #[test]
+    fn a_node_taking_over_closes_the_connections_of_an_edges_earlier_process() {
+        let mut closes = Closes::default();
+        let t0 = Instant::now();
+        closes.record(record("e1.a", "e1", false));
+        // A new process of e1 links (the record names process 1).
+        closes.edge_linked("e1", 2);
+        closes.taking_over(t0, t0 + WINDOW, |_| true);
         assert_eq!(ids(&closes.due(t0 + EDGE_LOSS_GRACE, |_| true)), ["e1.a"]);
     }
 

@@ -2,6 +2,7 @@
 //! on the ring, the channel-interest table and fan-out to edges.
 
 pub mod admin;
+pub mod admin_page;
 pub mod auth;
 pub mod body;
 pub mod catchup;

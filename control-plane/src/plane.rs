@@ -255,6 +255,11 @@ impl ControlPlane {
         &self.node_id
     }
 
+    /// The term of the ring view this node applied.
+    pub fn view_term(&self) -> u64 {
+        self.routing.lock().term()
+    }
+
     /// An edge linked (inside `slip dev`, by hand): it hears the view.
     pub fn add_edge_link(&self, link: Arc<dyn Link>) {
         let view = self.consensus.lock().view().to_frame();
@@ -272,7 +277,14 @@ impl ControlPlane {
     /// consensus; an edge hears the view.
     pub fn link_up(self: &Arc<Self>, hello: &Hello, link: Arc<dyn Link>) {
         let peer = link.peer().clone();
-        let is_control = self.routing.lock().linked(&peer, hello);
+        let is_control = {
+            let mut routing = self.routing.lock();
+            if routing.restarted(&peer, hello) {
+                let now = Instant::now();
+                self.timed(&mut routing, |routing| routing.edge_gone(&peer, now, &mut Links(self)));
+            }
+            routing.linked(&peer, hello)
+        };
         if is_control {
             self.peers.insert(link);
             let out = self.consensus.lock().link_up();

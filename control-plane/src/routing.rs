@@ -202,6 +202,14 @@ impl Routing {
         self.hellos.get(node)
     }
 
+    /// Whether `hello` comes from a new process of an edge this node knew:
+    /// it restarted, and its predecessor's connections died with it, whether
+    /// or not this node saw that one's link drop (a restart quicker than
+    /// the link's timeout is a new link beside the old one).
+    pub fn restarted(&self, peer: &NodeId, hello: &Hello) -> bool {
+        hello.role != Role::Control as i32 && self.hellos.get(peer).is_some_and(|h| h.incarnation != hello.incarnation)
+    }
+
     /// A peer linked and said who it is; true if it is a control node.
     pub fn linked(&mut self, peer: &NodeId, hello: &Hello) -> bool {
         self.hellos.insert(peer.clone(), hello.clone());

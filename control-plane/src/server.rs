@@ -44,7 +44,7 @@ use crate::grip_api::{self, GripApi, GripAuth};
 use crate::http_api::{self, HttpApi};
 use crate::http_presence;
 use crate::plane::ControlPlane;
-use crate::{admin, grpc};
+use crate::{admin, admin_page, grpc};
 
 /// Time a client has to send a request's headers (and its first bytes).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,6 +69,9 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
     let http = grip.merge(
         axum::Router::new()
             .route(http_presence::PRESENCE_PATH, get(http_presence::presence).post(http_api::handle))
+            .route(admin_page::PAGE_PATH, get(admin_page::page).post(http_api::handle))
+            .route(admin_page::OVERVIEW_PATH, get(admin_page::overview).post(http_api::handle))
+            .route(admin_page::CHANNEL_PATH, get(admin_page::channel).post(http_api::handle))
             .fallback(post(http_api::handle).get(http_api::about))
             .with_state(HttpApi { plane: plane.clone(), auth: auth.clone() }),
     );

@@ -163,6 +163,19 @@ impl ControlPlane {
                 rtt_ms: rtt,
             });
         }
+        // Control nodes of the view this node has no link to (cut off, or
+        // not yet declared gone).
+        for member in ring.members() {
+            if !nodes.iter().any(|n| n.node_id == member.as_str()) {
+                nodes.push(NodeInfo {
+                    node_id: member.to_string(),
+                    role: "control".into(),
+                    ring_share: ring.share(member),
+                    linked: false,
+                    ..NodeInfo::default()
+                });
+            }
+        }
         nodes
     }
 

@@ -876,6 +876,37 @@ fn another_nodes_word_on_a_channel_this_node_owns_settles_it() {
 }
 
 #[test]
+fn a_restarted_edge_is_a_new_process_whose_predecessors_connections_are_gone() {
+    use crate::closes::EDGE_LOSS_GRACE;
+    use slip_proto::link_pb::ConnectionRecord;
+    let (me, e1) = (node("c-0"), node("e-1"));
+    let mut routing = routing(me.clone());
+    let mut out = Sent::default();
+    let now = Instant::now();
+    let first = Hello { role: Role::Edge as i32, incarnation: 1, ..Hello::default() };
+    assert!(!routing.restarted(&e1, &first), "never seen: not a restart");
+    routing.linked(&e1, &first);
+    routing.interest(&e1, present("room"), now, &mut out);
+    routing.presence(&e1, joins("room", &["e-1.0123456789abcdef0001"]), now, &mut out);
+    let record = ConnectionRecord {
+        connection_id: "e-1.0123456789abcdef0001".into(),
+        metadata_json: "{}".into(),
+        target_url: "http://backend/".into(),
+        ..Default::default()
+    };
+    routing.connection_record(&e1, record, &mut out);
+    assert!(!routing.restarted(&e1, &first), "the same process linking again");
+    // A new process links before the old one's link is seen to drop.
+    let second = Hello { incarnation: 2, ..first };
+    assert!(routing.restarted(&e1, &second));
+    routing.edge_gone(&e1, now, &mut out);
+    routing.linked(&e1, &second);
+    assert_eq!(routing.presence_of("room", 0).map(|l| l.count), Some(0));
+    routing.on_clock(now + EDGE_LOSS_GRACE, &mut out);
+    assert_eq!(routing.take_closes(10).len(), 1, "its predecessor's connection gets its CLOSE");
+}
+
+#[test]
 fn the_owner_of_a_lost_edges_connection_ids_queues_their_closes() {
     use crate::closes::EDGE_LOSS_GRACE;
     use slip_proto::link_pb::ConnectionRecord;
