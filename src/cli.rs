@@ -48,6 +48,10 @@ pub struct AdminArgs {
     pub command: AdminCommand,
 }
 
+/// How long the token `slip admin open` puts in the page's address lives,
+/// by default (control nodes take tokens up to `SLIP_MAX_TOKEN_SECS`).
+pub const PAGE_TOKEN_SECS: u64 = 900;
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum AdminCommand {
     /// Every node the control node knows: role, region, ring share, connections, link RTT.
@@ -97,6 +101,12 @@ pub enum AdminCommand {
     Close { id: String },
     /// Drain an edge as SIGTERM would, then it exits.
     Drain { node: String },
+    /// Print the admin page's address (on the control node's API) with a
+    /// control token good for `--secs`: open it in a browser.
+    Open {
+        #[arg(long, default_value_t = PAGE_TOKEN_SECS)]
+        secs: u64,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

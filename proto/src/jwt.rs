@@ -141,11 +141,16 @@ struct GripSigClaims<'a> {
 
 /// Signs a token for `audience`, issued at `now` (Unix seconds).
 pub fn sign(secret: &[u8], audience: &str, now: u64) -> String {
+    sign_for(secret, audience, now, TOKEN_TTL_SECS)
+}
+
+/// Signs a token for `audience`, issued at `now`, good for `ttl_secs`.
+pub fn sign_for(secret: &[u8], audience: &str, now: u64, ttl_secs: u64) -> String {
     let claims = Claims {
         iss: ISSUER.to_owned(),
         aud: Audience::One(audience.to_owned()),
         iat: now,
-        exp: now + TOKEN_TTL_SECS,
+        exp: now + ttl_secs,
         nbf: None,
     };
     encode(secret, &claims)

@@ -572,7 +572,7 @@ async fn an_edge_told_of_one_control_node_finds_the_others() {
 }
 
 /// Runs `slip admin` against a control node; returns (success, stdout, stderr).
-async fn admin(api: &str, secret: &str, args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn admin(api: &str, secret: &str, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_slip"))
         .args(["admin", "--control", api, "--jwt-secret", secret])
         .args(args)

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin_page;
 mod alerts;
 pub(crate) mod browser;
 mod chat;
