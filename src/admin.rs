@@ -153,6 +153,8 @@ async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {
                 "ring_share": (n.ring_share * 1000.0).round() / 1000.0,
                 "connections": n.connections, "linked": n.linked,
                 "rtt_ms": (n.rtt_ms * 100.0).round() / 100.0,
+                "deliveries": n.deliveries, "stream_gaps": n.stream_gaps,
+                "callback_errors": n.callback_errors, "parked_sessions": n.parked_sessions,
             })
         })
         .collect();

@@ -1,9 +1,10 @@
 //! The admin page (`GET /admin` on the control port, docs/operations.md):
 //! one HTML file embedded in the binary, no external asset, and the JSON it
 //! reads with a control token. Everything it shows comes from what
-//! `slip admin` and the control API ask the plane: the nodes, the top
-//! channels, and one channel's owner, history tail and presence. Every
-//! answer is bounded (top N, the last publications, the first members).
+//! `slip admin` and the control API ask the plane: the nodes (with each
+//! edge's counters, which the page turns into rates), the top channels, and
+//! one channel's owner, history tail and presence. Every answer is bounded
+//! (top N, the last publications, the first members).
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -89,7 +90,9 @@ pub async fn overview(
         .into_iter()
         .map(|n| {
             json!({"nodeId": n.node_id, "role": n.role, "region": n.region, "ringShare": n.ring_share,
-                "connections": n.connections, "linked": n.linked, "rttMs": n.rtt_ms})
+                "connections": n.connections, "linked": n.linked, "rttMs": n.rtt_ms,
+                "deliveries": n.deliveries, "streamGaps": n.stream_gaps, "callbackErrors": n.callback_errors,
+                "parkedSessions": n.parked_sessions})
         })
         .collect();
     let channels: Vec<Value> = api.plane.top_channels(limit).await.into_iter().map(summary).collect();

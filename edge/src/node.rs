@@ -628,10 +628,17 @@ impl Edge {
                     .collect();
                 reply::Kind::ChannelCounts(ChannelCounts { channels })
             }
-            Some(query::Kind::Stats(_)) => reply::Kind::Stats(EdgeStats {
-                connections: self.hub.connections() as u64,
-                channels: self.hub.channels().len() as u64,
-            }),
+            Some(query::Kind::Stats(_)) => {
+                let metrics = slip_metrics::metrics();
+                reply::Kind::Stats(EdgeStats {
+                    connections: self.hub.connections() as u64,
+                    channels: self.hub.channels().len() as u64,
+                    deliveries: metrics.deliveries.get(),
+                    stream_gaps: metrics.stream_gaps.get(),
+                    callback_errors: slip_metrics::callback_errors_total(),
+                    parked_sessions: self.state.lock().parking.len() as u64,
+                })
+            }
             Some(query::Kind::Wait(wait)) => {
                 // Waiting must not hold up the link's other frames.
                 let edge = self.clone();

@@ -121,6 +121,15 @@ pub fn init(node: &str, region: &str) {
     let _ = LABELS.set((node.to_owned(), region.to_owned()));
 }
 
+/// The kinds of `slip_callback_errors_total`.
+pub const CALLBACK_ERROR_KINDS: [&str; 4] = ["timeout", "network", "status", "reply"];
+
+/// Failed callback attempts of every kind, since the start.
+pub fn callback_errors_total() -> u64 {
+    let family = &metrics().callback_errors;
+    CALLBACK_ERROR_KINDS.iter().map(|k| family.get_or_create(&kind(k)).get()).sum()
+}
+
 /// Says what this process is (`edge`, `control`, `dev`): `slip_node_info{role}` 1.
 pub fn set_role(role: &'static str) {
     metrics().node_info.get_or_create(&vec![("role", role)]).set(1);
@@ -267,7 +276,7 @@ fn exported() -> &'static Exported {
         // at 0: a rate over a series that appears only with its first
         // error misses that error.
         for (family, kinds) in [
-            (&metrics.callback_errors, &["timeout", "network", "status", "reply"][..]),
+            (&metrics.callback_errors, &CALLBACK_ERROR_KINDS[..]),
             (
                 &metrics.publishes_refused,
                 &["no_lease", "held_too_long", "too_many", "hops", "owner_unreachable", "owner_changed"][..],

@@ -87,7 +87,24 @@ async fn the_admin_page_shows_the_cluster_and_follows_the_death_of_a_channels_ow
     })
     .await;
     wait_for(&page, "#history tbody td pre", "the history's tail", |t| t == ["hello", "world"]).await;
+    // Each edge's counters come with the nodes (the page's rates and trouble columns).
+    let token = slip_proto::jwt::sign(SECRET.as_bytes(), slip_proto::jwt::AUD_CONTROL_EVENT, slip_proto::jwt::now());
+    let overview: serde_json::Value = reqwest::Client::new()
+        .get(format!("{api}/admin/api/overview"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edges: Vec<&serde_json::Value> =
+        overview["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "edge").collect();
+    assert_eq!(edges.len(), 2, "{overview}");
+    assert!(edges.iter().all(|e| e["deliveries"].as_u64() >= Some(2) && e["streamGaps"] == 0), "{overview}");
     if let Ok(out) = std::env::var("SLIP_ADMIN_SCREENSHOT") {
+        page.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
         std::fs::write(out, page.screenshot().await.unwrap()).unwrap();
     }
 

@@ -16,6 +16,7 @@ use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
 use slip_proto::link_pb::ConnectionCommand;
 use slip_proto::link_pb::ConnectionState;
 use slip_proto::link_pb::Drain;
+use slip_proto::link_pb::EdgeStats;
 use slip_proto::link_pb::Frame;
 use slip_proto::link_pb::PresenceQuery;
 use slip_proto::link_pb::Query;
@@ -130,19 +131,18 @@ impl ControlPlane {
             role: "control".into(),
             region,
             ring_share: ring.share(&self.node_id),
-            connections: 0,
             linked: true,
-            rtt_ms: 0.0,
+            ..NodeInfo::default()
         }];
         let mut peers = self.peers.ids();
         peers.sort();
         let edges: Vec<NodeId> = peers.iter().filter(|p| !self.is_control(p)).cloned().collect();
-        let stats: HashMap<NodeId, u64> = edges
+        let stats: HashMap<NodeId, EdgeStats> = edges
             .iter()
             .cloned()
             .zip(self.ask_each(&edges, || query::Kind::Stats(true)).await)
             .filter_map(|(edge, answer)| match answer {
-                Ok(reply::Kind::Stats(stats)) => Some((edge, stats.connections)),
+                Ok(reply::Kind::Stats(stats)) => Some((edge, stats)),
                 _ => None,
             })
             .collect();
@@ -152,15 +152,19 @@ impl ControlPlane {
                 (routing.hello(&peer).cloned().unwrap_or_default(), routing.is_control(&peer))
             };
             let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-            let connections = stats.get(&peer).copied().unwrap_or(0);
+            let edge = stats.get(&peer).cloned().unwrap_or_default();
             nodes.push(NodeInfo {
                 node_id: peer.to_string(),
                 role: if is_control { "control" } else { "edge" }.into(),
                 region: hello.region,
                 ring_share: ring.share(&peer),
-                connections,
+                connections: edge.connections,
                 linked: true,
                 rtt_ms: rtt,
+                deliveries: edge.deliveries,
+                stream_gaps: edge.stream_gaps,
+                callback_errors: edge.callback_errors,
+                parked_sessions: edge.parked_sessions,
             });
         }
         // Control nodes of the view this node has no link to (cut off, or
