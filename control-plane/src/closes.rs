@@ -196,6 +196,24 @@ impl Closes {
         }
     }
 
+    /// Connection `connection_id`'s record (a copy handed over: this node
+    /// owns the id now) names an edge process not linked here: its CLOSE
+    /// falls due as if that edge went now (the sender still asks the other
+    /// control nodes whether one links it).
+    pub fn unlinked_copy(&mut self, connection_id: &str, now: Instant, sessions_at: Instant) {
+        let Some(record) = self.records.get(connection_id) else { return };
+        if self.linked.get(&record.edge) == Some(&record.incarnation) || self.due_at.contains_key(connection_id) {
+            return;
+        }
+        let at = if record.session { sessions_at } else { now + EDGE_LOSS_GRACE };
+        self.schedule(connection_id, at);
+    }
+
+    /// Every record held here, owned or a copy.
+    pub fn held(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
     /// The CLOSEs due by `now` of records `owned` says are this node's: the
     /// records go, and are remembered as sent. Those not owned any more stay
     /// as copies.

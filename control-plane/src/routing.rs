@@ -229,7 +229,7 @@ impl Routing {
     /// ring has held still for [`RING_SETTLE`]. A catch-up starts: returns
     /// its generation, for [`Routing::finish_catch_up`].
     pub fn set_view(&mut self, view: &View, now: Instant, out: &mut impl Outlet) -> u64 {
-        let old = self.lifecycle.is_some().then(|| self.ownership.ring().clone());
+        let old = self.ownership.ring().clone();
         self.ownership.set_view(view, now);
         self.replicas = copies_for(self.configured_replicas, view.members().len());
         tracing::info!(term = view.term(), members = self.ring().members().len(), "ring view applied");
@@ -251,9 +251,10 @@ impl Routing {
             }
         }
         self.retry_held(now, out);
-        if let Some(old) = old {
+        if self.lifecycle.is_some() {
             self.lifecycle_view_changed(&old, now, out);
         }
+        self.closes_view_changed(&old, out);
         let ownership = &self.ownership;
         self.closes.taking_over(now, now + self.session_window, |id| ownership.owns(id));
         generation

@@ -184,7 +184,9 @@ impl FrameHandler for ControlFrames {
             Some(Kind::ConnectionRecord(record)) => {
                 if ConnectionId::parse(&record.connection_id).is_ok() {
                     let mut routing = plane.routing.lock();
-                    plane.timed(&mut routing, |routing| routing.connection_record(from, record, &mut Links(plane)));
+                    plane.timed(&mut routing, |routing| {
+                        routing.connection_record(from, record, Instant::now(), &mut Links(plane))
+                    });
                 }
             }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::EdgeLinked(edge)) })) => {

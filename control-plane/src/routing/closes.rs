@@ -10,6 +10,7 @@ use slip_proto::ids::NodeId;
 use slip_proto::link_pb::{
     CloseConnection, ConnectionCommand, ConnectionRecord, Frame, connection_command, frame::Kind,
 };
+use slip_proto::ring::Ring;
 use tokio::time::Instant;
 
 use super::{Outlet, Routing, holders};
@@ -25,7 +26,13 @@ pub const EDGE_LOST_REASON: &str = "edge lost";
 
 impl Routing {
     /// A connection's record: from its edge, or a copy from its id's owner.
-    pub fn connection_record(&mut self, from: &NodeId, mut frame: ConnectionRecord, out: &mut impl Outlet) {
+    pub fn connection_record(
+        &mut self,
+        from: &NodeId,
+        mut frame: ConnectionRecord,
+        now: Instant,
+        out: &mut impl Outlet,
+    ) {
         let from_control = self.is_control(from);
         if !from_control {
             frame.edge = from.to_string();
@@ -55,6 +62,10 @@ impl Routing {
                 Recorded::Full => {
                     slip_metrics::metrics().closes.get_or_create(&slip_metrics::kind("not_kept")).inc();
                 }
+                // A copy handed to this node as the id's owner now.
+                Recorded::Kept if from_control && self.ownership.owns(&id) => {
+                    self.closes.unlinked_copy(&id, now, now + self.session_window);
+                }
                 _ => {}
             }
         }
@@ -65,6 +76,28 @@ impl Routing {
             for node in holders(ring, self.replicas, &id).filter(|n| *n != me) {
                 out.send(node.as_str(), copy.clone());
             }
+        }
+    }
+
+    /// The ring moved from `old`: each record held here goes to the nodes
+    /// that hold it now and did not (its id's new owner and replicas), from
+    /// every node that held it, so that records outlive their owner and
+    /// replicas changing even when the edge no longer names them (its
+    /// connection died with it, and only its CLOSE is left to send).
+    pub(super) fn closes_view_changed(&mut self, old: &Ring, out: &mut impl Outlet) {
+        let (ring, me) = (self.ownership.ring(), &self.node_id);
+        let mut handed = 0;
+        for record in self.closes.held() {
+            let id = record.connection_id.as_str();
+            let before: Vec<&NodeId> = holders(old, self.replicas, id).collect();
+            let copy = Frame { kind: Some(Kind::ConnectionRecord(copy_of(record))) };
+            for node in holders(ring, self.replicas, id).filter(|n| *n != me && !before.contains(n)) {
+                out.send(node.as_str(), copy.clone());
+                handed += 1;
+            }
+        }
+        if handed > 0 {
+            tracing::debug!(handed, "connection records handed to their new holders");
         }
     }
 
@@ -123,6 +156,19 @@ impl Routing {
     /// still link an edge before its connections' CLOSEs go out).
     pub fn other_controls(&self) -> Vec<NodeId> {
         self.ownership.ring().members().iter().filter(|n| **n != self.node_id).cloned().collect()
+    }
+}
+
+/// A record as a copy to another control node.
+fn copy_of(record: &Record) -> ConnectionRecord {
+    ConnectionRecord {
+        connection_id: record.connection_id.clone(),
+        metadata_json: record.metadata.to_string(),
+        session: record.session,
+        target_url: record.target_url.to_string(),
+        closed: false,
+        edge: record.edge.clone(),
+        incarnation: record.incarnation,
     }
 }
 

@@ -894,7 +894,7 @@ fn a_restarted_edge_is_a_new_process_whose_predecessors_connections_are_gone() {
         target_url: "http://backend/".into(),
         ..Default::default()
     };
-    routing.connection_record(&e1, record, &mut out);
+    routing.connection_record(&e1, record, now, &mut out);
     assert!(!routing.restarted(&e1, &first), "the same process linking again");
     // A new process links before the old one's link is seen to drop.
     let second = Hello { incarnation: 2, ..first };
@@ -904,6 +904,55 @@ fn a_restarted_edge_is_a_new_process_whose_predecessors_connections_are_gone() {
     assert_eq!(routing.presence_of("room", 0).map(|l| l.count), Some(0));
     routing.on_clock(now + EDGE_LOSS_GRACE, &mut out);
     assert_eq!(routing.take_closes(10).len(), 1, "its predecessor's connection gets its CLOSE");
+}
+
+#[test]
+fn connection_records_go_to_their_new_holders_when_the_ring_moves_and_the_new_owner_closes_the_dead() {
+    use crate::closes::EDGE_LOSS_GRACE;
+    use slip_proto::link_pb::ConnectionRecord;
+    let (a, b, c) = (node("c-0"), node("c-1"), node("c-2"));
+    let now = Instant::now();
+    let (before, after) = ([a.clone(), b.clone()], [b.clone(), c.clone()]);
+    let ring = Ring::new(after.iter().cloned());
+    let id = (0..)
+        .map(|i| format!("e-1.{i:020x}"))
+        .find(|id| ring.owner(id) == Some(&c) && Ring::new(before.iter().cloned()).owner(id) == Some(&a))
+        .unwrap();
+    // B holds a copy from A, the owner, of a connection of e-1's process 7.
+    let mut holder = routing(b.clone());
+    holder.linked(&a, &hello(Role::Control));
+    holder.linked(&c, &hello(Role::Control));
+    let mut out = Sent::default();
+    apply(&mut holder, 2, &before, now, &mut out);
+    let copy = ConnectionRecord {
+        connection_id: id.clone(),
+        metadata_json: "{}".into(),
+        target_url: "http://backend/".into(),
+        edge: "e-1".into(),
+        incarnation: 7,
+        ..Default::default()
+    };
+    holder.connection_record(&a, copy, now, &mut out);
+    out.take();
+    // A dies and C joins: C owns the id now, and B hands its copy over.
+    apply(&mut holder, 3, &after, now, &mut out);
+    let handed: Vec<(String, ConnectionRecord)> = out
+        .take()
+        .into_iter()
+        .filter_map(|(to, kind)| match kind {
+            Kind::ConnectionRecord(r) => Some((to, r)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(handed.len(), 1, "{handed:?}");
+    assert_eq!((handed[0].0.as_str(), handed[0].1.incarnation), ("c-2", 7));
+    // C, which never linked that edge process, sends its CLOSE after the grace.
+    let mut owner = routing(c.clone());
+    owner.linked(&b, &hello(Role::Control));
+    apply(&mut owner, 3, &after, now, &mut out);
+    owner.connection_record(&b, handed[0].1.clone(), now, &mut out);
+    owner.on_clock(now + EDGE_LOSS_GRACE, &mut out);
+    assert_eq!(owner.take_closes(10).into_iter().map(|r| r.connection_id).collect::<Vec<_>>(), [id]);
 }
 
 #[test]
@@ -922,12 +971,13 @@ fn the_owner_of_a_lost_edges_connection_ids_queues_their_closes() {
         target_url: "http://backend/".into(),
         ..Default::default()
     };
-    routing.connection_record(&e1, record("e-1.0123456789abcdef0001", false), &mut out);
-    routing.connection_record(&e1, record("e-1.0123456789abcdef0002", true), &mut out);
-    routing.connection_record(&e1, record("e-1.0123456789abcdef0003", false), &mut out);
+    routing.connection_record(&e1, record("e-1.0123456789abcdef0001", false), now, &mut out);
+    routing.connection_record(&e1, record("e-1.0123456789abcdef0002", true), now, &mut out);
+    routing.connection_record(&e1, record("e-1.0123456789abcdef0003", false), now, &mut out);
     routing.connection_record(
         &e1,
         ConnectionRecord { closed: true, ..record("e-1.0123456789abcdef0003", false) },
+        now,
         &mut out,
     );
     routing.edge_gone(&e1, now, &mut out);
