@@ -46,11 +46,6 @@ pub async fn page() -> Response {
     response
 }
 
-fn authorized(api: &HttpApi, headers: &HeaderMap) -> bool {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    api.auth.check(authorization).is_ok()
-}
-
 fn refused() -> Response {
     (StatusCode::FORBIDDEN, "Invalid token").into_response()
 }
@@ -76,7 +71,7 @@ pub async fn overview(
     headers: HeaderMap,
     params: Result<Query<OverviewParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !authorized(&api, &headers) {
+    if !api.authorized(&headers) {
         return refused();
     }
     let limit = match params.map_or(0, |Query(p)| p.limit) {
@@ -124,7 +119,7 @@ pub async fn channel(
     headers: HeaderMap,
     params: Result<Query<ChannelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if !authorized(&api, &headers) {
+    if !api.authorized(&headers) {
         return refused();
     }
     let Ok(Query(ChannelParams { channel })) = params else {
@@ -144,13 +139,7 @@ pub async fn channel(
         Err(_) => Vec::new(),
     };
     let presence = match api.plane.presence(&channel, PRESENCE_SHOWN).await {
-        Ok((members, count)) => {
-            let members: Vec<Value> = members
-                .into_iter()
-                .map(|(id, info)| json!({"connectionId": id, "info": serde_json::from_str::<Value>(&info).unwrap_or(Value::Null)}))
-                .collect();
-            json!({"members": members, "count": count})
-        }
+        Ok((members, count)) => json!({"members": crate::http_presence::members_json(members), "count": count}),
         Err(_) => Value::Null,
     };
     axum::Json(json!({"channel": summary(info), "history": history, "presence": presence})).into_response()

@@ -34,6 +34,14 @@ pub struct HttpApi {
     pub auth: auth::ControlAuth,
 }
 
+impl HttpApi {
+    /// Whether the request carries a control token this node takes.
+    pub fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
+        let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        self.auth.check(authorization).is_ok()
+    }
+}
+
 /// What a browser (or anyone) sees of the control API by GET: what it is
 /// and how it is called, not a bare 405.
 pub async fn about() -> Response {

@@ -7,7 +7,7 @@
 //! ```
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -30,8 +30,7 @@ pub async fn presence(
     headers: HeaderMap,
     params: Result<Query<PresenceParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if api.auth.check(authorization).is_err() {
+    if !api.authorized(&headers) {
         return (StatusCode::FORBIDDEN, "Invalid token").into_response();
     }
     let Ok(Query(PresenceParams { channel, limit })) = params else {
@@ -40,14 +39,7 @@ pub async fn presence(
     };
     match api.plane.presence(&channel, limit).await {
         Ok((members, count)) => {
-            let members: Vec<Value> = members
-                .into_iter()
-                .map(|(id, info)| {
-                    let info: Value = serde_json::from_str(&info).unwrap_or(Value::Null);
-                    json!({"connectionId": id, "info": info})
-                })
-                .collect();
-            axum::Json(json!({"channel": channel, "members": members, "count": count})).into_response()
+            axum::Json(json!({"channel": channel, "members": members_json(members), "count": count})).into_response()
         }
         Err(e) => {
             let status = match e {
@@ -57,4 +49,15 @@ pub async fn presence(
             (status, axum::Json(json!({"message": "presence unavailable", "error": e.to_string()}))).into_response()
         }
     }
+}
+
+/// Members as the JSON API gives them: `{"connectionId", "info"}`, the info as JSON.
+pub fn members_json(members: Vec<(String, String)>) -> Vec<Value> {
+    members
+        .into_iter()
+        .map(|(id, info)| {
+            let info: Value = serde_json::from_str(&info).unwrap_or(Value::Null);
+            json!({"connectionId": id, "info": info})
+        })
+        .collect()
 }
