@@ -155,6 +155,8 @@ async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {
                 "rtt_ms": (n.rtt_ms * 100.0).round() / 100.0,
                 "deliveries": n.deliveries, "stream_gaps": n.stream_gaps,
                 "callback_errors": n.callback_errors, "parked_sessions": n.parked_sessions,
+                "publishes": n.publishes, "publishes_refused": n.publishes_refused,
+                "stream_divergences": n.stream_divergences, "lease_held": n.lease_held,
             })
         })
         .collect();

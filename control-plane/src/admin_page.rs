@@ -87,7 +87,9 @@ pub async fn overview(
             json!({"nodeId": n.node_id, "role": n.role, "region": n.region, "ringShare": n.ring_share,
                 "connections": n.connections, "linked": n.linked, "rttMs": n.rtt_ms,
                 "deliveries": n.deliveries, "streamGaps": n.stream_gaps, "callbackErrors": n.callback_errors,
-                "parkedSessions": n.parked_sessions})
+                "parkedSessions": n.parked_sessions, "publishes": n.publishes,
+                "publishesRefused": n.publishes_refused, "streamDivergences": n.stream_divergences,
+                "leaseHeld": n.lease_held})
         })
         .collect();
     let channels: Vec<Value> = api.plane.top_channels(limit).await.into_iter().map(summary).collect();

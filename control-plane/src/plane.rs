@@ -255,6 +255,17 @@ impl ControlPlane {
         &self.node_id
     }
 
+    /// This node's counters, and whether it holds its lease.
+    pub fn control_stats(&self) -> slip_proto::link_pb::ControlStats {
+        let metrics = slip_metrics::metrics();
+        slip_proto::link_pb::ControlStats {
+            publishes: metrics.publishes.get(),
+            publishes_refused: slip_metrics::publishes_refused_total(),
+            stream_divergences: metrics.stream_divergences.get(),
+            lease_held: self.routing.lock().leased(Instant::now()),
+        }
+    }
+
     /// The term of the ring view this node applied.
     pub fn view_term(&self) -> u64 {
         self.routing.lock().term()

@@ -121,6 +121,16 @@ pub fn init(node: &str, region: &str) {
     let _ = LABELS.set((node.to_owned(), region.to_owned()));
 }
 
+/// The kinds of `slip_publishes_refused_total`.
+pub const PUBLISH_REFUSAL_KINDS: [&str; 6] =
+    ["no_lease", "held_too_long", "too_many", "hops", "owner_unreachable", "owner_changed"];
+
+/// Publishes refused, of every kind, since the start.
+pub fn publishes_refused_total() -> u64 {
+    let family = &metrics().publishes_refused;
+    PUBLISH_REFUSAL_KINDS.iter().map(|k| family.get_or_create(&kind(k)).get()).sum()
+}
+
 /// The kinds of `slip_callback_errors_total`.
 pub const CALLBACK_ERROR_KINDS: [&str; 4] = ["timeout", "network", "status", "reply"];
 
@@ -277,10 +287,7 @@ fn exported() -> &'static Exported {
         // error misses that error.
         for (family, kinds) in [
             (&metrics.callback_errors, &CALLBACK_ERROR_KINDS[..]),
-            (
-                &metrics.publishes_refused,
-                &["no_lease", "held_too_long", "too_many", "hops", "owner_unreachable", "owner_changed"][..],
-            ),
+            (&metrics.publishes_refused, &PUBLISH_REFUSAL_KINDS[..]),
             (
                 &metrics.upgrades_refused,
                 &["refused", "backend_error", "backend_timeout", "draining", "full", "no_view"][..],

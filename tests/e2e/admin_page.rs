@@ -102,6 +102,13 @@ async fn the_admin_page_shows_the_cluster_and_follows_the_death_of_a_channels_ow
         overview["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "edge").collect();
     assert_eq!(edges.len(), 2, "{overview}");
     assert!(edges.iter().all(|e| e["deliveries"].as_u64() >= Some(2) && e["streamGaps"] == 0), "{overview}");
+    // And each control node's (asked over the links), with its lease.
+    let controls: Vec<&serde_json::Value> =
+        overview["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "control").collect();
+    assert_eq!(controls.len(), 3, "{overview}");
+    assert!(controls.iter().all(|c| c["leaseHeld"] == true && c["publishesRefused"] == 0), "{overview}");
+    let published: u64 = controls.iter().filter_map(|c| c["publishes"].as_u64()).sum();
+    assert!(published >= 2, "the owner fanned out both publishes: {overview}");
     if let Ok(out) = std::env::var("SLIP_ADMIN_SCREENSHOT") {
         page.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -189,6 +189,11 @@ impl FrameHandler for ControlFrames {
                     });
                 }
             }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::Stats(_)) })) => {
+                // Another control node, for `slip admin nodes` and the admin page.
+                let reply = Reply { id, kind: Some(reply::Kind::ControlStats(plane.control_stats())) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+            }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::EdgeLinked(edge)) })) => {
                 // Another control node, before it sends the CLOSEs of an edge it lost.
                 let found = plane.incarnation(&edge.edge) == Some(edge.incarnation);

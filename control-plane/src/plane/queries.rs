@@ -126,25 +126,26 @@ impl ControlPlane {
             let routing = self.routing.lock();
             (routing.ring().clone(), routing.region().to_owned())
         };
-        let mut nodes = vec![NodeInfo {
-            node_id: self.node_id.to_string(),
-            role: "control".into(),
-            region,
-            ring_share: ring.share(&self.node_id),
-            linked: true,
-            ..NodeInfo::default()
-        }];
+        let mut nodes = vec![with_control_stats(
+            NodeInfo {
+                node_id: self.node_id.to_string(),
+                role: "control".into(),
+                region,
+                ring_share: ring.share(&self.node_id),
+                linked: true,
+                ..NodeInfo::default()
+            },
+            &self.control_stats(),
+        )];
         let mut peers = self.peers.ids();
         peers.sort();
-        let edges: Vec<NodeId> = peers.iter().filter(|p| !self.is_control(p)).cloned().collect();
-        let stats: HashMap<NodeId, EdgeStats> = edges
+        // Every linked node is asked its counters at once: edges answer
+        // theirs, control nodes theirs.
+        let answers: HashMap<NodeId, reply::Kind> = peers
             .iter()
             .cloned()
-            .zip(self.ask_each(&edges, || query::Kind::Stats(true)).await)
-            .filter_map(|(edge, answer)| match answer {
-                Ok(reply::Kind::Stats(stats)) => Some((edge, stats)),
-                _ => None,
-            })
+            .zip(self.ask_each(&peers, || query::Kind::Stats(true)).await)
+            .filter_map(|(node, answer)| Some((node, answer.ok()?)))
             .collect();
         for peer in peers {
             let (hello, is_control) = {
@@ -152,8 +153,11 @@ impl ControlPlane {
                 (routing.hello(&peer).cloned().unwrap_or_default(), routing.is_control(&peer))
             };
             let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-            let edge = stats.get(&peer).cloned().unwrap_or_default();
-            nodes.push(NodeInfo {
+            let edge = match answers.get(&peer) {
+                Some(reply::Kind::Stats(stats)) => stats.clone(),
+                _ => EdgeStats::default(),
+            };
+            let info = NodeInfo {
                 node_id: peer.to_string(),
                 role: if is_control { "control" } else { "edge" }.into(),
                 region: hello.region,
@@ -165,6 +169,11 @@ impl ControlPlane {
                 stream_gaps: edge.stream_gaps,
                 callback_errors: edge.callback_errors,
                 parked_sessions: edge.parked_sessions,
+                ..NodeInfo::default()
+            };
+            nodes.push(match answers.get(&peer) {
+                Some(reply::Kind::ControlStats(stats)) => with_control_stats(info, stats),
+                _ => info,
             });
         }
         // Control nodes of the view this node has no link to (cut off, or
@@ -276,5 +285,16 @@ impl ControlPlane {
     ) -> Result<reply::Kind, ControlError> {
         let answer = self.questions.send_and_wait(&self.peers, node, pending, frame, patience).await;
         answer.map_err(|e| ControlError::Unavailable(e.to_string()))
+    }
+}
+
+/// A control node's counters on its line.
+fn with_control_stats(info: NodeInfo, stats: &slip_proto::link_pb::ControlStats) -> NodeInfo {
+    NodeInfo {
+        publishes: stats.publishes,
+        publishes_refused: stats.publishes_refused,
+        stream_divergences: stats.stream_divergences,
+        lease_held: stats.lease_held,
+        ..info
     }
 }
