@@ -154,7 +154,7 @@ impl ControlPlane {
             };
             let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
             let edge = match answers.get(&peer) {
-                Some(reply::Kind::Stats(stats)) => stats.clone(),
+                Some(reply::Kind::Stats(stats)) => *stats,
                 _ => EdgeStats::default(),
             };
             let info = NodeInfo {
