@@ -46,10 +46,6 @@ pub async fn page() -> Response {
     response
 }
 
-fn refused() -> Response {
-    (StatusCode::FORBIDDEN, "Invalid token").into_response()
-}
-
 fn unavailable(e: ControlError) -> Response {
     let status = match e {
         ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -72,7 +68,7 @@ pub async fn overview(
     params: Result<Query<OverviewParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if !api.authorized(&headers) {
-        return refused();
+        return crate::http_api::invalid_token();
     }
     let limit = match params.map_or(0, |Query(p)| p.limit) {
         0 => DEFAULT_TOP_CHANNELS,
@@ -122,7 +118,7 @@ pub async fn channel(
     params: Result<Query<ChannelParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if !api.authorized(&headers) {
-        return refused();
+        return crate::http_api::invalid_token();
     }
     let Ok(Query(ChannelParams { channel })) = params else {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "expected ?channel=NAME"}))).into_response();

@@ -36,10 +36,21 @@ pub struct HttpApi {
 
 impl HttpApi {
     /// Whether the request carries a control token this node takes.
-    pub fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
-        let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        self.auth.check(authorization).is_ok()
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match self.auth.check(authorization) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "control request refused");
+                false
+            }
+        }
     }
+}
+
+/// The answer to a request without a control token this node takes.
+pub fn invalid_token() -> Response {
+    (StatusCode::FORBIDDEN, "Invalid token").into_response()
 }
 
 /// What a browser (or anyone) sees of the control API by GET: what it is
@@ -54,10 +65,8 @@ pub async fn about() -> Response {
 }
 
 pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Err(e) = api.auth.check(authorization) {
-        tracing::debug!(error = %e, "control request refused");
-        return (StatusCode::FORBIDDEN, "Invalid token").into_response();
+    if !api.authorized(&headers) {
+        return invalid_token();
     }
     // Only now is the body read.
     let body = match read_body(body, MAX_HTTP_BODY_BYTES).await {

@@ -31,7 +31,7 @@ pub async fn presence(
     params: Result<Query<PresenceParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if !api.authorized(&headers) {
-        return (StatusCode::FORBIDDEN, "Invalid token").into_response();
+        return crate::http_api::invalid_token();
     }
     let Ok(Query(PresenceParams { channel, limit })) = params else {
         let body = json!({"message": "invalid request", "error": "expected ?channel=NAME and an optional &limit=N"});

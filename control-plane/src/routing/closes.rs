@@ -89,10 +89,9 @@ impl Routing {
         let mut handed = 0;
         for record in self.closes.held() {
             let id = record.connection_id.as_str();
-            let before: Vec<&NodeId> = holders(old, self.replicas, id).collect();
-            let copy = Frame { kind: Some(Kind::ConnectionRecord(copy_of(record))) };
-            for node in holders(ring, self.replicas, id).filter(|n| *n != me && !before.contains(n)) {
-                out.send(node.as_str(), copy.clone());
+            let new_to_it = |n: &&NodeId| *n != me && !holders(old, self.replicas, id).any(|b| b == *n);
+            for node in holders(ring, self.replicas, id).filter(new_to_it) {
+                out.send(node.as_str(), Frame { kind: Some(Kind::ConnectionRecord(copy_of(record))) });
                 handed += 1;
             }
         }

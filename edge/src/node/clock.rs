@@ -48,7 +48,7 @@ impl Edge {
         let expired = {
             let mut state = self.state.lock();
             let due = state.on_clock(now);
-            super::resume::deadlines_gauge(&state.parking);
+            super::resume::parking_gauges(&state.parking);
             self.carry_out(&mut state.cursors, due.steps);
             due.expired
         };

@@ -107,7 +107,7 @@ impl Edge {
             // Parked under the session's lock: a resume that comes next
             // finds it parked, never half.
             let earliest = edge_state.parking.park(id, parked, deadline);
-            deadlines_gauge(&edge_state.parking);
+            parking_gauges(&edge_state.parking);
             earliest
         };
         // Frames for it go nowhere until it is resumed (unless a resume
@@ -153,7 +153,7 @@ impl Edge {
     fn with_parking<R>(&self, change: impl FnOnce(&mut Parking) -> R) -> R {
         let mut state = self.state.lock();
         let result = change(&mut state.parking);
-        deadlines_gauge(&state.parking);
+        parking_gauges(&state.parking);
         result
     }
 
@@ -240,7 +240,7 @@ impl Edge {
             }
             state.begin_resume();
             let parked = edge_state.parking.take(&claims.connection_id);
-            deadlines_gauge(&edge_state.parking);
+            parking_gauges(&edge_state.parking);
             (state.generation, parked)
         };
         let positions = parked.map(|p| p.positions).unwrap_or_default();
@@ -407,7 +407,7 @@ impl Edge {
                 return refuse();
             }
             let parked = edge_state.parking.take(connection).map(|p| p.positions);
-            deadlines_gauge(&edge_state.parking);
+            parking_gauges(&edge_state.parking);
             // Seen by a connection still holding it: it is not its any more.
             state.generation += 1;
             let kept = state.kept();
@@ -523,7 +523,7 @@ impl Edge {
 }
 
 /// `slip_session_deadlines`: one per parked session; and `slip_parked_bytes`.
-pub(super) fn deadlines_gauge(parking: &Parking) {
+pub(super) fn parking_gauges(parking: &Parking) {
     slip_metrics::metrics().session_deadlines.set(parking.deadlines() as i64);
     slip_metrics::metrics().parked_bytes.set(parking.bytes() as i64);
 }
