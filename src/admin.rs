@@ -141,13 +141,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 const CHANNEL_COLUMNS: &[&str] = &["channel", "subscribers", "edges", "owner"];
 const HISTORY_COLUMNS: &[&str] = &["offset", "epoch", "message"];
 const PRESENCE_COLUMNS: &[&str] = &["connection", "info"];
-const NODE_COLUMNS: &[&str] = &["node", "role", "region", "ring_share", "connections", "linked", "rtt_ms"];
+const NODE_COLUMNS: &[&str] = &["node", "role", "region", "ring_share", "connections", "linked", "rtt_ms", "p99_ms"];
 
 async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {
     let nodes = admin.nodes(NodesRequest {}).await.map_err(explain)?.into_inner().nodes;
     let rows = nodes
         .into_iter()
         .map(|n| {
+            // Since the node started: an edge's callbacks, a control node's publishes.
+            let times = if n.role == "edge" { &n.callback_latency } else { &n.publish_latency };
+            let p99_ms = slip_metrics::quantile(times, 0.99).map(|s| (s * 1e5).round() / 100.0);
             json!({
                 "node": n.node_id, "role": n.role, "region": n.region,
                 "ring_share": (n.ring_share * 1000.0).round() / 1000.0,
@@ -157,6 +160,7 @@ async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {
                 "callback_errors": n.callback_errors, "parked_sessions": n.parked_sessions,
                 "publishes": n.publishes, "publishes_refused": n.publishes_refused,
                 "stream_divergences": n.stream_divergences, "lease_held": n.lease_held,
+                "p99_ms": p99_ms, "callback_latency": n.callback_latency, "publish_latency": n.publish_latency,
             })
         })
         .collect();

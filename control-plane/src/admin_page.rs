@@ -85,7 +85,8 @@ pub async fn overview(
                 "deliveries": n.deliveries, "streamGaps": n.stream_gaps, "callbackErrors": n.callback_errors,
                 "parkedSessions": n.parked_sessions, "publishes": n.publishes,
                 "publishesRefused": n.publishes_refused, "streamDivergences": n.stream_divergences,
-                "leaseHeld": n.lease_held})
+                "leaseHeld": n.lease_held, "callbackLatency": n.callback_latency,
+                "publishLatency": n.publish_latency})
         })
         .collect();
     let channels: Vec<Value> = api.plane.top_channels(limit).await.into_iter().map(summary).collect();
@@ -96,6 +97,7 @@ pub async fn overview(
         "ready": ready.is_none(),
         "notReady": ready,
         "nodes": nodes,
+        "latencyBuckets": slip_metrics::LATENCY_BUCKETS,
         "channels": channels,
     }))
     .into_response()

@@ -110,13 +110,19 @@ pub struct ControlPlane {
 
 /// What [`ControlPlane::publish_start`] leaves to wait on: the owner's
 /// answer to question `id` (this node's own routing, when it is the owner).
-pub struct Receipt(Pending);
+pub struct Receipt {
+    pending: Pending,
+    started: Instant,
+}
 
 impl Receipt {
     /// Where the publish went; UNAVAILABLE when its owner did not say in time.
     pub async fn wait(self, plane: &ControlPlane) -> Result<Published, ControlError> {
-        match plane.questions.wait(self.0, QUERY_TIMEOUT).await {
-            Some(reply::Kind::Published(p)) => Ok(p.into()),
+        match plane.questions.wait(self.pending, QUERY_TIMEOUT).await {
+            Some(reply::Kind::Published(p)) => {
+                slip_metrics::metrics().publish_seconds.observe(self.started.elapsed().as_secs_f64());
+                Ok(p.into())
+            }
             _ => Err(ControlError::Unavailable("the channel's owner did not confirm the publish".into())),
         }
     }
@@ -263,6 +269,7 @@ impl ControlPlane {
             publishes_refused: slip_metrics::publishes_refused_total(),
             stream_divergences: metrics.stream_divergences.get(),
             lease_held: self.routing.lock().leased(Instant::now()),
+            publish_latency: metrics.publish_seconds.counts(),
         }
     }
 
@@ -448,6 +455,7 @@ impl ControlPlane {
     /// Sends a publish on its way now and returns what to wait on: callers
     /// that publish many in a row start them in order and wait together.
     pub fn publish_start(&self, mut publish: Publish) -> Result<Receipt, ControlError> {
+        let started = Instant::now();
         channel::validate(&publish.channel).map_err(|e| ControlError::Invalid(e.to_string()))?;
         if publish.event.as_ref().and_then(|e| e.body.as_ref()).is_none() {
             return Err(ControlError::Invalid("publish without a message".into()));
@@ -466,7 +474,7 @@ impl ControlPlane {
             self.questions.forget(id);
             return Err(ControlError::Unavailable(e.to_string()));
         }
-        Ok(Receipt(pending))
+        Ok(Receipt { pending, started })
     }
 
     /// Fans a publish out here when this node owns its channel; else sends

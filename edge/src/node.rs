@@ -637,6 +637,7 @@ impl Edge {
                     stream_gaps: metrics.stream_gaps.get(),
                     callback_errors: slip_metrics::callback_errors_total(),
                     parked_sessions: self.state.lock().parking.len() as u64,
+                    callback_latency: metrics.callback_seconds.counts(),
                 })
             }
             Some(query::Kind::Wait(wait)) => {

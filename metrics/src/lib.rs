@@ -17,8 +17,10 @@ use prometheus_client::encoding::text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+mod latency;
+pub use latency::{LATENCY_BUCKETS, LATENCY_COUNTS, Latency, quantile};
 
 /// A label set with one `kind` label (error kinds, refusal reasons).
 pub type ByKind = Family<Vec<(&'static str, &'static str)>, Counter>;
@@ -38,7 +40,7 @@ pub struct Metrics {
     /// Frames written to clients.
     pub frames_out: Counter,
     /// Time the backend took to answer one callback attempt.
-    pub callback_seconds: Histogram,
+    pub callback_seconds: Latency,
     /// Failed callback attempts, by kind: timeout, network, status, reply.
     pub callback_errors: ByKind,
     /// `slip.v1` sessions, by what happened: parked, resumed, recovered,
@@ -47,6 +49,9 @@ pub struct Metrics {
     pub sessions: ByKind,
     /// Publishes stamped and fanned out by this node as a channel's owner.
     pub publishes: Counter,
+    /// Time from a publish reaching this control node through the control
+    /// API to its owner's confirmation (the channel's replicas have it).
+    pub publish_seconds: Latency,
     /// Messages queued for local connections (one per recipient).
     pub deliveries: Counter,
     /// Publications an edge missed and could not fetch from history.
@@ -169,10 +174,11 @@ fn exported() -> &'static Exported {
             upgrades_refused: ByKind::default(),
             frames_in: Counter::default(),
             frames_out: Counter::default(),
-            callback_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            callback_seconds: Latency::default(),
             callback_errors: ByKind::default(),
             sessions: ByKind::default(),
             publishes: Counter::default(),
+            publish_seconds: Latency::default(),
             deliveries: Counter::default(),
             stream_gaps: Counter::default(),
             history_bytes: Gauge::default(),
@@ -203,7 +209,7 @@ fn exported() -> &'static Exported {
         registry.register("upgrades_refused", "Upgrades not accepted, by reason", m.upgrades_refused.clone());
         registry.register("frames_in", "Messages received from clients", m.frames_in.clone());
         registry.register("frames_out", "Frames written to clients", m.frames_out.clone());
-        registry.register("callback_seconds", "Backend time per callback attempt", m.callback_seconds.clone());
+        registry.register("callback_seconds", "Backend time per callback attempt", m.callback_seconds.histogram());
         registry.register("callback_errors", "Failed callback attempts, by kind", m.callback_errors.clone());
         registry.register(
             "sessions",
@@ -211,6 +217,11 @@ fn exported() -> &'static Exported {
             m.sessions.clone(),
         );
         registry.register("publishes", "Publishes fanned out as the channel's owner", m.publishes.clone());
+        registry.register(
+            "publish_seconds",
+            "Time from a control API publish to its owner's confirmation",
+            m.publish_seconds.histogram(),
+        );
         registry.register("deliveries", "Messages queued for local connections", m.deliveries.clone());
         registry.register("history_bytes", "Bytes of channel history held", m.history_bytes.clone());
         registry.register(

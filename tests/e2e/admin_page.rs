@@ -87,6 +87,15 @@ async fn the_admin_page_shows_the_cluster_and_follows_the_death_of_a_channels_ow
     })
     .await;
     wait_for(&page, "#history tbody td pre", "the history's tail", |t| t == ["hello", "world"]).await;
+    // The p99 charts: the publishes' times (counted where they were asked)
+    // and a callback's (a client connecting now).
+    let _c = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;
+    for chart in ["publishLatency", "callbackLatency"] {
+        wait_for(&page, &format!("#{chart}-now"), chart, |t| {
+            t.iter().any(|s| s.contains("counted in the last minute"))
+        })
+        .await;
+    }
     // Each edge's counters come with the nodes (the page's rates and trouble columns).
     let token = slip_proto::jwt::sign(SECRET.as_bytes(), slip_proto::jwt::AUD_CONTROL_EVENT, slip_proto::jwt::now());
     let overview: serde_json::Value = reqwest::Client::new()
@@ -109,6 +118,12 @@ async fn the_admin_page_shows_the_cluster_and_follows_the_death_of_a_channels_ow
     assert!(controls.iter().all(|c| c["leaseHeld"] == true && c["publishesRefused"] == 0), "{overview}");
     let published: u64 = controls.iter().filter_map(|c| c["publishes"].as_u64()).sum();
     assert!(published >= 2, "the owner fanned out both publishes: {overview}");
+    let counted = |node: &serde_json::Value, field: &str| -> u64 {
+        node[field].as_array().map_or(0, |counts| counts.iter().filter_map(|c| c.as_u64()).sum())
+    };
+    assert!(controls.iter().map(|c| counted(c, "publishLatency")).sum::<u64>() >= 2, "{overview}");
+    assert!(edges.iter().map(|e| counted(e, "callbackLatency")).sum::<u64>() >= 3, "{overview}");
+    assert_eq!(overview["latencyBuckets"].as_array().map(Vec::len), Some(15), "{overview}");
     if let Ok(out) = std::env::var("SLIP_ADMIN_SCREENSHOT") {
         page.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;

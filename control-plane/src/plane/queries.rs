@@ -154,7 +154,7 @@ impl ControlPlane {
             };
             let rtt = self.peers.get(&peer).and_then(|l| l.rtt()).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
             let edge = match answers.get(&peer) {
-                Some(reply::Kind::Stats(stats)) => *stats,
+                Some(reply::Kind::Stats(stats)) => stats.clone(),
                 _ => EdgeStats::default(),
             };
             let info = NodeInfo {
@@ -169,6 +169,7 @@ impl ControlPlane {
                 stream_gaps: edge.stream_gaps,
                 callback_errors: edge.callback_errors,
                 parked_sessions: edge.parked_sessions,
+                callback_latency: bounded_counts(edge.callback_latency),
                 ..NodeInfo::default()
             };
             nodes.push(match answers.get(&peer) {
@@ -295,6 +296,14 @@ fn with_control_stats(info: NodeInfo, stats: &slip_proto::link_pb::ControlStats)
         publishes_refused: stats.publishes_refused,
         stream_divergences: stats.stream_divergences,
         lease_held: stats.lease_held,
+        publish_latency: bounded_counts(stats.publish_latency.clone()),
         ..info
     }
+}
+
+/// Latency counts as another node gave them, cut to the buckets there are
+/// (a newer node may count more).
+fn bounded_counts(mut counts: Vec<u64>) -> Vec<u64> {
+    counts.truncate(slip_metrics::LATENCY_COUNTS);
+    counts
 }
