@@ -50,9 +50,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let channels = admin.channels(ChannelsRequest { limit }).await.map_err(explain)?.into_inner().channels;
             let rows = channels
                 .into_iter()
-                .map(
-                    |c| json!({"channel": c.channel, "subscribers": c.subscribers, "edges": c.edges, "owner": c.owner}),
-                )
+                .map(|c| {
+                    json!({"channel": c.channel, "subscribers": c.subscribers, "edges": c.edges, "owner": c.owner,
+                        "last_offset": c.last_offset, "history": c.history, "presence": c.presence})
+                })
                 .collect();
             Output::Table(CHANNEL_COLUMNS, rows)
         }
@@ -61,6 +62,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Output::Record(json!({
                 "channel": info.channel, "owner": info.owner, "edges": info.edges,
                 "subscribers": info.subscribers, "last_offset": info.last_offset, "epoch": info.epoch,
+                "history": info.history, "presence": info.presence,
             }))
         }
         AdminCommand::Connection { id } => {
@@ -138,7 +140,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const CHANNEL_COLUMNS: &[&str] = &["channel", "subscribers", "edges", "owner"];
+const CHANNEL_COLUMNS: &[&str] = &["channel", "subscribers", "edges", "owner", "last_offset", "history", "presence"];
 const HISTORY_COLUMNS: &[&str] = &["offset", "epoch", "message"];
 const PRESENCE_COLUMNS: &[&str] = &["connection", "info"];
 const NODE_COLUMNS: &[&str] = &["node", "role", "region", "ring_share", "connections", "linked", "rtt_ms", "p99_ms"];

@@ -105,7 +105,7 @@ pub async fn overview(
 
 fn summary(c: crate::plane::ChannelSummary) -> Value {
     json!({"channel": c.channel, "subscribers": c.subscribers, "edges": c.edges, "owner": c.owner,
-        "lastOffset": c.last_offset, "epoch": c.epoch})
+        "lastOffset": c.last_offset, "epoch": c.epoch, "history": c.history, "presence": c.presence})
 }
 
 #[derive(Deserialize)]

@@ -39,7 +39,7 @@ pub enum ControlError {
     Unavailable(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelSummary {
     pub channel: String,
     pub subscribers: u64,
@@ -47,28 +47,32 @@ pub struct ChannelSummary {
     pub owner: String,
     pub last_offset: u64,
     pub epoch: String,
+    /// Publications its owner's history holds.
+    pub history: u64,
+    /// Its presence members.
+    pub presence: u64,
 }
 
 // The same channel as the link (`ChannelState`) and the API (`ChannelInfo`)
 // carry it, converted here once.
 impl From<ChannelState> for ChannelSummary {
     fn from(s: ChannelState) -> Self {
-        let ChannelState { channel, subscribers, edges, owner, last_offset, epoch } = s;
-        Self { channel, subscribers, edges, owner, last_offset, epoch }
+        let ChannelState { channel, subscribers, edges, owner, last_offset, epoch, history, presence } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence }
     }
 }
 
 impl From<ChannelSummary> for ChannelState {
     fn from(s: ChannelSummary) -> Self {
-        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch } = s;
-        Self { channel, subscribers, edges, owner, last_offset, epoch }
+        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch, history, presence } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence }
     }
 }
 
 impl From<ChannelSummary> for slip_proto::pb::ChannelInfo {
     fn from(s: ChannelSummary) -> Self {
-        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch } = s;
-        Self { channel, subscribers, edges, owner, last_offset, epoch }
+        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch, history, presence } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence }
     }
 }
 

@@ -313,6 +313,11 @@ impl PresenceTable {
         }
     }
 
+    /// How many members `channel` has (away ones too), as [`Self::members`] counts them.
+    pub fn count(&self, channel: &str) -> u64 {
+        self.channels.get(channel).map_or(0, |m| (m.holders.len() + m.away.len()) as u64)
+    }
+
     /// The members of `channel` (away ones too), at most `limit` (0: the
     /// default), ordered by connection id; and how many there are in all.
     pub fn members(&self, channel: &str, limit: usize) -> Listing {

@@ -78,6 +78,10 @@ pub struct ChannelView {
     pub edges: Vec<NodeId>,
     pub epoch: String,
     pub top_offset: u64,
+    /// Publications its history holds here.
+    pub history: u64,
+    /// Its presence members.
+    pub presence: u64,
 }
 
 /// What a control node knows, as plain data (see the top of this file).
@@ -519,7 +523,13 @@ impl Routing {
     /// The edges interested in `channel`, and its stream's epoch and top offset.
     pub fn channel(&self, channel: &str) -> ChannelView {
         let (epoch, top_offset) = self.released_head(channel).unwrap_or_else(|| (Arc::from(""), 0));
-        ChannelView { edges: self.interest.edges(channel).to_vec(), epoch: epoch.to_string(), top_offset }
+        ChannelView {
+            edges: self.interest.edges(channel).to_vec(),
+            epoch: epoch.to_string(),
+            top_offset,
+            history: self.streams.held(channel),
+            presence: self.presence.count(channel),
+        }
     }
 }
 

@@ -351,6 +351,11 @@ impl Streams {
         self.retain(|name| name != channel);
     }
 
+    /// How many publications the stream's history holds.
+    pub fn held(&self, channel: &str) -> u64 {
+        self.streams.get(channel).map_or(0, |s| s.history.len() as u64)
+    }
+
     /// The oldest offset the stream's history holds (0: none).
     pub fn first(&self, channel: &str) -> u64 {
         self.streams.get(channel).and_then(|s| s.history.front()).map_or(0, |e| e.offset)

@@ -658,7 +658,8 @@ impl Edge {
                 | query::Kind::Heads(_)
                 | query::Kind::Copy(_)
                 | query::Kind::Presence(_)
-                | query::Kind::EdgeLinked(_),
+                | query::Kind::EdgeLinked(_)
+                | query::Kind::ChannelStreams(_),
             )
             | None => reply::Kind::Found(false),
         };

@@ -194,6 +194,12 @@ impl FrameHandler for ControlFrames {
                 let reply = Reply { id, kind: Some(reply::Kind::ControlStats(plane.control_stats())) };
                 let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
             }
+            Some(Kind::Query(Query { id, kind: Some(query::Kind::ChannelStreams(asked)) })) => {
+                // Another control node, for the admin page's top channels.
+                let counts = plane.owned_streams(asked.channels);
+                let reply = Reply { id, kind: Some(reply::Kind::ChannelCounts(counts)) };
+                let _ = plane.peers.send(from.as_str(), Frame { kind: Some(Kind::Reply(reply)) });
+            }
             Some(Kind::Query(Query { id, kind: Some(query::Kind::EdgeLinked(edge)) })) => {
                 // Another control node, before it sends the CLOSEs of an edge it lost.
                 let found = plane.incarnation(&edge.edge) == Some(edge.incarnation);

@@ -13,6 +13,9 @@ use slip_proto::channel;
 use slip_proto::ids::ConnectionId;
 use slip_proto::ids::NodeId;
 use slip_proto::limits::MAX_POLL_TIMEOUT_MS;
+use slip_proto::link_pb::ChannelCounts;
+use slip_proto::link_pb::ChannelState;
+use slip_proto::link_pb::ChannelStreams;
 use slip_proto::link_pb::ConnectionCommand;
 use slip_proto::link_pb::ConnectionState;
 use slip_proto::link_pb::Drain;
@@ -27,6 +30,10 @@ use slip_proto::link_pb::reply;
 use slip_proto::pb::NodeInfo;
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// Channels one question asks an owner about the streams of (the admin
+/// page lists at most as many).
+pub const MAX_STREAMS_ASKED: usize = 200;
 
 impl ControlPlane {
     /// Sends a command to the connection's edge. With `confirm`, waits for the
@@ -103,7 +110,7 @@ impl ControlPlane {
     /// The channel as its owner (this node) sees it.
     pub(super) async fn owned_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
         let owner = self.node_id.clone();
-        let ChannelView { edges, epoch, top_offset } = self.routing.lock().channel(channel);
+        let ChannelView { edges, epoch, top_offset, history, presence } = self.routing.lock().channel(channel);
         let mut subscribers = 0;
         for answer in self.ask_each(&edges, || query::Kind::Channel(channel.into())).await {
             if let reply::Kind::Channel(state) = answer? {
@@ -117,6 +124,8 @@ impl ControlPlane {
             owner: owner.to_string(),
             last_offset: top_offset,
             epoch,
+            history,
+            presence,
         })
     }
 
@@ -217,22 +226,75 @@ impl ControlPlane {
                 }
             }
         }
-        let routing = self.routing.lock();
-        let mut top: Vec<ChannelSummary> = merged
-            .into_iter()
-            .map(|(channel, (subscribers, edges))| ChannelSummary {
-                owner: routing.ring().owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
-                // Known here only for channels this node owns.
-                last_offset: routing.channel(&channel).top_offset,
-                epoch: routing.channel(&channel).epoch,
-                channel,
-                subscribers,
-                edges,
-            })
-            .collect();
+        let mut top: Vec<ChannelSummary> = {
+            let routing = self.routing.lock();
+            merged
+                .into_iter()
+                .map(|(channel, (subscribers, edges))| ChannelSummary {
+                    owner: routing.ring().owner(&channel).map(|o| o.to_string()).unwrap_or_default(),
+                    channel,
+                    subscribers,
+                    edges,
+                    ..ChannelSummary::default()
+                })
+                .collect()
+        };
         top.sort_unstable_by(|a, b| b.subscribers.cmp(&a.subscribers).then_with(|| a.channel.cmp(&b.channel)));
         top.truncate(limit);
+        self.with_streams(&mut top).await;
         top
+    }
+
+    /// Each channel's stream (offset, epoch, history held) and presence
+    /// count, from its owner: one question per owner, asked at once. A
+    /// channel whose owner does not answer in time keeps zeros.
+    async fn with_streams(&self, channels: &mut [ChannelSummary]) {
+        let mut by_owner: HashMap<String, Vec<String>> = HashMap::new();
+        for c in channels.iter() {
+            by_owner.entry(c.owner.clone()).or_default().push(c.channel.clone());
+        }
+        let mine = by_owner.remove(self.node_id.as_str()).unwrap_or_default();
+        let mut streams: HashMap<String, ChannelState> =
+            self.owned_streams(mine).channels.into_iter().map(|s| (s.channel.clone(), s)).collect();
+        let asked = by_owner.into_iter().map(|(owner, names)| async move {
+            let question = query::Kind::ChannelStreams(ChannelStreams { channels: names });
+            self.ask_query(&owner, question).await
+        });
+        for answer in futures_util::future::join_all(asked).await {
+            if let Ok(reply::Kind::ChannelCounts(counts)) = answer {
+                streams.extend(counts.channels.into_iter().map(|s| (s.channel.clone(), s)));
+            }
+        }
+        for c in channels.iter_mut() {
+            if let Some(s) = streams.remove(&c.channel) {
+                (c.last_offset, c.epoch, c.history, c.presence) = (s.last_offset, s.epoch, s.history, s.presence);
+            }
+        }
+    }
+
+    /// The streams of those of `channels` this node owns (at most
+    /// [`MAX_STREAMS_ASKED`]), as it knows them without asking anyone.
+    pub(super) fn owned_streams(&self, channels: Vec<String>) -> ChannelCounts {
+        let routing = self.routing.lock();
+        let channels = channels
+            .into_iter()
+            .take(MAX_STREAMS_ASKED)
+            .filter(|c| routing.owner_elsewhere(c).is_none() && routing.ring().owner(c) == Some(&self.node_id))
+            .map(|channel| {
+                let view = routing.channel(&channel);
+                ChannelState {
+                    owner: self.node_id.to_string(),
+                    edges: view.edges.len() as u32,
+                    last_offset: view.top_offset,
+                    epoch: view.epoch,
+                    history: view.history,
+                    presence: view.presence,
+                    channel,
+                    subscribers: 0,
+                }
+            })
+            .collect();
+        ChannelCounts { channels }
     }
 
     /// Asks an edge to drain and exit; returns how many connections it had.
