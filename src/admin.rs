@@ -62,7 +62,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Output::Record(json!({
                 "channel": info.channel, "owner": info.owner, "edges": info.edges,
                 "subscribers": info.subscribers, "last_offset": info.last_offset, "epoch": info.epoch,
-                "history": info.history, "presence": info.presence,
+                "history": info.history, "presence": info.presence, "replicas": info.replicas,
             }))
         }
         AdminCommand::Connection { id } => {
@@ -162,7 +162,7 @@ async fn nodes(admin: &mut Admin) -> anyhow::Result<Output> {
                 "callback_errors": n.callback_errors, "parked_sessions": n.parked_sessions,
                 "publishes": n.publishes, "publishes_refused": n.publishes_refused,
                 "stream_divergences": n.stream_divergences, "lease_held": n.lease_held,
-                "p99_ms": p99_ms, "callback_latency": n.callback_latency, "publish_latency": n.publish_latency,
+                "view_term": n.view_term, "p99_ms": p99_ms, "callback_latency": n.callback_latency, "publish_latency": n.publish_latency,
             })
         })
         .collect();

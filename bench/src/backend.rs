@@ -52,7 +52,8 @@ pub async fn start() -> anyhow::Result<Backend> {
 
 /// SLIP v4: OPEN → accept and subscribe to "bench" (on path `/presence`
 /// as a member of its presence, on `/watch` also getting its join and
-/// leave frames); TEXT → the same text back to its sender.
+/// leave frames; on `/ch/NAME` to channel NAME instead, as a member);
+/// TEXT → the same text back to its sender.
 async fn slip(body: Bytes) -> String {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else { return String::new() };
     let id = &request["connectionId"];
@@ -61,10 +62,16 @@ async fn slip(body: Bytes) -> String {
         match event["type"].as_str() {
             Some("OPEN") => {
                 commands.push(json!({"type": "ACCEPT", "connectionId": id}));
-                let mut subscribe = json!({"type": "SUBSCRIBE", "connectionId": id, "channel": "bench"});
-                match request["metadata"]["path"].as_str() {
-                    Some("/presence") => subscribe["presence"] = json!({"id": id}),
-                    Some("/watch") => {
+                let path = request["metadata"]["path"].as_str().unwrap_or_default();
+                // `/ch/NAME`: a presence member of channel NAME (many channels at once).
+                let channel = path.strip_prefix("/ch/").filter(|c| !c.is_empty()).unwrap_or("bench");
+                let mut subscribe = json!({"type": "SUBSCRIBE", "connectionId": id, "channel": channel});
+                if channel != "bench" {
+                    subscribe["presence"] = json!({"id": id});
+                }
+                match path {
+                    "/presence" => subscribe["presence"] = json!({"id": id}),
+                    "/watch" => {
                         subscribe["presence"] = json!({"id": id});
                         subscribe["joinLeave"] = json!(true);
                     }

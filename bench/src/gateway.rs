@@ -19,6 +19,8 @@ pub struct Gateway {
     pub ws: Vec<String>,
     /// Each control node's API (a cluster's, in order; `slip dev`'s one).
     pub controls: Vec<String>,
+    /// A cluster's `/metrics` URLs, control nodes first (none for `slip dev`).
+    pub metrics: Vec<String>,
     /// What was started: `None` for `slip dev`.
     pub shape: Option<Shape>,
     secret: String,
@@ -88,6 +90,7 @@ impl Gateway {
             children: vec![child],
             ws: vec![found[0].clone()],
             controls: vec![found[1].clone()],
+            metrics: Vec::new(),
             shape: None,
             secret: backend.secret.clone(),
             _ca: None,
@@ -172,13 +175,14 @@ impl Gateway {
                 "--metrics-listen",
                 "127.0.0.1:0",
             ];
-            let (edge, url) = spawn(slip, &edge_args, &["WebSocket:"]).await?;
+            let (edge, found) = spawn(slip, &edge_args, &["WebSocket:", "Metrics:"]).await?;
             children.push(edge);
-            ws.push(url[0].clone());
+            ws.push(found[0].clone());
+            metrics.push(found[1].clone());
         }
         // Let the nodes link (and the ring form) before clients arrive.
         tokio::time::sleep(std::time::Duration::from_millis(500 + 500 * controls as u64)).await;
-        for url in &metrics {
+        for url in &metrics[..controls] {
             ready(&url.replace("/metrics", "/readyz")).await?;
         }
         // An edge lets clients in once it has the control plane's view.
@@ -189,6 +193,7 @@ impl Gateway {
             children,
             ws,
             controls: apis,
+            metrics: metrics.clone(),
             shape: Some(shape),
             secret: backend.secret.clone(),
             _ca: Some(ca),
@@ -210,6 +215,11 @@ impl Gateway {
         let api = self.controls.get(i).context("no such control node")?;
         let channel = tonic::transport::Endpoint::from_shared(api.clone())?.connect().await?;
         Ok(ControlClient::with_interceptor(channel, Auth(self.secret.clone())))
+    }
+
+    /// A control token good for `secs`, as `slip admin open` signs one.
+    pub fn control_token(&self, secs: u64) -> String {
+        jwt::sign_for(self.secret.as_bytes(), jwt::AUD_CONTROL_EVENT, jwt::now(), secs)
     }
 
     /// Which control node (of a cluster) has node id `id`.

@@ -3,6 +3,7 @@
 //! the side-by-side run in `compare`, the client processes in `swarm`.
 
 mod backend;
+mod chromium;
 mod compare;
 mod cpus;
 mod faults;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::scenario::{failover, fanout, idle, inbound, sessions, storm};
+use crate::scenario::{admin_page, failover, fanout, idle, inbound, sessions, storm};
 use crate::target::Target;
 
 #[derive(Parser)]
@@ -137,6 +138,30 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         watchers: usize,
     },
+    /// A cluster (`--cluster 2 --controls 3` unless given) with N presence
+    /// members, each edge's clients spread over N / edges channels, one
+    /// publication each: how long the admin page's overview takes to answer,
+    /// and the page to show it in headless Chromium.
+    AdminPage {
+        #[arg(long, default_value_t = 20_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Channels the page lists, one set of runs each.
+        #[arg(long, value_delimiter = ',', default_value = "20,200")]
+        limits: Vec<usize>,
+        /// Save a screenshot of the page here (PNG).
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
+        /// Scrape the cluster with Prometheus (Debian's) all along and save
+        /// a picture of the Grafana dashboard's panels here (PNG).
+        #[arg(long)]
+        dashboard: Option<PathBuf>,
+        /// Seconds of traffic (publishes, clients coming and going) after
+        /// the measurements, the page open, before the pictures.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
+    },
     /// Both gateways, one after the other, at each size: a markdown table with ratios.
     Compare {
         /// Connection counts for idle.
@@ -231,6 +256,14 @@ async fn main() -> anyhow::Result<()> {
         }
         _ if cli.floor => Target::floor().await?,
         _ if cli.pushpin => Target::pushpin(backend::start().await?).await?,
+        Scenario::AdminPage { .. } => {
+            let shape = crate::gateway::Shape {
+                edges: cli.cluster.unwrap_or(2),
+                controls: cli.controls.max(3),
+                replicas: cli.replicas,
+            };
+            Target::slip_cluster(&cli.slip, backend::start().await?, shape).await?
+        }
         _ => match cli.cluster {
             Some(edges) => {
                 let shape = crate::gateway::Shape { edges, controls: cli.controls, replicas: cli.replicas };
@@ -264,6 +297,11 @@ async fn main() -> anyhow::Result<()> {
                 println!("sessions ({}): {sessions} slip.v1 sessions parked and resumed", target.name());
                 println!("{}", serde_json::to_string_pretty(&sessions::run(&target, sessions).await?)?);
             }
+        }
+        Scenario::AdminPage { connections, runs, limits, screenshot, dashboard, hold } => {
+            println!("admin page ({}): {connections} presence members, {runs} runs", target.name());
+            let plan = admin_page::Plan { connections, runs, limits, screenshot, dashboard, hold };
+            println!("{}", admin_page::run(&target, plan).await?);
         }
         Scenario::Inbound { clients, messages } => {
             println!(

@@ -6,7 +6,8 @@
 //! HANDSHAKE_MICROS...` once its clients are up. Told `fanout MESSAGES` on stdin, it reads every
 //! client's deliveries; the worker holding client 0 prints `seen INDEX` as
 //! that client receives (the parent's closed-loop window), and every worker
-//! ends with `done LAST_RECEIPT_NANOS LATENCY_MICROS...`. Closing stdin (or
+//! ends with `done LAST_RECEIPT_NANOS LATENCY_MICROS...`. Told `hold`, its
+//! clients read and answer pings, reporting nothing. Closing stdin (or
 //! dropping the [`Swarm`]) ends the worker and its connections.
 
 use std::time::{Duration, Instant};
@@ -46,12 +47,15 @@ pub struct Connected {
     pub handshakes: Vec<Duration>,
 }
 
-/// Opens `n` connections, client `offset + i` to `urls[(offset + i) % len]`.
+/// Opens `n` connections, client `offset + i` to `urls[(offset + i) % len]`,
+/// with `{i}` in it replaced by `(offset + i) / len` (so clients `2k` and
+/// `2k + 1` of two edges' URLs get the same `k`).
 /// Failed handshakes are counted, not fatal: an overloaded gateway answering
 /// 502 is a result to report.
 pub async fn connect_many(urls: &[String], n: usize, offset: usize, concurrency: usize) -> Connected {
     let attempts = (0..n).map(|i| {
-        let url = urls[(offset + i) % urls.len()].clone();
+        let client = offset + i;
+        let url = urls[client % urls.len()].replace("{i}", &(client / urls.len()).to_string());
         async move {
             let started = Instant::now();
             match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
@@ -170,6 +174,16 @@ impl Swarm {
         Ok(rx)
     }
 
+    /// Tells every worker to keep its clients alive (reading, answering
+    /// pings) for as long as the swarm lives; no fan-out after it.
+    pub async fn hold(&mut self) -> anyhow::Result<()> {
+        for worker in &mut self.workers {
+            worker.stdin.write_all(b"hold\n").await?;
+            worker.stdin.flush().await?;
+        }
+        Ok(())
+    }
+
     pub fn workers(&self) -> usize {
         self.workers.len()
     }
@@ -192,11 +206,37 @@ pub async fn serve(urls: Vec<String>, count: usize, offset: usize, concurrency: 
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     let mut clients = Some(clients);
     while let Some(line) = commands.next_line().await? {
-        if let (Some(("fanout", messages)), Some(clients)) = (line.split_once(' '), clients.take()) {
-            receive(clients, messages.parse()?, offset == 0, &mut out).await?;
+        // The clients go to the first command that takes them.
+        match line.split_once(' ') {
+            Some(("fanout", messages)) => {
+                if let Some(clients) = clients.take() {
+                    receive(clients, messages.parse()?, offset == 0, &mut out).await?;
+                }
+            }
+            None if line == "hold" => {
+                if let Some(clients) = clients.take() {
+                    hold(clients);
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Every client reads (and drops) what it gets and answers pings, so the
+/// gateway keeps it however long it stays; until the worker ends.
+fn hold(clients: Vec<Ws>) {
+    for ws in clients {
+        tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Ping(p) = message {
+                    let _ = sink.send(Message::Pong(p)).await;
+                }
+            }
+        });
+    }
 }
 
 /// Every client reads until it has `messages` deliveries; then one `done` line.

@@ -62,12 +62,13 @@ impl Target {
     }
 }
 
+/// A gRPC client of a control node's API, with its token.
+pub type ControlClient = slip_proto::pb::control_client::ControlClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Auth>,
+>;
+
 pub enum Publisher {
-    Grpc(
-        slip_proto::pb::control_client::ControlClient<
-            tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Auth>,
-        >,
-    ),
+    Grpc(ControlClient),
     Http(reqwest::Client),
     /// POST the text itself to this URL (the floor).
     Raw(reqwest::Client, String),

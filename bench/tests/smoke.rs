@@ -38,6 +38,34 @@ fn every_scenario_runs_against_slip() {
 }
 
 #[test]
+fn the_admin_page_scenario_runs_and_draws_the_dashboard() {
+    // scripts/test.sh installs Chromium and Prometheus (the e2e tests need them too).
+    let dir = std::env::temp_dir().join(format!("slip-bench-smoke-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (page, dashboard) = (dir.join("page.png"), dir.join("dashboard.png"));
+    let out = bench(&[
+        "admin-page",
+        "--connections",
+        "8",
+        "--runs",
+        "1",
+        "--limits",
+        "3",
+        "--screenshot",
+        page.to_str().unwrap(),
+        "--dashboard",
+        dashboard.to_str().unwrap(),
+    ]);
+    let pictures = [&page, &dashboard].map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.contains("8 connections (0 failed) on 2 edges, 4 channels, 3 control nodes"), "{out}");
+    // What the page itself showed: the cluster's connections, and 3 channel rows.
+    assert!(out.contains("the page read: view term 1 · ready · 3 control nodes, 2 edges, 8 connections"), "{out}");
+    assert!(out.contains(" ms | 3 |"), "{out}");
+    assert!(pictures.iter().all(|size| *size > 10_000), "pictures of {pictures:?} bytes");
+}
+
+#[test]
 fn every_scenario_runs_against_pushpin_when_installed() {
     if !std::path::Path::new("/usr/bin/pushpin").exists() {
         // scripts/test.sh installs Pushpin; on a machine without it this test has nothing to drive.

@@ -86,7 +86,7 @@ pub async fn overview(
                 "parkedSessions": n.parked_sessions, "publishes": n.publishes,
                 "publishesRefused": n.publishes_refused, "streamDivergences": n.stream_divergences,
                 "leaseHeld": n.lease_held, "callbackLatency": n.callback_latency,
-                "publishLatency": n.publish_latency})
+                "publishLatency": n.publish_latency, "viewTerm": n.view_term})
         })
         .collect();
     let channels: Vec<Value> = api.plane.top_channels(limit).await.into_iter().map(summary).collect();
@@ -104,7 +104,7 @@ pub async fn overview(
 }
 
 fn summary(c: crate::plane::ChannelSummary) -> Value {
-    json!({"channel": c.channel, "subscribers": c.subscribers, "edges": c.edges, "owner": c.owner,
+    json!({"channel": c.channel, "subscribers": c.subscribers, "edges": c.edges, "owner": c.owner, "replicas": c.replicas,
         "lastOffset": c.last_offset, "epoch": c.epoch, "history": c.history, "presence": c.presence})
 }
 

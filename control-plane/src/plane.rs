@@ -51,28 +51,30 @@ pub struct ChannelSummary {
     pub history: u64,
     /// Its presence members.
     pub presence: u64,
+    /// The control nodes that keep copies of its stream.
+    pub replicas: Vec<String>,
 }
 
 // The same channel as the link (`ChannelState`) and the API (`ChannelInfo`)
 // carry it, converted here once.
 impl From<ChannelState> for ChannelSummary {
     fn from(s: ChannelState) -> Self {
-        let ChannelState { channel, subscribers, edges, owner, last_offset, epoch, history, presence } = s;
-        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence }
+        let ChannelState { channel, subscribers, edges, owner, last_offset, epoch, history, presence, replicas } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence, replicas }
     }
 }
 
 impl From<ChannelSummary> for ChannelState {
     fn from(s: ChannelSummary) -> Self {
-        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch, history, presence } = s;
-        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence }
+        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch, history, presence, replicas } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence, replicas }
     }
 }
 
 impl From<ChannelSummary> for slip_proto::pb::ChannelInfo {
     fn from(s: ChannelSummary) -> Self {
-        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch, history, presence } = s;
-        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence }
+        let ChannelSummary { channel, subscribers, edges, owner, last_offset, epoch, history, presence, replicas } = s;
+        Self { channel, subscribers, edges, owner, last_offset, epoch, history, presence, replicas }
     }
 }
 
@@ -268,12 +270,18 @@ impl ControlPlane {
     /// This node's counters, and whether it holds its lease.
     pub fn control_stats(&self) -> slip_proto::link_pb::ControlStats {
         let metrics = slip_metrics::metrics();
+        // One lock for both: a second lock inside the literal would deadlock.
+        let (lease_held, view_term) = {
+            let routing = self.routing.lock();
+            (routing.leased(Instant::now()), routing.term())
+        };
         slip_proto::link_pb::ControlStats {
             publishes: metrics.publishes.get(),
             publishes_refused: slip_metrics::publishes_refused_total(),
             stream_divergences: metrics.stream_divergences.get(),
-            lease_held: self.routing.lock().leased(Instant::now()),
+            lease_held,
             publish_latency: metrics.publish_seconds.counts(),
+            view_term,
         }
     }
 

@@ -82,6 +82,8 @@ pub struct ChannelView {
     pub history: u64,
     /// Its presence members.
     pub presence: u64,
+    /// The control nodes that keep copies of its stream.
+    pub replicas: Vec<NodeId>,
 }
 
 /// What a control node knows, as plain data (see the top of this file).
@@ -529,6 +531,7 @@ impl Routing {
             top_offset,
             history: self.streams.held(channel),
             presence: self.presence.count(channel),
+            replicas: self.ownership.ring().successors(channel, self.replicas).into_iter().cloned().collect(),
         }
     }
 }

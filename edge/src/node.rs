@@ -203,6 +203,7 @@ impl Edge {
                 return;
             }
             state.view_term = view.term;
+            slip_metrics::metrics().view_term.set(view.term as i64);
             let members = view.members.iter().filter(|m| m.up).filter_map(|m| NodeId::parse(&m.node_id).ok());
             let new = Arc::new(Ring::new(members));
             (self.ring.swap(new.clone()), new)
@@ -630,14 +631,21 @@ impl Edge {
             }
             Some(query::Kind::Stats(_)) => {
                 let metrics = slip_metrics::metrics();
+                // One lock for both: a guard held to the end of the literal
+                // and a second lock inside it would deadlock this node.
+                let (parked_sessions, view_term) = {
+                    let state = self.state.lock();
+                    (state.parking.len() as u64, state.view_term)
+                };
                 reply::Kind::Stats(EdgeStats {
                     connections: self.hub.connections() as u64,
                     channels: self.hub.channels().len() as u64,
                     deliveries: metrics.deliveries.get(),
                     stream_gaps: metrics.stream_gaps.get(),
                     callback_errors: slip_metrics::callback_errors_total(),
-                    parked_sessions: self.state.lock().parking.len() as u64,
+                    parked_sessions,
                     callback_latency: metrics.callback_seconds.counts(),
+                    view_term,
                 })
             }
             Some(query::Kind::Wait(wait)) => {

@@ -87,9 +87,18 @@ async fn the_admin_page_shows_the_cluster_and_follows_the_death_of_a_channels_ow
     })
     .await;
     wait_for(&page, "#history tbody td pre", "the history's tail", |t| t == ["hello", "world"]).await;
-    // The top channels carry each stream's offset and history, from its owner.
+    // The top channels carry each stream's offset and history and the
+    // nodes copying it, from its owner; every node its view's term.
     let row = "#channels tr[data-channel='room'] td";
-    wait_for(&page, &format!("{row}:nth-child(7), {row}:nth-child(8)"), "room's stream", |t| t == ["2", "2"]).await;
+    wait_for(&page, &format!("{row}:nth-child(8), {row}:nth-child(9)"), "room's stream", |t| t == ["2", "2"]).await;
+    wait_for(&page, &format!("{row}:nth-child(6)"), "room's replicas", |t| {
+        t.len() == 1 && t[0].starts_with("control-") && !t[0].contains(&owner)
+    })
+    .await;
+    wait_for(&page, "#nodes tbody td:nth-child(5)", "each node's view term", |t| {
+        t.len() == 5 && t.iter().all(|term| term.parse::<u64>().is_ok_and(|term| term >= 1))
+    })
+    .await;
     // The p99 charts: the publishes' times (counted where they were asked)
     // and a callback's (a client connecting now).
     let _c = Client::connect_url(&format!("{}/room", cluster.edges[0].ws)).await;

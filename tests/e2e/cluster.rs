@@ -44,21 +44,6 @@ pub(crate) fn cluster_backend(request: &CallbackRequest) -> Reply {
     Reply::commands(out)
 }
 
-/// `n` distinct free UDP ports: each socket is held until all are taken, so
-/// the system cannot hand one port out twice (it did: two control nodes of
-/// one cluster got the same link port, and one could not start).
-fn free_udp_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::UdpSocket> = (0..n).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
-    held.iter().map(|s| s.local_addr().unwrap().port()).collect()
-}
-
-/// `n` distinct free TCP ports, the same way.
-fn free_tcp_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
 struct ControlNode {
     id: String,
     api_port: u16,
@@ -104,7 +89,7 @@ impl Cluster {
 
     /// A cluster whose control nodes take `control_flags` too.
     pub(crate) async fn start_with(backend: &str, controls: usize, edges: usize, control_flags: &[&str]) -> Self {
-        let (api_ports, link_ports) = (free_tcp_ports(controls), free_udp_ports(controls));
+        let (api_ports, link_ports) = (free_ports(controls), free_ports(controls));
         let mut cluster = Self {
             ca: CaDir::new(),
             backend: backend.to_owned(),

@@ -43,3 +43,19 @@ async fn metrics_move_with_traffic() {
     assert!(value(&after, "slip_callback_seconds_count") >= 2.0);
     drop(ann);
 }
+
+#[tokio::test]
+async fn an_edge_exports_the_term_of_the_view_it_applied() {
+    let backend = Backend::start(chat).await;
+    let cluster = crate::cluster::Cluster::start(&backend.url, 1, 1).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = reqwest::get(&cluster.edges[0].metrics).await.unwrap().text().await.unwrap();
+        // A view has term 1 or more: 0 is an edge that never said.
+        if value(&text, "slip_view_term{") >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the edge's slip_view_term stayed 0:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -533,13 +533,35 @@ impl Drop for TempDir {
     }
 }
 
-/// A TCP port free on loopback now (and, as the link needs, for UDP too).
+/// Ports the tests hand to the nodes they start come from below the
+/// system's ephemeral range (32768 and up on Linux): a port picked there and
+/// freed could be taken by any client socket's connect before the node binds
+/// it (a restarted control node once found its port so taken). Within this
+/// process a counter hands each port out once.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+static NEXT_PORT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+
+/// A port free on loopback now for TCP and for UDP (the link), handed out
+/// once in this process.
 pub fn free_port() -> u16 {
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    // The same number must be free for UDP too (the link) when used for it.
-    drop(tcp);
-    port
+    // Start where another run of these tests (a different pid) likely does not.
+    let next = NEXT_PORT.get_or_init(|| std::sync::atomic::AtomicU32::new(std::process::id() % 100 * 100));
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..span {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + n as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}")
+}
+
+/// `n` distinct free ports (see [`free_port`]).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    (0..n).map(|_| free_port()).collect()
 }
 
 /// A cluster CA written by `slip gen-ca` into a fresh directory, with an

@@ -1,5 +1,7 @@
 //! The scenarios, each measuring one thing on any [`crate::target::Target`].
 
+pub mod admin_page;
+pub mod dashboard;
 pub mod failover;
 pub mod fanout;
 pub mod idle;

@@ -110,7 +110,8 @@ impl ControlPlane {
     /// The channel as its owner (this node) sees it.
     pub(super) async fn owned_channel(&self, channel: &str) -> Result<ChannelSummary, ControlError> {
         let owner = self.node_id.clone();
-        let ChannelView { edges, epoch, top_offset, history, presence } = self.routing.lock().channel(channel);
+        let ChannelView { edges, epoch, top_offset, history, presence, replicas } =
+            self.routing.lock().channel(channel);
         let mut subscribers = 0;
         for answer in self.ask_each(&edges, || query::Kind::Channel(channel.into())).await {
             if let reply::Kind::Channel(state) = answer? {
@@ -126,6 +127,7 @@ impl ControlPlane {
             epoch,
             history,
             presence,
+            replicas: replicas.iter().map(ToString::to_string).collect(),
         })
     }
 
@@ -179,6 +181,7 @@ impl ControlPlane {
                 callback_errors: edge.callback_errors,
                 parked_sessions: edge.parked_sessions,
                 callback_latency: bounded_counts(edge.callback_latency),
+                view_term: edge.view_term,
                 ..NodeInfo::default()
             };
             nodes.push(match answers.get(&peer) {
@@ -267,7 +270,8 @@ impl ControlPlane {
         }
         for c in channels.iter_mut() {
             if let Some(s) = streams.remove(&c.channel) {
-                (c.last_offset, c.epoch, c.history, c.presence) = (s.last_offset, s.epoch, s.history, s.presence);
+                (c.last_offset, c.epoch, c.history, c.presence, c.replicas) =
+                    (s.last_offset, s.epoch, s.history, s.presence, s.replicas);
             }
         }
     }
@@ -289,6 +293,7 @@ impl ControlPlane {
                     epoch: view.epoch,
                     history: view.history,
                     presence: view.presence,
+                    replicas: view.replicas.iter().map(ToString::to_string).collect(),
                     channel,
                     subscribers: 0,
                 }
@@ -359,6 +364,7 @@ fn with_control_stats(info: NodeInfo, stats: &slip_proto::link_pb::ControlStats)
         stream_divergences: stats.stream_divergences,
         lease_held: stats.lease_held,
         publish_latency: bounded_counts(stats.publish_latency.clone()),
+        view_term: stats.view_term,
         ..info
     }
 }
