@@ -7,7 +7,10 @@
 #           compare against), python3-pip, nodejs, npm, iproute2 (the fault
 #           campaign's network namespaces; it runs as root), prometheus
 #           (promtool checks deploy/prometheus's alert rules and their tests).
-#   PyPI:   gripcontrol; npm: @fanoutio/grip (tests/e2e/grip), the unmodified
+#   PyPI:   gripcontrol; PyJWT, pytest and websockets (py/'s tests);
+#           grpcio with its health and reflection modules (a stock gRPC
+#           client for tests/e2e/grpc_discovery.rs);
+#   npm:    @fanoutio/grip (tests/e2e/grip), the unmodified
 #           GRIP libraries a Pushpin backend uses; js/'s dev dependencies
 #           (typescript, ws) for the TypeScript packages; Next.js and React
 #           for examples/nextjs-chat.
@@ -40,11 +43,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import gripcontrol' 2>/dev/null; then
-  python3 -m pip install --quiet --user gripcontrol 2>/dev/null ||
-    python3 -m pip install --quiet gripcontrol 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages gripcontrol
-fi
+# PyPI packages: installed for this user, or where pip may put them.
+pip_install() {
+  python3 -m pip install --quiet --user "$@" 2>/dev/null ||
+    python3 -m pip install --quiet "$@" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "$@"
+}
+python3 -c 'import gripcontrol' 2>/dev/null || pip_install gripcontrol
+# py/ (the Python library: PyJWT; its tests: pytest, and websockets for a
+# real client) and the stock gRPC client the discovery test drives.
+python3 -c 'import jwt, pytest, websockets' 2>/dev/null || pip_install 'PyJWT>=2.4' pytest websockets
+python3 -c 'import grpc_health, grpc_reflection' 2>/dev/null ||
+  pip_install grpcio grpcio-health-checking grpcio-reflection
 if [ ! -d tests/e2e/grip/node_modules/@fanoutio/grip ]; then
   (cd tests/e2e/grip && npm ci --silent --no-audit --no-fund)
 fi
@@ -63,5 +73,9 @@ fi
 # What no compiler checks: no import cycles between modules, and no
 # reference to a document outside the repository.
 python3 scripts/check-structure.py
+
+# The Python library's tests, against the `slip dev` built here.
+cargo build --quiet --bin slip
+(cd py && SLIP_BIN="$PWD/../target/debug/slip" PYTHONPATH=src python3 -m pytest -q -p no:cacheprovider tests)
 
 cargo test --workspace "$@"

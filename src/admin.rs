@@ -19,15 +19,19 @@ type Control = ControlClient<InterceptedService<Channel, Signer>>;
 type Admin = AdminClient<InterceptedService<Channel, Signer>>;
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    if let AdminCommand::Open { secs } = args.command {
-        // The token rides in the fragment: browsers send it to no server.
+    if let AdminCommand::Open { secs } | AdminCommand::Token { secs } = args.command {
         let token = slip_proto::jwt::sign_for(
             args.jwt_secret.as_bytes(),
             slip_proto::jwt::AUD_CONTROL_EVENT,
             slip_proto::jwt::now(),
             secs,
         );
-        println!("{}/admin#token={token}", args.control.trim_end_matches('/'));
+        if matches!(args.command, AdminCommand::Token { .. }) {
+            println!("{token}");
+        } else {
+            // The token rides in the fragment: browsers send it to no server.
+            println!("{}/admin#token={token}", args.control.trim_end_matches('/'));
+        }
         return Ok(());
     }
     let channel = tonic::transport::Endpoint::from_shared(args.control.clone())
@@ -134,7 +138,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             let reply = admin.drain(DrainRequest { node_id: node.clone() }).await.map_err(explain)?.into_inner();
             Output::Record(json!({"draining": node, "connections": reply.connections}))
         }
-        AdminCommand::Open { .. } => unreachable!("answered before connecting"),
+        AdminCommand::Open { .. } | AdminCommand::Token { .. } => unreachable!("answered before connecting"),
     };
     output.print(args.json);
     Ok(())

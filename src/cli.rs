@@ -107,6 +107,12 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = PAGE_TOKEN_SECS)]
         secs: u64,
     },
+    /// Print a control token good for `--secs`, for other tools (grpcurl,
+    /// curl): `-H "authorization: Bearer $(slip admin token)"`.
+    Token {
+        #[arg(long, default_value_t = PAGE_TOKEN_SECS)]
+        secs: u64,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

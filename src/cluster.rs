@@ -289,7 +289,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         let (plane, shutdown) = (plane.clone(), shutdown.clone());
         Arc::new(move || if shutdown.is_cancelled() { Err("shutting down".into()) } else { plane.readiness() })
     };
-    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), Some(ready)).await?;
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), Some(ready.clone())).await?;
     let auth = slip_control_plane::server::ControlAuth::new(args.jwt_secret.as_bytes(), args.max_token_secs);
     let signalled = shutdown.clone();
     tokio::spawn(async move {
@@ -297,8 +297,8 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: answering requests in flight");
         signalled.cancel();
     });
-    let served =
-        slip_control_plane::server::serve(plane.clone(), auth, args.grip_publish_auth.into(), api, shutdown).await;
+    let grip_auth = args.grip_publish_auth.into();
+    let served = slip_control_plane::server::serve(plane.clone(), auth, grip_auth, api, shutdown, ready).await;
     plane.shutdown().await;
     // What the links hold goes out first (a session handed over just now).
     links.flush(LINK_CLOSE_GRACE).await;

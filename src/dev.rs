@@ -96,14 +96,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stop_control = CancellationToken::new();
     let control_stopped = stop_control.clone();
     let api_plane = plane.clone();
+    // gRPC health: not serving from the moment the edge starts to drain.
+    let draining = CancellationToken::new();
+    let ready: slip_control_plane::health::Readiness = {
+        let (plane, draining) = (plane.clone(), draining.clone());
+        Arc::new(move || if draining.is_cancelled() { Err("draining".into()) } else { plane.readiness() })
+    };
     let mut control_api = tokio::spawn(async move {
-        slip_control_plane::server::serve(api_plane, control_auth, grip_auth, control, control_stopped).await
+        slip_control_plane::server::serve(api_plane, control_auth, grip_auth, control, control_stopped, ready).await
     });
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
         r = &mut control_api => r?.context("control listener failed")?,
         _ = crate::shutdown_signal() => {
             // The listeners keep serving while draining: upgrades get 503, /readyz fails.
+            draining.cancel();
             slip_edge::drain::drain(&edge, args.edge.drain_grace()).await;
             // Then the control API stops accepting and answers what is in flight.
             stop_control.cancel();

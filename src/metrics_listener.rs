@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Whether the node is ready, and if not, why.
-pub type Readiness = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Whether the node is ready, and if not, why (gRPC health reads the same).
+pub use slip_control_plane::health::Readiness;
 
 /// Binds the listener and serves `/metrics` (and, given `ready`, `/healthz`
 /// and `/readyz`) in the background until `stop`; returns where.

@@ -139,7 +139,7 @@ pub async fn channel(
         Err(_) => Vec::new(),
     };
     let presence = match api.plane.presence(&channel, PRESENCE_SHOWN).await {
-        Ok((members, count)) => json!({"members": crate::http_presence::members_json(members), "count": count}),
+        Ok((members, count)) => json!({"members": crate::http_reads::members_json(members), "count": count}),
         Err(_) => Value::Null,
     };
     axum::Json(json!({"channel": summary(info), "history": history, "presence": presence})).into_response()

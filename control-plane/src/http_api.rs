@@ -9,10 +9,14 @@
 //! so: never `200` for a command that did not take effect.
 //!
 //! ```json
-//! 503 {"message": "command failed", "index": 2, "type": "PUBLISH_TEXT", "error": "unavailable: …"}
+//! 503 {"message": "command failed", "index": 2, "type": "PUBLISH_TEXT", "error": "unavailable: …",
+//!      "publishes": [{"channel": "room", "epoch": "…", "offset": 41}]}
 //! ```
 //!
-//! Commands before `index` ran; it and those after it did not.
+//! Commands before `index` ran; it and those after it did not. Both answers
+//! list where each publish that ran went in (`publishes`, in command order):
+//! a backend that retries with the same `idempotencyKey` learns the offset
+//! its first attempt got.
 
 use std::sync::Arc;
 
@@ -84,12 +88,24 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) 
                 .into_response();
         }
     };
+    // Where each publish went in, in command order: what a backend that
+    // retries with the same idempotency key needs to know it landed once.
+    let mut publishes = Vec::new();
     for (index, command) in commands.into_iter().enumerate() {
         let kind = command.kind();
         let outcome = match route::action(command) {
             // Confirmed, so a SUBSCRIBE has taken effect before a PUBLISH after it runs.
             Action::Connection(command) => api.plane.connection_command(command, true).await,
-            Action::Channel(publish) => api.plane.publish(publish).await.map(|_| ()),
+            Action::Channel(publish) => {
+                let channel = publish.channel.clone();
+                api.plane.publish(publish).await.map(|published| {
+                    // A CLOSE_CHANNEL is an order, not a publication: no offset.
+                    if published.offset > 0 {
+                        publishes
+                            .push(json!({"channel": channel, "epoch": published.epoch, "offset": published.offset}));
+                    }
+                })
+            }
             Action::Poll { connection_id, timeout_ms } => {
                 api.plane.poll_for_connection(&connection_id, timeout_ms).await.map(|_| ())
             }
@@ -104,10 +120,11 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) 
                     ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
                     _ => StatusCode::SERVICE_UNAVAILABLE,
                 };
-                let body = json!({"message": "command failed", "index": index, "type": kind, "error": e.to_string()});
+                let body = json!({"message": "command failed", "index": index, "type": kind, "error": e.to_string(),
+                    "publishes": publishes});
                 return (status, axum::Json(body)).into_response();
             }
         }
     }
-    (StatusCode::OK, axum::Json(json!({"message": "processed successfully"}))).into_response()
+    (StatusCode::OK, axum::Json(json!({"message": "processed successfully", "publishes": publishes}))).into_response()
 }

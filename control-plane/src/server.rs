@@ -1,6 +1,7 @@
 //! One port for every control API: gRPC (by its `/slip.v1.Control/…` paths,
-//! HTTP/2), GRIP publishing on `/publish/`, and the SLIP v4 HTTP JSON API on
-//! every other path.
+//! HTTP/2, with the standard health and reflection services beside it), GRIP
+//! publishing on `/publish/`, and the SLIP v4 HTTP JSON API on every other
+//! path.
 //!
 //! The port is private by deployment and defended anyway (docs/security.md), each
 //! bound named below and listed in docs/operations.md:
@@ -8,7 +9,9 @@
 //!   and an HTTP/1 body must arrive within [`BODY_TIMEOUT`] (read by [`crate::body`]);
 //! - the token is checked before a body is read (the gRPC interceptor runs
 //!   on the headers; the JSON and GRIP handlers take the body only after it),
-//!   so an unauthenticated client never makes the node buffer anything;
+//!   so an unauthenticated client never makes the node buffer anything
+//!   (but the small requests of gRPC health and reflection, which take no
+//!   token and at most `MAX_PROBE_MESSAGE_BYTES`: see [`crate::health`]);
 //! - bodies are bounded per API ([`MAX_GRPC_MESSAGE_BYTES`], and
 //!   [`MAX_COMMAND_BODY_BYTES`](slip_proto::limits::MAX_COMMAND_BODY_BYTES) for the JSON and GRIP APIs);
 //! - at most [`MAX_CONNECTIONS`] connections are served at once (more wait in
@@ -41,10 +44,11 @@ use tonic::service::interceptor::InterceptedService;
 pub use crate::auth::ControlAuth;
 pub use crate::body::BODY_TIMEOUT;
 use crate::grip_api::{self, GripApi, GripAuth};
+pub use crate::health::Readiness;
 use crate::http_api::{self, HttpApi};
-use crate::http_presence;
+use crate::http_reads;
 use crate::plane::ControlPlane;
-use crate::{admin, admin_page, grpc};
+use crate::{admin, admin_page, grpc, health};
 
 /// Time a client has to send a request's headers (and its first bytes).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +63,14 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 4096;
 /// Longest wait for requests in flight once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) -> axum::Router {
+/// Every control API as one router, gRPC health following `ready` until `stop`.
+pub fn router(
+    plane: Arc<ControlPlane>,
+    auth: ControlAuth,
+    grip_auth: GripAuth,
+    ready: Readiness,
+    stop: CancellationToken,
+) -> axum::Router {
     let grip = GripApi { plane: plane.clone(), secret: auth.secret(), auth: grip_auth };
     let grip = axum::Router::new()
         .route(grip_api::PUBLISH_PATH, post(grip_api::publish))
@@ -68,7 +79,8 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
     // The original took any path: every other path gRPC does not claim is the JSON API.
     let http = grip.merge(
         axum::Router::new()
-            .route(http_presence::PRESENCE_PATH, get(http_presence::presence).post(http_api::handle))
+            .route(http_reads::PRESENCE_PATH, get(http_reads::presence).post(http_api::handle))
+            .route(http_reads::HISTORY_PATH, get(http_reads::history).post(http_api::handle))
             .route(admin_page::PAGE_PATH, get(admin_page::page).post(http_api::handle))
             .route(admin_page::OVERVIEW_PATH, get(admin_page::overview).post(http_api::handle))
             .route(admin_page::CHANNEL_PATH, get(admin_page::channel).post(http_api::handle))
@@ -79,11 +91,11 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
     let control = grpc::server(plane.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let admin = admin::server(plane).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let requests = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
-    tonic::service::Routes::new(InterceptedService::new(control, auth.clone()))
-        .add_service(InterceptedService::new(admin, auth))
-        .into_axum_router()
-        .fallback_service(http)
-        .layer(middleware::from_fn(move |request: Request, next: Next| {
+    let grpc = tonic::service::Routes::new(InterceptedService::new(control, auth.clone()))
+        .add_service(InterceptedService::new(admin, auth));
+    // Health and reflection take no token (see crate::health).
+    health::add_to(grpc, ready, stop).into_axum_router().fallback_service(http).layer(middleware::from_fn(
+        move |request: Request, next: Next| {
             let requests = requests.clone();
             async move {
                 // Held until the handler has answered.
@@ -92,19 +104,22 @@ pub fn router(plane: Arc<ControlPlane>, auth: ControlAuth, grip_auth: GripAuth) 
                 };
                 next.run(request).await
             }
-        }))
+        },
+    ))
 }
 
 /// Serves every control API on `listener` until it fails, or until `shutdown`
 /// is cancelled and what was in flight is answered (see the top of this file).
+/// gRPC health reports `ready` until then.
 pub async fn serve(
     plane: Arc<ControlPlane>,
     auth: ControlAuth,
     grip_auth: GripAuth,
     listener: TcpListener,
     shutdown: CancellationToken,
+    ready: Readiness,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(router(plane, auth, grip_auth));
+    let service = TowerToHyperService::new(router(plane, auth, grip_auth, ready, shutdown.clone()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     builder

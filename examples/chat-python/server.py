@@ -1,70 +1,44 @@
 #!/usr/bin/env python3
-"""The chat of the original SLIP Sockets README, with no SDK at all: Python's
-standard library, plain HTTP and JSON. It shows the whole protocol.
+"""The chat of the original SLIP Sockets README on the Python library
+(``py/`` in the repository; ``pip install ./py``), with the standard
+library's HTTP server.
 
+    pip install ./py                               # from the repository's root
     export SLIP_JWT_SECRET=$(slip gen-secret)     # 32 bytes or more, shared with the gateway
-    PORT=3000 python3 server.py &
+    PORT=3000 python3 examples/chat-python/server.py &
     slip dev --target-url http://127.0.0.1:3000/ws
+
+The library checks each callback's token (``parse_request``) and builds the
+reply (``end_response``); the same ``Publisher`` publishes from anywhere else
+in a backend, with idempotency keys and retries (``publisher.publish``).
 """
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 import socket
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from slip_sockets import Connection, Publisher
 
 if not os.environ.get("SLIP_JWT_SECRET"):
     raise SystemExit("set SLIP_JWT_SECRET to the gateway's secret (`slip gen-secret` makes one)")
-SECRET = os.environ["SLIP_JWT_SECRET"].encode()
+publisher = Publisher(os.environ.get("SLIP_CONTROL_API", "http://127.0.0.1:7070/"), os.environ["SLIP_JWT_SECRET"])
 CHANNEL = "cool-channel"
 
 
-def b64url_decode(part):
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def valid_token(authorization):
-    """HS256, iss=slip-sockets, aud contains WebSocketEvent, not expired."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return False
-    try:
-        header, claims, signature = authorization[len("Bearer "):].split(".")
-        if json.loads(b64url_decode(header)).get("alg") != "HS256":
-            return False
-        expected = hmac.new(SECRET, f"{header}.{claims}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, b64url_decode(signature)):
-            return False
-        claims = json.loads(b64url_decode(claims))
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        return (claims.get("iss") == "slip-sockets" and "WebSocketEvent" in audiences
-                and time.time() < claims.get("exp", 0))
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
-def answer(request):
-    """The commands for one callback."""
-    commands = []
-    for event in request["events"]:
-        me = event["connectionId"]
+def answer(connection: Connection) -> None:
+    """Queues the commands for one callback."""
+    for event in connection.in_events:
         if event["type"] == "OPEN":
-            commands += [
-                {"type": "ACCEPT", "connectionId": me},
-                {"type": "SUBSCRIBE", "connectionId": me, "channel": CHANNEL},
-                {"type": "PUBLISH_TEXT", "channelId": CHANNEL, "data": "New connection has joined!"},
-                {"type": "TEXT", "connectionId": me, "data": "Welcome to the cool channel, be nice or get out"},
-            ]
+            connection.accept()
+            connection.subscribe(CHANNEL)
+            connection.publish_text(CHANNEL, "New connection has joined!")
+            connection.send_text("Welcome to the cool channel, be nice or get out")
         elif event["type"] == "CLOSE":
-            commands.append({"type": "PUBLISH_TEXT", "channelId": CHANNEL, "data": "A Connection has left"})
+            connection.publish_text(CHANNEL, "A Connection has left")
         elif event["type"] == "TEXT" and event["data"] == "quit":
-            commands.append({"type": "CLOSE", "connectionId": me})
+            connection.close()
         elif event["type"] == "TEXT":
-            commands.append({"type": "PUBLISH_TEXT", "channelId": CHANNEL, "data": f"{me} says {event['data']}"})
-    return {"events": commands}
+            connection.publish_text(CHANNEL, f"{connection.connection_id} says {event['data']}")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -75,18 +49,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if not valid_token(self.headers.get("Authorization")):
-            return self.reply(403, b"Invalid token", "text/plain")
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return self.reply(400, b"not JSON", "text/plain")
-        self.reply(200, json.dumps(answer(request)).encode(), "application/json")
+        connection = publisher.parse_request(self.headers.get("Authorization"), body)
+        if connection is None:
+            return self.reply(403, {"Content-Type": "text/plain"}, b"Invalid token")
+        answer(connection)
+        self.reply(*connection.end_response())
 
-    def reply(self, status, body, content_type):
+    def reply(self, status, headers, body):
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 

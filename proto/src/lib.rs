@@ -31,6 +31,9 @@ pub mod woh;
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
     tonic::include_proto!("slip.v1");
+
+    /// The encoded descriptors of `slip.v1`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("slip_v1_descriptor");
 }
 
 /// Frames between nodes, package `slip.link.v1`.

@@ -825,6 +825,88 @@ async fn the_sdk_gets_a_publish_in_once_across_the_death_of_its_owner() {
     assert!(history.complete);
 }
 
+/// The TypeScript library (js/slip-sockets) publishes once through a failover.
+#[tokio::test]
+async fn the_typescript_publisher_gets_each_publish_in_once_across_the_death_of_its_owner() {
+    a_library_publishes_once_across_the_death_of_its_owner("node", "publish.mjs").await;
+}
+
+/// The Python library (py/) publishes once through a failover.
+#[tokio::test]
+async fn the_python_publisher_gets_each_publish_in_once_across_the_death_of_its_owner() {
+    a_library_publishes_once_across_the_death_of_its_owner("python3", "publish.py").await;
+}
+
+/// A backend's publisher in another language (`tests/e2e/publishers/SCRIPT`,
+/// given every control node's HTTP API) publishes numbered messages, each
+/// with its own key, while the channel's owner is killed (SIGKILL) after the
+/// first few; then sends every key again, as after a lost answer. Every
+/// publish is confirmed with its epoch and offset, the offsets are
+/// consecutive in one epoch, a key sent again reports its first offset, and
+/// each subscriber (one per edge) gets every message once, in order.
+async fn a_library_publishes_once_across_the_death_of_its_owner(program: &str, script: &str) {
+    use std::collections::{BTreeMap, HashSet};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    const COUNT: u64 = 60;
+    const KILL_AFTER: u64 = 10;
+
+    let backend = Backend::start(cluster_backend).await;
+    let mut cluster = Cluster::start(&backend.url, 3, 2).await;
+    let channel = format!("lib-{}", script.replace('.', "-"));
+    let mut clients = Vec::new();
+    for edge in 0..2 {
+        clients.push(Client::connect_url(&format!("{}/{channel}", cluster.edges[edge].ws)).await);
+    }
+    let info = cluster.wait_for_edges(0, &channel, 2).await;
+    let owner = cluster.controls.iter().position(|c| c.id == info.owner).unwrap();
+    let apis = cluster.controls.iter().map(ControlNode::api).collect::<Vec<_>>().join(",");
+    let path = format!("{}/tests/e2e/publishers/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = tokio::process::Command::new(program)
+        .args([path.as_str(), &apis, SECRET, &channel, &COUNT.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs {script}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut first, mut again) = (BTreeMap::new(), BTreeMap::new());
+    loop {
+        let line = tokio::time::timeout(PATIENCE * 6, lines.next_line()).await;
+        let line = line.expect("the publisher went quiet").unwrap().expect("the publisher exited before it was done");
+        let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if record["done"] == true {
+            break;
+        }
+        assert!(record["error"].is_null(), "{script}: a publish was not confirmed: {record}");
+        let i = record["i"].as_u64().unwrap();
+        let placed = (record["epoch"].as_str().unwrap().to_owned(), record["offset"].as_u64().unwrap());
+        if record["again"] == true {
+            again.insert(i, placed);
+        } else {
+            first.insert(i, placed);
+            if i + 1 == KILL_AFTER {
+                cluster.kill_control(owner).await;
+            }
+        }
+    }
+    assert_eq!(first.len() as u64, COUNT, "{script}");
+    let epochs: HashSet<&String> = first.values().map(|(epoch, _)| epoch).collect();
+    assert_eq!(epochs.len(), 1, "{script}: one stream across the failover: {first:?}");
+    let base = first[&0].1;
+    assert!(base >= 1);
+    for (i, (_, offset)) in &first {
+        assert_eq!(*offset, base + i, "{script}: consecutive offsets, none taken twice: {first:?}");
+    }
+    assert_eq!(again, first, "{script}: a key sent again reports where its first publish went in");
+    let expected: Vec<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
+    for (edge, client) in clients.iter_mut().enumerate() {
+        let mut texts = Vec::new();
+        while let Ok(text) = tokio::time::timeout(Duration::from_secs(3), client.text()).await {
+            texts.push(text);
+        }
+        assert_eq!(texts, expected, "{script}: the subscriber on edge-{edge} got each message once, in order");
+    }
+}
+
 /// What a run of [`confirmed_publishes_survive`] kills, mid-run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {

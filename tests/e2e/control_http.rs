@@ -29,8 +29,53 @@ async fn publish_send_and_errors() {
     ]});
     let (status, reply) = gateway.control_post(&token, &body.to_string()).await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&reply).unwrap(), json!({"message": "processed successfully"}));
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["message"], "processed successfully");
+    // Where the publish went in: the stream's epoch and its offset.
+    let publishes = reply["publishes"].as_array().unwrap();
+    assert_eq!(publishes.len(), 1, "{reply}");
+    assert_eq!((&publishes[0]["channel"], &publishes[0]["offset"]), (&json!("news"), &json!(1)));
+    let epoch = publishes[0]["epoch"].as_str().unwrap().to_owned();
     assert_eq!(client.texts(2).await, ["extra!", "just you"]);
+
+    // A key seen before answers the first publish's place and is not delivered again;
+    // a CLOSE_CHANNEL is no publication.
+    let keyed = json!({"events": [
+        {"type": "PUBLISH_TEXT", "channelId": "news", "data": "once", "idempotencyKey": "k1"},
+        {"type": "PUBLISH_TEXT", "channelId": "news", "data": "once", "idempotencyKey": "k1"},
+        {"type": "PUBLISH_BINARY", "channelId": "news", "data": "AQI="},
+    ]});
+    let (status, reply) = gateway.control_post(&token, &keyed.to_string()).await;
+    assert_eq!(status, 200);
+    let offsets: Vec<(String, u64)> = serde_json::from_str::<Value>(&reply).unwrap()["publishes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["epoch"].as_str().unwrap().to_owned(), p["offset"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(offsets, [(epoch.clone(), 2), (epoch.clone(), 2), (epoch.clone(), 3)]);
+    assert_eq!(client.text().await, "once");
+    assert_eq!(client.binary().await, [1, 2]);
+
+    // History over HTTP: what the stream holds after offset 1, binary as base64.
+    let history: Value = reqwest::Client::new()
+        .get(format!("{}/history?channel=news&sinceEpoch={epoch}&sinceOffset=1", gateway.control))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        history,
+        json!({"channel": "news", "epoch": epoch, "topOffset": 3, "complete": true,
+            "publications": [{"offset": 2, "text": "once"}, {"offset": 3, "binary": "AQI="}]})
+    );
+    let unauthorized = reqwest::get(format!("{}/history?channel=news", gateway.control)).await.unwrap();
+    assert_eq!(unauthorized.status(), 403);
+    let bad = reqwest::Client::new().get(format!("{}/history", gateway.control)).bearer_auth(&token).send();
+    assert_eq!(bad.await.unwrap().status(), 400);
 
     // A bad token is refused.
     let wrong = slip_proto::jwt::sign(b"not the secret", slip_proto::jwt::AUD_CONTROL_EVENT, slip_proto::jwt::now());

@@ -39,13 +39,15 @@ async fn the_rust_example_with_the_sdk() {
 }
 
 #[tokio::test]
-async fn the_python_example_without_an_sdk() {
+async fn the_python_example_on_the_python_library() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chat-python/server.py");
     let mut python = tokio::process::Command::new("python3")
         .arg(script)
         .env("PORT", port.to_string())
         .env("SLIP_JWT_SECRET", SECRET)
+        // The library as `pip install ./py` would put it on the path.
+        .env("PYTHONPATH", concat!(env!("CARGO_MANIFEST_DIR"), "/py/src"))
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

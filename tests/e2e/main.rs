@@ -19,6 +19,7 @@ mod docs;
 mod drain;
 mod examples;
 mod grip_publish;
+mod grpc_discovery;
 mod handshake;
 mod js_client;
 mod keepalive;

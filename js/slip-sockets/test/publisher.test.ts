@@ -170,3 +170,62 @@ test("presence is read with a GET and a control token, on the next control API w
   answers = [403];
   await assert.rejects(publisher.presence("room"), (e: unknown) => e instanceof ControlApiError && e.status === 403);
 });
+
+test("a publish gives the epoch and offset the control API reports; an older gateway's reply gives offset 0", async () => {
+  let reply = JSON.stringify({ message: "processed successfully", publishes: [{ channel: "news", epoch: "e1", offset: 41 }] });
+  const fetch = async (): Promise<Response> => new Response(reply, { status: 200 });
+  const publisher = new SlipSocketPublisher({ controlApi: "http://c0/", jwtSecret: SECRET, fetch });
+  assert.deepEqual(await publisher.publish("news", "hi"), { channel: "news", epoch: "e1", offset: 41 });
+  assert.deepEqual(await publisher.publish("news", new Uint8Array([1])), { channel: "news", epoch: "e1", offset: 41 });
+  reply = '{"message":"processed successfully"}';
+  assert.deepEqual(await publisher.publishText("news", "hi"), { channel: "news", epoch: "", offset: 0 });
+  reply = JSON.stringify({ publishes: [{ channel: "a", epoch: "e", offset: 1 }, { channel: 7 }, { channel: "b", epoch: "e", offset: 2 }] });
+  assert.deepEqual(await publisher.send([]), [
+    { channel: "a", epoch: "e", offset: 1 },
+    { channel: "b", epoch: "e", offset: 2 },
+  ]);
+});
+
+test("history is read with a GET: since an epoch and offset, text and bytes, oldest first", async () => {
+  const seen: string[] = [];
+  const fetch = async (input: RequestInfo | URL): Promise<Response> => {
+    seen.push(String(input));
+    const body = {
+      channel: "room",
+      epoch: "e1",
+      topOffset: 43,
+      complete: true,
+      publications: [{ offset: 42, text: "hi" }, { offset: 43, binary: "AQI=" }, { offset: "x" }, { offset: 44, binary: "%%" }],
+    };
+    return new Response(JSON.stringify(body), { status: 200 });
+  };
+  const publisher = new SlipSocketPublisher({ controlApi: "http://c0/", jwtSecret: SECRET, fetch });
+  const history = await publisher.history("room", { sinceEpoch: "e1", sinceOffset: 41, limit: 10 });
+  assert.deepEqual(history, {
+    channel: "room",
+    epoch: "e1",
+    topOffset: 43,
+    complete: true,
+    publications: [{ offset: 42, text: "hi" }, { offset: 43, binary: new Uint8Array([1, 2]) }],
+  });
+  assert.deepEqual(seen, ["http://c0/history?channel=room&sinceEpoch=e1&sinceOffset=41&limit=10"]);
+});
+
+test("a control API that answers nothing (paused) is given up after requestTimeoutMs and the next one tried", async () => {
+  const seen: string[] = [];
+  const fetch = (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    seen.push(String(input));
+    if (String(input).startsWith("http://paused/")) {
+      // Never answers; only the abort signal ends it.
+      return new Promise((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason)));
+    }
+    const reply = { publishes: [{ channel: "news", epoch: "e", offset: 3 }] };
+    return Promise.resolve(new Response(JSON.stringify(reply), { status: 200 }));
+  };
+  const publisher = new SlipSocketPublisher({ controlApi: ["http://paused/", "http://up/"], jwtSecret: SECRET, fetch, requestTimeoutMs: 50 });
+  // AbortSignal.timeout's timer does not keep Node running (a server's sockets would).
+  const alive = setTimeout(() => {}, 10_000);
+  assert.deepEqual(await publisher.publish("news", "hi"), { channel: "news", epoch: "e", offset: 3 });
+  clearTimeout(alive);
+  assert.deepEqual(seen, ["http://paused/", "http://up/"]);
+});

@@ -1,0 +1,28 @@
+// Publishes COUNT numbered messages to CHANNEL through the TypeScript
+// library (js/slip-sockets, built), each with its own idempotency key, one
+// after another; then sends every key again, as a backend does whose answer
+// was lost. One JSON line per publish: {"i", "epoch", "offset"} or
+// {"i", "error"}; then {"done": true}.
+//
+//   node publish.mjs API[,API...] SECRET CHANNEL COUNT
+import { SlipSocketPublisher } from "../../../js/slip-sockets/dist/index.js";
+
+const [apis, secret, channel, count] = process.argv.slice(2);
+const publisher = new SlipSocketPublisher({ controlApi: apis.split(","), jwtSecret: secret });
+const PAUSE_MS = 20;
+
+async function one(i, again) {
+  try {
+    const { epoch, offset } = await publisher.publish(channel, `m${i}`, { key: `${channel}-m${i}`, deadlineMs: 30_000 });
+    console.log(JSON.stringify({ i, epoch, offset, again }));
+  } catch (err) {
+    console.log(JSON.stringify({ i, error: String(err), again }));
+  }
+}
+
+for (let i = 0; i < Number(count); i++) {
+  await one(i, false);
+  await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+}
+for (let i = 0; i < Number(count); i++) await one(i, true);
+console.log(JSON.stringify({ done: true }));
