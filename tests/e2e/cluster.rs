@@ -868,13 +868,17 @@ async fn a_library_publishes_once_across_the_death_of_its_owner(program: &str, s
         .spawn()
         .unwrap_or_else(|e| panic!("{program} runs {script}: {e}"));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut first, mut again) = (BTreeMap::new(), BTreeMap::new());
+    let (mut first, mut again, mut history) = (BTreeMap::new(), BTreeMap::new(), serde_json::Value::Null);
     loop {
         let line = tokio::time::timeout(PATIENCE * 6, lines.next_line()).await;
         let line = line.expect("the publisher went quiet").unwrap().expect("the publisher exited before it was done");
         let record: serde_json::Value = serde_json::from_str(&line).unwrap();
         if record["done"] == true {
             break;
+        }
+        if !record["history"].is_null() {
+            history = record["history"].clone();
+            continue;
         }
         assert!(record["error"].is_null(), "{script}: a publish was not confirmed: {record}");
         let i = record["i"].as_u64().unwrap();
@@ -897,6 +901,11 @@ async fn a_library_publishes_once_across_the_death_of_its_owner(program: &str, s
         assert_eq!(*offset, base + i, "{script}: consecutive offsets, none taken twice: {first:?}");
     }
     assert_eq!(again, first, "{script}: a key sent again reports where its first publish went in");
+    // The library's history read: every message once, at the offset its publish reported.
+    let held: Vec<(u64, String)> = serde_json::from_value(history["publications"].clone()).unwrap();
+    let published: Vec<(u64, String)> = first.iter().map(|(i, (_, offset))| (*offset, format!("m{i}"))).collect();
+    assert_eq!(held, published, "{script}: history");
+    assert_eq!((&history["epoch"], &history["complete"]), (&serde_json::json!(first[&0].0), &serde_json::json!(true)));
     let expected: Vec<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
     for (edge, client) in clients.iter_mut().enumerate() {
         let mut texts = Vec::new();

@@ -2,7 +2,8 @@
 // library (js/slip-sockets, built), each with its own idempotency key, one
 // after another; then sends every key again, as a backend does whose answer
 // was lost. One JSON line per publish: {"i", "epoch", "offset"} or
-// {"i", "error"}; then {"done": true}.
+// {"i", "error"}; then the channel's history, {"history": {"epoch",
+// "complete", "publications": [[offset, text], ...]}}; then {"done": true}.
 //
 //   node publish.mjs API[,API...] SECRET CHANNEL COUNT
 import { SlipSocketPublisher } from "../../../js/slip-sockets/dist/index.js";
@@ -25,4 +26,8 @@ for (let i = 0; i < Number(count); i++) {
   await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
 }
 for (let i = 0; i < Number(count); i++) await one(i, true);
+// What the channel's (new) owner holds now.
+const history = await publisher.history(channel);
+const texts = history.publications.map((p) => ("text" in p ? [p.offset, p.text] : [p.offset, null]));
+console.log(JSON.stringify({ history: { epoch: history.epoch, complete: history.complete, publications: texts } }));
 console.log(JSON.stringify({ done: true }));

@@ -1,7 +1,9 @@
 """Publishes COUNT numbered messages to CHANNEL through the Python library
 (py/), each with its own idempotency key, one after another; then sends
 every key again, as a backend does whose answer was lost. One JSON line per
-publish: {"i", "epoch", "offset"} or {"i", "error"}; then {"done": true}.
+publish: {"i", "epoch", "offset"} or {"i", "error"}; then the channel's
+history, {"history": {"epoch", "complete", "publications": [[offset, text], ...]}};
+then {"done": true}.
 
     python3 publish.py API[,API...] SECRET CHANNEL COUNT
 """
@@ -34,6 +36,11 @@ def main():
         time.sleep(PAUSE_SECONDS)
     for i in range(int(count)):
         one(i, True)
+    # What the channel's (new) owner holds now.
+    history = publisher.history(channel)
+    texts = [[p.offset, p.text] for p in history.publications]
+    print(json.dumps({"history": {"epoch": history.epoch, "complete": history.complete, "publications": texts}}),
+          flush=True)
     print(json.dumps({"done": True}), flush=True)
 
 
