@@ -10,7 +10,7 @@
 //! empty keeps its epoch and offset for `meta_ttl` after its last publish,
 //! so offsets do not start over because nobody published for a while.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -230,13 +230,6 @@ fn newer(a: &str, b: &str) -> Order {
     }
 }
 
-struct Queued {
-    at: Instant,
-    channel: Arc<str>,
-    epoch: Arc<str>,
-    offset: u64,
-}
-
 struct Entry {
     offset: u64,
     event: ChannelEvent,
@@ -260,10 +253,14 @@ struct Stream {
 pub struct Streams {
     limits: StreamLimits,
     streams: HashMap<Arc<str>, Stream>,
-    /// Every publication in history, oldest first: for the age bound and the
-    /// per-node byte bound (entries already gone are skipped; the epoch tells
-    /// a forgotten stream's entries from those of one of the same name since).
-    order: VecDeque<Queued>,
+    /// Each stream that holds publications, by when the oldest it holds was
+    /// published: for the age bound and the per-node byte bound. One entry a
+    /// stream, kept in step with its history ([`Streams::reindex`]): a queue
+    /// of every publication kept each one for the whole age bound, long after
+    /// the count bound had dropped it (~56 bytes a publication, so ~110 a
+    /// chat connection's join and leave, for `SLIP_HISTORY_TTL_SECS`, and the
+    /// queue's capacity never came back).
+    oldest: BTreeSet<(Instant, Arc<str>)>,
     bytes: usize,
     /// What every stream's idempotency keys cost (`keys::cost`), and the
     /// keys as seen, oldest first, by stream: for the per-node byte bound
@@ -274,6 +271,11 @@ pub struct Streams {
     new_epoch: Box<dyn Fn() -> String + Send>,
     /// The term this node gives offsets in now.
     term: Arc<str>,
+}
+
+/// When the oldest publication `stream` holds was published.
+fn front_at(stream: &Stream) -> Option<Instant> {
+    stream.history.front().map(|e| e.at)
 }
 
 /// A fresh random epoch: 64 bits in hex.
@@ -299,7 +301,7 @@ impl Streams {
         Self {
             limits,
             streams: HashMap::new(),
-            order: VecDeque::new(),
+            oldest: BTreeSet::new(),
             bytes: 0,
             key_bytes: 0,
             key_queue: VecDeque::new(),
@@ -424,7 +426,10 @@ impl Streams {
     /// Drops what the stream holds from `offset` on: publications, keys and
     /// terms; its top goes back to just before it.
     fn truncate(&mut self, channel: &str, offset: u64) {
-        let Some(stream) = self.streams.get_mut(channel) else { return };
+        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
+        let name = name.clone();
+        let stream = self.streams.get_mut(channel).expect("just found");
+        let oldest_before = front_at(stream);
         while let Some(last) = stream.history.back()
             && last.offset >= offset
         {
@@ -438,6 +443,7 @@ impl Streams {
             stream.terms.pop_back();
         }
         stream.top = stream.top.min(offset.saturating_sub(1));
+        self.reindex(&name, oldest_before);
     }
 
     /// A new, empty stream for `channel` in `epoch` (replacing any other).
@@ -453,9 +459,11 @@ impl Streams {
             touched: now,
             terms: VecDeque::new(),
         };
-        if let Some(old) = self.streams.insert(Arc::from(channel), stream) {
+        let name: Arc<str> = Arc::from(channel);
+        if let Some(old) = self.streams.insert(name.clone(), stream) {
             self.bytes -= old.history.iter().map(|e| e.bytes).sum::<usize>();
             self.key_bytes -= old.keys.bytes();
+            self.reindex(&name, front_at(&old));
         }
     }
 
@@ -484,6 +492,7 @@ impl Streams {
             self.shed_keys();
             return;
         }
+        let before = front_at(stream);
         let bytes = payload_bytes(event) + ENTRY_OVERHEAD;
         stream.history.push_back(Entry { offset, event: event.clone(), at: now, bytes });
         self.bytes += bytes;
@@ -492,7 +501,7 @@ impl Streams {
         {
             self.bytes -= old.bytes;
         }
-        self.order.push_back(Queued { at: now, channel: name, epoch: stream.epoch.clone(), offset });
+        self.reindex(&name, before);
         self.shed_bytes();
         self.shed_keys();
     }
@@ -529,7 +538,7 @@ impl Streams {
 
     /// When [`Streams::expire`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let oldest = self.order.front().map(|q| q.at + self.limits.history_ttl);
+        let oldest = self.oldest.first().map(|(at, _)| *at + self.limits.history_ttl);
         let sweep = (!self.streams.is_empty()).then_some(self.next_sweep);
         oldest.into_iter().chain(sweep).min()
     }
@@ -538,11 +547,20 @@ impl Streams {
     /// idle past `meta_ttl` whose history is empty.
     pub fn expire(&mut self, now: Instant) {
         let ttl = self.limits.history_ttl;
-        while let Some(queued) = self.order.front()
-            && queued.at + ttl <= now
+        while let Some((at, _)) = self.oldest.first()
+            && *at + ttl <= now
         {
-            let queued = self.order.pop_front().expect("just looked");
-            self.drop_entry(&queued);
+            let (_, name) = self.oldest.pop_first().expect("just looked");
+            let Some(stream) = self.streams.get_mut(&name) else { continue };
+            while let Some(front) = stream.history.front()
+                && front.at + ttl <= now
+            {
+                let entry = stream.history.pop_front().expect("just looked");
+                self.bytes -= entry.bytes;
+            }
+            if let Some(at) = front_at(stream) {
+                self.oldest.insert((at, name));
+            }
         }
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
@@ -591,24 +609,35 @@ impl Streams {
     /// Drops the oldest publications anywhere until history fits its bytes.
     fn shed_bytes(&mut self) {
         while self.bytes > self.limits.max_bytes {
-            let Some(queued) = self.order.pop_front() else { return };
-            self.drop_entry(&queued);
+            let Some((_, name)) = self.oldest.pop_first() else { return };
+            let Some(stream) = self.streams.get_mut(&name) else { continue };
+            if let Some(entry) = stream.history.pop_front() {
+                self.bytes -= entry.bytes;
+            }
+            if let Some(at) = front_at(stream) {
+                self.oldest.insert((at, name));
+            }
         }
     }
 
-    /// Drops a queued publication if its stream still holds it (anything
-    /// older of that stream went before it, by count).
-    fn drop_entry(&mut self, queued: &Queued) {
-        let Some(stream) = self.streams.get_mut(&queued.channel) else { return };
-        if stream.epoch != queued.epoch {
+    /// Keeps [`Streams::oldest`] in step with `name`'s history after a
+    /// change; `before` is when its oldest publication was published then.
+    fn reindex(&mut self, name: &Arc<str>, before: Option<Instant>) {
+        let after = self.streams.get(name).and_then(front_at);
+        if before == after {
             return;
         }
-        while let Some(front) = stream.history.front()
-            && front.offset <= queued.offset
-        {
-            let entry = stream.history.pop_front().expect("just looked");
-            self.bytes -= entry.bytes;
+        if let Some(at) = before {
+            self.oldest.remove(&(at, name.clone()));
         }
+        if let Some(at) = after {
+            self.oldest.insert((at, name.clone()));
+        }
+    }
+
+    /// Streams indexed by their oldest publication: at most one each.
+    pub fn indexed(&self) -> usize {
+        self.oldest.len()
     }
 
     /// The streams held here that `keep` picks, by channel name after
@@ -736,6 +765,7 @@ impl Streams {
             self.shed_keys();
             return Imported::Taken { dropped_from };
         }
+        let before = front_at(stream);
         for (publication, age) in page.entries {
             if age >= ttl {
                 continue;
@@ -747,17 +777,18 @@ impl Streams {
             }
             let at = now.checked_sub(age).unwrap_or(now);
             let bytes = payload_bytes(&event) + ENTRY_OVERHEAD;
+            // Older than one behind it, it leaves history once it is the
+            // stream's oldest: at most one TTL late, and reads never show it
+            // past its age.
             stream.history.insert(place, Entry { offset, event, at, bytes });
             self.bytes += bytes;
-            // Behind newer ones in the age queue: it leaves history at most
-            // one TTL late, and reads never show it past its age.
-            self.order.push_back(Queued { at, channel: name.clone(), epoch: stream.epoch.clone(), offset });
         }
         while stream.history.len() > limits.history_size
             && let Some(old) = stream.history.pop_front()
         {
             self.bytes -= old.bytes;
         }
+        self.reindex(&name, before);
         self.shed_bytes();
         self.shed_keys();
         Imported::Taken { dropped_from }
@@ -767,11 +798,15 @@ impl Streams {
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> usize {
         let before = self.streams.len();
         let (mut freed, mut keys_freed) = (0, 0);
+        let oldest = &mut self.oldest;
         self.streams.retain(|name, stream| {
             let kept = keep(name);
             if !kept {
                 freed += stream.history.iter().map(|e| e.bytes).sum::<usize>();
                 keys_freed += stream.keys.bytes();
+                if let Some(at) = front_at(stream) {
+                    oldest.remove(&(at, name.clone()));
+                }
             }
             kept
         });
@@ -788,6 +823,9 @@ impl Streams {
         {
             self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
             self.key_bytes -= stream.keys.bytes();
+            if let Some(at) = front_at(&stream) {
+                self.oldest.remove(&(at, name));
+            }
         }
     }
 }
