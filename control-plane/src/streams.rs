@@ -10,7 +10,7 @@
 //! empty keeps its epoch and offset for `meta_ttl` after its last publish,
 //! so offsets do not start over because nobody published for a while.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,10 @@ use tokio::time::Instant;
 
 mod answer;
 mod keys;
+mod oldest;
 pub use answer::HISTORY_ANSWER_BYTES;
 use keys::Keys;
+use oldest::Oldest;
 
 /// Default publications kept per channel (`SLIP_HISTORY_SIZE`).
 pub const DEFAULT_HISTORY_SIZE: usize = 100;
@@ -255,18 +257,18 @@ pub struct Streams {
     streams: HashMap<Arc<str>, Stream>,
     /// Each stream that holds publications, by when the oldest it holds was
     /// published: for the age bound and the per-node byte bound. One entry a
-    /// stream, kept in step with its history ([`Streams::reindex`]): a queue
-    /// of every publication kept each one for the whole age bound, long after
-    /// the count bound had dropped it (~56 bytes a publication, so ~110 a
-    /// chat connection's join and leave, for `SLIP_HISTORY_TTL_SECS`, and the
-    /// queue's capacity never came back).
-    oldest: BTreeSet<(Instant, Arc<str>)>,
+    /// stream, kept in step with its history: a queue of every publication
+    /// kept each one for the whole age bound, long after the count bound had
+    /// dropped it (~56 bytes a publication, so ~110 a chat connection's join
+    /// and leave, for `SLIP_HISTORY_TTL_SECS`, and the queue's capacity never
+    /// came back).
+    oldest: Oldest,
     bytes: usize,
-    /// What every stream's idempotency keys cost (`keys::cost`), and the
-    /// keys as seen, oldest first, by stream: for the per-node byte bound
-    /// (an entry whose key went already is skipped).
+    /// What every stream's idempotency keys cost (`keys::cost`), and each
+    /// stream that holds keys by when its oldest was seen: for the key window
+    /// and the per-node byte bound, one entry a stream (as `oldest`).
     key_bytes: usize,
-    key_queue: VecDeque<(Instant, Arc<str>)>,
+    oldest_key: Oldest,
     next_sweep: Instant,
     new_epoch: Box<dyn Fn() -> String + Send>,
     /// The term this node gives offsets in now.
@@ -301,10 +303,10 @@ impl Streams {
         Self {
             limits,
             streams: HashMap::new(),
-            oldest: BTreeSet::new(),
+            oldest: Oldest::default(),
             bytes: 0,
             key_bytes: 0,
-            key_queue: VecDeque::new(),
+            oldest_key: Oldest::default(),
             next_sweep: now + SWEEP_EVERY,
             new_epoch: Box::new(new_epoch),
             term: Arc::from(random_epoch()),
@@ -436,14 +438,15 @@ impl Streams {
             let entry = stream.history.pop_back().expect("just looked");
             self.bytes -= entry.bytes;
         }
-        let before = stream.keys.bytes();
+        let (before, key_before) = (stream.keys.bytes(), stream.keys.oldest());
         stream.keys.retain_below(offset);
         self.key_bytes -= before - stream.keys.bytes();
+        self.oldest_key.moved(&name, key_before, stream.keys.oldest());
         while stream.terms.back().is_some_and(|(start, _)| *start >= offset) {
             stream.terms.pop_back();
         }
         stream.top = stream.top.min(offset.saturating_sub(1));
-        self.reindex(&name, oldest_before);
+        self.oldest.moved(&name, oldest_before, front_at(stream));
     }
 
     /// A new, empty stream for `channel` in `epoch` (replacing any other).
@@ -463,7 +466,8 @@ impl Streams {
         if let Some(old) = self.streams.insert(name.clone(), stream) {
             self.bytes -= old.history.iter().map(|e| e.bytes).sum::<usize>();
             self.key_bytes -= old.keys.bytes();
-            self.reindex(&name, front_at(&old));
+            self.oldest.moved(&name, front_at(&old), None);
+            self.oldest_key.moved(&name, old.keys.oldest(), None);
         }
     }
 
@@ -482,11 +486,10 @@ impl Streams {
             stream.terms.push_back((offset, term.clone()));
         }
         if !key.is_empty() {
-            let before = stream.keys.bytes();
-            if stream.keys.insert(key.to_owned(), offset, now) {
-                self.key_queue.push_back((now, name.clone()));
-            }
+            let (before, key_before) = (stream.keys.bytes(), stream.keys.oldest());
+            stream.keys.insert(key.to_owned(), offset, now);
             self.key_bytes = self.key_bytes + stream.keys.bytes() - before;
+            self.oldest_key.moved(&name, key_before, stream.keys.oldest());
         }
         if limits.history_size == 0 {
             self.shed_keys();
@@ -501,7 +504,7 @@ impl Streams {
         {
             self.bytes -= old.bytes;
         }
-        self.reindex(&name, before);
+        self.oldest.moved(&name, before, front_at(stream));
         self.shed_bytes();
         self.shed_keys();
     }
@@ -538,7 +541,7 @@ impl Streams {
 
     /// When [`Streams::expire`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let oldest = self.oldest.first().map(|(at, _)| *at + self.limits.history_ttl);
+        let oldest = self.oldest.first().map(|at| at + self.limits.history_ttl);
         let sweep = (!self.streams.is_empty()).then_some(self.next_sweep);
         oldest.into_iter().chain(sweep).min()
     }
@@ -547,9 +550,7 @@ impl Streams {
     /// idle past `meta_ttl` whose history is empty.
     pub fn expire(&mut self, now: Instant) {
         let ttl = self.limits.history_ttl;
-        while let Some((at, _)) = self.oldest.first()
-            && *at + ttl <= now
-        {
+        while self.oldest.first().is_some_and(|at| at + ttl <= now) {
             let (_, name) = self.oldest.pop_first().expect("just looked");
             let Some(stream) = self.streams.get_mut(&name) else { continue };
             while let Some(front) = stream.history.front()
@@ -558,51 +559,55 @@ impl Streams {
                 let entry = stream.history.pop_front().expect("just looked");
                 self.bytes -= entry.bytes;
             }
-            if let Some(at) = front_at(stream) {
-                self.oldest.insert((at, name));
-            }
+            self.oldest.moved(&name, None, front_at(stream));
+        }
+        let key_ttl = self.limits.idempotency_ttl;
+        while self.oldest_key.first().is_some_and(|at| at + key_ttl <= now) {
+            let (_, name) = self.oldest_key.pop_first().expect("just looked");
+            let Some(stream) = self.streams.get_mut(&name) else { continue };
+            let before = stream.keys.bytes();
+            stream.keys.expire(key_ttl, now);
+            self.key_bytes -= before - stream.keys.bytes();
+            self.oldest_key.moved(&name, None, stream.keys.oldest());
         }
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
-            let (meta_ttl, idempotency_ttl) = (self.limits.meta_ttl, self.limits.idempotency_ttl);
-            let mut key_bytes = 0;
-            self.streams.retain(|_, s| {
-                s.keys.expire(idempotency_ttl, now);
+            let meta_ttl = self.limits.meta_ttl;
+            let (oldest_key, key_bytes) = (&mut self.oldest_key, &mut self.key_bytes);
+            // Only streams with no history go; their keys, if any, with them.
+            self.streams.retain(|name, s| {
                 let kept = !s.history.is_empty() || now < s.touched + meta_ttl;
-                if kept {
-                    key_bytes += s.keys.bytes();
+                if !kept {
+                    *key_bytes -= s.keys.bytes();
+                    oldest_key.moved(name, s.keys.oldest(), None);
                 }
                 kept
             });
-            self.key_bytes = key_bytes;
-        }
-        // Entries of keys past their window went with them.
-        while self.key_queue.front().is_some_and(|(at, _)| *at + self.limits.idempotency_ttl <= now) {
-            self.key_queue.pop_front();
         }
     }
 
     /// Forgets a stream's keys past their window.
     fn expire_keys_of(&mut self, channel: &str, now: Instant) {
-        let Some(stream) = self.streams.get_mut(channel) else { return };
-        let before = stream.keys.bytes();
+        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
+        let name = name.clone();
+        let stream = self.streams.get_mut(channel).expect("just found");
+        let (before, key_before) = (stream.keys.bytes(), stream.keys.oldest());
         stream.keys.expire(self.limits.idempotency_ttl, now);
         self.key_bytes -= before - stream.keys.bytes();
+        self.oldest_key.moved(&name, key_before, stream.keys.oldest());
     }
 
-    /// Forgets the oldest keys anywhere until the keys fit their bytes. A
-    /// stream's oldest key goes for an entry at least as young as it (the
-    /// entry of a key gone already is skipped).
+    /// Forgets the oldest keys anywhere until the keys fit their bytes.
     fn shed_keys(&mut self) {
         while self.key_bytes > self.limits.max_key_bytes {
-            let Some((at, channel)) = self.key_queue.pop_front() else { return };
-            let Some(stream) = self.streams.get_mut(&channel) else { continue };
-            if stream.keys.oldest().is_some_and(|oldest| oldest <= at) {
-                let before = stream.keys.bytes();
-                stream.keys.pop_oldest();
-                self.key_bytes -= before - stream.keys.bytes();
+            let Some((_, name)) = self.oldest_key.pop_first() else { return };
+            let Some(stream) = self.streams.get_mut(&name) else { continue };
+            let before = stream.keys.bytes();
+            if stream.keys.pop_oldest() {
                 slip_metrics::metrics().idempotency_keys_shed.inc();
             }
+            self.key_bytes -= before - stream.keys.bytes();
+            self.oldest_key.moved(&name, None, stream.keys.oldest());
         }
     }
 
@@ -614,30 +619,14 @@ impl Streams {
             if let Some(entry) = stream.history.pop_front() {
                 self.bytes -= entry.bytes;
             }
-            if let Some(at) = front_at(stream) {
-                self.oldest.insert((at, name));
-            }
+            self.oldest.moved(&name, None, front_at(stream));
         }
     }
 
-    /// Keeps [`Streams::oldest`] in step with `name`'s history after a
-    /// change; `before` is when its oldest publication was published then.
-    fn reindex(&mut self, name: &Arc<str>, before: Option<Instant>) {
-        let after = self.streams.get(name).and_then(front_at);
-        if before == after {
-            return;
-        }
-        if let Some(at) = before {
-            self.oldest.remove(&(at, name.clone()));
-        }
-        if let Some(at) = after {
-            self.oldest.insert((at, name.clone()));
-        }
-    }
-
-    /// Streams indexed by their oldest publication: at most one each.
-    pub fn indexed(&self) -> usize {
-        self.oldest.len()
+    /// Streams indexed by their oldest publication, and by their oldest
+    /// key: at most one entry a stream in each.
+    pub fn indexed(&self) -> (usize, usize) {
+        (self.oldest.len(), self.oldest_key.len())
     }
 
     /// The streams held here that `keep` picks, by channel name after
@@ -750,17 +739,15 @@ impl Streams {
         }
         stream.top = stream.top.max(page.top);
         stream.touched = now;
-        let keys_before = stream.keys.bytes();
+        let (keys_before, key_before) = (stream.keys.bytes(), stream.keys.oldest());
         for (key, offset, age) in page.keys {
             if age >= limits.idempotency_ttl {
                 continue;
             }
-            let at = now.checked_sub(age).unwrap_or(now);
-            if stream.keys.insert(key, offset, at) {
-                self.key_queue.push_back((at, name.clone()));
-            }
+            stream.keys.insert(key, offset, now.checked_sub(age).unwrap_or(now));
         }
         self.key_bytes = self.key_bytes + stream.keys.bytes() - keys_before;
+        self.oldest_key.moved(&name, key_before, stream.keys.oldest());
         if limits.history_size == 0 {
             self.shed_keys();
             return Imported::Taken { dropped_from };
@@ -788,7 +775,7 @@ impl Streams {
         {
             self.bytes -= old.bytes;
         }
-        self.reindex(&name, before);
+        self.oldest.moved(&name, before, front_at(stream));
         self.shed_bytes();
         self.shed_keys();
         Imported::Taken { dropped_from }
@@ -798,15 +785,14 @@ impl Streams {
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> usize {
         let before = self.streams.len();
         let (mut freed, mut keys_freed) = (0, 0);
-        let oldest = &mut self.oldest;
+        let (oldest, oldest_key) = (&mut self.oldest, &mut self.oldest_key);
         self.streams.retain(|name, stream| {
             let kept = keep(name);
             if !kept {
                 freed += stream.history.iter().map(|e| e.bytes).sum::<usize>();
                 keys_freed += stream.keys.bytes();
-                if let Some(at) = front_at(stream) {
-                    oldest.remove(&(at, name.clone()));
-                }
+                oldest.moved(name, front_at(stream), None);
+                oldest_key.moved(name, stream.keys.oldest(), None);
             }
             kept
         });
@@ -823,9 +809,8 @@ impl Streams {
         {
             self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
             self.key_bytes -= stream.keys.bytes();
-            if let Some(at) = front_at(&stream) {
-                self.oldest.remove(&(at, name));
-            }
+            self.oldest.moved(&name, front_at(&stream), None);
+            self.oldest_key.moved(&name, stream.keys.oldest(), None);
         }
     }
 }

@@ -329,20 +329,20 @@ fn keys_are_bounded_in_bytes_per_node_the_oldest_anywhere_going_first() {
     assert_eq!(s.key_bytes(), 9 * per_key);
 }
 
-/// The age and byte bounds find the oldest publication through one entry a
-/// stream, not one a publication: publications the count bound dropped leave
-/// nothing behind (a queue of every publication kept ~56 bytes of each for
-/// the whole age bound, and its capacity never came back).
+/// The age and byte bounds find the oldest publication (and key) through one
+/// entry a stream, not one a publication: publications the count bound
+/// dropped leave nothing behind (a queue of every publication kept ~56 bytes
+/// of each for the whole age bound, and its capacity never came back).
 #[test]
 fn the_age_index_holds_one_entry_a_stream_however_many_publications_went_by() {
     let t0 = Instant::now();
     let mut s = streams(limits(), t0);
     for i in 0..10_000u64 {
         let at = t0 + Duration::from_millis(i);
-        s.append("busy", &text("x"), "", at);
+        s.append("busy", &text("x"), &format!("key-{i}"), at);
         s.append(&format!("quiet-{}", i % 10), &text("y"), "", at);
     }
-    assert_eq!(s.indexed(), 11, "one entry a stream that holds publications");
+    assert_eq!(s.indexed(), (11, 1), "one entry a stream that holds publications, one a stream with keys");
     assert_eq!(s.held("busy"), 3);
     // The oldest still held of a stream is what its entry says: the age bound
     // drops each publication on time (60 s after it was published).
@@ -350,7 +350,7 @@ fn the_age_index_holds_one_entry_a_stream_however_many_publications_went_by() {
     s.expire(expire_at - Duration::from_millis(1));
     assert_eq!(s.held("busy"), 2, "the publications of 9,997 and 9,998 ms are gone, 9,999 is not");
     s.expire(expire_at + Duration::from_millis(1));
-    assert_eq!((s.held("busy"), s.indexed()), (0, 0), "nothing held, nothing indexed");
+    assert_eq!((s.held("busy"), s.indexed()), (0, (0, 0)), "nothing held, nothing indexed");
 }
 
 #[test]
@@ -360,13 +360,13 @@ fn forgotten_and_replaced_streams_leave_no_index_entry() {
     for c in ["a", "b", "c"] {
         s.append(c, &text("1"), "", t0);
     }
-    assert_eq!(s.indexed(), 3);
+    assert_eq!(s.indexed(), (3, 0));
     // A copy of another epoch replaces "a"'s history; "b" is no longer held here.
     let page = CopyPage { epoch: "other".into(), top: 5, ..CopyPage::default() };
     assert!(matches!(s.import("a", page, t0), Imported::Taken { .. }));
     s.retain(|name| name != "b");
-    assert_eq!(s.indexed(), 1, "only c holds publications");
+    assert_eq!(s.indexed(), (1, 0), "only c holds publications");
     // Past the age bound every stream is empty and the index with them.
     s.expire(t0 + Duration::from_secs(61));
-    assert_eq!(s.indexed(), 0);
+    assert_eq!(s.indexed(), (0, 0));
 }
