@@ -207,7 +207,11 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
     let stop = CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
-    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), None).await?;
+    let sizes: crate::metrics_listener::Sizes = {
+        let edge = edge.clone();
+        Arc::new(move || edge.sizes())
+    };
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), None, sizes).await?;
     let mut websockets = tokio::spawn(slip_edge::server::serve(edge.clone(), ws));
     tokio::select! {
         r = &mut websockets => r?.context("WebSocket listener failed")?,
@@ -289,7 +293,11 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         let (plane, shutdown) = (plane.clone(), shutdown.clone());
         Arc::new(move || if shutdown.is_cancelled() { Err("shutting down".into()) } else { plane.readiness() })
     };
-    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), Some(ready.clone())).await?;
+    let sizes: crate::metrics_listener::Sizes = {
+        let plane = plane.clone();
+        Arc::new(move || plane.sizes())
+    };
+    crate::metrics_listener::start(args.cluster.metrics_listen, stop.clone(), Some(ready.clone()), sizes).await?;
     let auth = slip_control_plane::server::ControlAuth::new(args.jwt_secret.as_bytes(), args.max_token_secs);
     let signalled = shutdown.clone();
     tokio::spawn(async move {

@@ -86,7 +86,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("  JWT secret:  {secret}");
     if let Some(listen) = args.metrics_listen {
-        crate::metrics_listener::start(listen, stop.clone(), None).await?;
+        let sizes: crate::metrics_listener::Sizes = {
+            let (edge, plane) = (edge.clone(), plane.clone());
+            Arc::new(move || edge.sizes().into_iter().chain(plane.sizes()).collect())
+        };
+        crate::metrics_listener::start(listen, stop.clone(), None, sizes).await?;
     }
 
     let secret_bytes = secret.into_bytes();

@@ -16,18 +16,31 @@ const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-
 /// Whether the node is ready, and if not, why (gRPC health reads the same).
 pub use slip_control_plane::health::Readiness;
 
+/// What the node's structures hold now, read at each scrape into
+/// `slip_entries{structure}`: an operator sees which one grows.
+pub type Sizes = std::sync::Arc<dyn Fn() -> slip_metrics::Sizes + Send + Sync>;
+
 /// Binds the listener and serves `/metrics` (and, given `ready`, `/healthz`
 /// and `/readyz`) in the background until `stop`; returns where.
 pub async fn start(
     listen: SocketAddr,
     stop: CancellationToken,
     ready: Option<Readiness>,
+    sizes: Sizes,
 ) -> anyhow::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding SLIP_METRICS_LISTEN {listen}"))?;
     let addr = listener.local_addr()?;
-    let mut app =
-        axum::Router::new().route("/metrics", get(|| async { ([(CONTENT_TYPE, CONTENT)], slip_metrics::encode()) }));
+    let mut app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let sizes = sizes.clone();
+            async move {
+                slip_metrics::set_entries(&sizes());
+                ([(CONTENT_TYPE, CONTENT)], slip_metrics::encode())
+            }
+        }),
+    );
     if let Some(ready) = ready {
         app = app.route("/healthz", get(|| async { "ok\n" })).route(
             "/readyz",

@@ -76,6 +76,13 @@ pub enum Recorded {
 }
 
 impl Closes {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("close_records", self.records.len()));
+        out.push(("close_due", self.due.len()));
+        out.push(("close_sent", self.sent.len()));
+    }
+
     /// A record, new or again (metadata changed, a session moved): kept,
     /// and a CLOSE due for it called off if it lives on a linked edge.
     pub fn record(&mut self, record: Record) -> Recorded {

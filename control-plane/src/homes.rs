@@ -18,6 +18,11 @@ pub struct Homes {
 }
 
 impl Homes {
+    /// Moved sessions remembered (`slip_entries`).
+    pub fn remembered(&self) -> usize {
+        self.moved.lock().len()
+    }
+
     /// The edge holding connection `id`.
     pub fn of(&self, id: &ConnectionId) -> String {
         let key = id.to_string();

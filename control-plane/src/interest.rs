@@ -19,6 +19,12 @@ pub struct InterestTable {
 }
 
 impl InterestTable {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("interest_channels", self.channels.len()));
+        out.push(("interest_edges", self.by_edge.values().map(|c| c.len()).sum()));
+    }
+
     /// Records that `edge` has subscribers of `channel`; true if that is new.
     pub fn add(&mut self, edge: &NodeId, channel: &str) -> bool {
         let entry = self.channels.entry(channel.to_owned()).or_default();

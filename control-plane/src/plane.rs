@@ -267,6 +267,16 @@ impl ControlPlane {
         &self.node_id
     }
 
+    /// What each of its structures holds now (`slip_entries`).
+    pub fn sizes(&self) -> slip_metrics::Sizes {
+        let mut out = Vec::new();
+        self.routing.lock().sizes(&mut out);
+        out.push(("control_questions", self.questions.len()));
+        out.push(("session_records", self.records.held()));
+        out.push(("moved_sessions", self.homes.remembered()));
+        out
+    }
+
     /// This node's counters, and whether it holds its lease.
     pub fn control_stats(&self) -> slip_proto::link_pb::ControlStats {
         let metrics = slip_metrics::metrics();

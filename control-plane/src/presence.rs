@@ -108,6 +108,14 @@ pub struct PresenceTable {
 }
 
 impl PresenceTable {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("presence_channels", self.channels.len()));
+        out.push(("presence_members", self.channels.values().map(|m| m.holders.len()).sum()));
+        out.push(("presence_away", self.away_until.len()));
+        out.push(("presence_gone_edges", self.gone.len()));
+    }
+
     /// Connection `connection_id` on `edge` (a `session` or not) is in
     /// `channel` with `info`; the change, if it is one.
     pub fn join(

@@ -46,6 +46,12 @@ pub struct PresenceFeed {
 }
 
 impl PresenceFeed {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("presence_feed_channels", self.pending.len()));
+        out.push(("presence_feed_due", self.due.len()));
+    }
+
     /// A change to a channel's presence; the channel's batch if it is full
     /// and must go out now.
     pub fn push(&mut self, change: Change, now: Instant) -> Option<(String, Vec<PresenceMember>)> {

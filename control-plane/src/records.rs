@@ -69,6 +69,11 @@ fn size(record: &SessionRecord) -> usize {
 }
 
 impl Records {
+    /// Session records held (`slip_entries`).
+    pub fn held(&self) -> usize {
+        self.state.lock().records.len()
+    }
+
     /// An edge's report: kept, replaced, or (ended) dropped. A report of an
     /// older generation than the record's, or of the same generation from
     /// another edge, comes from a copy the session has left: it changes

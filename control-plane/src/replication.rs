@@ -38,6 +38,11 @@ pub struct Replication {
 }
 
 impl Replication {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("replication_waiting", self.channels.values().map(VecDeque::len).sum()));
+    }
+
     /// Publications waiting on `channel`.
     pub fn waiting(&self, channel: &str) -> usize {
         self.channels.get(channel).map_or(0, VecDeque::len)

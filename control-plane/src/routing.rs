@@ -133,6 +133,23 @@ pub struct Routing {
 }
 
 impl Routing {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        self.interest.sizes(out);
+        self.presence.sizes(out);
+        self.presence_feed.sizes(out);
+        self.closes.sizes(out);
+        out.push(("close_waiting", self.closes_waiting.len()));
+        self.sequencer.sizes(out);
+        self.streams.sizes(out);
+        self.replication.sizes(out);
+        out.push(("held_publishes", self.held.len()));
+        if let Some(lifecycle) = &self.lifecycle {
+            out.push(("lifecycle_waiting", lifecycle.waiting.len()));
+            out.push(("lifecycle_recheck", lifecycle.recheck.len()));
+        }
+    }
+
     /// A node's routing: it owns nothing until it applies a view and holds
     /// a lease for it, and holds publishes until then.
     pub fn new(node_id: NodeId, limits: StreamLimits, now: Instant) -> Self {

@@ -62,6 +62,11 @@ impl<T> Default for Sequencer<T> {
 }
 
 impl<T> Sequencer<T> {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("sequencer_channels", self.channels.len()));
+    }
+
     /// Takes a publish; returns what may go out now, in order.
     pub fn offer(&mut self, channel: &str, sequence: Sequence, item: T, now: Instant) -> Vec<T> {
         if sequence.id.is_empty() && sequence.prev_id.is_empty() {

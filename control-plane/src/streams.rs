@@ -299,6 +299,15 @@ pub(crate) fn payload_bytes(event: &ChannelEvent) -> usize {
 }
 
 impl Streams {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("streams", self.streams.len()));
+        out.push(("history_publications", self.streams.values().map(|s| s.history.len()).sum()));
+        out.push(("idempotency_keys", self.streams.values().map(|s| s.keys.len()).sum()));
+        out.push(("stream_age_index", self.oldest.len()));
+        out.push(("stream_key_index", self.oldest_key.len()));
+    }
+
     pub fn new(limits: StreamLimits, new_epoch: impl Fn() -> String + Send + 'static, now: Instant) -> Self {
         Self {
             limits,

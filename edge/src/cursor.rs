@@ -138,6 +138,12 @@ pub struct Cursors {
 }
 
 impl Cursors {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("stream_cursors", self.channels.len()));
+        out.push(("gap_fetches", self.fetching.len()));
+    }
+
     /// A Deliver from the channel's owner.
     pub fn deliver(&mut self, deliver: Deliver, now: Instant) -> Steps {
         let mut steps = Steps::default();

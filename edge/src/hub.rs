@@ -92,6 +92,14 @@ pub struct Delivered {
 }
 
 impl Hub {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        let state = self.state.read();
+        out.push(("hub_connections", state.connections.len()));
+        out.push(("hub_channels", state.channels.len()));
+        out.push(("hub_subscriptions", state.channels.values().map(HashMap::len).sum()));
+    }
+
     pub fn new(max_subscriptions: usize) -> Self {
         Self { state: RwLock::new(State::default()), max_subscriptions, registered: Notify::new() }
     }

@@ -213,6 +213,15 @@ impl Edge {
     }
 
     /// The newest view term this edge has heard of.
+    /// What each of its structures holds now (`slip_entries`).
+    pub fn sizes(&self) -> slip_metrics::Sizes {
+        let mut out = Vec::new();
+        self.hub.sizes(&mut out);
+        self.state.lock().sizes(&mut out);
+        out.push(("edge_questions", self.questions.len()));
+        out
+    }
+
     pub fn view_term(&self) -> u64 {
         self.state.lock().view_term
     }

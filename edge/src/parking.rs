@@ -39,6 +39,12 @@ pub struct Parking {
 }
 
 impl Parking {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("parked_sessions", self.parked.len()));
+        out.push(("session_deadlines", self.deadlines.len()));
+    }
+
     /// Parks session `id` until `deadline`, replacing whatever was parked
     /// under its id. True if that deadline is now the earliest (the clock,
     /// sleeping until a later one, must look again).

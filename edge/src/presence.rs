@@ -28,6 +28,13 @@ pub struct LocalPresence {
 }
 
 impl LocalPresence {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        out.push(("local_presence_channels", self.channels.len()));
+        out.push(("local_presence_connections", self.by_connection.len()));
+        out.push(("presence_watchers", self.watching.len()));
+    }
+
     /// Connection `id` is in `channel`'s presence with `info`; false if it
     /// was already, with the same info.
     pub fn join(&mut self, id: &str, channel: &str, info: Arc<str>) -> bool {

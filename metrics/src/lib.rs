@@ -107,10 +107,24 @@ pub struct Metrics {
     pub parked_bytes: Gauge,
     /// The bound on them (`SLIP_MAX_PARKED_BYTES`): past it the oldest are ended.
     pub parked_bytes_limit: Gauge,
+    /// Entries in each structure that grows with connections, channels,
+    /// publications or questions ([`set_entries`]).
+    pub entries: ByRole,
 }
 
 /// A label set with one `role` label.
 pub type ByRole = Family<Vec<(&'static str, &'static str)>, Gauge>;
+
+/// What each structure of a node that grows with its connections, channels,
+/// publications or questions holds now, by name (`slip_entries{structure}`).
+pub type Sizes = Vec<(&'static str, usize)>;
+
+/// Sets `slip_entries` from `sizes` (read when `/metrics` is scraped).
+pub fn set_entries(sizes: &[(&'static str, usize)]) {
+    for (structure, n) in sizes {
+        metrics().entries.get_or_create(&vec![("structure", *structure)]).set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+}
 
 struct Exported {
     metrics: Metrics,
@@ -202,6 +216,7 @@ fn exported() -> &'static Exported {
             draining: Gauge::default(),
             parked_bytes: Gauge::default(),
             parked_bytes_limit: Gauge::default(),
+            entries: ByRole::default(),
         };
         let m = &metrics;
         registry.register("connections", "Open WebSocket connections", m.connections.clone());
@@ -288,6 +303,11 @@ fn exported() -> &'static Exported {
         registry.register("control_links", "Control nodes this edge is linked to now", m.control_links.clone());
         registry.register("draining", "1 while this edge drains", m.draining.clone());
         registry.register("parked_bytes", "Bytes parked slip.v1 sessions hold, about", m.parked_bytes.clone());
+        registry.register(
+            "entries",
+            "Entries in each structure that grows with connections, channels, publications or questions, by structure",
+            m.entries.clone(),
+        );
         registry.register(
             "parked_bytes_limit",
             "The bound on parked sessions' bytes (SLIP_MAX_PARKED_BYTES)",

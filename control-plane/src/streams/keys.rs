@@ -31,7 +31,6 @@ impl Keys {
         self.offsets.get(key).copied()
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.offsets.len()
     }

@@ -39,6 +39,13 @@ pub(crate) struct EdgeState {
 }
 
 impl EdgeState {
+    /// Its entries by structure (`slip_entries`).
+    pub fn sizes(&self, out: &mut slip_metrics::Sizes) {
+        self.cursors.sizes(out);
+        self.parking.sizes(out);
+        self.presence.sizes(out);
+    }
+
     /// The earliest deadline: a gap fetch's or a parked session's.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.cursors.next_deadline().into_iter().chain(self.parking.next_deadline()).min()
