@@ -52,7 +52,9 @@ pub async fn start() -> anyhow::Result<Backend> {
 
 /// SLIP v4: OPEN → accept and subscribe to "bench" (on path `/presence`
 /// as a member of its presence, on `/watch` also getting its join and
-/// leave frames; on `/ch/NAME` to channel NAME instead, as a member);
+/// leave frames; on `/ch/NAME` to channel NAME instead, as a member; on
+/// `/chat` as the seed's chat: to "chat", publishing a join, with a
+/// welcome, and a leave at CLOSE; on `/plain` nothing but the welcome);
 /// TEXT → the same text back to its sender.
 async fn slip(body: Bytes) -> String {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else { return String::new() };
@@ -60,6 +62,17 @@ async fn slip(body: Bytes) -> String {
     let mut commands = Vec::new();
     for event in request["events"].as_array().into_iter().flatten() {
         match event["type"].as_str() {
+            Some("OPEN") if matches!(request["metadata"]["path"].as_str(), Some("/chat" | "/plain")) => {
+                commands.push(json!({"type": "ACCEPT", "connectionId": id}));
+                if request["metadata"]["path"] == "/chat" {
+                    commands.push(json!({"type": "SUBSCRIBE", "connectionId": id, "channel": "chat"}));
+                    commands.push(json!({"type": "PUBLISH_TEXT", "channelId": "chat", "data": "joined"}));
+                }
+                commands.push(json!({"type": "TEXT", "connectionId": id, "data": "welcome"}));
+            }
+            Some("CLOSE") if request["metadata"]["path"] == "/chat" => {
+                commands.push(json!({"type": "PUBLISH_TEXT", "channelId": "chat", "data": "left"}));
+            }
             Some("OPEN") => {
                 commands.push(json!({"type": "ACCEPT", "connectionId": id}));
                 let path = request["metadata"]["path"].as_str().unwrap_or_default();

@@ -19,7 +19,7 @@ pub struct Gateway {
     pub ws: Vec<String>,
     /// Each control node's API (a cluster's, in order; `slip dev`'s one).
     pub controls: Vec<String>,
-    /// A cluster's `/metrics` URLs, control nodes first (none for `slip dev`).
+    /// Each process's `/metrics` URL, a cluster's control nodes first.
     pub metrics: Vec<String>,
     /// What was started: `None` for `slip dev`.
     pub shape: Option<Shape>,
@@ -83,14 +83,13 @@ impl Gateway {
     /// One `slip dev` process.
     pub async fn dev(slip: &str, backend: Backend) -> anyhow::Result<Self> {
         let args = ["dev", "--listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0", "--target-url", &backend.url];
-        let (child, found) =
-            spawn(slip, &[&args[..], &["--jwt-secret", &backend.secret]].concat(), &["WebSocket:", "Control API:"])
-                .await?;
+        let args = [&args[..], &["--jwt-secret", &backend.secret, "--metrics-listen", "127.0.0.1:0"]].concat();
+        let (child, found) = spawn(slip, &args, &["WebSocket:", "Control API:", "Metrics:"]).await?;
         Ok(Self {
             children: vec![child],
             ws: vec![found[0].clone()],
             controls: vec![found[1].clone()],
-            metrics: Vec::new(),
+            metrics: vec![found[2].clone()],
             shape: None,
             secret: backend.secret.clone(),
             _ca: None,
@@ -199,6 +198,23 @@ impl Gateway {
             _ca: Some(ca),
             _backend: backend,
         })
+    }
+
+    /// Each process: its name (`dev`, `control-0`, `edge-0`, …), pid and `/metrics` URL.
+    pub fn processes(&self) -> Vec<(String, u32, String)> {
+        let names: Vec<String> = match &self.shape {
+            None => vec!["dev".into()],
+            Some(shape) => (0..shape.controls.max(1))
+                .map(|i| format!("control-{i}"))
+                .chain((0..shape.edges.max(1)).map(|i| format!("edge-{i}")))
+                .collect(),
+        };
+        names
+            .into_iter()
+            .zip(&self.children)
+            .zip(&self.metrics)
+            .filter_map(|((name, child), metrics)| Some((name, child.id()?, metrics.clone())))
+            .collect()
     }
 
     /// Resident set size of the gateway's processes, in KiB.

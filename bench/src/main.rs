@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::scenario::{admin_page, failover, fanout, idle, inbound, sessions, storm};
+use crate::scenario::{admin_page, failover, fanout, idle, inbound, sessions, soak, storm};
 use crate::target::Target;
 
 #[derive(Parser)]
@@ -162,6 +162,21 @@ enum Scenario {
         #[arg(long, default_value_t = 0)]
         hold: u64,
     },
+    /// Connect/close churn: each process's RSS and `slip_entries` every
+    /// `--every` cycles, and how RSS grew after the first `--every`.
+    Soak {
+        #[arg(long, default_value_t = 500_000)]
+        cycles: u64,
+        /// Clients churning at once.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[arg(long, default_value_t = 10_000)]
+        every: u64,
+        /// What the backend does: `/chat` (a join published at OPEN, a leave
+        /// at CLOSE, a welcome) or `/plain` (only the welcome).
+        #[arg(long, default_value = "/chat")]
+        path: String,
+    },
     /// Both gateways, one after the other, at each size: a markdown table with ratios.
     Compare {
         /// Connection counts for idle.
@@ -273,6 +288,11 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     match cli.scenario {
+        Scenario::Soak { cycles, clients, every, ref path } => {
+            println!("soak ({}): {cycles} connect/close cycles, {clients} at a time, on {path}", target.name());
+            let plan = soak::Plan { cycles, clients, every, path: path.clone() };
+            println!("{}", soak::run(&target, plan).await?);
+        }
         Scenario::Idle { connections } => {
             println!("idle ({}): {connections} connections", target.name());
             println!("{}", idle::run(&target, connections).await?);

@@ -109,6 +109,14 @@ impl Target {
         }
     }
 
+    /// The `slip` gateway (`slip dev` or a cluster), if the target is one.
+    pub fn slip(&self) -> Option<&Gateway> {
+        match self {
+            Target::Slip(g) => Some(g),
+            _ => None,
+        }
+    }
+
     /// The cluster's gateway, if the target is a cluster of `slip` processes.
     pub fn cluster(&self) -> Option<&Gateway> {
         match self {

@@ -7,4 +7,5 @@ pub mod fanout;
 pub mod idle;
 pub mod inbound;
 pub mod sessions;
+pub mod soak;
 pub mod storm;
