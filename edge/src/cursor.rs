@@ -207,6 +207,18 @@ impl Cursors {
         steps
     }
 
+    /// A Deliver for a channel nobody here subscribes to now: it was on its
+    /// way when the last subscriber left. It goes on (its `ack` is answered;
+    /// it reaches nobody) but starts no cursor: one started then would take
+    /// the owner's next publication, once interest comes back, for a gap,
+    /// fetch it, and report what was published meanwhile as lost.
+    pub fn deliver_unread(&mut self, deliver: Deliver, now: Instant) -> Steps {
+        if self.channels.contains_key(&deliver.channel) {
+            return self.deliver(deliver, now);
+        }
+        Steps { deliver: vec![deliver], ..Steps::default() }
+    }
+
     /// The owner's answer to fetch `id` (`None`: it could not be asked, or
     /// gave no answer in time). What it holds of the gap goes out, then what
     /// waited behind it. What its history no longer holds is lost; what the

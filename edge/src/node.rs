@@ -494,8 +494,13 @@ impl Edge {
     /// A Deliver from a channel's owner, in offset order: one past a gap
     /// waits while the gap is fetched from the owner's history.
     fn deliver(self: &Arc<Self>, deliver: Deliver) {
+        let read = self.hub.subscribers(&deliver.channel) > 0;
         let mut state = self.state.lock();
-        let steps = state.cursors.deliver(deliver, Instant::now());
+        let steps = if read {
+            state.cursors.deliver(deliver, Instant::now())
+        } else {
+            state.cursors.deliver_unread(deliver, Instant::now())
+        };
         // Fanned out under the lock: whatever comes next goes out after.
         self.carry_out(&mut state.cursors, steps);
     }

@@ -326,3 +326,16 @@ fn a_cursor_started_at_a_sessions_place_fetches_what_came_before_the_owner_knew_
     assert_eq!((query.since_offset, query.limit), (3, 1));
     assert_eq!(offsets(&c.answered(id, Some(answer(&[4], 4)), now)), [4]);
 }
+
+#[test]
+fn a_deliver_after_the_last_subscriber_left_starts_no_cursor() {
+    let (mut c, now) = (Cursors::default(), Instant::now());
+    assert_eq!(offsets(&c.deliver(d(7), now)), [7]);
+    // The last subscriber leaves; 8 was on its way and reaches nobody.
+    c.forget("room");
+    assert_eq!(offsets(&c.deliver_unread(d(8), now)), [8], "it goes on, for its ack");
+    assert_eq!(c.position("room"), None, "no cursor from it");
+    // Interest comes back: the owner's next is 20, which is where it starts.
+    let steps = c.deliver(d(20), now);
+    assert_eq!((offsets(&steps), steps.fetch.len(), steps.lost), (vec![20], 0, 0), "not a gap from 8");
+}
