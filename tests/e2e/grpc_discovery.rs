@@ -98,60 +98,46 @@ async fn a_control_node_is_not_serving_until_it_is_a_member_of_the_view() {
     // Three control nodes configured, two expected to form the first view,
     // one started: it cannot form it alone.
     let peers = [link, others[0], others[1]].map(|p| format!("127.0.0.1:{p}")).join(",");
-    let (api_addr, link_addr) = (format!("127.0.0.1:{api}"), format!("127.0.0.1:{link}"));
     let (cert, key) = (ca.cert(), ca.key());
-    let args = [
-        "control",
-        "--node-id",
-        "control-0",
-        "--control-listen",
-        &api_addr,
-        "--link-listen",
-        &link_addr,
-        "--peers",
-        &peers,
-        "--cluster-ca",
-        &cert,
-        "--cluster-ca-key",
-        &key,
-        "--jwt-secret",
-        SECRET,
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--bootstrap-expect",
-        "2",
-    ];
-    let (_node, _) = spawn_slip(&args, &["Control API:"]).await;
-    let url = format!("http://{api_addr}");
+    // Control node `id` on these ports, expecting two nodes to form the view.
+    let start = |id: &'static str, api: u16, link: u16| {
+        let (api, link) = (format!("127.0.0.1:{api}"), format!("127.0.0.1:{link}"));
+        let args: Vec<String> = [
+            "control",
+            "--node-id",
+            id,
+            "--control-listen",
+            &api,
+            "--link-listen",
+            &link,
+            "--peers",
+            &peers,
+            "--cluster-ca",
+            &cert,
+            "--cluster-ca-key",
+            &key,
+            "--jwt-secret",
+            SECRET,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--bootstrap-expect",
+            "2",
+        ]
+        .map(str::to_owned)
+        .into();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            (spawn_slip(&args, &["Control API:"]).await.0, format!("http://{api}"))
+        }
+    };
+    let (_node, url) = start("control-0", api, link).await;
     health_becomes(&url, ServingStatus::NotServing).await;
     // And it stays so: no view forms with fewer than the nodes expected.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(health(&url).await.unwrap(), ServingStatus::NotServing);
 
     // A second node is the one expected: both form the view and serve.
-    let (api_1, link_1) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", others[0]));
-    let args = [
-        "control",
-        "--node-id",
-        "control-1",
-        "--control-listen",
-        &api_1,
-        "--link-listen",
-        &link_1,
-        "--peers",
-        &peers,
-        "--cluster-ca",
-        &cert,
-        "--cluster-ca-key",
-        &key,
-        "--jwt-secret",
-        SECRET,
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--bootstrap-expect",
-        "2",
-    ];
-    let (_second, _) = spawn_slip(&args, &["Control API:"]).await;
+    let (_second, url_1) = start("control-1", free_port(), others[0]).await;
     health_becomes(&url, ServingStatus::Serving).await;
-    health_becomes(&format!("http://{api_1}"), ServingStatus::Serving).await;
+    health_becomes(&url_1, ServingStatus::Serving).await;
 }
