@@ -176,6 +176,9 @@ enum Scenario {
         /// at CLOSE, a welcome) or `/plain` (only the welcome).
         #[arg(long, default_value = "/chat")]
         path: String,
+        /// Each cycle a `slip.v1` session: opened, parked, resumed, closed.
+        #[arg(long)]
+        sessions: bool,
     },
     /// Both gateways, one after the other, at each size: a markdown table with ratios.
     Compare {
@@ -288,9 +291,10 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     match cli.scenario {
-        Scenario::Soak { cycles, clients, every, ref path } => {
-            println!("soak ({}): {cycles} connect/close cycles, {clients} at a time, on {path}", target.name());
-            let plan = soak::Plan { cycles, clients, every, path: path.clone() };
+        Scenario::Soak { cycles, clients, every, ref path, sessions } => {
+            let what = if sessions { "session open/park/resume/close" } else { "connect/close" };
+            println!("soak ({}): {cycles} {what} cycles, {clients} at a time, on {path}", target.name());
+            let plan = soak::Plan { cycles, clients, every, path: path.clone(), sessions };
             println!("{}", soak::run(&target, plan).await?);
         }
         Scenario::Idle { connections } => {

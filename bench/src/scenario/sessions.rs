@@ -66,13 +66,15 @@ impl Publishing {
     }
 }
 
-async fn open(url: &str) -> anyhow::Result<Ws> {
+/// A `slip.v1` session through `url`.
+pub(crate) async fn open(url: &str) -> anyhow::Result<Ws> {
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("sec-websocket-protocol", "slip.v1".parse()?);
     Ok(tokio_tungstenite::connect_async(request).await?.0)
 }
 
-async fn next_json(ws: &mut Ws) -> anyhow::Result<serde_json::Value> {
+/// The session's next JSON frame (30 s at most).
+pub(crate) async fn next_json(ws: &mut Ws) -> anyhow::Result<serde_json::Value> {
     loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.context("no frame in 30 s")? {
             Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),

@@ -5,7 +5,9 @@
 //! a close frame, `cycles` times in all. Every `every` cycles: each
 //! process's RSS and its `slip_entries`. What counts: that RSS after many
 //! cycles stands where it stood after the first `every`, and that no
-//! structure keeps growing.
+//! structure keeps growing. With `sessions`, each cycle is a `slip.v1`
+//! session's whole life: opened, dropped without a close (parked), resumed
+//! with its token, then closed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::rss_of;
+use crate::scenario::sessions;
 use crate::target::{Target, at_path};
 
 /// Longest wait for a handshake, the welcome, or the close's answer.
@@ -33,6 +36,7 @@ pub struct Plan {
     pub clients: usize,
     pub every: u64,
     pub path: String,
+    pub sessions: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +50,7 @@ pub struct Sample {
 #[derive(Debug, Serialize)]
 pub struct Soak {
     pub path: String,
+    pub sessions: bool,
     pub clients: usize,
     pub failed: u64,
     pub samples: Vec<Sample>,
@@ -63,9 +68,11 @@ pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Soak> {
     for c in 0..plan.clients {
         let url = urls[c % urls.len()].clone();
         let (claimed, done, failed, cycles) = (claimed.clone(), done.clone(), failed.clone(), plan.cycles);
+        let sessions = plan.sessions;
         workers.push(tokio::spawn(async move {
             while claimed.fetch_add(1, Ordering::Relaxed) < cycles {
-                if cycle(&url).await.is_err() {
+                let result = if sessions { session_cycle(&url).await } else { cycle(&url).await };
+                if result.is_err() {
                     failed.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -88,7 +95,13 @@ pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Soak> {
     }
     tokio::time::sleep(SETTLE).await;
     samples.push(sample(&processes, done.load(Ordering::Relaxed), started).await);
-    Ok(Soak { path: plan.path, clients: plan.clients, failed: failed.load(Ordering::Relaxed), samples })
+    Ok(Soak {
+        path: plan.path,
+        sessions: plan.sessions,
+        clients: plan.clients,
+        failed: failed.load(Ordering::Relaxed),
+        samples,
+    })
 }
 
 /// One connect, welcome, close.
@@ -105,6 +118,23 @@ async fn cycle(url: &str) -> anyhow::Result<()> {
     welcome.await??;
     ws.send(Message::Close(None)).await?;
     // The gateway's close answers ours; then the socket ends.
+    let _ = tokio::time::timeout(STEP_TIMEOUT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    Ok(())
+}
+
+/// A session opened, parked (dropped with no close), resumed, then closed.
+async fn session_cycle(url: &str) -> anyhow::Result<()> {
+    let mut ws = tokio::time::timeout(STEP_TIMEOUT, sessions::open(url)).await??;
+    let first = sessions::next_json(&mut ws).await?;
+    let token = first["session"].as_str().context("no session token")?.to_owned();
+    drop(ws);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let mut ws =
+        tokio::time::timeout(STEP_TIMEOUT, sessions::open(&format!("{url}{separator}slip_resume={token}"))).await??;
+    ws.send(Message::text(r#"{"type":"resume"}"#)).await?;
+    let session = sessions::next_json(&mut ws).await?;
+    anyhow::ensure!(session["resumed"] == true, "not resumed: {session}");
+    ws.send(Message::Close(None)).await?;
     let _ = tokio::time::timeout(STEP_TIMEOUT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
     Ok(())
 }
