@@ -35,6 +35,12 @@ fn every_scenario_runs_against_slip() {
     assert!(inbound.contains("25 round trips"), "{inbound}");
     let floor = bench(&["--floor", "fanout", "--subscribers", "5", "--messages", "10"]);
     assert!(floor.contains("delivered 50 of 50"), "{floor}");
+    for soak in [
+        bench(&["soak", "--cycles", "300", "--every", "100", "--clients", "10"]),
+        bench(&["soak", "--sessions", "--cycles", "100", "--every", "50", "--clients", "5"]),
+    ] {
+        assert!(soak.contains("0 cycles failed") && soak.contains("| dev |"), "{soak}");
+    }
 }
 
 #[test]
