@@ -207,7 +207,7 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     println!("  Control nodes: {}", node.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "));
     let stop = CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
-    let sizes: crate::metrics_listener::Sizes = {
+    let sizes: crate::metrics_listener::ReadSizes = {
         let edge = edge.clone();
         Arc::new(move || edge.sizes())
     };
@@ -293,7 +293,7 @@ pub async fn control(args: ControlArgs) -> anyhow::Result<()> {
         let (plane, shutdown) = (plane.clone(), shutdown.clone());
         Arc::new(move || if shutdown.is_cancelled() { Err("shutting down".into()) } else { plane.readiness() })
     };
-    let sizes: crate::metrics_listener::Sizes = {
+    let sizes: crate::metrics_listener::ReadSizes = {
         let plane = plane.clone();
         Arc::new(move || plane.sizes())
     };

@@ -86,7 +86,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("  JWT secret:  {secret}");
     if let Some(listen) = args.metrics_listen {
-        let sizes: crate::metrics_listener::Sizes = {
+        let sizes: crate::metrics_listener::ReadSizes = {
             let (edge, plane) = (edge.clone(), plane.clone());
             Arc::new(move || edge.sizes().into_iter().chain(plane.sizes()).collect())
         };

@@ -18,7 +18,7 @@ pub use slip_control_plane::health::Readiness;
 
 /// What the node's structures hold now, read at each scrape into
 /// `slip_entries{structure}`: an operator sees which one grows.
-pub type Sizes = std::sync::Arc<dyn Fn() -> slip_metrics::Sizes + Send + Sync>;
+pub type ReadSizes = std::sync::Arc<dyn Fn() -> slip_metrics::Sizes + Send + Sync>;
 
 /// Binds the listener and serves `/metrics` (and, given `ready`, `/healthz`
 /// and `/readyz`) in the background until `stop`; returns where.
@@ -26,7 +26,7 @@ pub async fn start(
     listen: SocketAddr,
     stop: CancellationToken,
     ready: Option<Readiness>,
-    sizes: Sizes,
+    sizes: ReadSizes,
 ) -> anyhow::Result<SocketAddr> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding SLIP_METRICS_LISTEN {listen}"))?;

@@ -47,11 +47,7 @@ pub async fn page() -> Response {
 }
 
 fn unavailable(e: ControlError) -> Response {
-    let status = match e {
-        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, axum::Json(json!({"error": e.to_string()}))).into_response()
+    (crate::http_api::status_of(&e), axum::Json(json!({"error": e.to_string()}))).into_response()
 }
 
 #[derive(Deserialize)]

@@ -38,16 +38,13 @@ pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub fn add_to(routes: tonic::service::Routes, ready: Readiness, stop: CancellationToken) -> tonic::service::Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     tokio::spawn(follow(reporter, ready, stop));
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(slip_proto::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the generated descriptor sets are valid");
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(slip_proto::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("the generated descriptor sets are valid");
+    let schema = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(slip_proto::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = schema().build_v1().expect("the generated descriptor sets are valid");
+    let v1alpha = schema().build_v1alpha().expect("the generated descriptor sets are valid");
     routes
         .add_service(health.max_decoding_message_size(MAX_PROBE_MESSAGE_BYTES))
         .add_service(v1.max_decoding_message_size(MAX_PROBE_MESSAGE_BYTES))

@@ -52,6 +52,15 @@ impl HttpApi {
     }
 }
 
+/// The HTTP status for a request the plane could not carry out: the
+/// request's fault (400) or the cluster's just now (503, worth retrying).
+pub fn status_of(e: &ControlError) -> StatusCode {
+    match e {
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// The answer to a request without a control token this node takes.
 pub fn invalid_token() -> Response {
     (StatusCode::FORBIDDEN, "Invalid token").into_response()
@@ -116,10 +125,7 @@ pub async fn handle(State(api): State<HttpApi>, headers: HeaderMap, body: Body) 
             Err(ControlError::NotFound(e)) => tracing::debug!(command = kind, error = %e, "control command skipped"),
             Err(e) => {
                 tracing::warn!(command = kind, index, error = %e, "control command failed");
-                let status = match e {
-                    ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-                    _ => StatusCode::SERVICE_UNAVAILABLE,
-                };
+                let status = status_of(&e);
                 let body = json!({"message": "command failed", "index": index, "type": kind, "error": e.to_string(),
                     "publishes": publishes});
                 return (status, axum::Json(body)).into_response();

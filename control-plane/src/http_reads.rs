@@ -47,8 +47,7 @@ pub async fn presence(
         return crate::http_api::invalid_token();
     }
     let Ok(Query(PresenceParams { channel, limit })) = params else {
-        let body = json!({"message": "invalid request", "error": "expected ?channel=NAME and an optional &limit=N"});
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        return bad_query("?channel=NAME and an optional &limit=N");
     };
     match api.plane.presence(&channel, limit).await {
         Ok((members, count)) => {
@@ -79,9 +78,7 @@ pub async fn history(
         return crate::http_api::invalid_token();
     }
     let Ok(Query(HistoryParams { channel, since_epoch, since_offset, limit })) = params else {
-        let body = json!({"message": "invalid request",
-            "error": "expected ?channel=NAME and optional &sinceEpoch=E&sinceOffset=N&limit=N"});
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        return bad_query("?channel=NAME and optional &sinceEpoch=E&sinceOffset=N&limit=N");
     };
     match api.plane.history(&channel, &since_epoch, since_offset, limit).await {
         Ok(history) => {
@@ -103,11 +100,13 @@ pub async fn history(
 }
 
 fn unavailable(message: &str, e: ControlError) -> Response {
-    let status = match e {
-        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, axum::Json(json!({"message": message, "error": e.to_string()}))).into_response()
+    (crate::http_api::status_of(&e), axum::Json(json!({"message": message, "error": e.to_string()}))).into_response()
+}
+
+/// The answer to a query string that is not what the read takes.
+fn bad_query(expected: &str) -> Response {
+    let body = json!({"message": "invalid request", "error": format!("expected {expected}")});
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 /// Members as the JSON API gives them: `{"connectionId", "info"}`, the info as JSON.

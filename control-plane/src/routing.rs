@@ -212,6 +212,11 @@ impl Routing {
         self.ownership.term()
     }
 
+    /// Whether this node owns `channel` under the view applied.
+    pub fn owns(&self, channel: &str) -> bool {
+        self.ownership.owns(channel)
+    }
+
     /// The channel's owner, when it is another node.
     pub fn owner_elsewhere(&self, channel: &str) -> Option<&NodeId> {
         self.ownership.owner_elsewhere(channel)
@@ -548,7 +553,7 @@ impl Routing {
             top_offset,
             history: self.streams.held(channel),
             presence: self.presence.count(channel),
-            replicas: self.ownership.ring().successors(channel, self.replicas).into_iter().cloned().collect(),
+            replicas: self.replica_set(channel),
         }
     }
 }

@@ -275,6 +275,14 @@ pub struct Streams {
     term: Arc<str>,
 }
 
+/// `channel`'s stream and its name as the map holds it (the indexes keep
+/// that `Arc`, not a new one).
+fn named_mut<'a>(streams: &'a mut HashMap<Arc<str>, Stream>, channel: &str) -> Option<(Arc<str>, &'a mut Stream)> {
+    let (name, _) = streams.get_key_value(channel)?;
+    let name = name.clone();
+    streams.get_mut(channel).map(|stream| (name, stream))
+}
+
 /// When the oldest publication `stream` holds was published.
 fn front_at(stream: &Stream) -> Option<Instant> {
     stream.history.front().map(|e| e.at)
@@ -437,9 +445,7 @@ impl Streams {
     /// Drops what the stream holds from `offset` on: publications, keys and
     /// terms; its top goes back to just before it.
     fn truncate(&mut self, channel: &str, offset: u64) {
-        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
-        let name = name.clone();
-        let stream = self.streams.get_mut(channel).expect("just found");
+        let Some((name, stream)) = named_mut(&mut self.streams, channel) else { return };
         let oldest_before = front_at(stream);
         while let Some(last) = stream.history.back()
             && last.offset >= offset
@@ -473,19 +479,14 @@ impl Streams {
         };
         let name: Arc<str> = Arc::from(channel);
         if let Some(old) = self.streams.insert(name.clone(), stream) {
-            self.bytes -= old.history.iter().map(|e| e.bytes).sum::<usize>();
-            self.key_bytes -= old.keys.bytes();
-            self.oldest.moved(&name, front_at(&old), None);
-            self.oldest_key.moved(&name, old.keys.oldest(), None);
+            self.forgotten(&name, &old);
         }
     }
 
     /// Keeps publication `offset` as the stream's newest, with its key.
     fn record(&mut self, channel: &str, offset: u64, event: &ChannelEvent, key: &str, term: &Arc<str>, now: Instant) {
         let limits = &self.limits;
-        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
-        let name = name.clone();
-        let stream = self.streams.get_mut(channel).expect("just found");
+        let Some((name, stream)) = named_mut(&mut self.streams, channel) else { return };
         stream.top = offset;
         stream.touched = now;
         if !term.is_empty() && stream.terms.back().is_none_or(|(_, last)| last != term) {
@@ -582,24 +583,18 @@ impl Streams {
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             let meta_ttl = self.limits.meta_ttl;
-            let (oldest_key, key_bytes) = (&mut self.oldest_key, &mut self.key_bytes);
             // Only streams with no history go; their keys, if any, with them.
-            self.streams.retain(|name, s| {
-                let kept = !s.history.is_empty() || now < s.touched + meta_ttl;
-                if !kept {
-                    *key_bytes -= s.keys.bytes();
-                    oldest_key.moved(name, s.keys.oldest(), None);
-                }
-                kept
-            });
+            let idle: Vec<_> =
+                self.streams.extract_if(|_, s| s.history.is_empty() && now >= s.touched + meta_ttl).collect();
+            for (name, stream) in idle {
+                self.forgotten(&name, &stream);
+            }
         }
     }
 
     /// Forgets a stream's keys past their window.
     fn expire_keys_of(&mut self, channel: &str, now: Instant) {
-        let Some((name, _)) = self.streams.get_key_value(channel) else { return };
-        let name = name.clone();
-        let stream = self.streams.get_mut(channel).expect("just found");
+        let Some((name, stream)) = named_mut(&mut self.streams, channel) else { return };
         let (before, key_before) = (stream.keys.bytes(), stream.keys.oldest());
         stream.keys.expire(self.limits.idempotency_ttl, now);
         self.key_bytes -= before - stream.keys.bytes();
@@ -736,9 +731,9 @@ impl Streams {
             None => self.start(channel, &page.epoch, now),
         }
         let (limits, ttl) = (&self.limits, self.limits.history_ttl);
-        let Some((name, _)) = self.streams.get_key_value(channel) else { return Imported::Taken { dropped_from } };
-        let name = name.clone();
-        let stream = self.streams.get_mut(channel).expect("just found");
+        let Some((name, stream)) = named_mut(&mut self.streams, channel) else {
+            return Imported::Taken { dropped_from };
+        };
         if page.top > stream.top {
             // Theirs goes further and agrees with ours: its terms are ours, extended.
             stream.terms = page.terms.into_iter().collect();
@@ -792,22 +787,11 @@ impl Streams {
 
     /// Forgets the streams `keep` does not pick: copies this node no longer holds.
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) -> usize {
-        let before = self.streams.len();
-        let (mut freed, mut keys_freed) = (0, 0);
-        let (oldest, oldest_key) = (&mut self.oldest, &mut self.oldest_key);
-        self.streams.retain(|name, stream| {
-            let kept = keep(name);
-            if !kept {
-                freed += stream.history.iter().map(|e| e.bytes).sum::<usize>();
-                keys_freed += stream.keys.bytes();
-                oldest.moved(name, front_at(stream), None);
-                oldest_key.moved(name, stream.keys.oldest(), None);
-            }
-            kept
-        });
-        self.bytes -= freed;
-        self.key_bytes -= keys_freed;
-        before - self.streams.len()
+        let gone: Vec<_> = self.streams.extract_if(|name, _| !keep(name)).collect();
+        for (name, stream) in &gone {
+            self.forgotten(name, stream);
+        }
+        gone.len()
     }
 
     /// Makes room for a new stream: the one idle longest goes.
@@ -816,11 +800,16 @@ impl Streams {
         if let Some(name) = idlest
             && let Some(stream) = self.streams.remove(&name)
         {
-            self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
-            self.key_bytes -= stream.keys.bytes();
-            self.oldest.moved(&name, front_at(&stream), None);
-            self.oldest_key.moved(&name, stream.keys.oldest(), None);
+            self.forgotten(&name, &stream);
         }
+    }
+
+    /// What a stream no longer here held leaves the node's counts and indexes.
+    fn forgotten(&mut self, name: &Arc<str>, stream: &Stream) {
+        self.bytes -= stream.history.iter().map(|e| e.bytes).sum::<usize>();
+        self.key_bytes -= stream.keys.bytes();
+        self.oldest.moved(name, front_at(stream), None);
+        self.oldest_key.moved(name, stream.keys.oldest(), None);
     }
 }
 

@@ -213,7 +213,7 @@ impl Cursors {
     /// the owner's next publication, once interest comes back, for a gap,
     /// fetch it, and report what was published meanwhile as lost.
     pub fn deliver_unread(&mut self, deliver: Deliver, now: Instant) -> Steps {
-        if self.channels.contains_key(&deliver.channel) {
+        if self.follows(&deliver.channel) {
             return self.deliver(deliver, now);
         }
         Steps { deliver: vec![deliver], ..Steps::default() }
@@ -463,6 +463,11 @@ impl Cursors {
             fetch: None,
             behind: 0,
         });
+    }
+
+    /// Whether a cursor follows `channel`'s stream here.
+    pub fn follows(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
     }
 
     /// The epoch and last offset delivered here of `channel`, if known.

@@ -353,6 +353,11 @@ impl Hub {
         self.state.read().channels.get(channel).map_or(0, HashMap::len)
     }
 
+    /// Channels with local subscribers.
+    pub fn channel_count(&self) -> usize {
+        self.state.read().channels.len()
+    }
+
     /// Every connection here.
     pub fn connection_ids(&self) -> Vec<String> {
         self.state.read().connections.keys().map(|c| c.to_string()).collect()

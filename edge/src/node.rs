@@ -212,7 +212,6 @@ impl Edge {
         self.reannounce(&old, &new, None);
     }
 
-    /// The newest view term this edge has heard of.
     /// What each of its structures holds now (`slip_entries`).
     pub fn sizes(&self) -> slip_metrics::Sizes {
         let mut out = Vec::new();
@@ -222,6 +221,7 @@ impl Edge {
         out
     }
 
+    /// The newest view term this edge has heard of.
     pub fn view_term(&self) -> u64 {
         self.state.lock().view_term
     }
@@ -494,8 +494,10 @@ impl Edge {
     /// A Deliver from a channel's owner, in offset order: one past a gap
     /// waits while the gap is fetched from the owner's history.
     fn deliver(self: &Arc<Self>, deliver: Deliver) {
-        let read = self.hub.subscribers(&deliver.channel) > 0;
         let mut state = self.state.lock();
+        // The hub is asked only for a channel no cursor follows yet (its
+        // first Deliver here): the common case costs no extra lock.
+        let read = state.cursors.follows(&deliver.channel) || self.hub.subscribers(&deliver.channel) > 0;
         let steps = if read {
             state.cursors.deliver(deliver, Instant::now())
         } else {
@@ -653,7 +655,7 @@ impl Edge {
                 };
                 reply::Kind::Stats(EdgeStats {
                     connections: self.hub.connections() as u64,
-                    channels: self.hub.channels().len() as u64,
+                    channels: self.hub.channel_count() as u64,
                     deliveries: metrics.deliveries.get(),
                     stream_gaps: metrics.stream_gaps.get(),
                     callback_errors: slip_metrics::callback_errors_total(),

@@ -109,11 +109,13 @@ pub struct Metrics {
     pub parked_bytes_limit: Gauge,
     /// Entries in each structure that grows with connections, channels,
     /// publications or questions ([`set_entries`]).
-    pub entries: ByRole,
+    pub entries: ByStructure,
 }
 
 /// A label set with one `role` label.
 pub type ByRole = Family<Vec<(&'static str, &'static str)>, Gauge>;
+/// A label set with one `structure` label.
+pub type ByStructure = Family<Vec<(&'static str, &'static str)>, Gauge>;
 
 /// What each structure of a node that grows with its connections, channels,
 /// publications or questions holds now, by name (`slip_entries{structure}`).
@@ -216,7 +218,7 @@ fn exported() -> &'static Exported {
             draining: Gauge::default(),
             parked_bytes: Gauge::default(),
             parked_bytes_limit: Gauge::default(),
-            entries: ByRole::default(),
+            entries: ByStructure::default(),
         };
         let m = &metrics;
         registry.register("connections", "Open WebSocket connections", m.connections.clone());

@@ -283,7 +283,7 @@ impl ControlPlane {
         let channels = channels
             .into_iter()
             .take(MAX_STREAMS_ASKED)
-            .filter(|c| routing.owner_elsewhere(c).is_none() && routing.ring().owner(c) == Some(&self.node_id))
+            .filter(|c| routing.owns(c))
             .map(|channel| {
                 let view = routing.channel(&channel);
                 ChannelState {
