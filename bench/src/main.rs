@@ -261,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
                     _ = term.recv() => anyhow::bail!("terminated"),
                 };
                 faults::report(&outcome);
-                if !outcome.verdict.holds() {
+                if !outcome.holds() {
                     broken += 1;
                 }
             }

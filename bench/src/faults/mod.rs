@@ -87,6 +87,14 @@ pub struct Outcome {
     pub logs: Option<String>,
 }
 
+impl Outcome {
+    /// Every invariant held: the streams' (nothing acknowledged lost,
+    /// doubled or reordered) and the gateway's (CLOSEs, presence, lifecycle).
+    pub fn holds(&self) -> bool {
+        self.verdict.holds() && self.gateway.hold()
+    }
+}
+
 pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let root = std::process::Command::new("id").arg("-u").output().context("running id")?;
     if String::from_utf8_lossy(&root.stdout).trim() != "0" {
@@ -401,7 +409,7 @@ pub fn report(outcome: &Outcome) {
         g.lifecycle_flaps,
         g.lifecycle_repeats,
     );
-    if v.holds() && g.hold() {
+    if outcome.holds() {
         println!("invariants held");
     } else {
         println!("INVARIANTS BROKEN");
